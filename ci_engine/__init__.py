@@ -1,0 +1,64 @@
+"""ci_engine: run Tencent Cloud Infinite (CI) image-processing strings locally.
+
+The verbs: :func:`parse` (string -> typed AST), :func:`parse_url` (find the processing
+string in a URL), :func:`render` (AST -> canonical string). Everything a caller can get
+wrong raises a :class:`CIError` with a CI error code and an HTTP status.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ci_engine.ast import Pipeline
+from ci_engine.errors import (
+    AccessDeniedError,
+    BackendError,
+    BackendUnavailableError,
+    CIError,
+    ImageResolutionExceedError,
+    ImageTooLargeError,
+    InternalError,
+    InvalidArgumentError,
+    InvalidImageFormatError,
+    InvalidPicOperationsError,
+    LimitExceededError,
+    NoSuchKeyError,
+    NoSuchStyleError,
+    ParseError,
+    TooManyStepsError,
+    UnsupportedForInputError,
+    UnsupportedOperationError,
+    ValueRangeError,
+)
+from ci_engine.parse import parse, parse_url
+from ci_engine.render import render
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AccessDeniedError",
+    "BackendError",
+    "BackendUnavailableError",
+    "CIError",
+    "ImageResolutionExceedError",
+    "ImageTooLargeError",
+    "InternalError",
+    "InvalidArgumentError",
+    "InvalidImageFormatError",
+    "InvalidPicOperationsError",
+    "LimitExceededError",
+    "NoSuchKeyError",
+    "NoSuchStyleError",
+    "ParseError",
+    "Pipeline",
+    "TooManyStepsError",
+    "UnsupportedForInputError",
+    "UnsupportedOperationError",
+    "ValueRangeError",
+    "__version__",
+    "parse",
+    "parse_url",
+    "render",
+]

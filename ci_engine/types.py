@@ -1,0 +1,284 @@
+"""Shared value objects and enumerations.
+
+Enumerations whose members are written in processing strings carry the CI token as their
+value (``Gravity.NORTH_WEST.value == "northwest"``); aliases (``jpeg`` for ``jpg``) are
+folded by ``from_token`` once, at the boundary.
+"""
+
+from __future__ import annotations
+
+import enum
+import unicodedata
+from dataclasses import dataclass
+
+from ci_engine._colors import CSS_COLORS
+from ci_engine.errors import Span, ValueRangeError
+
+__all__ = [
+    "Span",
+    "Gravity",
+    "OutputFormat",
+    "FlipAxis",
+    "SizeUnit",
+    "OffsetMode",
+    "ScaleType",
+    "BlogoMode",
+    "BlindType",
+    "Font",
+    "CiProcessName",
+    "Color",
+]
+
+
+class _TokenEnum(enum.Enum):
+    """An enum whose values are CI tokens; ``from_token`` is case-insensitive."""
+
+    @classmethod
+    def from_token(cls, token: str) -> _TokenEnum:
+        member = _lookup(cls).get(token.lower())
+        if member is None:
+            raise ValueError(token)
+        return member
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+_LOOKUPS: dict[type, dict[str, _TokenEnum]] = {}
+
+
+def _lookup(cls: type[_TokenEnum]) -> dict[str, _TokenEnum]:
+    table = _LOOKUPS.get(cls)
+    if table is None:
+        table = {str(m.value).lower(): m for m in cls}
+        table.update(_ALIASES.get(cls, {}))
+        _LOOKUPS[cls] = table
+    return table
+
+
+class Gravity(_TokenEnum):
+    """The 3x3 anchor grid of ``crop``/``cut`` and of watermarks."""
+
+    NORTH_WEST = "northwest"
+    NORTH = "north"
+    NORTH_EAST = "northeast"
+    WEST = "west"
+    CENTER = "center"
+    EAST = "east"
+    SOUTH_WEST = "southwest"
+    SOUTH = "south"
+    SOUTH_EAST = "southeast"
+
+    @property
+    def column(self) -> int:
+        """0 = left, 1 = centre, 2 = right."""
+        return _GRAVITY_CELLS[self][0]
+
+    @property
+    def row(self) -> int:
+        """0 = top, 1 = middle, 2 = bottom."""
+        return _GRAVITY_CELLS[self][1]
+
+
+_GRAVITY_CELLS = {
+    Gravity.NORTH_WEST: (0, 0),
+    Gravity.NORTH: (1, 0),
+    Gravity.NORTH_EAST: (2, 0),
+    Gravity.WEST: (0, 1),
+    Gravity.CENTER: (1, 1),
+    Gravity.EAST: (2, 1),
+    Gravity.SOUTH_WEST: (0, 2),
+    Gravity.SOUTH: (1, 2),
+    Gravity.SOUTH_EAST: (2, 2),
+}
+
+
+class OutputFormat(_TokenEnum):
+    """Output format names of ``imageMogr2/format`` and ``imageView2/format``.
+
+    ``jpeg`` and ``yjpeg`` are aliases of ``jpg``; ``heic`` of ``heif``
+    (``imagemogr2.md`` section 13).
+    """
+
+    JPG = "jpg"
+    PNG = "png"
+    BMP = "bmp"
+    GIF = "gif"
+    WEBP = "webp"
+    HEIF = "heif"
+    AVIF = "avif"
+    TPG = "tpg"
+    SVGC = "svgc"
+    APNG = "apng"
+    TIFF = "tiff"
+    PSD = "psd"
+    ASTC = "astc"
+
+
+_ALIASES: dict[type, dict[str, _TokenEnum]] = {
+    OutputFormat: {"jpeg": OutputFormat.JPG, "yjpeg": OutputFormat.JPG, "heic": OutputFormat.HEIF},
+}
+
+
+class FlipAxis(_TokenEnum):
+    """``flip/vertical`` mirrors top and bottom; ``flip/horizontal`` left and right."""
+
+    VERTICAL = "vertical"
+    HORIZONTAL = "horizontal"
+
+
+class SizeUnit(_TokenEnum):
+    """Unit of ``size-limit``: ``k`` = 1024 bytes, ``m`` = 1024 * 1024 bytes."""
+
+    K = "k"
+    M = "m"
+
+    @property
+    def bytes(self) -> int:
+        return 1024 if self is SizeUnit.K else 1024 * 1024
+
+
+class OffsetMode(_TokenEnum):
+    """Legacy ``crop/!WxHaXaY`` offsets: ``a`` moves the region, ``-`` shrinks it."""
+
+    MOVE = "a"
+    SHRINK = "-"
+
+
+class ScaleType(_TokenEnum):
+    """``scatype`` of watermarks: size relative to the base width, height or area."""
+
+    WIDTH = "1"
+    HEIGHT = "2"
+    AREA = "3"
+
+
+class BlogoMode(_TokenEnum):
+    """``blogo`` of image watermarks: fit an oversized logo by scaling or by cropping."""
+
+    SCALE = "1"
+    CROP = "2"
+
+
+class BlindType(_TokenEnum):
+    """``type`` of blind watermarks: semi-blind image, blind image, text."""
+
+    SEMI_BLIND = "1"
+    BLIND = "2"
+    TEXT = "3"
+
+
+class Font(_TokenEnum):
+    """The documented text-watermark fonts (``watermark.md`` section 4.2) and the default
+    ``tahoma.ttf``. Matching ignores case, spaces, hyphens and underscores."""
+
+    SIMFANG = "simfang.ttf"
+    SIMHEI = "simhei.ttf"
+    SIMKAI = "simkai.ttf"
+    SIMSUN = "simsun.ttc"
+    STHEITI_LIGHT = "STHeiti Light.ttc"
+    STHEITI_MEDIUM = "STHeiti Medium.ttc"
+    YOUYUAN = "YouYuan.ttf"
+    AHRONBD = "ahronbd.ttf"
+    ARIAL = "arial.ttf"
+    ARIBLK = "ariblk.ttf"
+    HELVETICA = "Helvetica.dfont"
+    HELVETICA_NEUE = "HelveticaNeue.dfont"
+    TAHOMA = "tahoma.ttf"
+
+    @classmethod
+    def from_name(cls, name: str) -> Font:
+        """Find the documented font for a file name as users write it."""
+        key = _font_key(name)
+        for member in cls:
+            if _font_key(member.value) == key:
+                return member
+        if key == _font_key("幼圆.TTF"):
+            return cls.YOUYUAN
+        raise ValueError(name)
+
+
+def _font_key(name: str) -> str:
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(ch for ch in folded if ch not in " -_")
+
+
+class CiProcessName(_TokenEnum):
+    """The ``ci-process=<Name>`` operations of ``extras.md``."""
+
+    QRCODE = "QRcode"
+    QRCODE_GENERATE = "qrcode-generate"
+    ASSESS_QUALITY = "AssessQuality"
+    DETECT_LABEL = "detect-label"
+    DETECT_FACE = "DetectFace"
+    OCR = "OCR"
+    IMAGE_SEARCH = "ImageSearch"
+    IMAGE_REPAIR = "ImageRepair"
+    AI_PIC_MATTING = "AIPicMatting"
+    AI_PORTRAIT_MATTING = "AIPortraitMatting"
+    GOODS_MATTING = "GoodsMatting"
+    AI_SUPER_RESOLUTION = "AISuperResolution"
+    AI_IMAGE_COLORING = "AIImageColoring"
+    AI_ENHANCE_IMAGE = "AIEnhanceImage"
+    AI_IMAGE_CROP = "AIImageCrop"
+    RECOGNIZE_LOGO = "RecognizeLogo"
+    IMAGE_AIGC_METADATA = "ImageAIGCMetadata"
+    IMAGE_INSPECT = "ImageInspect"
+    DETECT_CAR = "DetectCar"
+    DETECT_PET = "detect-pet"
+    AI_LICENSE_REC = "AILicenseRec"
+    ID_CARD_OCR = "IDCardOCR"
+    FACE_EFFECT = "face-effect"
+    AI_BODY_RECOGNITION = "AIBodyRecognition"
+    AI_GAME_REC = "AIGameRec"
+    AI_RECOGNITION = "ai-recognition"
+    AI_IMAGE_ANALYSIS = "AIImageAnalysis"
+
+
+@dataclass(frozen=True, slots=True)
+class Color:
+    """An opaque sRGB colour. ``Color.parse`` accepts ``#RRGGBB``, ``RRGGBB``, ``#RGB`` and
+    CSS colour names, case-insensitively (``watermark.md`` section 4.1)."""
+
+    red: int
+    green: int
+    blue: int
+
+    def __post_init__(self) -> None:
+        for name in ("red", "green", "blue"):
+            value = getattr(self, name)
+            if type(value) is not int or not 0 <= value <= 255:
+                raise ValueRangeError(
+                    f"color: {name} must be an integer between 0 and 255, got {value!r}",
+                    op="color",
+                    field=name,
+                    expected="0..255",
+                    actual=value,
+                )
+
+    @classmethod
+    def parse(cls, text: str) -> Color:
+        """Parse a colour as CI users write it; raises ``ValueError`` if it is none."""
+        value = text.strip().lower()
+        named = CSS_COLORS.get(value)
+        if named is not None:
+            value = named
+        digits = value[1:] if value.startswith("#") else value
+        if len(digits) == 3 and value.startswith("#"):
+            digits = "".join(ch * 2 for ch in digits)
+        if len(digits) != 6 or any(ch not in "0123456789abcdef" for ch in digits):
+            raise ValueError(text)
+        return cls(int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16))
+
+    @property
+    def hex(self) -> str:
+        """``#RRGGBB`` in upper case, the form ci_engine writes."""
+        return f"#{self.red:02X}{self.green:02X}{self.blue:02X}"
+
+    @property
+    def rgb(self) -> tuple[int, int, int]:
+        return (self.red, self.green, self.blue)
+
+
+WHITE = Color(255, 255, 255)
+"""Default ``pad`` colour (``imagemogr2.md`` section 2.1)."""

@@ -27,6 +27,8 @@ __all__ = [
     "Font",
     "CiProcessName",
     "Color",
+    "ImageFormat",
+    "ImageHeader",
 ]
 
 
@@ -282,3 +284,97 @@ class Color:
 
 WHITE = Color(255, 255, 255)
 """Default ``pad`` colour (``imagemogr2.md`` section 2.1)."""
+
+
+class ImageFormat(_TokenEnum):
+    """Container formats ci_engine reads and writes, named as CI's ``imageInfo`` names them
+    (``jpeg``, not ``jpg``). ``OutputFormat`` tokens map onto these with
+    ``ImageFormat.from_output``."""
+
+    JPEG = "jpeg"
+    PNG = "png"
+    GIF = "gif"
+    WEBP = "webp"
+    BMP = "bmp"
+    HEIF = "heif"
+    AVIF = "avif"
+    TIFF = "tiff"
+
+    @classmethod
+    def from_output(cls, fmt: OutputFormat) -> ImageFormat:
+        """The container an output token writes; raises ``KeyError`` for formats with no
+        container here (``tpg``, ``svgc``, ``psd``, ``astc``, ``apng``)."""
+        return _OUTPUT_CONTAINERS[fmt]
+
+    @property
+    def animated_capable(self) -> bool:
+        """Formats that can carry several frames (GIF, WebP; AVIF sequences are read as
+        their first frame)."""
+        return self in (ImageFormat.GIF, ImageFormat.WEBP)
+
+    @property
+    def alpha_capable(self) -> bool:
+        return self not in (ImageFormat.JPEG, ImageFormat.BMP)
+
+    @property
+    def lossy(self) -> bool:
+        """Formats whose encoder takes a quality (``imagemogr2.md`` section 16)."""
+        return self in (ImageFormat.JPEG, ImageFormat.WEBP, ImageFormat.HEIF, ImageFormat.AVIF)
+
+
+_OUTPUT_CONTAINERS: dict[OutputFormat, ImageFormat] = {
+    OutputFormat.JPG: ImageFormat.JPEG,
+    OutputFormat.PNG: ImageFormat.PNG,
+    OutputFormat.GIF: ImageFormat.GIF,
+    OutputFormat.WEBP: ImageFormat.WEBP,
+    OutputFormat.BMP: ImageFormat.BMP,
+    OutputFormat.HEIF: ImageFormat.HEIF,
+    OutputFormat.AVIF: ImageFormat.AVIF,
+    OutputFormat.TIFF: ImageFormat.TIFF,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageHeader:
+    """What the container's header says, read without decoding any pixel
+    (``ci_engine.io.probe``). Limits are checked on it before anything is decoded.
+
+    Attributes:
+        format: the container format, found by content sniffing.
+        width, height: the stored size of one frame, before EXIF orientation.
+        frames: number of frames (1 for still images).
+        orientation: EXIF orientation 1..8 (1 when absent).
+        has_alpha: the image carries an alpha channel (or a transparent palette entry).
+        bit_depth: bits per sample as stored (8, 16; palette PNG: the index depth).
+        color_space: ``"srgb"``, ``"gray"``, ``"cmyk"``, ``"ycck"`` or ``"other"``.
+        quality: estimated JPEG quality (IJG scale) from the quantisation tables, else None.
+        progressive: JPEG progressive / PNG Adam7 / GIF interlaced.
+        icc: the file carries an ICC profile.
+        exif: the file carries EXIF metadata.
+        dpi: (horizontal, vertical) dots per inch when the file states them.
+        loop: animation loop count (0 = forever) when stated.
+    """
+
+    format: ImageFormat
+    width: int
+    height: int
+    frames: int = 1
+    orientation: int = 1
+    has_alpha: bool = False
+    bit_depth: int = 8
+    color_space: str = "srgb"
+    quality: int | None = None
+    progressive: bool = False
+    icc: bool = False
+    exif: bool = False
+    dpi: tuple[float, float] | None = None
+    loop: int | None = None
+
+    @property
+    def animated(self) -> bool:
+        return self.frames > 1
+
+    @property
+    def oriented_size(self) -> tuple[int, int]:
+        """(width, height) after applying the EXIF orientation."""
+        return (self.height, self.width) if self.orientation >= 5 else (self.width, self.height)

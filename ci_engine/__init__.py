@@ -1,14 +1,17 @@
 """ci_engine: run Tencent Cloud Infinite (CI) image-processing strings locally.
 
-The verbs: :func:`parse` (string -> typed AST), :func:`parse_url` (find the processing
-string in a URL), :func:`render` (AST -> canonical string). Everything a caller can get
-wrong raises a :class:`CIError` with a CI error code and an HTTP status.
+The verbs: :func:`process` (image + processing string -> :class:`Result`), :func:`parse`
+(string -> typed AST), :func:`parse_url` (find the processing string in a URL),
+:func:`render` (AST -> canonical string), :func:`explain` (AST, plan and resolved plan).
+Everything a caller can get wrong raises a :class:`CIError` with a CI error code and an
+HTTP status. ``import ci_engine`` loads no imaging library; the backend loads on first use.
 """
 
 from __future__ import annotations
 
 import logging
 
+from ci_engine.api import Result, explain, process
 from ci_engine.ast import Pipeline
 from ci_engine.errors import (
     AccessDeniedError,
@@ -30,6 +33,7 @@ from ci_engine.errors import (
     UnsupportedOperationError,
     ValueRangeError,
 )
+from ci_engine.limits import Limits
 from ci_engine.parse import parse, parse_url
 from ci_engine.render import render
 
@@ -48,17 +52,21 @@ __all__ = [
     "InvalidArgumentError",
     "InvalidImageFormatError",
     "InvalidPicOperationsError",
+    "Limits",
     "LimitExceededError",
     "NoSuchKeyError",
     "NoSuchStyleError",
     "ParseError",
     "Pipeline",
+    "Result",
     "TooManyStepsError",
     "UnsupportedForInputError",
     "UnsupportedOperationError",
     "ValueRangeError",
     "__version__",
+    "explain",
     "parse",
     "parse_url",
+    "process",
     "render",
 ]

@@ -1,0 +1,204 @@
+"""The public entry points that touch pixels: :func:`process` and :func:`explain`.
+
+The flow (imgproxy's ``ProcessImage`` order):
+
+1. parse the rule (unless a :class:`~ci_engine.ast.Pipeline` is given);
+2. check the byte limit, probe the header in pure Python (:func:`ci_engine.io.probe`) and
+   check the input limits: nothing has been decoded yet;
+3. plan, then resolve the plan for this header (integer geometry, output limits);
+4. execute on the backend: one decode, the primitives, one encode.
+
+A failure that ``ignore-error/1`` masks (``limits-and-errors.md`` section 5.4) gives the
+original bytes back, with the error in :attr:`Result.masked`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ci_engine import ast as A
+from ci_engine.errors import CIError, InvalidArgumentError, UnsupportedOperationError
+from ci_engine.limits import Limits, check_header, check_input_bytes
+from ci_engine.parse import parse
+from ci_engine.plan import RULES, Plan, ResolvedPlan, Rule, plan, resolve
+from ci_engine.types import ImageHeader
+
+__all__ = ["Result", "process", "explain", "MIME_TYPES"]
+
+MIME_TYPES = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "gif": "image/gif",
+    "webp": "image/webp",
+    "bmp": "image/bmp",
+    "heif": "image/heic",
+    "avif": "image/avif",
+    "tiff": "image/tiff",
+    "json": "application/json",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome of :func:`process`.
+
+    Attributes:
+        data: the output bytes (an image, or JSON for information operations).
+        format: ``jpeg``, ``png``, ``gif``, ``webp``, ``bmp``, ``heif``, ``avif``, ``tiff``
+            or ``json``.
+        width, height, frames: the output geometry (0 for JSON).
+        quality: the encoder quality actually used (after ``quality``/``rquality``/
+            ``lquality``/``size-limit``), ``None`` for formats without one.
+        plan: the resolved plan that ran (``None`` when the original was returned).
+        masked: the error ``ignore-error/1`` masked, when the original was returned.
+    """
+
+    data: bytes
+    format: str
+    width: int
+    height: int
+    frames: int
+    quality: int | None
+    plan: ResolvedPlan | None = None
+    masked: CIError | None = None
+
+    @property
+    def mime_type(self) -> str:
+        return MIME_TYPES.get(self.format, "application/octet-stream")
+
+
+def _pipeline(rule: str | A.Pipeline, limits: Limits) -> A.Pipeline:
+    if isinstance(rule, A.Pipeline):
+        return rule
+    return parse(rule, max_steps=limits.max_steps)
+
+
+def process(
+    data: bytes,
+    rule: str | A.Pipeline,
+    *,
+    backend: str = "auto",
+    limits: Limits | None = None,
+    rules: Sequence[Rule] = RULES,
+) -> Result:
+    """Run a processing string on an image.
+
+    Args:
+        data: the image file (JPEG, PNG, GIF, WebP, BMP, HEIF/HEIC, AVIF or TIFF).
+        rule: the processing string, or an already parsed pipeline.
+        backend: ``"auto"`` (libvips when available), ``"vips"`` or ``"pillow"``.
+        limits: size limits (CI's documented ones by default).
+        rules: plan rewrite rules (``()`` runs the unoptimised plan).
+
+    Returns:
+        The :class:`Result`.
+
+    Raises:
+        CIError: any failure the caller can cause (bad rule, bad image, over a limit,
+            unsupported feature), unless ``ignore-error/1`` masks it.
+
+    Example:
+        >>> from pathlib import Path
+        >>> photo = Path("docs/samples/kleiber.jpg").read_bytes()
+        >>> result = process(photo, "imageMogr2/thumbnail/400x/format/webp")
+        >>> (result.format, result.width, result.height)
+        ('webp', 400, 225)
+    """
+    limits = limits or Limits()
+    pipeline: A.Pipeline | None = None
+    try:
+        pipeline = _pipeline(rule, limits)
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidArgumentError(f"data must be bytes, got {type(data).__name__}", op="process")
+        data = bytes(data)
+        from ci_engine.io import probe
+
+        check_input_bytes(len(data), limits)
+        header = probe(data)
+        check_header(header, limits)
+        symbolic = plan(pipeline, rules=rules, limits=limits)
+        return _run(symbolic, header, data, backend)
+    except CIError as exc:
+        if pipeline is not None and pipeline.ignore_error:
+            exc.ignore_error_requested = True
+        if exc.masked:
+            return _original(data, exc)
+        raise
+
+
+def _run(symbolic: Plan, header: ImageHeader, data: bytes, backend_name: str) -> Result:
+    from ci_engine.backends import get_backend
+    from ci_engine.execute import execute
+
+    resolved = resolve(symbolic, header)
+    backend = get_backend(backend_name)
+    _check_capabilities(resolved, backend)
+    if resolved.info is not None:
+        raise UnsupportedOperationError(
+            f"{resolved.info.keyword}: not implemented by ci_engine yet", span=resolved.info.span
+        )
+    out = execute(resolved, backend, data)
+    fmt = header.format.value if out.original else resolved.encode.format.value
+    return Result(out.data, fmt, out.width, out.height, out.frames, out.quality, resolved)
+
+
+def _check_capabilities(resolved: ResolvedPlan, backend: Any) -> None:
+    caps = backend.capabilities
+    if resolved.decode.format not in caps.loads:
+        raise UnsupportedOperationError(f"backend {backend.name}: cannot decode {resolved.decode.format.value}")
+    if resolved.encode.format not in caps.saves:
+        raise UnsupportedOperationError(f"backend {backend.name}: cannot encode {resolved.encode.format.value}")
+    for step in resolved.steps:
+        if step.method not in caps.methods:
+            raise UnsupportedOperationError(
+                f"backend {backend.name}: {step.origin or step.method} is not supported", span=step.span
+            )
+
+
+def _original(data: Any, exc: CIError) -> Result:
+    """The unprocessed input, returned because ``ignore-error/1`` masked ``exc``."""
+    from ci_engine.io import probe
+
+    raw = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else b""
+    try:
+        header: ImageHeader | None = probe(raw)
+    except CIError:
+        header = None
+    if header is None:
+        return Result(raw, "unknown", 0, 0, 0, None, masked=exc)
+    return Result(raw, header.format.value, header.width, header.height, header.frames, header.quality, masked=exc)
+
+
+def explain(
+    rule: str | A.Pipeline,
+    header: ImageHeader | bytes | None = None,
+    *,
+    limits: Limits | None = None,
+    rules: Sequence[Rule] = RULES,
+) -> str:
+    """Why an output is what it is: the AST, the symbolic plan, and for an image (its header
+    or its bytes) the resolved plan with integer geometry.
+
+    Example:
+        >>> print(explain("imageMogr2/thumbnail/400x").splitlines()[0])
+        string   imageMogr2/thumbnail/400x
+    """
+    from ci_engine.render import render
+
+    limits = limits or Limits()
+    pipeline = _pipeline(rule, limits)
+    symbolic = plan(pipeline, rules=rules, limits=limits)
+    lines = [f"string   {render(pipeline)}", f"ast      {pipeline!r}", symbolic.describe()]
+    if header is not None:
+        if not isinstance(header, ImageHeader):
+            from ci_engine.io import probe
+
+            header = probe(bytes(header))
+        lines.append(
+            f"image    {header.format.value} {header.width}x{header.height}"
+            + (f" x{header.frames} frames" if header.frames > 1 else "")
+        )
+        lines.append(resolve(symbolic, header).describe())
+    return "\n".join(lines)

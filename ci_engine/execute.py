@@ -1,0 +1,121 @@
+"""Run a resolved plan on a backend: one decode, the primitives in order, one encode.
+
+The only module that sees a plan and a backend together. It never computes geometry; it
+checks that the backend produced exactly the geometry the plan promised, wraps backend
+failures with the step they happened in, and runs the encoder-side searches that are the
+same for every backend (``size-limit``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ci_engine.backends.base import Backend
+from ci_engine.errors import BackendError, CIError, InternalError, InvalidImageFormatError
+from ci_engine.plan import ResolvedPlan
+from ci_engine.plan.steps import EncodeSpec
+
+__all__ = ["Encoded", "execute", "decode", "run_steps", "encode"]
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """What the executor produced."""
+
+    data: bytes
+    width: int
+    height: int
+    frames: int
+    quality: int | None
+    original: bool = False
+    """``True`` when ``size-limit/...!`` kept the original bytes (they were smaller)."""
+
+
+def decode(plan: ResolvedPlan, backend: Backend[Any], data: bytes) -> Any:
+    """Decode ``data`` as ``plan`` says and check the size against the header."""
+    image = backend.decode(data, plan.decode, plan.header)
+    width, height, _ = backend.size(image)
+    expected = plan.decoded_size
+    # Shrink-on-load rounds differently per decoder (libvips floors, libjpeg ceils); only
+    # an unshrunk decode must match the header exactly.
+    slack = 0 if plan.decode.shrink == 1 else 1
+    if abs(width - expected[0]) > slack or abs(height - expected[1]) > slack:
+        raise InvalidImageFormatError(
+            f"{plan.header.format.value}: the header says {expected[0]}x{expected[1]} "
+            f"but the image decodes to {width}x{height}",
+        )
+    return image
+
+
+def run_steps(plan: ResolvedPlan, backend: Backend[Any], image: Any) -> Any:
+    """Apply the plan's primitives in order."""
+    for index, step in enumerate(plan.steps):
+        try:
+            image = backend.apply(image, step)
+        except CIError as exc:
+            if exc.span is None and step.span is not None:
+                exc.span = step.span
+            raise
+        except Exception as exc:
+            raise BackendError(
+                f"{backend.name}: step {index} ({step.method}, from {step.origin or 'the plan'}) failed",
+                backend=backend.name,
+                step_index=index,
+                step=step,
+                detail=repr(exc),
+                span=step.span,
+            ) from exc
+    width, height, frames = backend.size(image)
+    if (width, height, frames) != (plan.width, plan.height, plan.frames):
+        raise InternalError(
+            f"{backend.name}: produced {width}x{height} x{frames} frames, "
+            f"the plan says {plan.width}x{plan.height} x{plan.frames}",
+        )
+    return image
+
+
+def encode(plan: ResolvedPlan, backend: Backend[Any], image: Any, original: bytes) -> Encoded:
+    """Encode once, or search the JPEG quality for ``size-limit``."""
+    spec = plan.encode
+    quality = spec.quality
+    if spec.size_limit is not None:
+        image = backend.materialize(image)
+    data = backend.encode(image, spec)
+    if spec.size_limit is not None and len(data) > spec.size_limit and quality is not None:
+        data, quality = _fit_size(backend, image, spec, quality, data)
+    if spec.keep_smaller and len(data) >= len(original):
+        return Encoded(original, plan.header.width, plan.header.height, plan.header.frames, plan.header.quality, True)
+    return Encoded(data, plan.width, plan.height, plan.frames, quality)
+
+
+def _fit_size(backend: Backend[Any], image: Any, spec: EncodeSpec, quality: int, first: bytes) -> tuple[bytes, int]:
+    """The highest quality in [1, quality) whose encoding fits ``spec.size_limit``; the
+    quality-1 result when none does (``imagemogr2.md`` section 22)."""
+    assert spec.size_limit is not None
+    low, high = 1, quality - 1
+    best: tuple[bytes, int] | None = None
+    lowest: tuple[bytes, int] | None = None
+    while low <= high:
+        mid = (low + high) // 2
+        data = backend.encode(image, spec, quality=mid)
+        if mid == 1:
+            lowest = (data, 1)
+        if len(data) <= spec.size_limit:
+            best = (data, mid)
+            low = mid + 1
+        else:
+            high = mid - 1
+    if best is not None:
+        return best
+    return lowest or (backend.encode(image, spec, quality=1), 1) if quality > 1 else (first, quality)
+
+
+def execute(plan: ResolvedPlan, backend: Backend[Any], data: bytes) -> Encoded:
+    """Decode, run and encode ``plan`` on ``backend``."""
+    tune = getattr(backend, "tune", None)
+    if tune is not None:
+        tune(plan.width * plan.height * plan.frames)
+    image = decode(plan, backend, data)
+    image = run_steps(plan, backend, image)
+    return encode(plan, backend, image, data)

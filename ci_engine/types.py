@@ -353,6 +353,9 @@ class ImageHeader:
         exif: the file carries EXIF metadata.
         dpi: (horizontal, vertical) dots per inch when the file states them.
         loop: animation loop count (0 = forever) when stated.
+        dynamic_range: ``imageInfo``'s ``dynamic_range`` as the container signals it
+            (``info.md`` section 1.1): ``"hdr"`` (PQ/HLG transfer), ``"gainmap hdr"``,
+            ``"sdr"`` (an explicit SDR transfer) or ``"unknow"`` (sic) when nothing says.
     """
 
     format: ImageFormat
@@ -369,6 +372,7 @@ class ImageHeader:
     exif: bool = False
     dpi: tuple[float, float] | None = None
     loop: int | None = None
+    dynamic_range: str = "unknow"
 
     @property
     def animated(self) -> bool:

@@ -190,7 +190,7 @@ def explain(
     limits = limits or Limits()
     pipeline = _pipeline(rule, limits)
     symbolic = plan(pipeline, rules=rules, limits=limits)
-    lines = [f"string   {render(pipeline)}", f"ast      {pipeline!r}", symbolic.describe()]
+    lines = [f"string   {render(pipeline)}", f"ast      {pipeline!r}", symbolic.describe(render)]
     if header is not None:
         if not isinstance(header, ImageHeader):
             from ci_engine.io import probe

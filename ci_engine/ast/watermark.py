@@ -58,7 +58,9 @@ class _Watermark(Step):
             _check.integer(op, "spacing", self.spacing, 0, 100)
         _check.optional(op, "scatype", self.scatype, ScaleType)
         if (self.scatype is None) != (self.spcent is None):
-            _check.fail(op, "scatype/spcent", "given together", "only one of them")
+            # A missing half of a pair is a malformed string, not a value out of range
+            # (watermark.md section 3.2): never masked.
+            _check.fail(op, "scatype/spcent", "given together", "only one of them", masked=False)
         if self.spcent is not None:
             top = 250 if self.scatype is ScaleType.AREA else 1000
             _check.integer(op, "spcent", self.spcent, 1, top)
@@ -162,7 +164,7 @@ class BlindWatermark(_Blind):
             if self.text is None:
                 _check.fail(op, "text", "given for type 3", None, masked=False)
             elif self.version is None and not (self.text.isascii() and self.text.isalnum()):
-                _check.fail(op, "text", "ASCII letters and digits (without version/3.0)", self.text)
+                _check.fail(op, "text", "ASCII letters and digits (without version/3.0)", self.text, masked=False)
         elif self.image is None:
             _check.fail(op, "image", f"given for type {self.type.value}", None, masked=False)
 

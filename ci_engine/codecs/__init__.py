@@ -10,8 +10,10 @@
 
 Frames travel as :class:`Frames`: ``pixels`` is ``(n, height, width, channels)`` uint8 with
 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA) channels, plus per-frame delays in
-milliseconds and the loop count. Decoders here never see untrusted sizes: the header has
-been probed and the limits checked before any of them runs.
+milliseconds and the loop count as libvips counts it: the number of times the animation
+*plays*, 0 meaning forever (a GIF's NETSCAPE value n means n + 1 plays). Decoders here
+never see untrusted sizes: the header has been probed and the limits checked before any of
+them runs.
 """
 
 from __future__ import annotations

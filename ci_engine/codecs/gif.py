@@ -49,7 +49,9 @@ def encode(frames: Frames, *, interlace: bool = False) -> bytes:
     out = io.BytesIO()
     options: dict[str, Any] = {"format": "GIF", "interlace": interlace, "optimize": False}
     if len(images) > 1:
-        options.update(save_all=True, append_images=images[1:], duration=delays, loop=frames.loop)
+        options.update(save_all=True, append_images=images[1:], duration=delays)
+        if frames.loop != 1:  # plays -> NETSCAPE repeats; one play needs no extension
+            options["loop"] = max(0, frames.loop - 1)
         options["disposal"] = 2 if transparent else 1
     if transparent:
         options["transparency"] = 255

@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 Rule = Callable[["ResolvedPlan"], "ResolvedPlan"]
 
+MAX_RULE_PASSES = 4
+"""Rules run until the plan is stable, at most this many times over."""
+
 RULES: tuple[Rule, ...] = (
     merge_resizes,
     crop_before_resize,
@@ -83,24 +86,24 @@ class Plan:
         """The operations that change pixels (everything but empty step encodings)."""
         return tuple(op for op in self.ops if not (isinstance(op, StepEncode) and op.empty))
 
-    def describe(self) -> str:
+    def describe(self, show: Callable[[Any], str] = repr) -> str:
+        """One line per operation; ``show`` formats AST operations (``explain`` passes
+        ``ci_engine.render``: the planner itself never imports the renderer)."""
         lines = [f"plan ({len(self.ops)} operations, rules: {', '.join(r.__name__ for r in self.rules) or 'none'})"]
         for op in self.ops:
-            lines.append(f"  {_describe_op(op)}")
+            lines.append(f"  {_describe_op(op, show)}")
         if self.info is not None:
             lines.append(f"  then {self.info.keyword}")
         return "\n".join(lines)
 
 
-def _describe_op(op: Any) -> str:
+def _describe_op(op: Any, show: Callable[[Any], str]) -> str:
     if isinstance(op, StepEncode):
         parts = [f"{k}={v}" for k, v in _nonempty(op).items()]
         return f"end of step {op.step}: " + (" ".join(parts) or "(nothing to encode)")
     if isinstance(op, ViewScale):
         return f"imageView2 mode={op.mode} w={op.width} h={op.height}"
-    from ci_engine.render import render
-
-    return render(op)
+    return show(op)
 
 
 def _nonempty(enc: StepEncode) -> dict[str, Any]:
@@ -203,7 +206,9 @@ def resolve(symbolic: Plan, header: ImageHeader) -> ResolvedPlan:
             fit this image (a crop outside it, ``iradius`` on GIF ...).
     """
     final = _final_format(symbolic, header)
-    frames = header.frames if final.animated_capable else 1
+    # Frames survive only from an animated container to an animated one (APNG and AVIF
+    # sequences are read as their first frame).
+    frames = header.frames if final.animated_capable and header.format.animated_capable else 1
     state = R.State(
         header=header,
         limits=symbolic.limits,
@@ -244,12 +249,19 @@ def resolve(symbolic: Plan, header: ImageHeader) -> ResolvedPlan:
         info=symbolic.info,
     )
     applied: list[str] = []
-    for rule in symbolic.rules:
-        rewritten = rule(resolved)
-        if rewritten != resolved:
-            applied.append(rule.__name__)
-            log.debug("rule %s rewrote the plan", rule.__name__)
-        resolved = rewritten
+    # Rules can enable each other (crop_before_resize may leave two adjacent resizes):
+    # run the list until the plan stops changing, so that planning is idempotent.
+    for _ in range(MAX_RULE_PASSES):
+        before = resolved
+        for rule in symbolic.rules:
+            rewritten = rule(resolved)
+            if rewritten != resolved:
+                if rule.__name__ not in applied:
+                    applied.append(rule.__name__)
+                log.debug("rule %s rewrote the plan", rule.__name__)
+            resolved = rewritten
+        if resolved == before:
+            break
     # A size-limit search encodes several times: the decoded image must be re-readable.
     sequential = _sequential(resolved.steps) and resolved.encode.size_limit is None
     return replace(resolved, decode=replace(resolved.decode, sequential=sequential), applied=tuple(applied))
@@ -286,3 +298,6 @@ def _sequential(steps: Sequence[Prim]) -> bool:
     from ci_engine.plan.steps import Flip
 
     return all(s.method in _STREAMABLE or (isinstance(s, Flip) and s.horizontal) for s in steps)
+
+
+from ci_engine.watermark import lowering as _watermark_lowering  # noqa: E402, F401  (registers watermark/1 and /2)

@@ -27,8 +27,11 @@ def fold_shrink_on_load(plan: ResolvedPlan) -> ResolvedPlan:
 
     Preconditions (sharp's list, adapted):
       - the input is JPEG or a still WebP and the decoder has not shrunk already;
-      - before the first resize there are only quarter turns, flips and at most one crop
-        (they commute with scaling; the crop box is scaled by the factor, rounded down);
+      - before the first resize there are only quarter turns and flips (they commute with
+        scaling), or a single crop as the very first step: its box is mapped to the shrunk
+        image with each edge rounded to the nearest pixel, a shift of at most half a
+        decoded pixel, i.e. at most half an output pixel since the factor keeps the region
+        at least as large as the resize target;
       - the factor is at least 2.
     """
     if plan.decode.format not in SHRINKABLE or plan.decode.shrink != 1:
@@ -42,7 +45,7 @@ def fold_shrink_on_load(plan: ResolvedPlan) -> ResolvedPlan:
         if isinstance(step, Resize):
             index = i
             break
-        if isinstance(step, Crop) and crop_at is None:
+        if isinstance(step, Crop) and i == 0:
             crop_at = i
             continue
         if not isinstance(step, (Rotate90, Flip)):
@@ -67,15 +70,12 @@ def fold_shrink_on_load(plan: ResolvedPlan) -> ResolvedPlan:
     if crop_at is not None:
         crop = steps[crop_at]
         assert isinstance(crop, Crop)
-        if sizes[crop_at] != plan.decoded_size:  # a rotation before the crop: keep it simple
-            return plan
-        steps[crop_at] = replace(
-            crop,
-            left=crop.left // factor,
-            top=crop.top // factor,
-            width=max(1, min(crop.width // factor, dec_w // factor - crop.left // factor)),
-            height=max(1, min(crop.height // factor, dec_h // factor - crop.top // factor)),
-        )
+        small_w, small_h = dec_w // factor, dec_h // factor
+        x0 = min(_nearest(crop.left, factor), small_w - 1)
+        y0 = min(_nearest(crop.top, factor), small_h - 1)
+        x1 = max(x0 + 1, min(_nearest(crop.left + crop.width, factor), small_w))
+        y1 = max(y0 + 1, min(_nearest(crop.top + crop.height, factor), small_h))
+        steps[crop_at] = replace(crop, left=x0, top=y0, width=x1 - x0, height=y1 - y0)
     shrunk: list[Prim] = steps
     return replace(
         plan,
@@ -83,3 +83,8 @@ def fold_shrink_on_load(plan: ResolvedPlan) -> ResolvedPlan:
         decoded_size=(dec_w // factor, dec_h // factor),
         steps=tuple(shrunk),
     )
+
+
+def _nearest(coordinate: int, factor: int) -> int:
+    """``coordinate / factor`` rounded half up."""
+    return (2 * coordinate + factor) // (2 * factor)

@@ -133,13 +133,19 @@ def _run(symbolic: Plan, header: ImageHeader, data: bytes, backend_name: str) ->
     from ci_engine.execute import execute
 
     resolved = resolve(symbolic, header)
+    if resolved.info is not None and not symbolic.pixel_ops:  # info.md: about the original bytes
+        from ci_engine.info import answer  # imageInfo/exif decode nothing; imageAve decodes once
+
+        return Result(answer(resolved.info, data, header, backend=backend_name), "json", 0, 0, 0, None, resolved)
     backend = get_backend(backend_name)
     _check_capabilities(resolved, backend)
-    if resolved.info is not None:
-        raise UnsupportedOperationError(
-            f"{resolved.info.keyword}: not implemented by ci_engine yet", span=resolved.info.span
-        )
     out = execute(resolved, backend, data)
+    if resolved.info is not None:  # about the pipeline's output: re-probe its bytes
+        from ci_engine.info import answer
+        from ci_engine.io import probe
+
+        body = answer(resolved.info, out.data, probe(out.data), backend=backend)
+        return Result(body, "json", 0, 0, 0, None, resolved)
     fmt = header.format.value if out.original else resolved.encode.format.value
     return Result(out.data, fmt, out.width, out.height, out.frames, out.quality, resolved)
 

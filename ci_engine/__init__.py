@@ -35,7 +35,10 @@ from ci_engine.errors import (
 )
 from ci_engine.limits import Limits
 from ci_engine.parse import parse, parse_url
+from ci_engine.persistent import UploadResult, persist
 from ci_engine.render import render
+from ci_engine.store import LocalStore, Store
+from ci_engine.styles import StyleRegistry, resolve_request
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -54,19 +57,25 @@ __all__ = [
     "InvalidPicOperationsError",
     "Limits",
     "LimitExceededError",
+    "LocalStore",
     "NoSuchKeyError",
     "NoSuchStyleError",
     "ParseError",
     "Pipeline",
     "Result",
+    "Store",
+    "StyleRegistry",
     "TooManyStepsError",
     "UnsupportedForInputError",
     "UnsupportedOperationError",
+    "UploadResult",
     "ValueRangeError",
     "__version__",
     "explain",
     "parse",
     "parse_url",
+    "persist",
     "process",
     "render",
+    "resolve_request",
 ]

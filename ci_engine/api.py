@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
 from ci_engine.errors import CIError, InvalidArgumentError, UnsupportedOperationError
@@ -24,6 +24,9 @@ from ci_engine.limits import Limits, check_header, check_input_bytes
 from ci_engine.parse import parse
 from ci_engine.plan import RULES, Plan, ResolvedPlan, Rule, plan, resolve
 from ci_engine.types import ImageHeader
+
+if TYPE_CHECKING:
+    from ci_engine.styles import StyleRegistry
 
 __all__ = ["Result", "process", "explain", "MIME_TYPES"]
 
@@ -82,6 +85,7 @@ def process(
     backend: str = "auto",
     limits: Limits | None = None,
     rules: Sequence[Rule] = RULES,
+    styles: StyleRegistry | None = None,
 ) -> Result:
     """Run a processing string on an image.
 
@@ -91,6 +95,9 @@ def process(
         backend: ``"auto"`` (libvips when available), ``"vips"`` or ``"pillow"``.
         limits: size limits (CI's documented ones by default).
         rules: plan rewrite rules (``()`` runs the unoptimised plan).
+        styles: the bucket's styles: ``style/<name>`` steps are replaced by their bodies
+            right after parsing (``ci_engine.StyleRegistry``; without it they fail with
+            ``NoSuchStyle``).
 
     Returns:
         The :class:`Result`.
@@ -110,6 +117,8 @@ def process(
     pipeline: A.Pipeline | None = None
     try:
         pipeline = _pipeline(rule, limits)
+        if styles is not None:
+            pipeline = styles.expand(pipeline, max_steps=limits.max_steps)
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidArgumentError(f"data must be bytes, got {type(data).__name__}", op="process")
         data = bytes(data)

@@ -145,10 +145,14 @@ class CIError(Exception):
         self,
         *,
         resource: str = "",
-        request_id: str = "",
+        request_id: str | None = "",
         trace_id: str = "",
     ) -> str:
-        """The COS ``<Error>`` body (``limits-and-errors.md`` section 5.1)."""
+        """The COS ``<Error>`` body (``limits-and-errors.md`` section 5.1). Pass
+        ``request_id=None`` to have a fresh one generated (:func:`new_request_id`); send the
+        same value in the ``x-cos-request-id`` header."""
+        if request_id is None:
+            request_id = new_request_id()
         parts = [
             '<?xml version="1.0" encoding="UTF-8"?>',
             "<Error>",
@@ -160,6 +164,17 @@ class CIError(Exception):
             "</Error>",
         ]
         return "\n".join(parts)
+
+
+def new_request_id() -> str:
+    """A COS-style request id: Base64 of ``<time hex>_<hex>_<hex>_<hex>`` (the shape of the
+    ids in COS responses, e.g. ``NjVmYzE5ZDJfMmI1YTY0MGFfMWVhOF8zYTBi``), random per call."""
+    import base64
+    import secrets
+    import time
+
+    raw = f"{int(time.time()):08x}_{secrets.token_hex(4)}_{secrets.token_hex(2)}_{secrets.token_hex(3)}"
+    return base64.b64encode(raw.encode("ascii")).decode("ascii")
 
 
 # -- 400 InvalidArgument ----------------------------------------------------------------------

@@ -13,11 +13,15 @@ import base64
 import binascii
 import decimal
 import math
+import re
 from typing import TypeVar
 
 from ci_engine.errors import InvalidArgumentError, ValueRangeError
 
 T = TypeVar("T")
+
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+"""Control characters other than newline."""
 
 MAX_VALUE = 2**31 - 1
 """Upper bound of every integer parameter CI leaves open (sizes, offsets, areas): far above
@@ -129,7 +133,7 @@ def text(op: str, field: str, value: object, *, max_length: int | None = None) -
     assert isinstance(value, str)
     if not value:
         fail(op, field, "a non-empty string", value, masked=False)
-    if any((ord(ch) < 32 and ch != "\n") or ord(ch) == 127 for ch in value):
+    if _CONTROL.search(value):
         fail(op, field, "text without control characters", value, masked=False)
     try:
         value.encode("utf-8")

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lark import Lark
-from lark.parsers.lalr_analysis import Shift
+if TYPE_CHECKING:  # lark is imported when a Driver is built, not with this module
+    from lark import Lark
 
 __all__ = ["Driver", "SyntaxFailure"]
 
@@ -63,6 +63,8 @@ class Driver:
     ``maybe_placeholders=False``) and build values with ``builder``'s methods."""
 
     def __init__(self, lark_obj: Lark, builder: object, start: str = "start") -> None:
+        from lark.parsers.lalr_analysis import Shift
+
         frontend: Any = lark_obj.parser
         table = frontend.parser.parser.parse_table
         self._start = table.start_states[start]

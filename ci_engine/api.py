@@ -27,6 +27,7 @@ from ci_engine.types import ImageHeader
 
 if TYPE_CHECKING:
     from ci_engine.styles import StyleRegistry
+    from ci_engine.watermark import FontLibrary, Resources
 
 __all__ = ["Result", "process", "explain", "MIME_TYPES"]
 
@@ -85,6 +86,8 @@ def process(
     backend: str = "auto",
     limits: Limits | None = None,
     rules: Sequence[Rule] = RULES,
+    resources: Resources | None = None,
+    fonts: FontLibrary | None = None,
     styles: StyleRegistry | None = None,
 ) -> Result:
     """Run a processing string on an image.
@@ -95,6 +98,13 @@ def process(
         backend: ``"auto"`` (libvips when available), ``"vips"`` or ``"pillow"``.
         limits: size limits (CI's documented ones by default).
         rules: plan rewrite rules (``()`` runs the unoptimised plan).
+        resources: where ``watermark/1`` images come from: a mapping from URL or object key
+            to bytes, a callable from URL to bytes, or a resolver such as
+            ``ci_engine.watermark.LocalDirectoryResolver(root)``. Default: none, and a
+            ``watermark/1`` step fails with ``AccessDenied`` (nothing is fetched from the
+            network unless a ``NetworkResolver`` is passed; docs/watermarks.md).
+        fonts: the ``ci_engine.watermark.FontLibrary`` for ``watermark/2`` (default: the
+            host's fonts plus the ``CI_ENGINE_FONT_DIR`` directory).
         styles: the bucket's styles: ``style/<name>`` steps are replaced by their bodies
             right after parsing (``ci_engine.StyleRegistry``; without it they fail with
             ``NoSuchStyle``).
@@ -128,7 +138,7 @@ def process(
         header = probe(data)
         check_header(header, limits)
         symbolic = plan(pipeline, rules=rules, limits=limits)
-        return _run(symbolic, header, data, backend)
+        return _run(symbolic, header, data, backend, resources, fonts)
     except CIError as exc:
         if pipeline is not None and pipeline.ignore_error:
             exc.ignore_error_requested = True
@@ -137,7 +147,14 @@ def process(
         raise
 
 
-def _run(symbolic: Plan, header: ImageHeader, data: bytes, backend_name: str) -> Result:
+def _run(
+    symbolic: Plan,
+    header: ImageHeader,
+    data: bytes,
+    backend_name: str,
+    resources: Resources | None = None,
+    fonts: FontLibrary | None = None,
+) -> Result:
     from ci_engine.backends import get_backend
     from ci_engine.execute import execute
 
@@ -147,6 +164,10 @@ def _run(symbolic: Plan, header: ImageHeader, data: bytes, backend_name: str) ->
 
         return Result(answer(resolved.info, data, header, backend=backend_name), "json", 0, 0, 0, None, resolved)
     backend = get_backend(backend_name)
+    if any(step.method == "watermark" for step in resolved.steps):  # phase 2: docs/watermarks.md
+        from ci_engine.watermark.prepare import prepare
+
+        resolved = prepare(resolved, backend, resources=resources, fonts=fonts, limits=symbolic.limits)
     _check_capabilities(resolved, backend)
     out = execute(resolved, backend, data)
     if resolved.info is not None:  # about the pipeline's output: re-probe its bytes

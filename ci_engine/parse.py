@@ -108,6 +108,33 @@ def _driver() -> Any:
     return _DRIVER
 
 
+class _Recognizer:
+    """A builder that builds nothing: the driver then only checks the syntax."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _nothing
+
+
+def _nothing(c: list[Any], p: list[int], start: int, end: int) -> None:
+    return None
+
+
+_RECOGNIZER: Any = None
+
+
+def _recognizer() -> Any:
+    global _RECOGNIZER
+    if _RECOGNIZER is None:
+        with _DRIVER_LOCK:
+            if _RECOGNIZER is None:
+                from ci_engine._lalr import Driver
+
+                _RECOGNIZER = Driver(load_lark(), _Recognizer())
+    return _RECOGNIZER
+
+
 # -- helpers for the builder -------------------------------------------------------------------
 
 
@@ -298,7 +325,8 @@ def _construct(cls: type, kwargs: dict[str, Any], spans: dict[str, Span], span: 
     try:
         return cls(**kwargs, span=span)
     except CIError as exc:
-        raise _at(exc, spans.get(getattr(exc, "field", None) or "", span)) from None
+        field = getattr(exc, "field", None) or ""  # as written ("bar-type") or as named ("bar_type")
+        raise _at(exc, spans.get(field) or spans.get(field.replace("-", "_"), span)) from None
 
 
 def _i(op: str, field: str) -> Callable[[str], int]:
@@ -656,9 +684,8 @@ def _syntax_error(driver: Any, text: str, failure: Any) -> ParseError:
                 stop = min(stop, at)
         token = text[failure.pos : stop] if failure.term is None else failure.token
         start = failure.pos
-        if token.startswith("/") and len(token) > 1:  # point at the word, not its separator
-            token = token.strip("/")
-            start += 1
+        if text[start] in "/|&":  # a separator where none may stand: point at it, not the next word
+            token = text[start]
         found = repr(token)
         span = Span(start, start + max(1, len(token)))
     words = [e.strip("'") for e in expected if e.startswith("'")]
@@ -739,6 +766,14 @@ def _parse_cached(text: str, max_steps: int) -> A.Pipeline:
             pipeline: A.Pipeline = driver.parse(source)
         except SyntaxFailure as failure:
             raise _syntax_error(driver, source, failure) from None
+        except CIError:
+            # A value was refused before the parser saw the rest of the string; a syntax
+            # error further on takes precedence (it is never masked by ignore-error/1).
+            try:
+                _recognizer().parse(source)
+            except SyntaxFailure as failure:
+                raise _syntax_error(driver, source, failure) from None
+            raise
         if len(pipeline.steps) > max_steps:
             extra = pipeline.steps[max_steps]
             raise TooManyStepsError(

@@ -138,6 +138,8 @@ def _op_body(op: A.MogrOp) -> str:
         return f"thumbnail/{render(op.geometry)}"
     if isinstance(op, A.Crop):
         return f"crop/{render(op.geometry)}"
+    if isinstance(op, A.Cut):
+        return f"cut/{op.width}x{op.height}x{op.dx}x{op.dy}"
     return render(op)
 
 
@@ -160,15 +162,9 @@ def _image_mogr2(node: A.ImageMogr2) -> str:
     return "/".join(parts)
 
 
-@_renders(A.Thumbnail, A.Crop)
-def _modified_op(op: A.Thumbnail | A.Crop) -> str:
+@_renders(A.Thumbnail, A.Crop, A.Cut)
+def _modified_op(op: A.Thumbnail | A.Crop | A.Cut) -> str:
     return "/".join([_op_body(op), *_modifiers(op)])
-
-
-@_renders(A.Cut)
-def _cut(op: A.Cut) -> str:
-    body = f"cut/{op.width}x{op.height}x{op.dx}x{op.dy}"
-    return "/".join([body, *_modifiers(op)])
 
 
 def _one(attr: str, fmt: Callable[[Any], str] = str) -> Callable[[Any], str]:

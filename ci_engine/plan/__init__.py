@@ -299,3 +299,5 @@ def _sequential(steps: Sequence[Prim]) -> bool:
 
     return all(s.method in _STREAMABLE or (isinstance(s, Flip) and s.horizontal) for s in steps)
 
+
+from ci_engine.watermark import lowering as _watermark_lowering  # noqa: E402, F401  (registers watermark/1 and /2)

@@ -257,3 +257,53 @@ class EncodeSpec:
     reset_orientation: bool = False
     size_limit: int | None = None
     keep_smaller: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark(Prim):
+    """A ``watermark/1`` or ``watermark/2`` step on a ``width`` x ``height`` base, before its
+    overlay exists. The overlay's size is only known once the text is rendered or the logo
+    decoded, so ``ci_engine.watermark.prepare`` turns this into a :class:`Composite` just
+    before execution; no backend implements it (``docs/watermarks.md``, two phases).
+    ``mark`` is the AST node (``ImageWatermark`` or ``TextWatermark``)."""
+
+    method: ClassVar[str] = "watermark"
+    mark: Any
+    width: int
+    height: int
+
+    def describe(self) -> str:
+        tail = f"  <- {self.origin}" if self.origin else ""
+        return f"watermark (overlay prepared before execution) on {self.width}x{self.height}{tail}"
+
+
+@dataclass(frozen=True, slots=True)
+class Composite(Prim):
+    """Draw ``overlay`` "over" the image at each of ``placements`` (top-left corners, any
+    integer: what falls outside the canvas is clipped), its alpha multiplied by ``opacity``
+    (0..1), on every frame.
+
+    ``overlay`` is an ``(h, w, 4)`` uint8 RGBA array with straight alpha, prepared once
+    (``ci_engine.watermark``); it takes no part in equality, ``overlay_size`` ``(w, h)`` and
+    ``key`` (a digest of its pixels) do. ``tile``: the overlay repeats with a period of its
+    own size, from each placement to the right and bottom edges of the canvas (tiled
+    watermarks). ``grey``: the overlay is neutral (R = G = B), so a grey image stays grey;
+    otherwise a grey image becomes sRGB first. Over, with ``a = alpha * opacity / 255``:
+    ``out_a = a + a_b (1 - a)``, ``out_c = (c a + c_b a_b (1 - a)) / out_a``."""
+
+    method: ClassVar[str] = "composite"
+    overlay: Any = field(compare=False, repr=False)
+    overlay_size: tuple[int, int]
+    placements: tuple[tuple[int, int], ...]
+    opacity: float
+    tile: bool = False
+    grey: bool = False
+    key: str = ""
+
+    def describe(self) -> str:
+        w, h = self.overlay_size
+        where = ", ".join(f"({x},{y})" for x, y in self.placements[:4])
+        more = f" +{len(self.placements) - 4} more" if len(self.placements) > 4 else ""
+        tail = f"  <- {self.origin}" if self.origin else ""
+        tiled = " tiled" if self.tile else ""
+        return f"composite overlay={w}x{h}{tiled} at {where}{more} opacity={self.opacity:g}{tail}"

@@ -1,0 +1,397 @@
+"""Phase 2 of a watermark: from a resolved plan with pending
+:class:`~ci_engine.plan.steps.Watermark` steps to one with concrete
+:class:`~ci_engine.plan.steps.Composite` steps, just before execution.
+
+For each pending step, on the base size recorded by the planner:
+
+- text (``watermark/2``): the font is resolved (:mod:`ci_engine.watermark.fonts`), the text
+  measured and drawn (:mod:`ci_engine.watermark.text`); with ``scatype`` the bitmap is
+  resampled (section 3.2 applied to the text box);
+- image (``watermark/1``): the URL is fetched through the resolver
+  (:mod:`ci_engine.watermark.resources`), a processing query on it is run first (nesting
+  depth at most 2), the logo is probed (an animated logo is refused), decoded, resized
+  (``scatype``, then ``blogo/1``) and cropped (``blogo/2``) *with the executing backend*, so
+  that its resampling matches the rest of the plan;
+- tiled (``batch/1``): the overlay is rotated by ``degree`` (clockwise, about its centre,
+  transparent corners), put in a cell of the grid step (``spacing``) and repeated from the
+  top-left corner (``Composite.tile``);
+- otherwise the box is placed by ``gravity``/``dx``/``dy`` (:mod:`ci_engine.watermark.place`)
+  and, for text, only the part of the bitmap that lands on the canvas is drawn.
+
+The geometry is all in :mod:`ci_engine.watermark.place`; backends only composite.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ci_engine import ast as A
+from ci_engine.errors import (
+    CIError,
+    InternalError,
+    InvalidArgumentError,
+    InvalidImageFormatError,
+    UnsupportedForInputError,
+    UnsupportedOperationError,
+    ValueRangeError,
+)
+from ci_engine.limits import Limits, check_header, check_input_bytes
+from ci_engine.plan import steps as P
+from ci_engine.types import BlogoMode
+from ci_engine.watermark import place
+from ci_engine.watermark.fonts import FontLibrary, default_library
+from ci_engine.watermark.resources import Resources, as_resolver, parse_cos_url
+from ci_engine.watermark.text import Bitmap, layout_text
+
+if TYPE_CHECKING:
+    from ci_engine.backends.base import Backend
+    from ci_engine.plan import ResolvedPlan
+
+__all__ = ["prepare", "MAX_OVERLAY_PIXELS", "MAX_NESTING"]
+
+MAX_OVERLAY_PIXELS = 40_000_000
+"""Largest overlay bitmap drawn in full (tiles, scaled text): beyond this the watermark is
+refused as out of range. An untiled, unscaled text is drawn only where it lands on the image,
+so this does not limit it."""
+
+MAX_NESTING = 2
+"""A watermark URL may carry its own processing string, whose watermarks may too; this
+deep at most (``watermark.md`` section 3.1)."""
+
+_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("ci_engine_watermark_depth", default=0)
+
+
+def prepare(
+    plan: ResolvedPlan,
+    backend: Backend[Any],
+    *,
+    resources: Resources | None = None,
+    fonts: FontLibrary | None = None,
+    limits: Limits | None = None,
+) -> ResolvedPlan:
+    """``plan`` with every pending watermark turned into a :class:`~ci_engine.plan.steps.Composite`
+    (or dropped when it does not land on the image).
+
+    Raises:
+        AccessDeniedError, NoSuchKeyError, InvalidArgumentError: the logo cannot be fetched.
+        InvalidImageFormatError: the logo cannot be decoded.
+        UnsupportedForInputError: the logo is animated.
+        FontNotFoundError: the font has no file here.
+        ValueRangeError: the overlay would be too large to draw.
+    """
+    if not any(isinstance(step, P.Watermark) for step in plan.steps):
+        return plan
+    limits = limits or Limits()
+    context = _Context(backend, resources, fonts, limits)
+    steps: list[P.Prim] = []
+    for step, (width, height) in zip(plan.steps, plan.sizes()):
+        if not isinstance(step, P.Watermark):
+            steps.append(step)
+            continue
+        if (width, height) != (step.width, step.height):
+            raise InternalError(
+                f"watermark: planned on {step.width}x{step.height} but the image is {width}x{height} at that step"
+            )
+        try:
+            composite = context.composite(step)
+        except CIError as exc:
+            if exc.span is None:
+                exc.span = step.span
+            raise
+        if composite is not None:
+            steps.append(composite)
+    prepared = plan.with_steps(steps)
+    return replace(prepared, decode=replace(prepared.decode, sequential=_sequential(prepared)))
+
+
+def _sequential(plan: ResolvedPlan) -> bool:
+    """Compositing reads the image top to bottom, like the streamable steps: the decoder may
+    stream when every other step allows it (``ci_engine.plan`` decides for those)."""
+    from ci_engine.plan import _sequential as plan_sequential
+
+    others = [s for s in plan.steps if not isinstance(s, P.Composite)]
+    return plan_sequential(others) and plan.encode.size_limit is None
+
+
+class _Context:
+    def __init__(self, backend: Backend[Any], resources: Resources | None, fonts: FontLibrary | None, limits: Limits):
+        self.backend = backend
+        self.resources = resources
+        self.resolver = as_resolver(resources)
+        self.fonts = fonts
+        self.limits = limits
+
+    # -- one watermark -------------------------------------------------------------------------------
+    def composite(self, step: P.Watermark) -> P.Composite | None:
+        mark = step.mark
+        width, height = step.width, step.height
+        tiled = bool(mark.batch)
+        if isinstance(mark, A.TextWatermark):
+            bitmap = self._text(mark, width, height, tiled)
+        elif isinstance(mark, A.ImageWatermark):
+            bitmap = self._logo(mark, width, height)
+        else:
+            raise UnsupportedOperationError(f"watermark/{getattr(mark, 'mode', '?')}: not implemented by ci_engine")
+        if bitmap is None:
+            return None
+        opacity = mark.effective_dissolve / 100
+        origin = step.origin
+        if tiled:
+            return _tiled(bitmap, mark, opacity, origin, step.span)
+        bw, bh = bitmap.box
+        x, y = place.position(mark.effective_gravity, width, height, bw, bh, mark.dx or 0, mark.dy or 0)
+        ox, oy = bitmap.origin
+        return _make(bitmap.pixels, ((x - ox, y - oy),), opacity, False, origin, step.span, bitmap.neutral)
+
+    # -- text ----------------------------------------------------------------------------------------
+    def _text(self, mark: A.TextWatermark, width: int, height: int, tiled: bool) -> Bitmap | None:
+        library = self.fonts or default_library()
+        primary = library.resolve(mark.effective_font)
+        fallback = library.fallback()
+        layout = layout_text(
+            mark.text,
+            primary,
+            fallback,
+            px=mark.effective_fontsize,
+            fill=mark.effective_fill.rgb,
+            shadow=mark.shadow or 0,
+        )
+        if tiled or mark.scatype is not None:
+            _check_overlay_size(layout.size, "watermark/2", "the rendered text")
+            bitmap = layout.render()
+            if mark.scatype is not None and mark.spcent is not None:
+                bw, bh = bitmap.box
+                target = place.scale_size(mark.scatype, mark.spcent, width, height, bw, bh)
+                bitmap = _resample(bitmap, target)
+            return bitmap
+        # Placed once: draw only what lands on the canvas.
+        bw, bh = layout.box
+        x, y = place.position(mark.effective_gravity, width, height, bw, bh, mark.dx or 0, mark.dy or 0)
+        ox, oy = layout.origin
+        fw, fh = layout.size
+        visible = place.clip(x - ox, y - oy, fw, fh, width, height)
+        if visible is None:
+            return None
+        vx, vy, vw, vh = visible
+        window = (vx - (x - ox), vy - (y - oy), vx - (x - ox) + vw, vy - (y - oy) + vh)
+        return layout.render(window)
+
+    # -- image ----------------------------------------------------------------------------------------
+    def _logo(self, mark: A.ImageWatermark, width: int, height: int) -> Bitmap:
+        from ci_engine.io import probe
+
+        url = mark.image
+        data = self.resolver.fetch(url)
+        data = self._nested(url, data)
+        check_input_bytes(len(data), self.limits)
+        try:
+            header = probe(data)
+        except InvalidImageFormatError as exc:
+            raise InvalidImageFormatError(
+                f"watermark/1: the watermark image {url!r} is not an image ci_engine can read", detail=exc.message
+            ) from exc
+        if header.frames > 1:
+            raise UnsupportedForInputError(
+                f"watermark/1: the watermark image {url!r} is animated ({header.frames} frames); "
+                "an animated image cannot be used as a watermark",
+                op="watermark/1",
+                field="image",
+                actual=url,
+            )
+        check_header(header, self.limits)
+        backend = self.backend
+        if header.format not in backend.capabilities.loads:
+            raise UnsupportedOperationError(
+                f"watermark/1: backend {backend.name} cannot decode the {header.format.value} watermark image {url!r}"
+            )
+        try:
+            image = backend.decode(data, P.DecodeSpec(format=header.format), header)
+        except InvalidImageFormatError as exc:
+            raise InvalidImageFormatError(
+                f"watermark/1: the watermark image {url!r} cannot be decoded", detail=exc.detail or exc.message
+            ) from exc
+        w0, h0, _ = backend.size(image)
+        w, h = w0, h0
+        if mark.scatype is not None and mark.spcent is not None:
+            w, h = place.scale_size(mark.scatype, mark.spcent, width, height, w0, h0)
+        if mark.blogo is BlogoMode.SCALE:
+            w, h = place.blogo_scale_size(width, height, w, h)
+        _check_overlay_size((w, h), "watermark/1", "the scaled watermark image")
+        if (w, h) != (w0, h0):
+            image = backend.resize(image, P.Resize(w, h, origin="watermark/1"))
+        if mark.blogo is BlogoMode.CROP:
+            cw, ch = place.blogo_crop_size(width, height, w, h)
+            if (cw, ch) != (w, h):
+                image = backend.crop(image, P.Crop(0, 0, cw, ch, origin="watermark/1"))
+        pixels = _rgba(backend.to_array(image)[0])
+        return Bitmap(pixels, (int(pixels.shape[1]), int(pixels.shape[0])))
+
+    def _nested(self, url: str, data: bytes) -> bytes:
+        """Run the processing string carried by the watermark URL's query, if any."""
+        query = parse_cos_url(url).query
+        if not query or not _has_processing(query):
+            return data
+        depth = _DEPTH.get()
+        if depth >= MAX_NESTING:
+            raise InvalidArgumentError(
+                f"watermark/1: the watermark URL {url!r} nests processing deeper than {MAX_NESTING} levels",
+                op="watermark/1",
+                field="image",
+            )
+        from ci_engine.api import process
+        from ci_engine.parse import parse_url
+
+        pipeline = parse_url("?" + query, max_steps=self.limits.max_steps)
+        token = _DEPTH.set(depth + 1)
+        try:
+            result = process(
+                data,
+                pipeline,
+                backend=self.backend.name,
+                limits=self.limits,
+                resources=self.resources,
+                fonts=self.fonts,
+            )
+        finally:
+            _DEPTH.reset(token)
+        return result.data
+
+
+def _has_processing(query: str) -> bool:
+    from urllib.parse import unquote
+
+    from ci_engine.parse import KEYWORDS
+
+    keywords = {k.lower() for k in KEYWORDS}
+    for component in query.split("&"):
+        lead = unquote(component).split("/", 1)[0].split("|", 1)[0].lower()
+        if lead in keywords and "=" not in lead:
+            return True
+    return False
+
+
+def _check_overlay_size(size: tuple[int, int], op: str, what: str) -> None:
+    w, h = size
+    if w * h > MAX_OVERLAY_PIXELS:
+        raise ValueRangeError(
+            f"{op}: {what} would be {w}x{h}, more than the {MAX_OVERLAY_PIXELS} pixels an overlay may have",
+            op=op,
+            field="size",
+            expected=f"at most {MAX_OVERLAY_PIXELS} pixels",
+            actual=f"{w}x{h}",
+        )
+
+
+def _rgba(frame: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """An ``(h, w, c)`` frame (grey, grey + alpha, RGB, RGBA) as RGBA."""
+    channels = frame.shape[-1]
+    if channels == 4:
+        return np.ascontiguousarray(frame)
+    out = np.empty((*frame.shape[:2], 4), dtype=np.uint8)
+    if channels in (1, 2):
+        out[..., :3] = frame[..., :1]
+    else:
+        out[..., :3] = frame[..., :3]
+    out[..., 3] = frame[..., 1] if channels == 2 else 255
+    return out
+
+
+def _pil_rgba(pixels: NDArray[np.uint8]) -> Any:
+    from PIL import Image
+
+    return Image.fromarray(np.ascontiguousarray(pixels), "RGBA").convert("RGBa")
+
+
+def _from_pil(image: Any) -> NDArray[np.uint8]:
+    return np.asarray(image.convert("RGBA"), dtype=np.uint8).copy()
+
+
+def _resample(bitmap: Bitmap, box: tuple[int, int]) -> Bitmap:
+    """Scale ``bitmap`` so that its box becomes ``box`` (Lanczos, premultiplied alpha)."""
+    from PIL import Image
+
+    bw, bh = bitmap.box
+    tw, th = box
+    if (tw, th) == (bw, bh):
+        return bitmap
+    fx, fy = tw / bw, th / bh
+    fw, fh = bitmap.size
+    nw, nh = max(1, round(fw * fx)), max(1, round(fh * fy))
+    _check_overlay_size((nw, nh), "watermark/2", "the scaled text")
+    scaled = _pil_rgba(bitmap.pixels).resize((nw, nh), Image.Resampling.LANCZOS)
+    ox, oy = bitmap.origin
+    return Bitmap(_from_pil(scaled), (tw, th), (round(ox * fx), round(oy * fy)), bitmap.neutral)
+
+
+def _rotate(pixels: NDArray[np.uint8], degree: int) -> NDArray[np.uint8]:
+    """Rotate clockwise by ``degree`` about the centre, growing the canvas to the rotated
+    bounding box, transparent outside (bicubic, premultiplied alpha)."""
+    from PIL import Image
+
+    if degree % 360 == 0:
+        return pixels
+    if degree % 90 == 0:
+        return np.ascontiguousarray(np.rot90(pixels, k=-(degree // 90) % 4))
+    rotated = _from_pil(_pil_rgba(pixels).rotate(-degree, resample=Image.Resampling.BICUBIC, expand=True))
+    # Exactly the rotated bounding box of place.rotated_box (Pillow's may be a pixel larger):
+    # centre-crop or centre-pad.
+    h, w = pixels.shape[:2]
+    bw, bh = place.rotated_box(w, h, degree)
+    rh, rw = rotated.shape[:2]
+    top, left = max(0, (rh - bh) // 2), max(0, (rw - bw) // 2)
+    rotated = rotated[top : top + bh, left : left + bw]
+    if rotated.shape[:2] != (bh, bw):
+        out = np.zeros((bh, bw, 4), dtype=np.uint8)
+        oy, ox = (bh - rotated.shape[0]) // 2, (bw - rotated.shape[1]) // 2
+        out[oy : oy + rotated.shape[0], ox : ox + rotated.shape[1]] = rotated
+        rotated = out
+    return np.ascontiguousarray(rotated)
+
+
+def _tiled(bitmap: Bitmap, mark: Any, opacity: float, origin: str, span: Any) -> P.Composite:
+    """The tile grid: the overlay (all of its bitmap: box, ink and shadow) rotated by
+    ``degree``, in a cell of the grid step, repeated from the top-left corner."""
+    pixels = _rotate(bitmap.pixels, mark.degree or 0)
+    th, tw = pixels.shape[:2]
+    sx, sy = place.tile_step(tw, th, mark.effective_spacing)
+    _check_overlay_size((sx, sy), f"watermark/{mark.mode}", "the tile")
+    cell = np.zeros((sy, sx, 4), dtype=np.uint8)
+    cell[:th, :tw] = pixels
+    return _make(cell, ((0, 0),), opacity, True, origin, span, bitmap.neutral)
+
+
+def _make(
+    pixels: NDArray[np.uint8],
+    placements: tuple[tuple[int, int], ...],
+    opacity: float,
+    tile: bool,
+    origin: str,
+    span: Any,
+    grey: bool | None = None,
+) -> P.Composite:
+    pixels = np.ascontiguousarray(pixels, dtype=np.uint8)
+    if grey is None:  # neutral wherever visible
+        hidden = pixels[..., 3] == 0
+        grey = bool(
+            np.all((pixels[..., 0] == pixels[..., 1]) | hidden) and np.all((pixels[..., 1] == pixels[..., 2]) | hidden)
+        )
+    h, w = pixels.shape[:2]
+    digest = hashlib.blake2b(pixels.tobytes(), digest_size=8)
+    digest.update(f"{w}x{h}".encode())
+    return P.Composite(
+        pixels,
+        (int(w), int(h)),
+        placements,
+        opacity,
+        tile=tile,
+        grey=grey,
+        key=digest.hexdigest(),
+        origin=origin,
+        span=span,
+    )

@@ -20,8 +20,10 @@ from ci_engine.cli.common import (
     EXIT_USAGE,
     PROG,
     SUFFIXES,
+    add_engine_options,
     add_limit_options,
     atomic_write,
+    extras_from,
     limits_from,
     original_result,
     parse_rule,
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "vips", "pillow"),
         help="imaging backend (default auto: libvips when it loads, else Pillow; or $CI_ENGINE_BACKEND)",
     )
+    add_engine_options(engine)
     add_limit_options(engine)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -167,7 +170,7 @@ def _cmd_process(args: argparse.Namespace) -> int:
             fmt = suffix_format(args.output)
             if fmt is not None:
                 pipeline = _add_format(pipeline, fmt, data)
-        result = process(data, pipeline, backend=args.backend, limits=limits)
+        result = process(data, pipeline, backend=args.backend, limits=limits, **extras_from(args).kwargs())
 
     if result.masked is not None:
         print(f"{PROG}: ignore-error: wrote the original image instead; masked:", file=sys.stderr)
@@ -245,9 +248,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
         "header": {f.name: plain(getattr(header, f.name)) for f in dataclasses.fields(header)},
     }
     status = EXIT_OK
+    kwargs = extras_from(args).kwargs()
     for op in args.op or INFO_OPS:
         try:
-            result = process(data, op, backend=args.backend, limits=limits)
+            result = process(data, op, backend=args.backend, limits=limits, **kwargs)
             report[op] = json.loads(result.data)
         except UnsupportedOperationError as exc:
             report[op] = {"error": exc.to_dict()}
@@ -276,7 +280,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     if masked is not None:
         print(f"{PROG}: ignore-error: the rule is invalid, the originals are copied; masked:", file=sys.stderr)
         print(str(masked), file=sys.stderr)
-    return run_batch(args, pipeline, limits, masked=f"{masked.code}: {masked.message}" if masked else "")
+    extras = extras_from(args)
+    return run_batch(args, pipeline, limits, masked=f"{masked.code}: {masked.message}" if masked else "", extras=extras)
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:

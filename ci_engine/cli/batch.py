@@ -44,6 +44,7 @@ from ci_engine.cli.common import (
     PROG,
     SUFFIXES,
     TEMP_GLOB,
+    Extras,
     exit_code,
     reserve_temp,
     rule_format,
@@ -100,6 +101,8 @@ class Config:
     """libvips threads per worker (0: libvips' default)."""
     masked: str = ""
     """The masked parse error, when ``pipeline`` is ``None``."""
+    extras: Extras = field(default_factory=Extras)
+    """``--resources`` and ``--styles``."""
 
 
 @dataclass
@@ -181,7 +184,8 @@ def process_one(task: Task, config: Config) -> Outcome:
         if config.pipeline is None:
             output, masked = data, config.masked
         else:
-            result = process(data, config.pipeline, backend=config.backend, limits=config.limits)
+            kwargs = config.extras.kwargs()
+            result = process(data, config.pipeline, backend=config.backend, limits=config.limits, **kwargs)
             output = result.data
             masked = f"{result.masked.code}: {result.masked.message}" if result.masked is not None else ""
         with open(tmp, "wb") as fh:
@@ -263,7 +267,14 @@ def _note(outcome: Outcome) -> str:
     return f"{outcome.code}: {outcome.message}{column}"
 
 
-def run_batch(args: argparse.Namespace, pipeline: A.Pipeline | None, limits: Limits, *, masked: str = "") -> int:
+def run_batch(
+    args: argparse.Namespace,
+    pipeline: A.Pipeline | None,
+    limits: Limits,
+    *,
+    masked: str = "",
+    extras: Extras | None = None,
+) -> int:
     """The ``batch`` subcommand (the pipeline is parsed, the limits built)."""
     src, dest = Path(args.src), Path(args.dest)
     if not src.is_dir():
@@ -284,7 +295,7 @@ def run_batch(args: argparse.Namespace, pipeline: A.Pipeline | None, limits: Lim
     jobs = max(1, min(args.jobs or cores, len(tasks) or 1))
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
     threads = max(1, cores // jobs)
-    config = Config(pipeline, args.backend, limits, token, threads=threads, masked=masked)
+    config = Config(pipeline, args.backend, limits, token, threads=threads, masked=masked, extras=extras or Extras())
 
     progress = Progress(len(tasks), mode=args.progress)
     outcomes: list[Outcome] = []

@@ -58,6 +58,9 @@ __all__ = [
     "original_result",
     "atomic_write",
     "reserve_temp",
+    "add_engine_options",
+    "Extras",
+    "extras_from",
 ]
 
 PROG = "ci-engine"
@@ -178,6 +181,63 @@ def limits_from(args: argparse.Namespace) -> Limits:
         if value is not None:
             overrides[f.name] = value
     return Limits(**overrides)
+
+
+# -- watermark resources and styles -----------------------------------------------------------------
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """``--resources DIR`` (watermark images) and ``--styles FILE`` (style definitions)."""
+    parser.add_argument(
+        "--resources",
+        metavar="DIR",
+        help="watermark/1 images: object keys and COS URLs are looked up as files under DIR",
+    )
+    parser.add_argument(
+        "--styles",
+        metavar="FILE",
+        help='styles for style/<name>: a JSON object {"name": "imageMogr2/...", ...}',
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Extras:
+    """The options above, in a picklable form (batch workers rebuild the objects)."""
+
+    resources: str | None = None
+    styles: tuple[tuple[str, str], ...] = ()
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`ci_engine.process`."""
+        out: dict[str, Any] = {}
+        if self.resources is not None:
+            from ci_engine.watermark import LocalDirectoryResolver
+
+            out["resources"] = LocalDirectoryResolver(self.resources)
+        if self.styles:
+            from ci_engine.styles import StyleRegistry
+
+            out["styles"] = StyleRegistry(self.styles)
+        return out
+
+
+def extras_from(args: argparse.Namespace) -> Extras:
+    """Read ``--resources`` and ``--styles`` (a bad styles file is a usage error)."""
+    import json
+
+    styles: tuple[tuple[str, str], ...] = ()
+    if getattr(args, "styles", None):
+        try:
+            loaded = json.loads(Path(args.styles).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InvalidArgumentError(f"--styles: {args.styles} is not JSON: {exc}", op="styles") from exc
+        if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+            raise InvalidArgumentError(f"--styles: {args.styles} must hold a JSON object of strings", op="styles")
+        styles = tuple((str(k), v) for k, v in loaded.items())
+    resources = getattr(args, "resources", None)
+    if resources is not None and not Path(resources).is_dir():
+        raise InvalidArgumentError(f"--resources: {resources} is not a directory", op="resources")
+    return Extras(resources, styles)
 
 
 # -- rules ---------------------------------------------------------------------------------------

@@ -192,6 +192,26 @@ def test_not_implemented_exits_4(tmp_path: Path) -> None:
     assert b"NotImplemented" in proc.stderr
 
 
+def test_styles_file_and_watermark_resources(tmp_path: Path) -> None:
+    styles = tmp_path / "styles.json"
+    styles.write_text(json.dumps({"card": "imageMogr2/thumbnail/!120x120r/crop/120x120"}))
+    out = tmp_path / "card.webp"
+    proc = run("process", str(SAMPLE), "style/card|imageMogr2/format/webp", "--styles", str(styles), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert image(out.read_bytes()).size == (120, 120)
+    assert run("process", str(SAMPLE), "style/card", "-o", str(out)).returncode == 2  # NoSuchStyle
+
+    resources = tmp_path / "bucket"
+    resources.mkdir()
+    Image.new("RGB", (40, 30), (255, 0, 0)).save(resources / "logo.png")
+    rule = "watermark/1/image/bG9nby5wbmc/gravity/southeast"  # "logo.png"
+    marked = tmp_path / "marked.png"
+    proc = run("process", str(SAMPLE), rule, "--resources", str(resources), "-o", str(marked))
+    assert proc.returncode == 0, proc.stderr
+    pixel = image(marked.read_bytes()).convert("RGB").getpixel((1200 - 20, 675 - 15))
+    assert pixel[0] > 200 and pixel[1] < 60
+
+
 # -- info, explain, parse -----------------------------------------------------------------------------------
 
 

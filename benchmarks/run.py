@@ -537,12 +537,15 @@ def _environment() -> dict[str, Any]:
     import PIL
     import pyvips
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    # A run from an exported tree (git archive) has no .git: the exporter names the commit.
+    commit = os.environ.get("CI_ENGINE_BENCH_COMMIT", "")
+    if not commit:
+        try:
+            commit = subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            commit = "unknown"
     return {
         "python": platform.python_version(),
         "pyvips": pyvips.__version__,
@@ -578,7 +581,7 @@ def verdicts(measured: list[Measured], huge_rss: dict[str, Any], parse: dict[str
                 Verdict(
                     f"{m.workload.title} — ci_engine (vips) / {t.baseline}",
                     f"≤ {t.ratio:.2f}x",
-                    f"{r[0]:.2f}x",
+                    f"{r[0]:.3f}x",
                     r[0],
                     t.ratio,
                     r[0] <= t.ratio,

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -154,17 +156,14 @@ class _Context:
         library = self.fonts or default_library()
         primary = library.resolve(mark.effective_font)
         fallback = library.fallback()
-        layout = layout_text(
-            mark.text,
-            primary,
-            fallback,
-            px=mark.effective_fontsize,
-            fill=mark.effective_fill.rgb,
-            shadow=mark.shadow or 0,
-        )
+        key = (mark.text, primary, fallback, mark.effective_fontsize, mark.effective_fill.rgb, mark.shadow or 0)
+        layout = _LAYOUTS.get(key)
+        if layout is None:
+            layout = layout_text(mark.text, primary, fallback, px=key[3], fill=key[4], shadow=key[5])
+            _LAYOUTS.put(key, layout, 0)
         if tiled or mark.scatype is not None:
             _check_overlay_size(layout.size, "watermark/2", "the rendered text")
-            bitmap = layout.render()
+            bitmap = _render(key, layout, None)
             if mark.scatype is not None and mark.spcent is not None:
                 bw, bh = bitmap.box
                 target = place.scale_size(mark.scatype, mark.spcent, width, height, bw, bh)
@@ -180,7 +179,7 @@ class _Context:
             return None
         vx, vy, vw, vh = visible
         window = (vx - (x - ox), vy - (y - oy), vx - (x - ox) + vw, vy - (y - oy) + vh)
-        return layout.render(window)
+        return _render(key, layout, window)
 
     # -- image ----------------------------------------------------------------------------------------
     def _logo(self, mark: A.ImageWatermark, width: int, height: int) -> Bitmap:
@@ -261,6 +260,48 @@ class _Context:
         finally:
             _DEPTH.reset(token)
         return result.data
+
+
+class _Cache:
+    """A small thread-safe LRU for text layouts and bitmaps: a service stamps the same text
+    on many images, and measuring and drawing it is most of a text watermark's own cost.
+    Entries over ``max_pixels`` are not kept; cached bitmaps are read-only."""
+
+    def __init__(self, size: int, max_pixels: int = 4_000_000) -> None:
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._size = size
+        self._max_pixels = max_pixels
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any, pixels: int) -> None:
+        if pixels > self._max_pixels:
+            return
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_LAYOUTS = _Cache(64)
+_BITMAPS = _Cache(32)
+
+
+def _render(key: tuple[Any, ...], layout: Any, window: tuple[int, int, int, int] | None) -> Bitmap:
+    full = (key, window)
+    bitmap: Bitmap | None = _BITMAPS.get(full)
+    if bitmap is None:
+        bitmap = layout.render(window)
+        bitmap.pixels.flags.writeable = False
+        _BITMAPS.put(full, bitmap, bitmap.size[0] * bitmap.size[1])
+    return bitmap
 
 
 def _has_processing(query: str) -> bool:

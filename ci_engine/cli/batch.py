@@ -107,10 +107,13 @@ class Config:
 
 @dataclass
 class Plan:
-    """The files of a batch: to do, and skipped because they are up to date."""
+    """The files of a batch: to do, skipped because they are up to date, and refused because
+    an earlier source already has the same output name (``a.jpg`` and ``a.png`` with
+    ``format/webp``)."""
 
     todo: list[Task] = field(default_factory=list)
     skipped: list[Task] = field(default_factory=list)
+    collisions: list[Outcome] = field(default_factory=list)
 
 
 # -- planning ---------------------------------------------------------------------------------------
@@ -133,6 +136,7 @@ def find_tasks(src: Path, dest: Path, pipeline: A.Pipeline | None, *, force: boo
     src_abs, dest_abs = src.resolve(), dest.resolve()
     exclude = dest_abs if dest_abs != src_abs and dest_abs.is_relative_to(src_abs) else None
     plan = Plan()
+    claimed: dict[str, str] = {}
     for path in _walk(src_abs, exclude):
         rel = path.relative_to(src_abs)
         out = dest_abs / rel
@@ -142,6 +146,11 @@ def find_tasks(src: Path, dest: Path, pipeline: A.Pipeline | None, *, force: boo
         if suffix is not None:
             shown = shown.with_suffix(suffix)
         task = Task(str(path), str(out), str(rel), str(shown))
+        first = claimed.setdefault(str(out), str(rel))
+        if first != str(rel):
+            message = f"its output {shown} is also the output of {first}; rename one of them"
+            plan.collisions.append(Outcome(task, False, code="OutputCollision", message=message, exit=EXIT_USAGE))
+            continue
         if not force:
             try:
                 if out.stat().st_mtime_ns >= path.stat().st_mtime_ns:
@@ -298,7 +307,7 @@ def run_batch(
     config = Config(pipeline, args.backend, limits, token, threads=threads, masked=masked, extras=extras or Extras())
 
     progress = Progress(len(tasks), mode=args.progress)
-    outcomes: list[Outcome] = []
+    outcomes: list[Outcome] = list(plan.collisions)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     # A parent that ignores SIGINT (nohup, some job runners) passes that on to us: Ctrl-C
     # must still stop a batch cleanly.
@@ -347,7 +356,7 @@ def _summary(plan: Plan, outcomes: list[Outcome], seconds: float, *, interrupted
     if masked:
         parts.append(f"{len(masked)} kept the original (ignore-error)")
     if interrupted:
-        parts.append(f"{len(plan.todo) - len(outcomes)} not done (interrupted)")
+        parts.append(f"{len(plan.todo) + len(plan.collisions) - len(outcomes)} not done (interrupted)")
     out = sys.stdout
     print(
         f"{'interrupted' if interrupted else 'done'}: " + ", ".join(parts) + f" in {format_duration(seconds)}"

@@ -139,6 +139,7 @@ _FIELD_HELP = {
     "max_input_pixels": "input width x height (default 250000000)",
     "max_animated_pixels": "width x height x frames of an animation (default 250000000)",
     "max_gif_frames": "frames of a GIF input (default 300)",
+    "max_frames": "frames of any input (default 1000)",
     "max_output_side": "output width or height in px (default 9999)",
     "max_steps": "'|' steps in a processing string (default 10)",
     "max_image_watermarks": "image watermarks on one image (default 10)",

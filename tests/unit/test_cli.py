@@ -325,6 +325,16 @@ def test_batch_keeps_the_source_suffix_when_the_rule_keeps_the_format(tree: Path
     assert sorted(p.name for p in dest.rglob("*") if p.is_file()) == ["a.jpg", "b.JPG", "c.jpg", "d.jpeg"]
 
 
+def test_batch_refuses_two_sources_with_one_output_name(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(SAMPLE, src / "a.jpg")
+    Image.open(SAMPLE).save(src / "a.png")
+    plan = find_tasks(src, tmp_path / "out", ci_engine.parse(RULE))
+    assert [t.name for t in plan.todo] == ["a.jpg"]
+    assert [(o.task.name, o.code) for o in plan.collisions] == [("a.png", "OutputCollision")]
+
+
 @pytest.fixture(scope="module")
 def big_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Enough work (files of a few hundred ms each) to interrupt in the middle."""

@@ -41,7 +41,6 @@ from ci_engine.watermark import (
 from ci_engine.watermark.text import layout_runs, layout_text
 from tests.fixtures.watermarks import (
     RED,
-    WHITE,
     alpha_logo_png,
     animated_gif,
     b64,
@@ -663,5 +662,45 @@ def test_watermark_count_limit_still_applies() -> None:
     assert info.value.code == "InvalidArgument"
 
 
-def test_white_is_defined() -> None:
-    assert WHITE == (255, 255, 255)
+def test_nesting_is_limited() -> None:
+    # The logo URL's own processing stamps the same logo, whose URL does the same ...
+    url = (
+        LOGO_URL
+        + "?watermark/1/image/"
+        + b64(LOGO_URL + "?watermark/1/image/" + b64(LOGO_URL + "?imageMogr2/thumbnail/5x"))
+    )
+    rule = f"watermark/1/image/{b64(url)}"
+    with pytest.raises(InvalidArgumentError) as info:
+        ce.process(base_png(), rule, resources={LOGO_URL: logo_png()})
+    assert "nests processing deeper than 2" in info.value.message
+
+
+def test_callable_resolver_maps_failures() -> None:
+    from ci_engine.watermark import CallableResolver
+
+    def missing(url: str) -> bytes:
+        raise FileNotFoundError(url)
+
+    def refused(url: str) -> bytes:
+        raise PermissionError(url)
+
+    def broken(url: str) -> bytes:
+        raise RuntimeError("backend down")
+
+    with pytest.raises(NoSuchKeyError):
+        CallableResolver(missing).fetch(LOGO_URL)
+    with pytest.raises(NoSuchKeyError):
+        CallableResolver(lambda url: None).fetch(LOGO_URL)
+    with pytest.raises(AccessDeniedError):
+        CallableResolver(refused).fetch(LOGO_URL)
+    with pytest.raises(NoSuchKeyError) as info:
+        CallableResolver(broken).fetch(LOGO_URL)
+    assert "backend down" in (info.value.detail or "")
+
+
+def test_undecodable_logo_is_invalid_image_format() -> None:
+    from ci_engine.errors import InvalidImageFormatError
+
+    with pytest.raises(InvalidImageFormatError) as info:
+        ce.process(base_png(), f"watermark/1/image/{b64(LOGO_URL)}", resources={LOGO_URL: b"not an image"})
+    assert LOGO_URL in info.value.message

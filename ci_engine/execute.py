@@ -33,9 +33,16 @@ class Encoded:
 
 
 def decode(plan: ResolvedPlan, backend: Backend[Any], data: bytes) -> Any:
-    """Decode ``data`` as ``plan`` says and check the size against the header."""
+    """Decode ``data`` as ``plan`` says and check the size and frame count against the
+    header (before any pixel work on libvips; a decoder that counts the frames of a damaged
+    animation differently from the probe is the input's fault, not ours)."""
     image = backend.decode(data, plan.decode, plan.header)
-    width, height, _ = backend.size(image)
+    width, height, frames = backend.size(image)
+    if frames != plan.decode.frames:
+        raise InvalidImageFormatError(
+            f"{plan.header.format.value}: the header has {plan.decode.frames} complete frame(s) "
+            f"but the image decodes to {frames}",
+        )
     expected = plan.decoded_size
     # Shrink-on-load rounds differently per decoder (libvips floors, libjpeg ceils); only
     # an unshrunk decode must match the header exactly.

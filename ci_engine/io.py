@@ -6,7 +6,7 @@ limits of ``limits-and-errors.md`` section 2 can be checked *before* any decoder
 image: a 1 KB file declaring 100,000 x 100,000 px is measured here in microseconds.
 
 Both backends use this module, so a file is accepted or refused identically on libvips and on
-Pillow. It is pure Python (``struct`` only): no imaging library is imported.
+Pillow. It is pure Python (``struct`` and ``zlib`` only): no imaging library is imported.
 
 Robustness rules, shared by every format reader:
 
@@ -17,7 +17,11 @@ Robustness rules, shared by every format reader:
   length (or a stated cap); nested containers are walked with explicit loops, never recursion;
 * the header ends where the image data starts (JPEG ``SOS``, PNG ``IDAT``, the first GIF
   frame); truncation before that point is an error, truncation after it is the decoder's
-  business. Frame counts of GIF, animated WebP and TIFF count the frames fully present;
+  business. Frame counts of GIF, animated WebP and TIFF count the frames fully present
+  (GIF and WebP up to ``_MAX_FRAMES``; a TIFF of more than ``_MAX_TIFF_IFDS`` pages is refused);
+* what decoders would expand without bound is measured here, cheaply: a PNG whose IDAT run is
+  longer than its declared size can need (a zlib bomb), or whose compressed metadata inflates
+  past ``_MAX_PNG_METADATA``, is refused;
 * metadata that decoders tolerate when broken (an unreadable EXIF block) is read leniently:
   it yields the defaults (orientation 1, no dpi) instead of failing the image.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import math
 import struct
+import zlib
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -41,13 +46,29 @@ _U16LE = struct.Struct("<H")
 _U32LE = struct.Struct("<I")
 _U64LE = struct.Struct("<Q")
 
-_MAX_TIFF_IFDS = 10_000
-"""Cap on the TIFF directory chain that ``probe`` follows (a frame count, not a limit)."""
+_MAX_TIFF_IFDS = 1_000
+"""Most directories (pages) in a TIFF chain; a longer chain is refused. libtiff walks the
+whole chain when libvips opens the file (about 25 us per directory, twice), so 280,000 tiny
+directories in 32 MB would cost seconds before the first page is read."""
 
-_MAX_BLOCKS = 100_000
+_MAX_BLOCKS = 10_000
 """Most JPEG segments or PNG chunks before the image data, and most ISOBMFF boxes in one
-container. Real files have tens; the cap keeps a 32 MB file of empty segments from costing
-seconds of Python. (GIF frames and WebP ANMF chunks are counted, not capped: they are frames.)"""
+container. Real files have tens (a HEIF grid has one ``infe`` per tile); the cap keeps a
+32 MB file of empty segments from costing more than a few milliseconds of Python."""
+
+_MAX_FRAMES = 100_000
+"""GIF frames and WebP ANMF chunks are counted up to this many, then the count stops: far
+above any frame limit, and it keeps a 32 MB file of empty frames to ~30 ms of probing."""
+
+_MAX_JPEG_SCANS = 100
+"""Most scans in a progressive JPEG (real encoders write 5 to 20). Every scan is a pass over
+the whole image, and libjpeg has no limit of its own: a 1,024 x 1,024 JPEG of 10,000 empty
+12-byte scans costs Pillow 7 s of CPU. Counted with one ``bytes.count`` of the SOS marker,
+which the entropy-coded data cannot contain (a 0xFF there is followed by 0x00)."""
+
+_MAX_PNG_METADATA = 1 << 20
+"""Most bytes a compressed PNG metadata chunk (iCCP, zTXt, iTXt) may inflate to: Pillow's
+``MAX_TEXT_CHUNK``, so that both backends refuse the same files (libspng would skip it)."""
 
 _MAX_BRANDS = 256
 
@@ -529,7 +550,7 @@ _XMP = b"http://ns.adobe.com/xap/1.0/\x00"
 
 
 def _probe_jpeg(data: bytes) -> ImageHeader:
-    """Walk the markers from SOI to the first SOS.
+    """Walk the markers from SOI to the first SOS (and count the scans of a progressive one).
 
     Reads SOFn (size, components, precision, progressive), DQT (quality), APP0 JFIF (dpi),
     APP1 EXIF (orientation; dpi when JFIF states no unit), APP1 XMP and APP2 (Ultra HDR /
@@ -563,6 +584,8 @@ def _probe_jpeg(data: bytes) -> ImageHeader:
         if marker == 0xDA:
             if sof is None:
                 raise _bad("jpeg", "scan (SOS) before the frame header (SOF)")
+            if sof[0] in _JPEG_PROGRESSIVE and data.count(b"\xff\xda", pos - 2) > _MAX_JPEG_SCANS:
+                raise _bad("jpeg", f"more than {_MAX_JPEG_SCANS} scans")
             break
         if pos + 2 > n:
             raise _bad("jpeg", f"truncated segment header of marker 0x{marker:02X}")
@@ -672,11 +695,63 @@ def _jpeg_dqt(data: bytes, start: int, end: int, tables: dict[int, list[int]]) -
 # -- PNG ----------------------------------------------------------------------------------------
 
 _PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _png_idat_bound(width: int, height: int, depth: int, color: int, interlace: int) -> int:
+    """The most IDAT bytes an image of this header can need: its filtered rows (Adam7 adds a
+    filter byte and a partial byte per pass row, under 4 per image row), stored rather than
+    compressed, plus an eighth and 64 KB of slack for deflate's block headers and flushes.
+    More is a zlib bomb: libspng inflates the whole stream, ~8 GB/s of CPU for zeros."""
+    row = (width * depth * _PNG_CHANNELS[color] + 7) // 8 + 1
+    raw = height * row + (4 * height if interlace else 0)
+    return raw + raw // 8 + 65_536
+
+
+def _png_check_idat(data: bytes, pos: int, bound: int) -> None:
+    """Refuse an IDAT run (starting at ``pos``) longer than ``bound`` bytes."""
+    n = len(data)
+    total = 0
+    for _ in range(_MAX_BLOCKS):
+        if pos + 8 > n or data[pos + 4 : pos + 8] != b"IDAT":
+            return
+        length = _U32BE.unpack_from(data, pos)[0]
+        total += length
+        if total > bound:
+            raise _bad("png", f"the image data runs past {bound} bytes, more than the declared size can need")
+        pos += 12 + length
+    raise _bad("png", f"more than {_MAX_BLOCKS} IDAT chunks")
+
+
+def _png_check_inflated(data: bytes, ctype: bytes, start: int, end: int) -> None:
+    """Refuse a compressed iCCP, zTXt or iTXt chunk that inflates past ``_MAX_PNG_METADATA``
+    (inflating at most that much); a chunk too broken to read is left to the decoders."""
+    pos = data.find(b"\x00", start, min(end, start + 80))  # keyword / profile name
+    if pos < 0:
+        return
+    pos += 1
+    if ctype == b"iTXt":
+        if pos + 2 > end or data[pos] != 1:  # not compressed
+            return
+        pos += 2
+        for _ in range(2):  # language tag, translated keyword
+            pos = data.find(b"\x00", pos, end) + 1
+            if pos <= 0:
+                return
+    else:
+        pos += 1  # compression method
+    try:
+        inflated = zlib.decompressobj().decompress(memoryview(data)[pos:end], _MAX_PNG_METADATA + 1)
+    except zlib.error:
+        return
+    if len(inflated) > _MAX_PNG_METADATA:
+        raise _bad("png", f"{ctype.decode('latin-1')} chunk inflates to more than {_MAX_PNG_METADATA} bytes")
 
 
 def _probe_png(data: bytes) -> ImageHeader:
     """Read IHDR, then walk the chunks up to the first IDAT (tRNS, pHYs, iCCP, eXIf, acTL,
-    cICP). Chunk CRCs are not verified."""
+    cICP); compressed metadata is inflated up to ``_MAX_PNG_METADATA`` bytes, and the IDAT run
+    is measured when the file is longer than the image can need. Chunk CRCs are not verified."""
     n = len(data)
     if n < 33:
         raise _bad("png", "truncated IHDR chunk")
@@ -708,6 +783,8 @@ def _probe_png(data: bytes) -> ImageHeader:
         start, end = pos + 8, pos + 8 + length
         if length > 0x7FFFFFFF or end + 4 > n:
             raise _bad("png", f"chunk {ctype!r} at offset {pos} runs past the end")
+        if ctype in (b"iCCP", b"zTXt", b"iTXt"):
+            _png_check_inflated(data, ctype, start, end)
         if ctype == b"tRNS":
             has_alpha = True
         elif ctype == b"pHYs" and length == 9 and data[start + 8] == 1:
@@ -726,6 +803,9 @@ def _probe_png(data: bytes) -> ImageHeader:
         pos = end + 4
     else:
         raise _bad("png", f"more than {_MAX_BLOCKS} chunks before the image data")
+    bound = _png_idat_bound(width, height, depth, color, interlace)
+    if n - pos > bound:  # more bytes than the image can need: measure the IDAT run
+        _png_check_idat(data, pos, bound)
     return _header(
         ImageFormat.PNG,
         width,
@@ -775,7 +855,7 @@ def _probe_gif(data: bytes) -> ImageHeader:
     has_alpha = interlaced = False
     loop: int | None = None
     try:
-        while True:
+        while frames < _MAX_FRAMES:
             block = data[pos]
             if block == 0x2C:  # image descriptor
                 local = data[pos + 9]
@@ -871,7 +951,7 @@ def _probe_webp(data: bytes) -> ImageHeader:
     exif: bytes | None = None
     unpack = _U32LE.unpack_from
     pos = start + size + (size & 1)
-    while pos + 8 <= end:  # the complete chunks after VP8X; one step per chunk, no allocation
+    while pos + 8 <= end and frames < _MAX_FRAMES:  # the complete chunks after VP8X, one step each
         c_start = pos + 8
         c_end = c_start + unpack(data, pos + 4)[0]
         if c_end > end:
@@ -960,8 +1040,8 @@ _TIFF_WANTED = frozenset(
 
 
 def _probe_tiff(data: bytes) -> ImageHeader:
-    """Read the first directory, then follow the directory chain to count the pages (at most
-    ``_MAX_TIFF_IFDS``; a loop or a pointer past the end ends the count)."""
+    """Read the first directory, then follow the directory chain to count the pages (a loop
+    or a pointer past the end ends the count; more than ``_MAX_TIFF_IFDS`` is refused)."""
     tiff = _Tiff(data, "tiff")
     if tiff.first_ifd == 0:
         raise _bad("tiff", "no image directory")
@@ -981,12 +1061,14 @@ def _probe_tiff(data: bytes) -> ImageHeader:
         color_space = "other"
     frames, seen = 1, {tiff.first_ifd}
     offset = _tiff_next(tiff, tiff.first_ifd)
-    while offset > 0 and offset not in seen and frames < _MAX_TIFF_IFDS:
+    while offset > 0 and offset not in seen:
         seen.add(offset)
         following = _tiff_next(tiff, offset)
         if following < 0:
             break
         frames += 1
+        if frames > _MAX_TIFF_IFDS:
+            raise _bad("tiff", f"more than {_MAX_TIFF_IFDS} directories")
         offset = following
     return _header(
         ImageFormat.TIFF,
@@ -1015,7 +1097,7 @@ def _tiff_next(tiff: _Tiff, offset: int) -> int:
 
 _ALPHA_AUX_TYPES = frozenset({b"urn:mpeg:mpegB:cicp:systems:auxiliary:alpha", b"urn:mpeg:hevc:2015:auxid:1"})
 _GAIN_MAP_AUX_TYPES = frozenset({b"urn:com:apple:photo:2020:aux:hdrgainmap"})
-_MAX_ITEMS = 65_536
+_MAX_ITEMS = 10_000
 """Cap on items and associations read from ``iinf``/``ipma`` (real files have a few hundred)."""
 
 
@@ -1192,14 +1274,17 @@ def _heif_meta(data: bytes, start: int, end: int, fmt: str) -> _HeifItems:
 
 
 def _heif_infe(data: bytes, start: int, end: int, fmt: str, items: _HeifItems) -> None:
-    reader = _Reader(data, start, end, fmt)
-    version = reader.u8("infe box")
-    reader.skip(3, "infe box")
+    # Direct reads rather than a _Reader: a file may hold thousands of these.
+    if end - start < 4:
+        raise _bad(fmt, f"truncated infe box at offset {start}")
+    version = data[start]
     if version < 2:
         return  # version 0/1 entries carry no item type
-    item_id = reader.u16("infe box") if version == 2 else reader.u32("infe box")
-    reader.skip(2, "infe box")
-    items.types[item_id] = reader.take(4, "infe box")
+    id_size = 2 if version == 2 else 4
+    if end - start < 10 + id_size:
+        raise _bad(fmt, f"truncated infe box at offset {start}")
+    item_id = (_U16BE if version == 2 else _U32BE).unpack_from(data, start + 4)[0]
+    items.types[item_id] = bytes(data[start + 6 + id_size : start + 10 + id_size])
 
 
 def _heif_ipma(data: bytes, start: int, end: int, fmt: str, items: _HeifItems) -> None:

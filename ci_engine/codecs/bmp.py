@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
-from PIL import Image
+from PIL import BmpImagePlugin, Image
 
 from ci_engine.codecs import Frames
 from ci_engine.errors import InvalidImageFormatError
@@ -14,12 +15,16 @@ __all__ = ["decode", "encode"]
 
 
 def decode(data: bytes) -> Frames:
-    """Decode a BMP to 8-bit RGB (or RGBA when the file has an alpha channel)."""
+    """Decode a BMP to 8-bit RGB (or RGBA when the file has an alpha channel).
+
+    The plug-in class is opened directly, without ``Image.open``'s decompression-bomb check
+    (Pillow's global 179 MP ceiling would refuse BMPs that ci_engine's limits accept: the
+    header has been checked against them before this runs)."""
     try:
-        with Image.open(io.BytesIO(data), formats=["BMP", "DIB"]) as image:
+        with BmpImagePlugin.BmpImageFile(io.BytesIO(data)) as image:
             mode = "RGBA" if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info else "RGB"
             pixels = np.asarray(image.convert(mode))
-    except (OSError, ValueError, SyntaxError) as exc:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, KeyError) as exc:
         raise InvalidImageFormatError(f"bmp: cannot decode ({exc})", detail=repr(exc)) from exc
     return Frames(pixels[np.newaxis, ...])
 

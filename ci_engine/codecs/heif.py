@@ -20,7 +20,7 @@ def decode(data: bytes) -> Frames:
     try:
         heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
         pixels = np.asarray(heif)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, IndexError, KeyError) as exc:  # IndexError: no decodable image
         raise InvalidImageFormatError(f"heif: cannot decode ({exc})", detail=repr(exc)) from exc
     if pixels.ndim == 2:
         pixels = pixels[..., np.newaxis]

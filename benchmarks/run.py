@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python benchmarks/run.py            # the full run (7 rounds), about 5 minutes on 2 cores
+    python benchmarks/run.py            # the full run, about 4-5 minutes on 2 cores
     python benchmarks/run.py --quick    # 5 rounds, peak RSS of ci_engine and pyvips only
 
 It writes ``benchmarks/results/results.md`` (the tables), ``results.json`` (every
@@ -25,16 +25,19 @@ output geometry (checked once before timing, and shown in the table):
 
 **Method.** Timing on this VM varies by about +-30 % between processes, so every contender
 of a workload runs interleaved round-robin in one process: one untimed warm-up call each,
-then ``--rounds`` rounds (>= 5), each round calling every contender once, the starting
-contender rotating from round to round. A figure is the **median** over rounds; the spread
-printed next to it is ``(max - min) / 2 / median``. A ratio is the median of the per-round
-ratios (the two contenders ran back to back in the same round, which cancels slow drifts),
-with its min-max range. Process-wide libvips settings: the operation cache is off for
-everyone (ci_engine turns it off; a cache hit would time nothing), and the libvips
-concurrency is reset to the libvips default before every non-ci_engine call (ci_engine
-picks its own per request: one thread for small outputs). Nothing is pinned: the image
-targets are about wall time on this 2-core machine; the parse target says "one core", and
-``benchmarks/parse.py`` pins its measurement processes.
+then ``--rounds`` rounds (>= 5; 7 by default), each round calling every contender once,
+the starting contender rotating from round to round. A workload whose round is short gets
+up to 3x more rounds within a 25 s budget (10 s with ``--quick``), which steadies its
+medians at little cost; the three slow ones (rotate, gif, avif) stay at 5. A figure is the
+**median** over rounds; the spread printed next to it is ``(max - min) / 2 / median``. A
+ratio is the median of the per-round ratios (the two contenders ran back to back in the
+same round, which cancels slow drifts), with its min-max range. Process-wide libvips
+settings: the operation cache is off for everyone (ci_engine turns it off; a cache hit
+would time nothing), and the libvips concurrency is reset to the libvips default before
+every non-ci_engine call (ci_engine picks its own per request: one thread for small
+outputs). Nothing is pinned: the image targets are about wall time on this 2-core machine;
+the parse target says "one core", and ``benchmarks/parse.py`` pins its measurement
+processes.
 
 **Peak RSS** is measured in a fresh subprocess per (workload, contender): the process
 imports everything, reads the input, runs the contender once and reports
@@ -450,15 +453,22 @@ def _describe(output: Any) -> str:
         return f"{im.width}x{im.height}{f' x{frames}' if frames > 1 else ''} {im.format}"
 
 
-def time_workload(workload: Workload, rounds: int, log: Callable[[str], None]) -> Measured:
-    if workload.max_rounds:
-        rounds = min(rounds, max(5, workload.max_rounds))
+def time_workload(workload: Workload, rounds: int, budget: float, log: Callable[[str], None]) -> Measured:
+    """Warm up, then time ``rounds`` interleaved rounds; a workload whose rounds are short
+    gets more of them (up to 3x, within ``budget`` seconds), which steadies its medians on a
+    noisy machine at little cost. Slow workloads are capped at ``max_rounds`` (>= 5)."""
     data = images.IMAGES[workload.image]().read_bytes()
     contenders = workload.build(data)
     names = list(contenders)
     measured = Measured(workload, {name: [] for name in names})
+    start = time.perf_counter()
     for name in names:  # warm-up, and the output each one makes
         measured.outputs[name] = _describe(contenders[name]())
+    one_round = time.perf_counter() - start
+    if workload.max_rounds:
+        rounds = min(rounds, max(5, workload.max_rounds))
+    else:
+        rounds = max(rounds, min(3 * rounds, int(budget / max(one_round, 1e-3))))
     for r in range(rounds):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
@@ -630,14 +640,9 @@ def markdown(
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
     add("# ci_engine benchmarks\n")
     load = env.get("load")
-    slow = [m.workload.key for m in measured if m.workload.max_rounds and m.workload.max_rounds < args.rounds]
-    capped = (
-        f" ({', '.join(slow)}: {min(m.workload.max_rounds for m in measured if m.workload.key in slow)})"
-        if slow
-        else ""
-    )
+    counts = ", ".join(f"{m.workload.key} {len(next(iter(m.times.values())))}" for m in measured if m.times)
     add(
-        f"`{command}` — {args.rounds} interleaved rounds per workload{capped}, commit {env['commit']}, "
+        f"`{command}` — interleaved rounds per workload: {counts}; commit {env['commit']}, "
         f"Python {env['python']}, libvips {env['libvips']} (pyvips {env['pyvips']}), Pillow {env['pillow']}, "
         f"{env['cores']} cores" + (f", load average {load[0]:.1f} at the start" if load else "") + f"; "
         f"the whole run took {elapsed / 60:.1f} min."
@@ -801,7 +806,12 @@ def chart(measured: list[Measured], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="5 rounds, peak RSS of ci_engine and pyvips only")
-    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds per workload (default 7; >= 5)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="interleaved rounds per workload (default 7, up to 3x more for quick workloads; >= 5)",
+    )
     parser.add_argument("--only", action="append", choices=[w.key for w in WORKLOADS], help="run only this workload")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS subprocesses")
     parser.add_argument("--no-parse", action="store_true", help="skip the parse throughput")
@@ -827,7 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     measured = []
     for workload in workloads:
         log(f"{workload.key}: {workload.title}")
-        measured.append(time_workload(workload, args.rounds, log))
+        measured.append(time_workload(workload, args.rounds, 10.0 if args.quick else 25.0, log))
 
     huge_rss: dict[str, Any] = {}
     if not args.no_rss:

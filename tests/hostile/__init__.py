@@ -1,7 +1,7 @@
 """Hostile input: bombs, malformed files, fuzzing, concurrency, leaks and escapes (issue 8).
 
 The subprocess helpers shared by these tests live here: :func:`measure` runs inputs through
-``process()`` in a fresh interpreter (``tests/hostile/measure.py``) and returns what each one
+``process()`` in a fresh interpreter (``tests/hostile/runner.py``) and returns what each one
 cost."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-MEASURE = HERE / "measure.py"
+RUNNER = HERE / "runner.py"
 ADDRESS_SPACE = 8 << 30
 """RLIMIT_AS of the measuring subprocess: a bomb that got past every check fails there with
 MemoryError instead of swapping the machine."""
@@ -31,7 +31,7 @@ def measure(
     timeout: float = 300,
 ) -> dict[str, dict[str, Any]]:
     """Run ``bombs`` (names in tests/fixtures/bombs) and ``files`` through ``process()`` in a
-    subprocess; name -> report (see ``measure.py``). The subprocess is started through
+    subprocess; name -> report (see ``runner.py``). The subprocess is started through
     ``sh`` so that its ``ru_maxrss`` starts from the shell's, not from this process'."""
     request = {
         "backend": backend,
@@ -43,7 +43,7 @@ def measure(
         "repeat": repeat,
     }
     proc = subprocess.run(
-        ["/bin/sh", "-c", '"$0" "$@"; exit $?', sys.executable, str(MEASURE)],
+        ["/bin/sh", "-c", '"$0" "$@"; exit $?', sys.executable, str(RUNNER)],
         input=json.dumps(request),
         capture_output=True,
         text=True,
@@ -54,7 +54,7 @@ def measure(
     done = {report["name"]: report for report in reports}
     expected = len(bombs) + len(files or {})
     assert proc.returncode == 0 and len(done) == expected, (
-        f"measure.py ({backend}) exited {proc.returncode} after {len(done)}/{expected} inputs "
+        f"runner.py ({backend}) exited {proc.returncode} after {len(done)}/{expected} inputs "
         f"(a crash on the next one?)\n{proc.stderr[-4000:]}"
     )
     return done

@@ -1,6 +1,6 @@
 """Run inputs through ``process()`` in this process and report what each one cost.
 
-Used by the hostile tests as a subprocess (``python tests/hostile/measure.py``), so that
+Used by the hostile tests as a subprocess (``python tests/hostile/runner.py``), so that
 every measurement starts from a fresh interpreter and a crash, a hang or a runaway
 allocation cannot take the test runner with it. The request comes as JSON on stdin::
 

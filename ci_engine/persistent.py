@@ -28,13 +28,13 @@ A failure that ``limits-and-errors.md`` section 5.4 marks as masked, in a rule c
 
 **One decode.** The rules are planned without the ``fold_shrink_on_load`` rewrite, because
 that rule changes the decode per plan (each plan would want its own shrink factor, hence its
-own decode). Instead the source is decoded once at the largest shrink-on-load factor that
-*every* rule allows (1 as soon as one rule needs full resolution: a crop, a rotation, a
-filter before the resize ...), with every frame when a rule keeps the animation, and
-materialised in memory. Each rule then runs from that shared handle (backend handles are
-immutable): a rule that allows a larger factor than the shared one gets a Lanczos reduction
-to its own shrink-on-load size first; a rule with a still output gets frame 0 selected
-first when the shared decode holds every frame.
+own decode). :func:`persist` applies it afterwards, to learn the factor each resolved plan
+allows, and decodes the source once at the *smallest* of them (1 as soon as one rule needs
+full resolution: a crop, a filter before the resize ...), with every frame when a rule keeps
+the animation, materialised in memory. Each rule then runs from that shared handle (backend
+handles are immutable), or from a *level*: a Lanczos reduction of it to the rule's own
+shrink-on-load size, computed once per size, each from the next larger one. A rule with a
+still output gets frame 0 selected first when the shared decode holds every frame.
 
 Example:
     >>> import tempfile
@@ -106,8 +106,8 @@ MAX_RULES = 5
 
 PERSIST_RULES = tuple(rule for rule in RULES if rule is not fold_shrink_on_load)
 """The plan rewrite rules :func:`persist` plans with: every default rule except
-``fold_shrink_on_load``, which picks a decode per plan; :func:`persist` picks one shrink
-factor for all the rules of a header instead (see the module docstring)."""
+``fold_shrink_on_load``, which picks a decode per plan; :func:`persist` applies it to each
+plan itself and picks one decode for all the rules of a header (see the module docstring)."""
 
 DEFAULT_BUCKET = "examplebucket-1250000000"
 DEFAULT_REGION = "ap-guangzhou"
@@ -574,7 +574,11 @@ def persist(
     image_info = None
     if ops.is_pic_info:
         image_info = _image_info(source, image_header, engine, handle, input_error is None)
-    outcomes = _compute_parallel(jobs, plans, engine, handle, source, parallel)
+    levels: dict[tuple[int, int], Any] = {}
+    if decode_plan is not None:
+        assert engine is not None
+        levels = _levels(engine, handle, decode_plan.decoded_size, [p.decoded_size for p in plans.values()])
+    outcomes = _compute_parallel(jobs, plans, engine, levels, source, parallel)
     results: list[ProcessResult] = []
     overwritten: str | None = None
     for job in jobs:
@@ -582,7 +586,7 @@ def persist(
         outcome = outcomes.get(job.rule.index)
         if outcome is None and resolved is not None and job.masked is None:
             assert engine is not None
-            outcome = _compute(resolved, engine, handle, source, tune=True)
+            outcome = _compute(resolved, engine, levels[resolved.decoded_size], source, tune=True)
         result = _write(job, resolved, outcome, source, image_header, region)
         results.append(result)
         if job.bucket == bucket and job.key == source_key:
@@ -696,12 +700,11 @@ def _shared_plans(
     for job in jobs:
         assert job.resolved is not None
         chosen[job.rule.index] = job.resolved
-    factor = 1
     if header.format in caps.shrink_on_load and frames == 1:
-        folded = {index: fold_shrink_on_load(resolved) for index, resolved in chosen.items()}
-        factor = min(p.decode.shrink for p in folded.values())
-        if factor > 1:
-            chosen = folded
+        # Each rule gets the shrink-on-load plan process() would run; the decode is at the
+        # smallest factor among them, the others read a level derived from it.
+        chosen = {index: fold_shrink_on_load(resolved) for index, resolved in chosen.items()}
+    factor = min(p.decode.shrink for p in chosen.values())
     spec = DecodeSpec(format=header.format, shrink=factor, frames=frames, sequential=True)
     decoded_size = (header.width // factor, header.height // factor)
     out: dict[int, ResolvedPlan] = {}
@@ -709,7 +712,7 @@ def _shared_plans(
         resolved = chosen[job.rule.index]
         try:
             resolved = _prepare_watermarks(resolved, engine, resources, fonts, limits)
-            adapted = _adapt(resolved, spec, decoded_size)
+            adapted = _adapt(resolved, spec)
             _check_capabilities(adapted, engine)
         except CIError as exc:
             job.masked = _masked_or_raise(exc, job.pipeline, job.rule.index)
@@ -722,19 +725,36 @@ def _shared_plans(
     return replace(first, decode=spec, decoded_size=decoded_size, steps=()), out
 
 
-def _adapt(resolved: ResolvedPlan, spec: DecodeSpec, decoded_size: tuple[int, int]) -> ResolvedPlan:
+def _adapt(resolved: ResolvedPlan, spec: DecodeSpec) -> ResolvedPlan:
     """``resolved`` rewritten to start from the shared decode: frame 0 selected first when
-    the shared decode has every frame and this rule keeps one; a Lanczos reduction first when
-    the rule's own shrink-on-load size is smaller than the shared one."""
-    prefix: list[Any] = []
+    the shared decode has every frame and this rule keeps one. Its ``decoded_size`` stays:
+    it names the level (:func:`_levels`) the rule reads."""
     if spec.frames > 1 and resolved.decode.frames == 1:
-        prefix.append(SelectFrames(((0,),), origin="shared decode: first frame"))
-    if resolved.decoded_size != decoded_size:
-        width, height = resolved.decoded_size
-        prefix.append(Resize(width, height, origin=f"shrink-on-load 1/{resolved.decode.shrink}"))
-    if not prefix and resolved.decode == spec:
-        return resolved
-    return replace(resolved, decode=spec, decoded_size=decoded_size, steps=(*prefix, *resolved.steps))
+        select = SelectFrames(((0,),), origin="shared decode: first frame")
+        return replace(resolved, decode=spec, steps=(select, *resolved.steps))
+    return replace(resolved, decode=spec)
+
+
+def _levels(
+    engine: Backend[Any], handle: Any, decoded_size: tuple[int, int], wanted: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], Any]:
+    """The shared decode and the smaller shrink-on-load sizes the rules read, each level a
+    Lanczos reduction of the next larger one (1/2 of the decode, then 1/4 from it ...),
+    materialised once. A level stands in for a decoder shrink: both are a downscale by an
+    integer factor, and the rule's own resize to its target follows."""
+    images: dict[tuple[int, int], Any] = {decoded_size: handle}
+    previous = handle
+    for size in sorted(set(wanted) - {decoded_size}, key=lambda wh: -(wh[0] * wh[1])):
+        try:
+            previous = engine.materialize(engine.resize(previous, Resize(size[0], size[1], origin="shared decode")))
+        except CIError:
+            raise
+        except Exception as exc:
+            raise InternalError(
+                f"{engine.name}: the shared shrink to {size[0]}x{size[1]} failed", detail=repr(exc)
+            ) from exc
+        images[size] = previous
+    return images
 
 
 def _prepare_watermarks(
@@ -788,7 +808,7 @@ def _compute_parallel(
     jobs: Sequence[_Job],
     plans: Mapping[int, ResolvedPlan],
     engine: Backend[Any] | None,
-    handle: Any,
+    levels: Mapping[tuple[int, int], Any],
     source: bytes,
     workers: int,
 ) -> dict[int, _Outcome]:
@@ -802,10 +822,12 @@ def _compute_parallel(
         plan_pixels = (p.width * p.height * p.frames for p in plans.values())
         tuner(max(plan_pixels))
     with ThreadPoolExecutor(max_workers=min(workers, len(runnable)), thread_name_prefix="ci_engine-persist") as pool:
-        futures = {
-            job.rule.index: pool.submit(_compute, plans[job.rule.index], engine, handle, source, tune=False)
-            for job in runnable
-        }
+        futures = {}
+        for job in runnable:
+            resolved = plans[job.rule.index]
+            futures[job.rule.index] = pool.submit(
+                _compute, resolved, engine, levels[resolved.decoded_size], source, tune=False
+            )
         return {index: future.result() for index, future in futures.items()}
 
 

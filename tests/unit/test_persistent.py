@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import ci_engine
-from ci_engine.backends import get_backend
+from ci_engine.backends import available_backends, get_backend
 from ci_engine.errors import (
     ImageResolutionExceedError,
     ImageTooLargeError,
@@ -310,6 +310,18 @@ def test_three_rules_one_decode(photo: bytes, store: LocalStore, monkeypatch: py
     assert info.image_info.quality == probe(photo).quality
 
 
+@pytest.mark.parametrize("backend", available_backends())
+def test_every_backend_decodes_once(photo: bytes, monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    counter = DecodeCounter(monkeypatch, backend)
+    store = MemoryStore()
+    result = persist("k.jpg", photo, header(*THREE_RULES, is_pic_info=1), store, backend=backend)
+    assert len(counter.calls) == 1
+    for obj, (_, rule) in zip(result.process_results, THREE_RULES):
+        alone = ci_engine.process(photo, rule, backend=backend)
+        assert (obj.format, obj.width, obj.height) == (alone.format, alone.width, alone.height)
+        assert obj.size == len(store.get(obj.key))
+
+
 def test_upload_result_xml(photo: bytes, store: LocalStore) -> None:
     result = persist(
         "shop/items/k.jpg", photo, header(*THREE_RULES, is_pic_info=1), store, bucket=BUCKET, region=REGION
@@ -473,6 +485,7 @@ def test_a_rule_failing_mid_way_leaves_nothing_partial(
         assert len(calls) == 2  # stopped at the failing rule
 
 
+@pytest.mark.requires_vips  # backend='vips': BackendUnavailableError is an InternalError too
 def test_a_store_failing_mid_write_leaves_nothing_partial(
     photo: bytes, store: LocalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -606,6 +619,31 @@ def test_a_full_resolution_rule_disables_the_shrink(
     counter = DecodeCounter(monkeypatch)
     persist("k.jpg", photo, header(("a.jpg", "imageMogr2/thumbnail/120x"), ("b.jpg", "imageMogr2/rotate/90")), store)
     assert [spec.shrink for spec in counter.calls] == [1]
+
+
+def test_rules_that_allow_a_shrink_read_a_reduced_level(
+    photo: bytes, store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full-resolution rule makes the decode full size, but a rule that process() would run
+    from a 1/4 decode still rotates a quarter-size image, not the full one."""
+    engine = get_backend("vips")
+    rotated: list[tuple[int, int]] = []
+    original = engine.rotate90
+
+    def recording(image: Any, step: Any) -> Any:
+        rotated.append(engine.size(image)[:2])
+        return original(image, step)
+
+    monkeypatch.setattr(engine, "rotate90", recording)
+    counter = DecodeCounter(monkeypatch)
+    rule = "imageMogr2/rotate/90|imageMogr2/thumbnail/150x"
+    result = persist("k.jpg", photo, header(("a.jpg", "imageMogr2/cut/600x300x10x10"), ("b.jpg", rule)), store)
+    assert [spec.shrink for spec in counter.calls] == [1]
+    assert rotated == [(300, 168)]  # 1200x675 at 1/4, not 1200x675
+    alone = ci_engine.process(photo, rule, backend="vips")
+    obj = result.process_results[1]
+    assert (obj.width, obj.height) == (alone.width, alone.height) == (150, 267)
+    assert np.abs(decoded(store.get("b.jpg")) - decoded(alone.data)).mean() < 3.0
 
 
 def test_workers_do_not_change_the_results(photo: bytes, tmp_path: Path) -> None:

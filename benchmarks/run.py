@@ -648,6 +648,13 @@ def markdown(
         f"the whole run took {elapsed / 60:.1f} min."
     )
     add("")
+    if load and env.get("cores") and load[0] > env["cores"]:
+        add(
+            f"**The machine was busy** (load average {load[0]:.1f} on {env['cores']} cores when the run began: "
+            "other processes shared the cores), so every figure is slower and noisier than on an idle "
+            "machine; the interleaving keeps the ratios comparable, and the per-round ranges show the noise."
+        )
+        add("")
     add("Times are medians in ms over the rounds, ± half the min-max range relative to the median. ")
     add("Ratios are medians of per-round ratios (ci_engine (vips) time / the other's time; < 1 means ")
     add("ci_engine is faster), with their min-max over rounds. Method and image recipes: the docstrings ")

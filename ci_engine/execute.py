@@ -65,6 +65,11 @@ def run_steps(plan: ResolvedPlan, backend: Backend[Any], image: Any) -> Any:
                 exc.span = step.span
             raise
         except Exception as exc:
+            input_error = getattr(backend, "input_error", None)  # a lazy decoder's late failure
+            found = input_error(exc) if input_error is not None else None
+            if isinstance(found, CIError):
+                found.span = found.span or step.span
+                raise found from exc
             raise BackendError(
                 f"{backend.name}: step {index} ({step.method}, from {step.origin or 'the plan'}) failed",
                 backend=backend.name,

@@ -56,9 +56,10 @@ _MAX_BLOCKS = 10_000
 container. Real files have tens (a HEIF grid has one ``infe`` per tile); the cap keeps a
 32 MB file of empty segments from costing more than a few milliseconds of Python."""
 
-_MAX_FRAMES = 100_000
-"""GIF frames and WebP ANMF chunks are counted up to this many, then the count stops: far
-above any frame limit, and it keeps a 32 MB file of empty frames to ~30 ms of probing."""
+_MAX_FRAMES = 10_000
+"""GIF frames and WebP ANMF chunks are counted up to this many, then the count stops: ten
+times the default frame limit (``Limits.max_frames``), and it keeps a 32 MB file of empty
+frames (2.6 million) to 3 ms of probing instead of 0.8 s."""
 
 _MAX_JPEG_SCANS = 100
 """Most scans in a progressive JPEG (real encoders write 5 to 20). Every scan is a pass over

@@ -159,6 +159,15 @@ class VipsBackend(Backend[Any]):
         except pyvips.Error as exc:
             raise _classify(exc, f"encode {fmt.value}") from exc
 
+    def input_error(self, exc: Exception) -> InvalidImageFormatError | None:
+        """The input's fault behind a step's failure, or None: libvips decodes lazily, so a
+        corrupt image body first fails in whichever step reads the pixels."""
+        if isinstance(exc, pyvips.Error):
+            classified = _classify(exc, "a step")
+            if isinstance(classified, InvalidImageFormatError):
+                return classified
+        return None
+
     def materialize(self, image: Any) -> Any:
         try:
             return image.copy_memory()

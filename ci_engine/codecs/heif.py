@@ -20,7 +20,8 @@ def decode(data: bytes) -> Frames:
     try:
         heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
         pixels = np.asarray(heif)
-    except (OSError, ValueError, RuntimeError, IndexError, KeyError) as exc:  # IndexError: no decodable image
+    except (OSError, ValueError, RuntimeError, SyntaxError, EOFError, IndexError, KeyError) as exc:
+        # libheif's "unsupported feature" arrives as SyntaxError, no decodable image as IndexError
         raise InvalidImageFormatError(f"heif: cannot decode ({exc})", detail=repr(exc)) from exc
     if pixels.ndim == 2:
         pixels = pixels[..., np.newaxis]

@@ -5,7 +5,7 @@ polyglots, and the formats CI does not accept (``limits-and-errors.md`` section 
 Every case must end in a clean :class:`~ci_engine.errors.CIError` with the code the spec
 gives (``InvalidImageFormat`` for undecodable or unsupported input, section 5.4), or in a
 result: never a segfault, a hang or another exception type. The cases run in a subprocess
-per backend (``tests/hostile/measure.py``) so that a crash or a hang fails the test instead
+per backend (``tests/hostile/runner.py``) so that a crash or a hang fails the test instead
 of the test runner, and each case's CPU time is bounded.
 """
 

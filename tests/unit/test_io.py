@@ -789,7 +789,7 @@ def test_bomb_headers_are_read_without_allocating(name: str) -> None:
 def test_gif_with_100000_frames() -> None:
     data = gif_bytes(1, 1, 100_000)
     result, seconds, peak = measure(data)
-    assert result == header(F.GIF, 1, 1, frames=100_000, loop=0)
+    assert result == header(F.GIF, 1, 1, frames=10_000, loop=0)  # the count stops at 10,000
     assert seconds < 1.0, f"{seconds * 1e3:.1f} ms"
     assert peak < 64 * 1024, f"{peak} bytes"
 

@@ -118,7 +118,17 @@ class VipsBackend(Backend[Any]):
             if fmt is ImageFormat.JPEG:
                 image = Image.jpegload_buffer(data, shrink=spec.shrink, access=access, fail_on="truncated")
             elif fmt is ImageFormat.WEBP:
-                image = Image.webpload_buffer(data, n=frames, scale=1 / spec.shrink, access=access, fail_on="truncated")
+                # libwebp scales both axes by one factor to rint(size * scale); the plan wants
+                # the floor (header // shrink) with the whole picture in it: use the axis ratio
+                # that lands both axes there, else resize the pixel of difference away.
+                w, h = max(1, header.width // spec.shrink), max(1, header.height // spec.shrink)
+                scale = 1.0
+                if spec.shrink > 1:
+                    fits = [s for s in (h / header.height, w / header.width) if _scaled(header, s) == (w, h)]
+                    scale = fits[0] if fits else max(w / header.width, h / header.height)
+                image = Image.webpload_buffer(data, n=frames, scale=scale, access=access, fail_on="truncated")
+                if spec.shrink > 1 and (image.width, image.height) != (w, h):
+                    image = _resize(image, w, h)
             elif fmt is ImageFormat.GIF:
                 image = Image.gifload_buffer(data, n=frames, access=access, fail_on="truncated")
             elif fmt is ImageFormat.PNG:
@@ -265,8 +275,13 @@ class VipsBackend(Backend[Any]):
     # -- pixels ----------------------------------------------------------------------------------------
     def blur(self, image: Any, step: P.Blur) -> Any:
         # A Gaussian truncated at `radius` px: libvips builds the mask until its amplitude,
-        # relative to the centre, falls below min_ampl.
-        min_ampl = max(1e-6, min(0.999, math.exp(-(step.radius**2) / (2 * step.sigma**2)) * 0.999))
+        # relative to the centre, falls below min_ampl. gaussblur takes min_ampl >= 0.001 and
+        # sigma >= 0.01 and silently uses its defaults (0.2, 1.5) for values out of range; the
+        # integer mask rint(20 v) has no further non-zero tap below 0.001, and a mask of
+        # 8 sigma < 1 px is the identity.
+        if 8 * step.sigma < 1:
+            return image
+        min_ampl = max(0.001, min(0.999, math.exp(-(step.radius**2) / (2 * step.sigma**2)) * 0.999))
         return _per_page(image, lambda page: _premultiplied(page, lambda x: x.gaussblur(step.sigma, min_ampl=min_ampl)))
 
     def sharpen(self, image: Any, step: P.Sharpen) -> Any:
@@ -417,6 +432,11 @@ def _from_frames(frames: Frames) -> Any:
     if frames.icc:
         image.set_type(pyvips.GValue.blob_type, "icc-profile-data", frames.icc)
     return image
+
+
+def _scaled(header: ImageHeader, scale: float) -> tuple[int, int]:
+    """The size libwebp's scaled decode gives (``rint`` of each side times ``scale``)."""
+    return max(1, round(header.width * scale)), max(1, round(header.height * scale))
 
 
 def _resize(image: Any, width: int, height: int) -> Any:

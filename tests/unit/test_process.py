@@ -230,7 +230,12 @@ def test_every_input_format(backend: str, fmt: str) -> None:
     result = run(data, "imageMogr2/thumbnail/20x/format/png", backend)
     assert (result.width, result.height) == (20, 15)
     expected = np.asarray(Image.fromarray(pixels).resize((20, 15), Image.Resampling.LANCZOS))
-    assert_similar(to_array(result.data), expected, name=f"input-{fmt}-{backend}", max_mean=6 if fmt == "gif" else 3.5)
+    # Lossy WebP at 40x30 carries a codec error of mean ~4.6 after a full decode (libvips with
+    # rules=(): 4.63); libwebp's scaled decode (libvips' shrink-on-load) lands at 3.2, the
+    # Pillow backend's emulation of it (full decode, area average: no scaled WebP decode in
+    # Pillow) at 5.5.
+    bound = 6.0 if fmt in ("gif", "webp") else 3.5
+    assert_similar(to_array(result.data), expected, name=f"input-{fmt}-{backend}", max_mean=bound)
 
 
 def test_progressive_jpeg_interlaced_png_and_gif(backend: str) -> None:

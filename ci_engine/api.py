@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
-from ci_engine.errors import CIError, InvalidArgumentError, UnsupportedOperationError
+from ci_engine.errors import CIError, InvalidArgumentError
 from ci_engine.limits import Limits, check_header, check_input_bytes
 from ci_engine.parse import parse
 from ci_engine.plan import RULES, Plan, ResolvedPlan, Rule, plan, resolve
@@ -156,7 +156,7 @@ def _run(
     fonts: FontLibrary | None = None,
 ) -> Result:
     from ci_engine.backends import get_backend
-    from ci_engine.execute import execute
+    from ci_engine.execute import check_capabilities, execute
 
     resolved = resolve(symbolic, header)
     if resolved.info is not None and not symbolic.pixel_ops:  # info.md: about the original bytes
@@ -168,7 +168,7 @@ def _run(
         from ci_engine.watermark.prepare import prepare
 
         resolved = prepare(resolved, backend, resources=resources, fonts=fonts, limits=symbolic.limits)
-    _check_capabilities(resolved, backend)
+    check_capabilities(resolved, backend)
     out = execute(resolved, backend, data)
     if resolved.info is not None:  # about the pipeline's output: re-probe its bytes
         from ci_engine.info import answer
@@ -178,19 +178,6 @@ def _run(
         return Result(body, "json", 0, 0, 0, None, resolved)
     fmt = header.format.value if out.original else resolved.encode.format.value
     return Result(out.data, fmt, out.width, out.height, out.frames, out.quality, resolved)
-
-
-def _check_capabilities(resolved: ResolvedPlan, backend: Any) -> None:
-    caps = backend.capabilities
-    if resolved.decode.format not in caps.loads:
-        raise UnsupportedOperationError(f"backend {backend.name}: cannot decode {resolved.decode.format.value}")
-    if resolved.encode.format not in caps.saves:
-        raise UnsupportedOperationError(f"backend {backend.name}: cannot encode {resolved.encode.format.value}")
-    for step in resolved.steps:
-        if step.method not in caps.methods:
-            raise UnsupportedOperationError(
-                f"backend {backend.name}: {step.origin or step.method} is not supported", span=step.span
-            )
 
 
 def _original(data: Any, exc: CIError) -> Result:

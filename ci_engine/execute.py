@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ci_engine.backends.base import Backend
-from ci_engine.errors import BackendError, CIError, InternalError, InvalidImageFormatError
+from ci_engine.errors import BackendError, CIError, InternalError, InvalidImageFormatError, UnsupportedOperationError
 from ci_engine.plan import ResolvedPlan
 from ci_engine.plan.steps import EncodeSpec
 
-__all__ = ["Encoded", "execute", "decode", "run_steps", "encode"]
+__all__ = ["Encoded", "execute", "decode", "run_steps", "encode", "check_capabilities"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,21 @@ class Encoded:
     quality: int | None
     original: bool = False
     """``True`` when ``size-limit/...!`` kept the original bytes (they were smaller)."""
+
+
+def check_capabilities(plan: ResolvedPlan, backend: Backend[Any]) -> None:
+    """Refuse, before any work, a plan that needs what ``backend`` lacks: nothing silently
+    degrades to something else (``docs/backends.md``)."""
+    caps = backend.capabilities
+    if plan.decode.format not in caps.loads:
+        raise UnsupportedOperationError(f"backend {backend.name}: cannot decode {plan.decode.format.value}")
+    if plan.encode.format not in caps.saves:
+        raise UnsupportedOperationError(f"backend {backend.name}: cannot encode {plan.encode.format.value}")
+    for step in plan.steps:
+        if step.method not in caps.methods:
+            raise UnsupportedOperationError(
+                f"backend {backend.name}: {step.origin or step.method} is not supported", span=step.span
+            )
 
 
 def decode(plan: ResolvedPlan, backend: Backend[Any], data: bytes) -> Any:

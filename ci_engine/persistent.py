@@ -71,7 +71,6 @@ from ci_engine.errors import (
     InvalidImageFormatError,
     InvalidPicOperationsError,
     NoSuchStyleError,
-    UnsupportedOperationError,
 )
 from ci_engine.limits import Limits, check_header, check_input_bytes
 from ci_engine.parse import parse
@@ -713,7 +712,7 @@ def _shared_plans(
         try:
             resolved = _prepare_watermarks(resolved, engine, resources, fonts, limits)
             adapted = _adapt(resolved, spec)
-            _check_capabilities(adapted, engine)
+            _execute.check_capabilities(adapted, engine)
         except CIError as exc:
             job.masked = _masked_or_raise(exc, job.pipeline, job.rule.index)
             job.resolved = None
@@ -766,19 +765,6 @@ def _prepare_watermarks(
     from ci_engine.watermark.prepare import prepare
 
     return prepare(resolved, engine, resources=resources, fonts=fonts, limits=limits)
-
-
-def _check_capabilities(resolved: ResolvedPlan, engine: Backend[Any]) -> None:
-    caps = engine.capabilities
-    if resolved.decode.format not in caps.loads:
-        raise UnsupportedOperationError(f"backend {engine.name}: cannot decode {resolved.decode.format.value}")
-    if resolved.encode.format not in caps.saves:
-        raise UnsupportedOperationError(f"backend {engine.name}: cannot encode {resolved.encode.format.value}")
-    for step in resolved.steps:
-        if step.method not in caps.methods:
-            raise UnsupportedOperationError(
-                f"backend {engine.name}: {step.origin or step.method} is not supported", span=step.span
-            )
 
 
 def _workers(requested: int | None) -> int:

@@ -14,7 +14,6 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
-from ci_engine.errors import UnsupportedOperationError
 from ci_engine.plan import steps as P
 from ci_engine.types import ImageFormat, ImageHeader
 
@@ -116,10 +115,10 @@ class Backend(ABC, Generic[H]):
     @abstractmethod
     def select_frames(self, image: H, step: P.SelectFrames) -> H: ...
 
+    @abstractmethod
     def composite(self, image: H, step: P.Composite) -> H:
         """Draw ``step.overlay`` over every frame at each placement (clipped at the edges),
         alpha times ``step.opacity``; the reference is ``ci_engine.watermark.blend``."""
-        raise UnsupportedOperationError(f"backend {self.name}: watermarks (composite) are not supported")
 
     def materialize(self, image: H) -> H:
         """Compute ``image`` once so that it can be encoded several times cheaply (lazy

@@ -100,7 +100,7 @@ WORKLOADS = [
     ("blur 10x5", "imageMogr2/blur/10x5"),
     ("sharpen 120", "imageMogr2/sharpen/120"),
     ("bright+contrast", "imageMogr2/bright/20/contrast/30"),
-    ("iradius 300, png", "imageMogr2/thumbnail/800x/iradius/300/format/png"),
+    ("iradius 200, png", "imageMogr2/thumbnail/800x/iradius/200/format/png"),
     ("scrop 600x600", "imageMogr2/scrop/600x600"),
     ("format webp", "imageMogr2/format/webp/quality/80"),
 ]

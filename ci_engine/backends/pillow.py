@@ -1074,9 +1074,14 @@ def _vips_rotate(
     padded = np.empty((in_h + 2 * pad, in_w + 2 * pad, channels), work.dtype)
     padded[:] = fill
     padded[pad : pad + in_h, pad : pad + in_w] = work
-    flat = padded.reshape(-1, channels)
+    flat = np.ascontiguousarray(padded.reshape(-1, channels), np.int32 if integer else np.float64)
+    # every run of 4 horizontal neighbours as one row: one gather per kernel row
+    quads = np.lib.stride_tricks.as_strided(
+        flat, shape=(flat.shape[0] - 3, 4, channels), strides=(flat.strides[0], flat.strides[0], flat.strides[1])
+    )
     stride = padded.shape[1]
     out = np.empty((out_h * out_w, channels), np.uint8 if integer else np.float32)
+    out[:] = fill
     det = a * d - b * c
     total = out_h * out_w
     for start in range(0, total, ROTATE_CHUNK):
@@ -1088,28 +1093,24 @@ def _vips_rotate(
         # libvips interpolates where the source lies in [-1, w) x [-1, h), else writes the
         # background
         inside = (ix >= pad - 1) & (iy >= pad - 1) & (ix < pad + in_w) & (iy < pad + in_h)
-        ix = np.where(inside, ix, 1.0)
-        iy = np.where(inside, iy, 1.0)
+        if not inside.any():
+            continue
+        index, ix, iy = index[inside], ix[inside], iy[inside]
         x0, xrow = _taps(ix)
         y0, yrow = _taps(iy)
         if integer:
-            cx, cy = _BICUBIC_I[xrow], _BICUBIC_I[yrow]
+            cx, cy = _BICUBIC_I[xrow].astype(np.int32), _BICUBIC_I[yrow].astype(np.int32)
             acc = np.zeros((len(index), channels), np.int64)
             for j in range(4):
-                base = (y0 + j) * stride + x0
-                row = sum(cx[:, k, np.newaxis] * flat[base + k].astype(np.int64) for k in range(4))
-                acc += cy[:, j, np.newaxis] * _fixed_round(np.asarray(row))
-            values: NDArray[Any] = np.clip(_fixed_round(acc), 0, 255).astype(np.uint8)
+                row = np.einsum("nk,nkc->nc", cx, quads[(y0 + j) * stride + x0])
+                acc += cy[:, j, np.newaxis] * _fixed_round(row.astype(np.int64))
+            out[index] = np.clip(_fixed_round(acc), 0, 255).astype(np.uint8)
         else:
             fx, fy = _BICUBIC_F[xrow], _BICUBIC_F[yrow]
             accf = np.zeros((len(index), channels), np.float64)
             for j in range(4):
-                base = (y0 + j) * stride + x0
-                rowf = sum(fx[:, k, np.newaxis] * flat[base + k].astype(np.float64) for k in range(4))
-                accf += fy[:, j, np.newaxis] * np.asarray(rowf)
-            values = accf.astype(np.float32)
-        values[~inside] = fill
-        out[start : start + len(index)] = values
+                accf += fy[:, j, np.newaxis] * np.einsum("nk,nkc->nc", fx, quads[(y0 + j) * stride + x0])
+            out[index] = accf.astype(np.float32)
     return out.reshape(out_h, out_w, channels), fill
 
 
@@ -1167,6 +1168,11 @@ def _shifted(work: NDArray[Any], radius: int, axis: int) -> NDArray[Any]:
     return np.pad(work, pad, mode="edge")
 
 
+def _window(padded: NDArray[Any], axis: int, start: int, n: int) -> NDArray[Any]:
+    """``n`` rows (axis 0) or columns (axis 1) of ``padded`` from ``start``: a view."""
+    return padded[start : start + n] if axis == 0 else padded[:, start : start + n]
+
+
 def _convsep_float(work: NDArray[Any], mask: NDArray[np.float64], scale: float) -> F32:
     """Separable convolution in float, rows then columns, edges extended (libvips ``convsep``
     on float data: ``sum(k p) / scale`` per pass, accumulated in double, stored as float)."""
@@ -1176,9 +1182,11 @@ def _convsep_float(work: NDArray[Any], mask: NDArray[np.float64], scale: float) 
         padded = _shifted(out, radius, axis)
         n = out.shape[axis]
         acc = np.zeros(out.shape, np.float64)
+        term = np.empty(out.shape, np.float64)
         for i, k in enumerate(mask):
             if k:
-                acc += k * np.take(padded, np.arange(i, i + n), axis=axis)
+                np.multiply(_window(padded, axis, i, n), k, out=term)
+                acc += term
         out = (acc / scale).astype(np.float32)
     return out
 
@@ -1209,21 +1217,24 @@ def _convsep_uchar(frame: U8, mask: NDArray[np.float64]) -> U8:
     ``(sum + scale / 2) / scale``."""
     vector = _vector_mask(mask)
     radius = len(mask) // 2
-    work = frame.astype(np.int64)
+    coeffs = vector[0] if vector is not None else mask.astype(np.int64)
+    # int32 holds every sum: 255 * 127 * 1024 taps (vector path) or 255 * 20 * 5000 (C path)
+    work = frame.astype(np.int32)
     for axis in (1, 0):
         padded = _shifted(work, radius, axis)
         n = work.shape[axis]
-        acc = np.zeros(work.shape, np.int64)
-        coeffs = vector[0] if vector is not None else mask.astype(np.int64)
+        acc = np.zeros(work.shape, np.int32)
+        term = np.empty(work.shape, np.int32)
         for i, k in enumerate(coeffs):
             if k:
-                acc += int(k) * np.take(padded, np.arange(i, i + n), axis=axis)
+                np.multiply(_window(padded, axis, i, n), int(k), out=term)
+                acc += term
         if vector is not None:
             exp = vector[1]
-            work = np.clip((acc + (1 << (exp - 1))) >> exp, 0, 255)
+            work = np.clip((acc + (1 << (exp - 1))) >> exp, 0, 255).astype(np.int32)
         else:
             scale = max(1, round(float(mask.sum())))
-            work = np.clip((acc + scale // 2) // scale, 0, 255)
+            work = np.clip((acc + scale // 2) // scale, 0, 255).astype(np.int32)
     return work.astype(np.uint8)
 
 

@@ -459,7 +459,6 @@ def test_missing_object_is_no_such_key() -> None:
     assert info.value.status == 404 and LOGO_URL in info.value.message
 
 
-@pytest.mark.requires_vips  # backend auto: the Pillow backend has no composite yet
 def test_callable_and_mapping_resources() -> None:
     seen: list[str] = []
 
@@ -491,7 +490,6 @@ def tree(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.mark.requires_vips  # backend auto: the Pillow backend has no composite yet
 def test_local_directory_serves_keys_and_cos_urls(tree: Path) -> None:
     resolver = LocalDirectoryResolver(tree)
     assert resolver.fetch(LOGO_URL) == logo_png()

@@ -1039,20 +1039,16 @@ def _rotate(frame: U8, degrees: int, width: int, height: int, bg: list[float]) -
     ``width`` x ``height`` of the libvips backend (premultiplied when there is alpha)."""
     alpha = frame.shape[2] in (2, 4)
     background = np.asarray(bg, np.float64)
-    if alpha:  # premultiplied background, premultiplied image
-        background = np.concatenate([background[:-1] * bg[-1] / 255, background[-1:]])
-        work: NDArray[Any] = _premultiply(frame)
-        # libvips' affine premultiplies an image with alpha once more itself (the libvips
-        # backend does not pass premultiplied=True), and undoes it in float afterwards.
-        rotated, fill = _vips_rotate(_premultiply_float(work), degrees, background, integer=False)
-        rotated = _unpremultiply_float(rotated)
-    else:
-        work = frame
-        rotated, fill = _vips_rotate(work, degrees, background, integer=True)
-    fitted = _fit(rotated, width, height, fill)
     if alpha:
-        return _unpremultiply(fitted)
-    return np.asarray(fitted, np.uint8)
+        # libvips' affine premultiplies an image with alpha once, interpolates, undoes the
+        # premultiplication and casts back to 8 bits (truncating). The backgrounds used are
+        # transparent or opaque, for which the premultiplied value is the value itself.
+        rotated_f, _ = _vips_rotate(_premultiply_float(frame.astype(np.float32)), degrees, background, integer=False)
+        rotated: NDArray[Any] = np.asarray(np.clip(np.trunc(_unpremultiply_float(rotated_f)), 0, 255), np.uint8)
+        fill = np.rint(background).astype(np.uint8)
+    else:
+        rotated, fill = _vips_rotate(frame, degrees, background, integer=True)
+    return np.asarray(_fit(rotated, width, height, fill), np.uint8)
 
 
 def _vips_rotate(

@@ -28,6 +28,7 @@ from urllib.parse import unquote
 
 from ci_engine import _check
 from ci_engine import ast as A
+from ci_engine._lalr import SyntaxFailure
 from ci_engine.errors import (
     CIError,
     InternalError,
@@ -760,8 +761,6 @@ def _parse_cached(text: str, max_steps: int) -> A.Pipeline:
     source = decode_text(text.strip())
     driver = _driver()
     try:
-        from ci_engine._lalr import SyntaxFailure
-
         try:
             pipeline: A.Pipeline = driver.parse(source)
         except SyntaxFailure as failure:

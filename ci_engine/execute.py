@@ -15,6 +15,7 @@ from ci_engine.backends.base import Backend
 from ci_engine.errors import BackendError, CIError, InternalError, InvalidImageFormatError, UnsupportedOperationError
 from ci_engine.plan import ResolvedPlan
 from ci_engine.plan.steps import EncodeSpec
+from ci_engine.types import ImageFormat
 
 __all__ = ["Encoded", "execute", "decode", "run_steps", "encode", "check_capabilities"]
 
@@ -113,7 +114,14 @@ def encode(plan: ResolvedPlan, backend: Backend[Any], image: Any, original: byte
         data, quality = _fit_size(backend, image, spec, quality, data)
     if spec.keep_smaller and len(data) >= len(original):
         return Encoded(original, plan.header.width, plan.header.height, plan.header.frames, plan.header.quality, True)
-    return Encoded(data, plan.width, plan.height, plan.frames, quality)
+    frames = plan.frames
+    if spec.format is ImageFormat.GIF and frames > 1:
+        # Pillow's GIF writer merges a frame identical to the one before it into that one
+        # (delays summed: the animation looks the same); report what the file holds.
+        from ci_engine.io import probe
+
+        frames = probe(data).frames
+    return Encoded(data, plan.width, plan.height, frames, quality)
 
 
 def _fit_size(backend: Backend[Any], image: Any, spec: EncodeSpec, quality: int, first: bytes) -> tuple[bytes, int]:

@@ -25,7 +25,9 @@ def _rgb(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 def encode(frames: Frames, *, interlace: bool = False) -> bytes:
     """Encode ``frames`` as a GIF: each frame quantised to its own palette with Pillow's
     fast octree (no dithering); pixels with alpha below 128 become the transparent index.
-    Delays are kept (GIF stores centiseconds), as is the loop count."""
+    Delays are kept (GIF stores centiseconds), as is the loop count. Pillow's writer merges
+    a frame identical to the one before it into that one, summing their delays, so the file
+    may hold fewer frames than it was given (the executor reports the count it holds)."""
     images: list[Image.Image] = []
     transparent = False
     for pixels in frames.pixels:

@@ -166,6 +166,23 @@ def test_animated_gif_is_not_enlarged_and_static_output_keeps_the_first_frame(ba
     assert (still.format, still.frames) == ("png", 1)
 
 
+def test_frames_that_become_identical_merge_and_the_result_says_so(backend: str) -> None:
+    # Flat colours survive any palette exactly: the first two frames differ only in their
+    # right half.
+    first = np.zeros((16, 32, 3), np.uint8)
+    first[:, :16] = (200, 30, 30)
+    first[:, 16:] = (30, 200, 30)
+    second = first.copy()
+    second[:, 16:] = (30, 30, 200)
+    last = np.full((16, 32, 3), 90, np.uint8)
+    data = animated([first, second, last], "GIF", duration=100)
+    assert len(frames_of(data)) == 3
+    result = run(data, "imageMogr2/cut/16x16x0x0", backend)  # keep the left half
+    written = frames_of(result.data)
+    assert result.frames == len(written) == 2
+    assert [f.info.get("duration") for f in written] == [200, 100]
+
+
 def test_cgif_keeps_sampled_frames_with_summed_delays(backend: str) -> None:
     data = animated(_frames(6, 16, 16), "GIF", duration=100)
     result = run(data, "imageMogr2/cgif/3", backend)

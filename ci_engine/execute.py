@@ -150,7 +150,7 @@ def execute(plan: ResolvedPlan, backend: Backend[Any], data: bytes) -> Encoded:
     """Decode, run and encode ``plan`` on ``backend``."""
     tune = getattr(backend, "tune", None)
     if tune is not None:
-        tune(plan.width * plan.height * plan.frames)
+        tune(plan.width * plan.height * plan.frames, plan.encode.format)
     image = decode(plan, backend, data)
     image = run_steps(plan, backend, image)
     return encode(plan, backend, image, data)

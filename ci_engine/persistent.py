@@ -783,7 +783,7 @@ def _compute(resolved: ResolvedPlan, engine: Backend[Any], handle: Any, source: 
     not raised, so that the caller decides in rule order."""
     try:
         if tune and (tuner := getattr(engine, "tune", None)) is not None:
-            tuner(resolved.width * resolved.height * resolved.frames)
+            tuner(resolved.width * resolved.height * resolved.frames, resolved.encode.format)
         image = _execute.run_steps(resolved, engine, handle)
         return _execute.encode(resolved, engine, image, source)
     except Exception as exc:
@@ -805,8 +805,9 @@ def _compute_parallel(
     if workers <= 1 or len(runnable) <= 1 or engine is None:
         return {}
     if (tuner := getattr(engine, "tune", None)) is not None:
-        plan_pixels = (p.width * p.height * p.frames for p in plans.values())
-        tuner(max(plan_pixels))
+        plan_pixels = max(p.width * p.height * p.frames for p in plans.values())
+        avif = any(p.encode.format is ImageFormat.AVIF for p in plans.values())
+        tuner(plan_pixels, ImageFormat.AVIF if avif else None)
     with ThreadPoolExecutor(max_workers=min(workers, len(runnable)), thread_name_prefix="ci_engine-persist") as pool:
         futures = {}
         for job in runnable:

@@ -101,9 +101,13 @@ class VipsBackend(Backend[Any]):
             ),
         )
 
-    def tune(self, output_pixels: int) -> None:
-        """Pick the libvips concurrency for a request producing ``output_pixels``."""
-        pyvips.concurrency_set(1 if output_pixels <= SMALL_OUTPUT else self._default_concurrency)
+    def tune(self, output_pixels: int, output_format: ImageFormat | None = None) -> None:
+        """Pick the libvips concurrency for a request producing ``output_pixels`` (in
+        ``output_format``, when known): one thread for small outputs, except AVIF, whose AV1
+        encoder takes its thread count from libvips' and is the bulk of such a request
+        (measured: a 720 px AVIF encodes in 0.8 s on 2 threads, 1.0-1.4 s on one)."""
+        small = output_pixels <= SMALL_OUTPUT and output_format is not ImageFormat.AVIF
+        pyvips.concurrency_set(1 if small else self._default_concurrency)
 
     # -- decode -----------------------------------------------------------------------------------
     def decode(self, data: bytes, spec: P.DecodeSpec, header: ImageHeader) -> Any:

@@ -130,3 +130,23 @@ def test_a_backend_that_cannot_load_says_why() -> None:
         pytest.skip("pyvips loads here")
     with pytest.raises(BackendUnavailableError, match="vips"):
         get_backend("vips")
+
+
+@pytest.mark.requires_vips
+def test_libvips_runs_small_outputs_on_one_thread_except_avif() -> None:
+    import pyvips
+
+    backend = get_backend("vips")
+    default = backend._default_concurrency  # type: ignore[attr-defined]
+    if default < 2:
+        pytest.skip("libvips runs on one thread here anyway")
+    source = io.BytesIO()
+    Image.new("RGB", (64, 48), (120, 80, 40)).save(source, "JPEG")
+    try:
+        ce.process(source.getvalue(), "imageMogr2/thumbnail/32x", backend="vips")
+        assert pyvips.concurrency_get() == 1
+        result = ce.process(source.getvalue(), "imageMogr2/thumbnail/32x/format/avif", backend="vips")
+        assert (result.format, result.width, result.height) == ("avif", 32, 24)
+        assert pyvips.concurrency_get() == default
+    finally:
+        pyvips.concurrency_set(default)

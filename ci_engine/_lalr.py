@@ -56,6 +56,10 @@ class _Splice:
 
 
 Reduce = Callable[[list[Any], list[int], int, int], Any]
+"""A builder method: ``method(children, starts, start, end)``."""
+
+_StackReduce = Callable[[list[Any], int, int], Any]
+"""A generated reduce function: ``reduce(stack, start, end)``."""
 
 
 class Driver:
@@ -70,17 +74,18 @@ class Driver:
         self._start = table.start_states[start]
         self._end = table.end_states[start]
         count = max(table.states) + 1
-        reductions: dict[Any, tuple[int, str, Reduce | None]] = {}
-        # Per state: terminal or nonterminal name -> next state (shifts and gotos), and
-        # terminal -> (size, origin, reduce). Lists indexed by state, plain str keys: lark's
-        # keys are Token objects whose __eq__ is Python code.
-        self._shifts: list[dict[str, int]] = [{} for _ in range(count)]
-        self._reduces: list[dict[str, tuple[int, str, Reduce | None]]] = [{} for _ in range(count)]
+        reductions: dict[Any, int] = {}
+        # One table per state, plain str keys (lark's keys are Token objects whose __eq__ is
+        # Python code): terminal or nonterminal name -> action. A shift or goto is the next
+        # state (>= 0); a reduction is ``~i`` (< 0), ``i`` indexing ``self._rules``, whose
+        # entries are (stack offset of the rule's first entry, origin, reduce or None).
+        self._table: list[dict[str, int]] = [{} for _ in range(count)]
+        self._rules: list[tuple[int, str, _StackReduce | None]] = []
         for state, row in table.states.items():
             for symbol, (action, arg) in row.items():
                 key = str(symbol)
                 if action is Shift:
-                    self._shifts[state][key] = arg
+                    self._table[state][key] = arg
                     continue
                 if arg not in reductions:
                     reduce = _make_reduce(arg, builder)
@@ -88,8 +93,9 @@ class Driver:
                     # A unit rule that only passes its child on (`?mogr_op: thumbnail`)
                     # needs no call: the driver just moves to the goto state.
                     unit = size == 1 and getattr(reduce, "passthrough", False)
-                    reductions[arg] = (size, str(arg.origin.name), None if unit else reduce)
-                self._reduces[state][key] = reductions[arg]
+                    reductions[arg] = len(self._rules)
+                    self._rules.append((-4 * size, str(arg.origin.name), None if unit else reduce))
+                self._table[state][key] = ~reductions[arg]
         never = re.compile(r"(?!)").match
         self._scanners: list[Callable[[str, int], re.Match[str] | None]] = [never] * count
         for state, lexer in frontend.lexer.lexers.items():
@@ -101,12 +107,11 @@ class Driver:
         self.terminals = {t.name: t for t in lark_obj.terminals}
 
     def expected(self, state: int) -> frozenset[str]:
-        keys = set(self._reduces[state]) | set(self._shifts[state])
-        return frozenset(s for s in keys if s.isupper() or s == END)
+        return frozenset(s for s in self._table[state] if s.isupper() or s == END)
 
     def parse(self, text: str) -> Any:
-        shifts = self._shifts
-        reduces = self._reduces
+        table = self._table
+        rules = self._rules
         scanners = self._scanners
         end_state = self._end
         state = self._start
@@ -129,31 +134,30 @@ class Driver:
                 token = ""
                 tok_start = n
             while True:
-                nxt = shifts[state].get(term)  # type: ignore[arg-type]
-                if nxt is not None:
-                    state = nxt
+                try:
+                    action = table[state][term]  # type: ignore[index]
+                except KeyError:
+                    raise SyntaxFailure(tok_start, token, term, self.expected(state)) from None
+                if action >= 0:  # shift
+                    state = action
                     extend((state, token, tok_start, pos))
                     break
-                action = reduces[state].get(term)  # type: ignore[arg-type]
-                if action is None:
-                    raise SyntaxFailure(tok_start, token, term, self.expected(state))
-                size, origin, reduce = action
+                base, origin, reduce = rules[~action]
                 if reduce is None:  # unit pass-through: only the goto state changes
-                    state = shifts[stack[-8]][origin]
+                    state = table[stack[-8]][origin]
                     if state == end_state and term == END:
                         return stack[-3]
                     stack[-4] = state
                     continue
-                if size:
-                    base = -4 * size
+                if base:
                     rule_start = stack[base + 2]
                     rule_end = stack[-1]
-                    value = reduce(stack[base + 1 :: 4], stack[base + 2 :: 4], rule_start, rule_end)
+                    value = reduce(stack, rule_start, rule_end)
                     del stack[base:]
                 else:
                     rule_start = rule_end = tok_start
-                    value = reduce([], [], rule_start, rule_end)
-                state = shifts[stack[-4]][origin]
+                    value = reduce(stack, rule_start, rule_end)
+                state = table[stack[-4]][origin]
                 if state == end_state and term == END:
                     return value
                 extend((state, value, rule_start, rule_end))
@@ -172,10 +176,12 @@ def _chain(
     return match
 
 
-def _make_reduce(rule: Any, builder: object) -> Reduce:
-    """The reduce function of one rule, generated with its kept indices inlined (one
-    Python call per reduction instead of three)."""
+def _make_reduce(rule: Any, builder: object) -> _StackReduce:
+    """The reduce function of one rule, generated with its kept stack slots inlined (one
+    Python call per reduction instead of three). It is called as ``reduce(stack, start,
+    end)`` while the rule's entries are still the top of the driver's stack."""
     expansion = rule.expansion
+    size = len(expansion)
     keep_all = rule.options.keep_all_tokens
     kept = tuple(i for i, sym in enumerate(expansion) if keep_all or not (sym.is_term and sym.filter_out))
     spliced = frozenset(i for i in kept if not expansion[i].is_term and expansion[i].name.startswith("_"))
@@ -183,11 +189,18 @@ def _make_reduce(rule: Any, builder: object) -> Reduce:
     name = str(rule.alias) if rule.alias else origin
     inline = bool(rule.options.expand1) and not rule.alias
 
+    def v(i: int) -> str:  # the value of child i
+        return f"s[{4 * (i - size) + 1}]"
+
+    def p(i: int) -> str:  # the start offset of child i
+        return f"s[{4 * (i - size) + 2}]"
+
+    head = "def reduce(s, start, end):"
     if origin.startswith("_") and kept and kept[0] == 0 and spliced == {0}:
         # lark's left-recursive list helper (`__x_star: __x_star item | item`): the
         # accumulated splice is consumed exactly once, so grow it in place.
-        lines = ["def reduce(v, p, start, end):", "    acc = v[0]"]
-        lines += [f"    acc.values.append(v[{i}]); acc.starts.append(p[{i}])" for i in kept[1:]]
+        lines = [head, f"    acc = {v(0)}"]
+        lines += [f"    acc.values.append({v(i)}); acc.starts.append({p(i)})" for i in kept[1:]]
         lines.append("    return acc")
         return _compile(lines, {})
 
@@ -195,20 +208,17 @@ def _make_reduce(rule: Any, builder: object) -> Reduce:
         body = ["    cv = []", "    cp = []"]
         for i in kept:
             if i in spliced:
-                body.append(f"    cv += v[{i}].values; cp += v[{i}].starts")
+                body.append(f"    cv += {v(i)}.values; cp += {v(i)}.starts")
             else:
-                body.append(f"    cv.append(v[{i}]); cp.append(p[{i}])")
-    elif len(kept) == len(expansion):
-        body = ["    cv = v", "    cp = p"]
+                body.append(f"    cv.append({v(i)}); cp.append({p(i)})")
     else:
-        body = [f"    cv = [{', '.join(f'v[{i}]' for i in kept)}]", f"    cp = [{', '.join(f'p[{i}]' for i in kept)}]"]
+        body = [f"    cv = [{', '.join(v(i) for i in kept)}]", f"    cp = [{', '.join(p(i) for i in kept)}]"]
 
     if origin.startswith("_"):
-        return _compile(["def reduce(v, p, start, end):", *body, "    return Splice(cv, cp)"], {"Splice": _Splice})
+        return _compile([head, *body, "    return Splice(cv, cp)"], {"Splice": _Splice})
 
     if inline and len(kept) == 1 and not spliced:
-        only = kept[0]
-        reduce = _compile(["def reduce(v, p, start, end):", f"    return v[{only}]"], {})
+        reduce = _compile([head, f"    return {v(kept[0])}"], {})
         reduce.passthrough = True  # type: ignore[attr-defined]
         return reduce
 
@@ -216,11 +226,9 @@ def _make_reduce(rule: Any, builder: object) -> Reduce:
     if method is None:
         raise TypeError(f"builder has no method for grammar rule {name!r}")
     tail = ["    if len(cv) == 1:", "        return cv[0]"] if inline else []
-    return _compile(
-        ["def reduce(v, p, start, end):", *body, *tail, "    return method(cv, cp, start, end)"], {"method": method}
-    )
+    return _compile([head, *body, *tail, "    return method(cv, cp, start, end)"], {"method": method})
 
 
-def _compile(lines: list[str], namespace: dict[str, Any]) -> Reduce:
+def _compile(lines: list[str], namespace: dict[str, Any]) -> _StackReduce:
     exec("\n".join(lines), namespace)  # noqa: S102 - code generated from the grammar's rule shapes
     return namespace["reduce"]  # type: ignore[no-any-return]

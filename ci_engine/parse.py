@@ -139,6 +139,11 @@ def _recognizer() -> Any:
 # -- helpers for the builder -------------------------------------------------------------------
 
 
+_new_span = tuple.__new__
+"""``_new_span(Span, (start, end))`` is ``Span(start, end)`` without the Python-level
+``__new__`` of the named tuple (the builder makes one span per node)."""
+
+
 def _tok_span(token: str, start: int) -> Span:
     return Span(start, start + len(token))
 
@@ -233,21 +238,48 @@ def _bind_modifiers(items: list[Any]) -> tuple[A.MogrOp, ...]:
     """Bind modifiers to the nearest following target of their kind, else to the nearest
     preceding one (``imagemogr2.md`` section 1.2); later bindings override earlier ones.
     A modifier with no target in its step has nothing to modify and is dropped."""
-    modifiers = [i for i, item in enumerate(items) if type(item) is _Modifier]
-    if not modifiers:
+    for item in items:
+        if type(item) is _Modifier:
+            break
+    else:
         return tuple(items)
-    ops: list[Any] = list(items)
+    count = len(items)
     updates: dict[int, dict[str, Any]] = {}
-    for i in modifiers:
-        item = items[i]
-        target = next((j for j in range(i + 1, len(items)) if isinstance(items[j], item.targets)), None)
-        if target is None:
-            target = next((j for j in range(i - 1, -1, -1) if isinstance(items[j], item.targets)), None)
+    for i, item in enumerate(items):
+        if type(item) is not _Modifier:
+            continue
+        targets = item.targets
+        target = None
+        for j in range(i + 1, count):
+            if isinstance(items[j], targets):
+                target = j
+                break
+        else:
+            for j in range(i - 1, -1, -1):
+                if isinstance(items[j], targets):
+                    target = j
+                    break
         if target is not None:
             updates.setdefault(target, {})[item.field] = item.value
+    ops: list[Any] = list(items)
     for j, fields in updates.items():
-        ops[j] = dataclasses.replace(ops[j], **fields)
-    return tuple(op for op in ops if not isinstance(op, _Modifier))
+        ops[j] = _replace(ops[j], fields)
+    return tuple(op for op in ops if type(op) is not _Modifier)
+
+
+_INIT_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _replace(node: Any, changes: dict[str, Any]) -> Any:
+    """``dataclasses.replace(node, **changes)`` for the AST's dataclasses (every field is
+    an init field), without its per-call field walk."""
+    cls = type(node)
+    names = _INIT_FIELDS.get(cls)
+    if names is None:
+        names = _INIT_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.init)
+    kwargs = {name: getattr(node, name) for name in names}
+    kwargs.update(changes)
+    return cls(**kwargs)
 
 
 def _simple(cls: type, *convs: Callable[[str, str, str], Any]) -> Callable[..., Any]:
@@ -268,7 +300,7 @@ def _simple(cls: type, *convs: Callable[[str, str, str], Any]) -> Callable[..., 
 
         def method1(self: _Builder, c: list[str], p: list[int], start: int, end: int) -> Any:
             try:
-                return cls(conv0(c[0], op, f0), span=Span(start, end))
+                return cls(conv0(c[0], op, f0), span=_new_span(Span, (start, end)))
             except CIError as exc:
                 raise located(exc, c, p, start, end) from None
 
@@ -279,7 +311,7 @@ def _simple(cls: type, *convs: Callable[[str, str, str], Any]) -> Callable[..., 
 
         def method2(self: _Builder, c: list[str], p: list[int], start: int, end: int) -> Any:
             try:
-                return cls(conv0(c[0], op, f0), conv1(c[1], op, f1), span=Span(start, end))
+                return cls(conv0(c[0], op, f0), conv1(c[1], op, f1), span=_new_span(Span, (start, end)))
             except CIError as exc:
                 raise located(exc, c, p, start, end) from None
 
@@ -287,7 +319,9 @@ def _simple(cls: type, *convs: Callable[[str, str, str], Any]) -> Callable[..., 
 
     def method(self: _Builder, c: list[str], p: list[int], start: int, end: int) -> Any:
         try:
-            return cls(*[conv(tok, op, name) for conv, tok, name in zip(convs, c, fields)], span=Span(start, end))
+            return cls(
+                *[conv(tok, op, name) for conv, tok, name in zip(convs, c, fields)], span=_new_span(Span, (start, end))
+            )
         except CIError as exc:
             raise located(exc, c, p, start, end) from None
 
@@ -303,7 +337,7 @@ def _param(key: str, convert: Callable[[str], Any] | None = None) -> Callable[..
     """A builder method for a ``key/value`` parameter: returns ``(key, value, span)``."""
 
     def method(self: _Builder, c: list[str], p: list[int], start: int, end: int) -> Any:
-        span = Span(start, end)
+        span = _new_span(Span, (start, end))
         try:
             value = convert(c[0]) if convert else c[0]
         except CIError as exc:
@@ -345,14 +379,14 @@ class _Builder:
         return c[0]
 
     def pipeline(self, c: list[Any], p: list[int], start: int, end: int) -> A.Pipeline:
-        return A.Pipeline(steps=tuple(c), span=Span(start, end))
+        return A.Pipeline(steps=tuple(c), span=_new_span(Span, (start, end)))
 
     # ---- imageMogr2
     def image_mogr2(self, c: list[Any], p: list[int], start: int, end: int) -> A.ImageMogr2:
-        return A.ImageMogr2(ops=_bind_modifiers(c[1:]), span=Span(start, end))
+        return A.ImageMogr2(ops=_bind_modifiers(c[1:]), span=_new_span(Span, (start, end)))
 
     def thumbnail(self, c: list[Any], p: list[int], start: int, end: int) -> A.Thumbnail:
-        return A.Thumbnail(c[0], span=Span(start, end))
+        return A.Thumbnail(c[0], span=_new_span(Span, (start, end)))
 
     scale_percent = _geometry(A.ScalePercent, "thumbnail")
     width_percent = _geometry(A.WidthPercent, "thumbnail")
@@ -370,13 +404,13 @@ class _Builder:
         try:
             return _Modifier("pad", _flag(c[0], "pad", "pad"), _PAD_TARGETS)
         except CIError as exc:
-            raise _at(exc, Span(start, end)) from None
+            raise _at(exc, _new_span(Span, (start, end))) from None
 
     def color(self, c: list[str], p: list[int], start: int, end: int) -> _Modifier:
         try:
             return _Modifier("color", _color(c[0], "color", "color"), _PAD_TARGETS)
         except CIError as exc:
-            raise _at(exc, Span(start, end)) from None
+            raise _at(exc, _new_span(Span, (start, end))) from None
 
     def gravity(self, c: list[str], p: list[int], start: int, end: int) -> _Modifier:
         return _Modifier("gravity", Gravity.from_token(c[0]), _GRAVITY_TARGETS)
@@ -384,14 +418,14 @@ class _Builder:
     cut = _simple(A.Cut, _int, _int, _int, _int)
 
     def crop(self, c: list[Any], p: list[int], start: int, end: int) -> A.Crop:
-        return A.Crop(c[0], span=Span(start, end))
+        return A.Crop(c[0], span=_new_span(Span, (start, end)))
 
     crop_width = _geometry(A.CropWidth, "crop")
     crop_height = _geometry(A.CropHeight, "crop")
     crop_box = _geometry(A.CropBox, "crop")
 
     def _region(self, width: str | None, height: str | None, ox: str, oy: str, start: int, end: int) -> A.CropRegion:
-        span = Span(start, end)
+        span = _new_span(Span, (start, end))
         try:
             return A.CropRegion(
                 None if width is None else _int(width, "crop", "width"),
@@ -421,20 +455,20 @@ class _Builder:
     rotate = _simple(A.Rotate, _int)
 
     def auto_orient(self, c: list[Any], p: list[int], start: int, end: int) -> A.AutoOrient:
-        return A.AutoOrient(span=Span(start, end))
+        return A.AutoOrient(span=_new_span(Span, (start, end)))
 
     def flip(self, c: list[str], p: list[int], start: int, end: int) -> A.Flip:
-        return A.Flip(FlipAxis.from_token(c[0]), span=Span(start, end))  # type: ignore[arg-type]
+        return A.Flip(FlipAxis.from_token(c[0]), span=_new_span(Span, (start, end)))  # type: ignore[arg-type]
 
     def format(self, c: list[str], p: list[int], start: int, end: int) -> A.Format:
-        return A.Format(OutputFormat.from_token(c[0]), span=Span(start, end))  # type: ignore[arg-type]
+        return A.Format(OutputFormat.from_token(c[0]), span=_new_span(Span, (start, end)))  # type: ignore[arg-type]
 
     cgif = _simple(A.CGif, _int)
     egif = _simple(A.EGif, _int)
     interlace = _simple(A.Interlace, _flag)
 
     def quality(self, c: list[str], p: list[int], start: int, end: int) -> A.Quality:
-        span = Span(start, end)
+        span = _new_span(Span, (start, end))
         try:
             return A.Quality(_int(c[0], "quality", "value"), len(c) > 1, span=span)
         except CIError as exc:
@@ -446,14 +480,14 @@ class _Builder:
     sharpen = _simple(A.Sharpen, _int)
 
     def strip(self, c: list[Any], p: list[int], start: int, end: int) -> A.Strip:
-        return A.Strip(span=Span(start, end))
+        return A.Strip(span=_new_span(Span, (start, end)))
 
     bright = _simple(A.Bright, _int)
     contrast = _simple(A.Contrast, _int)
     grayscale = _simple(A.Grayscale, _flag)
 
     def size_limit(self, c: list[str], p: list[int], start: int, end: int) -> A.SizeLimit:
-        span = Span(start, end)
+        span = _new_span(Span, (start, end))
         try:
             unit = SizeUnit.from_token(c[1])
             return A.SizeLimit(_int(c[0], "size-limit", "size"), unit, len(c) > 2, span=span)  # type: ignore[arg-type]
@@ -470,11 +504,11 @@ class _Builder:
                 actual=c[0],
                 span=_tok_span(c[0], p[0]),
             )
-        return A.IgnoreError(span=Span(start, end))
+        return A.IgnoreError(span=_new_span(Span, (start, end)))
 
     # ---- imageView2
     def image_view2(self, c: list[Any], p: list[int], start: int, end: int) -> A.ImageView2:
-        span = Span(start, end)
+        span = _new_span(Span, (start, end))
         kwargs: dict[str, Any] = {}
         spans: dict[str, Span] = {}
         params = c[1:]
@@ -512,14 +546,14 @@ class _Builder:
     view_interlace = _param("interlace", lambda tok: _flag(tok, "imageView2", "interlace"))
 
     def view_quality(self, c: list[str], p: list[int], start: int, end: int) -> tuple[str, Any, Span]:
-        span = Span(start, end)
+        span = _new_span(Span, (start, end))
         try:
             return ("q", (_int(c[0], "imageView2", "q"), len(c) > 1), span)
         except CIError as exc:
             raise _at(exc, span) from None
 
     def view_ignore_error(self, c: list[str], p: list[int], start: int, end: int) -> tuple[str, Any, Span]:
-        span = Span(start, end)
+        span = _new_span(Span, (start, end))
         if c[0] != "1":
             raise InvalidArgumentError(
                 f"imageView2: ignore-error must be 1, got {c[0]!r}",
@@ -533,7 +567,7 @@ class _Builder:
 
     # ---- watermarks
     def _watermark(self, cls: type, c: list[Any], start: int, end: int, required: str) -> Any:
-        span = Span(start, end)
+        span = _new_span(Span, (start, end))
         op = f"watermark/{cls.mode}"  # type: ignore[attr-defined]
         values, spans = _fold(op, c[1:], span)
         if required not in values:
@@ -581,29 +615,29 @@ class _Builder:
 
     # ---- bare keywords and the rest
     def image_info(self, c: list[Any], p: list[int], start: int, end: int) -> A.ImageInfo:
-        return A.ImageInfo(span=Span(start, end))
+        return A.ImageInfo(span=_new_span(Span, (start, end)))
 
     def exif(self, c: list[Any], p: list[int], start: int, end: int) -> A.Exif:
-        return A.Exif(span=Span(start, end))
+        return A.Exif(span=_new_span(Span, (start, end)))
 
     def image_ave(self, c: list[Any], p: list[int], start: int, end: int) -> A.ImageAve:
-        return A.ImageAve(span=Span(start, end))
+        return A.ImageAve(span=_new_span(Span, (start, end)))
 
     def image_slim(self, c: list[Any], p: list[int], start: int, end: int) -> A.ImageSlim:
-        return A.ImageSlim(span=Span(start, end))
+        return A.ImageSlim(span=_new_span(Span, (start, end)))
 
     def image_inspect(self, c: list[Any], p: list[int], start: int, end: int) -> A.ImageInspect:
-        return A.ImageInspect(span=Span(start, end))
+        return A.ImageInspect(span=_new_span(Span, (start, end)))
 
     def style_ref(self, c: list[str], p: list[int], start: int, end: int) -> A.StyleRef:
-        span = Span(start, end)
+        span = _new_span(Span, (start, end))
         try:
             return A.StyleRef(c[1], span=span)
         except CIError as exc:
             raise _at(exc, _tok_span(c[1], p[1])) from None
 
     def qr_code(self, c: list[Any], p: list[int], start: int, end: int) -> A.QRCode:
-        span = Span(start, end)
+        span = _new_span(Span, (start, end))
         values, spans = _fold("QRcode", c[1:], span)
         return _construct(A.QRCode, values, spans, span)  # type: ignore[no-any-return]
 
@@ -613,7 +647,7 @@ class _Builder:
     qr_size = _param("size", _i("QRcode", "size"))
 
     def ci_process(self, c: list[Any], p: list[int], start: int, end: int) -> A.Pipeline:
-        span = Span(start, end)
+        span = _new_span(Span, (start, end))
         try:
             name = CiProcessName.from_token(c[1])
         except ValueError:

@@ -247,6 +247,16 @@ class Color:
     blue: int
 
     def __post_init__(self) -> None:
+        red, green, blue = self.red, self.green, self.blue
+        if (
+            type(red) is int
+            and type(green) is int
+            and type(blue) is int
+            and 0 <= red <= 255
+            and 0 <= green <= 255
+            and 0 <= blue <= 255
+        ):
+            return
         for name in ("red", "green", "blue"):
             value = getattr(self, name)
             if type(value) is not int or not 0 <= value <= 255:
@@ -268,7 +278,7 @@ class Color:
         digits = value[1:] if value.startswith("#") else value
         if len(digits) == 3 and value.startswith("#"):
             digits = "".join(ch * 2 for ch in digits)
-        if len(digits) != 6 or any(ch not in "0123456789abcdef" for ch in digits):
+        if len(digits) != 6 or digits.strip("0123456789abcdef"):  # a character outside the set
             raise ValueError(text)
         return cls(int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16))
 

@@ -98,8 +98,14 @@ class Driver:
                 self._table[state][key] = ~reductions[arg]
         never = re.compile(r"(?!)").match
         self._scanners: list[Callable[[str, int], re.Match[str] | None]] = [never] * count
+        # States whose terminals are all one-character literals ("/", "|", "x" ...): the
+        # next character alone names the terminal, no regex needed (None: use the regex).
+        self._chars: list[dict[str, str] | None] = [None] * count
         for state, lexer in frontend.lexer.lexers.items():
             mres = lexer.scanner._mres
+            chars = _single_chars(lexer)
+            if chars is not None and len(mres) == 1 and set(mres[0].groupindex) == set(chars.values()):
+                self._chars[state] = chars
             if len(mres) == 1:
                 self._scanners[state] = mres[0].match
             elif mres:  # lark splits very large alternations; try each part in order
@@ -113,6 +119,7 @@ class Driver:
         table = self._table
         rules = self._rules
         scanners = self._scanners
+        single = self._chars
         end_state = self._end
         state = self._start
         # One flat stack, four slots per entry: state, value, start offset, end offset.
@@ -122,13 +129,20 @@ class Driver:
         n = len(text)
         while True:
             if pos < n:
-                match = scanners[state](text, pos)
-                if match is None:
-                    raise SyntaxFailure(pos, text[pos], None, self.expected(state))
-                term = match.lastgroup
-                tok_start = pos
-                pos = match.end()
-                token = text[tok_start:pos]
+                chars = single[state]
+                if chars is not None and text[pos] in chars:
+                    token = text[pos]
+                    term = chars[token]
+                    tok_start = pos
+                    pos += 1
+                else:
+                    match = scanners[state](text, pos)
+                    if match is None:
+                        raise SyntaxFailure(pos, text[pos], None, self.expected(state))
+                    term = match.lastgroup
+                    tok_start = pos
+                    pos = match.end()
+                    token = text[tok_start:pos]
             else:
                 term = END
                 token = ""
@@ -161,6 +175,20 @@ class Driver:
                 if state == end_state and term == END:
                     return value
                 extend((state, value, rule_start, rule_end))
+
+
+def _single_chars(lexer: Any) -> dict[str, str] | None:
+    """character -> terminal name when every terminal of ``lexer`` is a plain
+    one-character literal (no flags), else None."""
+    if lexer.g_regex_flags or lexer.ignore_types:
+        return None
+    chars: dict[str, str] = {}
+    for terminal in lexer.terminals:
+        pattern = terminal.pattern
+        if pattern.type != "str" or pattern.flags or len(pattern.value) != 1 or pattern.value in chars:
+            return None
+        chars[pattern.value] = terminal.name
+    return chars or None
 
 
 def _chain(

@@ -155,7 +155,7 @@ def plain_text(value: object, max_length: int) -> bool:
 # -- codecs -----------------------------------------------------------------------------------
 
 
-_URLSAFE = str.maketrans("-_", "+/")
+_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 def b64_decode(value: str) -> bytes:
@@ -169,9 +169,13 @@ def b64_decode(value: str) -> bytes:
     padded = stripped + "=" * (-len(stripped) % 4)
     try:
         # base64.b64decode(padded, altchars=b"-_", validate=True) without its per-call
-        # conversions: the same translation (before, "+" and "/" stay valid), the same
-        # strict check; a non-ASCII string is the same ValueError.
-        return binascii.a2b_base64(padded.translate(_URLSAFE), strict_mode=True)
+        # conversions: the same ASCII check and message, the same translation ("+" and
+        # "/" stay valid), the same strict check.
+        try:
+            data = padded.encode("ascii")
+        except UnicodeEncodeError:
+            raise ValueError("string argument should contain only ASCII characters")  # noqa: B904
+        return binascii.a2b_base64(data.translate(_URLSAFE), strict_mode=True)
     except binascii.Error as exc:
         raise ValueError(str(exc)) from exc
 

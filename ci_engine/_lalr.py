@@ -253,6 +253,11 @@ def _make_reduce(rule: Any, builder: object) -> _StackReduce:
     method = getattr(builder, name, None)
     if method is None:
         raise TypeError(f"builder has no method for grammar rule {name!r}")
+    if getattr(method, "passthrough", False) and kept == (0,) and size == 1 and not spliced:
+        # A builder method that returns its only child as it is (marked so): no call.
+        reduce = _compile([head, f"    return {v(0)}"], {})
+        reduce.passthrough = True  # type: ignore[attr-defined]
+        return reduce
     tail = ["    if len(cv) == 1:", "        return cv[0]"] if inline else []
     return _compile([head, *body, *tail, "    return method(cv, cp, start, end)"], {"method": method})
 

@@ -347,6 +347,23 @@ def _param(key: str, convert: Callable[[str], Any] | None = None) -> Callable[..
     return method
 
 
+def _param_int(key: str, op: str, field: str) -> Callable[..., Any]:
+    """A builder method for a ``key/<integer>`` parameter: ``(key, int, span)``, the
+    number checked as ``_int`` checks it."""
+
+    def method(self: _Builder, c: list[str], p: list[int], start: int, end: int) -> Any:
+        span = _new_span(Span, (start, end))
+        token = c[0]
+        if len(token) > _MAX_DIGITS:
+            try:
+                _int(token, op, field)
+            except CIError as exc:
+                raise _at(exc, span) from None
+        return (key, int(token), span)
+
+    return method
+
+
 def _fold(op: str, params: list[tuple[str, Any, Span]], span: Span) -> tuple[dict[str, Any], dict[str, Span]]:
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
@@ -364,10 +381,6 @@ def _construct(cls: type, kwargs: dict[str, Any], spans: dict[str, Span], span: 
         raise _at(exc, spans.get(field) or spans.get(field.replace("-", "_"), span)) from None
 
 
-def _i(op: str, field: str) -> Callable[[str], int]:
-    return lambda tok: _int(tok, op, field)
-
-
 # -- the builder: one method per grammar rule or alias -----------------------------------------
 
 
@@ -377,6 +390,8 @@ class _Builder:
     # ---- top level
     def start(self, c: list[Any], p: list[int], start: int, end: int) -> Any:
         return c[0]
+
+    start.passthrough = True  # type: ignore[attr-defined]  # the driver skips the call
 
     def pipeline(self, c: list[Any], p: list[int], start: int, end: int) -> A.Pipeline:
         return A.Pipeline(steps=tuple(c), span=_new_span(Span, (start, end)))
@@ -538,11 +553,11 @@ class _Builder:
                 kwargs[names[key]] = value
         return _construct(A.ImageView2, kwargs, spans, span)  # type: ignore[no-any-return]
 
-    view_width = _param("w", _i("imageView2", "w"))
-    view_height = _param("h", _i("imageView2", "h"))
+    view_width = _param_int("w", "imageView2", "w")
+    view_height = _param_int("h", "imageView2", "h")
     view_format = _param("format", OutputFormat.from_token)
-    view_rquality = _param("rq", _i("imageView2", "rq"))
-    view_lquality = _param("lq", _i("imageView2", "lq"))
+    view_rquality = _param_int("rq", "imageView2", "rq")
+    view_lquality = _param_int("lq", "imageView2", "lq")
     view_interlace = _param("interlace", lambda tok: _flag(tok, "imageView2", "interlace"))
 
     def view_quality(self, c: list[str], p: list[int], start: int, end: int) -> tuple[str, Any, Span]:
@@ -597,20 +612,20 @@ class _Builder:
     wm_text = _param("text", lambda tok: _b64_text(tok, "watermark", "text"))
     wm_font = _param("font", lambda tok: _font(tok, "watermark/2"))
     wm_fill = _param("fill", lambda tok: _color(tok, "watermark/2", "fill"))
-    wm_fontsize = _param("fontsize", _i("watermark/2", "fontsize"))
-    wm_shadow = _param("shadow", _i("watermark/2", "shadow"))
+    wm_fontsize = _param_int("fontsize", "watermark/2", "fontsize")
+    wm_shadow = _param_int("shadow", "watermark/2", "shadow")
     wm_blogo = _param("blogo", lambda tok: _enum(BlogoMode, tok, "watermark/1", "blogo"))
     wm_gravity = _param("gravity", Gravity.from_token)
-    wm_dx = _param("dx", _i("watermark", "dx"))
-    wm_dy = _param("dy", _i("watermark", "dy"))
-    wm_dissolve = _param("dissolve", _i("watermark", "dissolve"))
+    wm_dx = _param_int("dx", "watermark", "dx")
+    wm_dy = _param_int("dy", "watermark", "dy")
+    wm_dissolve = _param_int("dissolve", "watermark", "dissolve")
     wm_batch = _param("batch", lambda tok: _flag(tok, "watermark", "batch"))
-    wm_degree = _param("degree", _i("watermark", "degree"))
-    wm_spacing = _param("spacing", _i("watermark", "spacing"))
+    wm_degree = _param_int("degree", "watermark", "degree")
+    wm_spacing = _param_int("spacing", "watermark", "spacing")
     wm_scatype = _param("scatype", lambda tok: _enum(ScaleType, tok, "watermark", "scatype"))
-    wm_spcent = _param("spcent", _i("watermark", "spcent"))
+    wm_spcent = _param_int("spcent", "watermark", "spcent")
     blind_type = _param("type", lambda tok: _enum(BlindType, tok, "watermark", "type"))
-    blind_level = _param("level", _i("watermark/3", "level"))
+    blind_level = _param_int("level", "watermark/3", "level")
     blind_version = _param("version")
 
     # ---- bare keywords and the rest
@@ -642,9 +657,9 @@ class _Builder:
         return _construct(A.QRCode, values, spans, span)  # type: ignore[no-any-return]
 
     qr_cover = _param("cover", lambda tok: _flag(tok, "QRcode", "cover"))
-    qr_bar_type = _param("bar_type", _i("QRcode", "bar-type"))
-    qr_segment = _param("segment", _i("QRcode", "segment"))
-    qr_size = _param("size", _i("QRcode", "size"))
+    qr_bar_type = _param_int("bar_type", "QRcode", "bar-type")
+    qr_segment = _param_int("segment", "QRcode", "segment")
+    qr_size = _param_int("size", "QRcode", "size")
 
     def ci_process(self, c: list[Any], p: list[int], start: int, end: int) -> A.Pipeline:
         span = _new_span(Span, (start, end))

@@ -280,7 +280,8 @@ class Color:
             digits = "".join(ch * 2 for ch in digits)
         if len(digits) != 6 or digits.strip("0123456789abcdef"):  # a character outside the set
             raise ValueError(text)
-        return cls(int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16))
+        rgb = int(digits, 16)  # six hex digits, checked above
+        return cls(rgb >> 16, (rgb >> 8) & 0xFF, rgb & 0xFF)
 
     @property
     def hex(self) -> str:

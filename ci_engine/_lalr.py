@@ -130,8 +130,7 @@ class Driver:
         while True:
             if pos < n:
                 chars = single[state]
-                if chars is not None and text[pos] in chars:
-                    token = text[pos]
+                if chars is not None and (token := text[pos]) in chars:
                     term = chars[token]
                     tok_start = pos
                     pos += 1

@@ -383,6 +383,11 @@ def _construct(cls: type, kwargs: dict[str, Any], spans: dict[str, Span], span: 
 
 # -- the builder: one method per grammar rule or alias -----------------------------------------
 
+_WATERMARK_OPS: dict[type, str] = {
+    cls: f"watermark/{cls.mode}"
+    for cls in (A.ImageWatermark, A.TextWatermark, A.BlindWatermark, A.ExtractBlindWatermark)
+}
+
 
 class _Builder:
     """Builds AST nodes from the reductions of ``ci.lark`` (method name = rule name)."""
@@ -583,8 +588,12 @@ class _Builder:
     # ---- watermarks
     def _watermark(self, cls: type, c: list[Any], start: int, end: int, required: str) -> Any:
         span = _new_span(Span, (start, end))
-        op = f"watermark/{cls.mode}"  # type: ignore[attr-defined]
-        values, spans = _fold(op, c[1:], span)
+        op = _WATERMARK_OPS[cls]
+        values: dict[str, Any] = {}
+        spans: dict[str, Span] = {}
+        for key, value, at in c[1:]:  # a repeated key: the last one wins
+            values[key] = value
+            spans[key] = at
         if required not in values:
             raise InvalidArgumentError(
                 f"{op}: the {required} parameter is required",
@@ -807,8 +816,10 @@ def parse(text: str | bytes, *, max_steps: int = MAX_STEPS) -> A.Pipeline:
 
 @functools.lru_cache(maxsize=4096)
 def _parse_cached(text: str, max_steps: int) -> A.Pipeline:
-    source = decode_text(text.strip())
-    driver = _driver()
+    source = text.strip()
+    if "%" in source:  # decode_text leaves a string without "%" as it is
+        source = decode_text(source)
+    driver = _DRIVER if _DRIVER is not None else _driver()
     try:
         try:
             pipeline: A.Pipeline = driver.parse(source)

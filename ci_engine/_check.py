@@ -36,7 +36,6 @@ __all__ = [
     "instance",
     "optional",
     "text",
-    "plain_text",
     "b64_decode",
     "b64_encode",
     "format_decimal",
@@ -143,13 +142,6 @@ def text(op: str, field: str, value: object, *, max_length: int | None = None) -
     if max_length is not None and len(value) > max_length:
         fail(op, field, f"at most {max_length} characters long", f"{len(value)} characters")
     return value
-
-
-def plain_text(value: object, max_length: int) -> bool:
-    """A quick sufficient test for :func:`text`: a non-empty ``str`` of printable characters
-    (no control character, no lone surrogate) of at most ``max_length`` characters. ``False``
-    says nothing: :func:`text` then decides (a newline, for one, is fine there)."""
-    return type(value) is str and 0 < len(value) <= max_length and value.isprintable()
 
 
 # -- codecs -----------------------------------------------------------------------------------

@@ -59,8 +59,6 @@ class ImageInspect(Step):
     keyword: ClassVar[str] = "imageInspect"
 
 
-_PARAM_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-
 STYLE_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 """Allowed style names (``styles.md`` section 1, proposal)."""
 
@@ -115,7 +113,7 @@ class CiProcess(Step):
         _check.instance("ci-process", "params", self.params, tuple)
         for item in self.params:
             _check.instance("ci-process", "params", item, tuple)
-            if len(item) != 2 or not isinstance(item[0], str) or not _PARAM_KEY.fullmatch(item[0]):
+            if len(item) != 2 or not isinstance(item[0], str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", item[0]):
                 _check.fail("ci-process", "params", "(key, value) pairs with simple keys", item, masked=False)
             if item[1] is not None:
                 _check.instance("ci-process", item[0], item[1], str)

@@ -34,28 +34,6 @@ class ImageView2(Step):
 
     def __post_init__(self) -> None:
         op = "imageView2"
-        mode, width, height, quality, rquality, lquality = (
-            self.mode,
-            self.width,
-            self.height,
-            self.quality,
-            self.rquality,
-            self.lquality,
-        )
-        if (  # the common case in one expression; the checks below raise the errors
-            (mode is None or (type(mode) is int and 0 <= mode <= 5))
-            and (width is None or (type(width) is int and 1 <= width <= _check.MAX_VALUE))
-            and (height is None or (type(height) is int and 1 <= height <= _check.MAX_VALUE))
-            and (self.format is None or type(self.format) is OutputFormat)
-            and (quality is None or (type(quality) is int and 0 <= quality <= 100))
-            and (rquality is None or (type(rquality) is int and 0 <= rquality <= 100))
-            and (lquality is None or (type(lquality) is int and 0 <= lquality <= 100))
-            and type(self.quality_forced) is bool
-            and not (self.quality_forced and quality is None)
-            and (self.interlace is None or type(self.interlace) is bool)
-            and type(self.ignore_error_flag) is bool
-        ):
-            return
         if self.mode is not None:
             _check.integer(op, "mode", self.mode, 0, 5)
         if self.width is not None:

@@ -23,8 +23,6 @@ __all__ = [
     "MAX_TEXT_LENGTH",
 ]
 
-_MAX = _check.MAX_VALUE
-
 MAX_TEXT_LENGTH = 1000
 """Longest accepted watermark text, in characters (``watermark.md`` section 4)."""
 
@@ -46,20 +44,6 @@ class _Watermark(Step):
     spcent: int | None = None
 
     def _check_common(self, op: str) -> None:
-        # The common case first, in one expression (the checks below raise the errors).
-        dx, dy, dissolve, degree, spacing = self.dx, self.dy, self.dissolve, self.degree, self.spacing
-        if (
-            (self.gravity is None or type(self.gravity) is Gravity)
-            and (dx is None or (type(dx) is int and -_MAX <= dx <= _MAX))
-            and (dy is None or (type(dy) is int and -_MAX <= dy <= _MAX))
-            and (dissolve is None or (type(dissolve) is int and 1 <= dissolve <= 100))
-            and (self.batch is None or type(self.batch) is bool)
-            and (degree is None or (type(degree) is int and 0 <= degree <= 360))
-            and (spacing is None or (type(spacing) is int and 0 <= spacing <= 100))
-            and self.scatype is None
-            and self.spcent is None
-        ):
-            return
         _check.optional(op, "gravity", self.gravity, Gravity)
         for name in ("dx", "dy"):
             value = getattr(self, name)
@@ -103,9 +87,8 @@ class ImageWatermark(_Watermark):
     blogo: BlogoMode | None = None
 
     def __post_init__(self) -> None:
-        if not (_check.plain_text(self.image, 4096) and (self.blogo is None or type(self.blogo) is BlogoMode)):
-            _check.text("watermark/1", "image", self.image, max_length=4096)
-            _check.optional("watermark/1", "blogo", self.blogo, BlogoMode)
+        _check.text("watermark/1", "image", self.image, max_length=4096)
+        _check.optional("watermark/1", "blogo", self.blogo, BlogoMode)
         self._check_common("watermark/1")
 
 
@@ -122,16 +105,6 @@ class TextWatermark(_Watermark):
 
     def __post_init__(self) -> None:
         op = "watermark/2"
-        fontsize, shadow = self.fontsize, self.shadow
-        if (
-            _check.plain_text(self.text, MAX_TEXT_LENGTH)
-            and (self.font is None or type(self.font) is Font)
-            and (fontsize is None or (type(fontsize) is int and 1 <= fontsize <= 1000))
-            and (self.fill is None or type(self.fill) is Color)
-            and (shadow is None or (type(shadow) is int and 0 <= shadow <= 100))
-        ):
-            self._check_common(op)
-            return
         _check.text(op, "text", self.text, max_length=MAX_TEXT_LENGTH)
         _check.optional(op, "font", self.font, Font)
         if self.fontsize is not None:

@@ -88,6 +88,9 @@ MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 EXIF_PREFIX = b"Exif\x00\x00"
 ROTATE_CHUNK = 1 << 18
 """Output pixels computed at once by the rotation (bounds its temporary arrays)."""
+BAND_PIXELS = 1 << 18
+"""Pixels per horizontal band of a convolution (blur, sharpen), halo rows excluded: its
+temporaries are float64 copies of the band, so memory stays bounded on large images."""
 
 
 def _avif_available() -> bool:
@@ -286,29 +289,32 @@ class PillowBackend(Backend[PillowImage]):
         mask = gauss_mask(step.sigma, blur_min_ampl(step.sigma, step.radius), integer=True)
         if len(mask) == 1:
             return image
+        radius = len(mask) // 2
         if not image.has_alpha:
-            return image.with_pixels(_per_frame(image.pixels, lambda f: _convsep_uchar(f, mask)))
+            convolve: Callable[[U8], U8] = lambda band: _convsep_uchar(band, mask)  # noqa: E731
+            return image.with_pixels(_per_frame(image.pixels, lambda f: _in_bands(f, radius, convolve)))
 
-        def one(frame: U8) -> U8:
-            work = _premultiply(frame)
+        def one(band: U8) -> U8:
+            work = _premultiply(band)
             return _unpremultiply(_convsep_float(work, mask, mask.sum()))
 
-        return image.with_pixels(_per_frame(image.pixels, one))
+        return image.with_pixels(_per_frame(image.pixels, lambda f: _in_bands(f, radius, one)))
 
     def sharpen(self, image: PillowImage, step: P.Sharpen) -> PillowImage:
         k = step.amount / 100
         mask = gauss_mask(step.sigma, 0.2, integer=False)
         colour_bands = image.channels - (1 if image.has_alpha else 0)
 
-        def one(frame: U8) -> U8:
-            colour = frame[..., :colour_bands].astype(np.float32)
+        def one(band: U8) -> U8:
+            colour = band[..., :colour_bands].astype(np.float32)
             blurred = _convsep_float(colour, mask, mask.sum())
             sharp = (colour * np.float32(1 + k) - blurred * np.float32(k)).astype(np.float32)
-            out = frame.copy()
+            out = band.copy()
             out[..., :colour_bands] = np.clip(np.rint(sharp), 0, 255)
             return np.asarray(out, np.uint8)
 
-        return image.with_pixels(_per_frame(image.pixels, one))
+        radius = len(mask) // 2
+        return image.with_pixels(_per_frame(image.pixels, lambda f: _in_bands(f, radius, one)))
 
     def linear(self, image: PillowImage, step: P.Linear) -> PillowImage:
         pixels = image.pixels
@@ -858,6 +864,27 @@ def _per_frame(pixels: U8, fn: Callable[[U8], U8]) -> U8:
     return np.stack([fn(frame) for frame in pixels])
 
 
+def _in_bands(frame: U8, radius: int, fn: Callable[[U8], U8], band_pixels: int | None = None) -> U8:
+    """``fn(frame)`` for a neighbourhood operation of ``radius`` (an output row reads input
+    rows up to ``radius`` away), computed band by band: each band of rows is given to ``fn``
+    with ``radius`` real rows above and below it, and only the band's own rows are kept, so
+    the result is the same as ``fn(frame)`` while the temporaries are a band's, not the
+    image's. (Extended edges still happen only at the image's top and bottom.)"""
+    height, width = frame.shape[:2]
+    rows = max(4 * radius, 1, (BAND_PIXELS if band_pixels is None else band_pixels) // max(1, width))
+    if height <= rows + 2 * radius:
+        return fn(frame)
+    out: U8 | None = None
+    for top in range(0, height, rows):
+        low, high = max(0, top - radius), min(height, top + rows + radius)
+        part = fn(frame[low:high])[top - low : top - low + min(rows, height - top)]
+        if out is None:
+            out = np.empty((height, *part.shape[1:]), part.dtype)
+        out[top : top + len(part)] = part
+    assert out is not None
+    return out
+
+
 def _with_alpha(pixels: U8) -> U8:
     if pixels.shape[3] in (2, 4):
         return pixels
@@ -1070,7 +1097,10 @@ def _vips_rotate(
     padded = np.empty((in_h + 2 * pad, in_w + 2 * pad, channels), work.dtype)
     padded[:] = fill
     padded[pad : pad + in_h, pad : pad + in_w] = work
-    flat = np.ascontiguousarray(padded.reshape(-1, channels), np.int32 if integer else np.float64)
+    # Kept in its own type (uint8 or float32): each gathered chunk is widened on its own, the
+    # same values as widening the whole image first (exact) for a chunk's memory, not 4-8x
+    # the image's.
+    flat = padded.reshape(-1, channels)
     # every run of 4 horizontal neighbours as one row: one gather per kernel row
     quads = np.lib.stride_tricks.as_strided(
         flat, shape=(flat.shape[0] - 3, 4, channels), strides=(flat.strides[0], flat.strides[0], flat.strides[1])
@@ -1098,14 +1128,15 @@ def _vips_rotate(
             cx, cy = _BICUBIC_I[xrow].astype(np.int32), _BICUBIC_I[yrow].astype(np.int32)
             acc = np.zeros((len(index), channels), np.int64)
             for j in range(4):
-                row = np.einsum("nk,nkc->nc", cx, quads[(y0 + j) * stride + x0])
+                row = np.einsum("nk,nkc->nc", cx, quads[(y0 + j) * stride + x0].astype(np.int32))
                 acc += cy[:, j, np.newaxis] * _fixed_round(row.astype(np.int64))
             out[index] = np.clip(_fixed_round(acc), 0, 255).astype(np.uint8)
         else:
             fx, fy = _BICUBIC_F[xrow], _BICUBIC_F[yrow]
             accf = np.zeros((len(index), channels), np.float64)
             for j in range(4):
-                accf += fy[:, j, np.newaxis] * np.einsum("nk,nkc->nc", fx, quads[(y0 + j) * stride + x0])
+                taps = quads[(y0 + j) * stride + x0].astype(np.float64)
+                accf += fy[:, j, np.newaxis] * np.einsum("nk,nkc->nc", fx, taps)
             out[index] = accf.astype(np.float32)
     return out.reshape(out_h, out_w, channels), fill
 

@@ -143,26 +143,6 @@ class PillowImage:
 
 # -- the backend -------------------------------------------------------------------------------------
 
-_METHODS = frozenset(
-    {
-        "resize",
-        "crop",
-        "embed",
-        "rotate90",
-        "rotate",
-        "flip",
-        "blur",
-        "sharpen",
-        "linear",
-        "grayscale",
-        "mask",
-        "smartcrop",
-        "flatten",
-        "select_frames",
-        "composite",
-    }
-)
-
 
 class PillowBackend(Backend[PillowImage]):
     """Execute plans with Pillow and numpy."""
@@ -179,7 +159,7 @@ class PillowBackend(Backend[PillowImage]):
             saves=frozenset(formats),
             shrink_on_load=frozenset({ImageFormat.JPEG}),
             animated=True,
-            methods=_METHODS,
+            methods=P.BACKEND_METHODS,
         )
 
     # -- decode -----------------------------------------------------------------------------------

@@ -80,25 +80,7 @@ class VipsBackend(Backend[Any]):
             saves=every,
             shrink_on_load=frozenset({ImageFormat.JPEG, ImageFormat.WEBP}),
             animated=True,
-            methods=frozenset(
-                {
-                    "resize",
-                    "crop",
-                    "embed",
-                    "rotate90",
-                    "rotate",
-                    "flip",
-                    "blur",
-                    "sharpen",
-                    "linear",
-                    "grayscale",
-                    "mask",
-                    "smartcrop",
-                    "flatten",
-                    "select_frames",
-                    "composite",
-                }
-            ),
+            methods=P.BACKEND_METHODS,
         )
 
     def tune(self, output_pixels: int, output_format: ImageFormat | None = None) -> None:

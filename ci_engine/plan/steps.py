@@ -36,6 +36,9 @@ __all__ = [
     "SelectFrames",
     "DecodeSpec",
     "EncodeSpec",
+    "Watermark",
+    "Composite",
+    "BACKEND_METHODS",
 ]
 
 RGBA = tuple[int, int, int, int]
@@ -307,3 +310,27 @@ class Composite(Prim):
         tail = f"  <- {self.origin}" if self.origin else ""
         tiled = " tiled" if self.tile else ""
         return f"composite overlay={w}x{h}{tiled} at {where}{more} opacity={self.opacity:g}{tail}"
+
+
+BACKEND_METHODS: frozenset[str] = frozenset(
+    prim.method
+    for prim in (
+        Resize,
+        Crop,
+        Embed,
+        Rotate90,
+        Rotate,
+        Flip,
+        Blur,
+        Sharpen,
+        Linear,
+        Grayscale,
+        Mask,
+        SmartCrop,
+        Flatten,
+        SelectFrames,
+        Composite,
+    )
+)
+"""The methods every backend implements: one per primitive the executor runs (every
+primitive but :class:`Watermark`, which becomes a :class:`Composite` before execution)."""

@@ -84,26 +84,8 @@ CHANNELS = [1, 2, 3, 4]
 # -- contract basics ---------------------------------------------------------------------------------------
 
 
-CORE_METHODS = {
-    "resize",
-    "crop",
-    "embed",
-    "rotate90",
-    "rotate",
-    "flip",
-    "blur",
-    "sharpen",
-    "linear",
-    "grayscale",
-    "mask",
-    "smartcrop",
-    "flatten",
-    "select_frames",
-}
-
-
 def test_every_primitive_is_implemented_and_declared(backend: Backend[Any]) -> None:
-    assert CORE_METHODS <= backend.capabilities.methods
+    assert P.BACKEND_METHODS <= backend.capabilities.methods
     for method in backend.capabilities.methods:  # nothing is claimed that is not there
         assert callable(getattr(backend, method, None)), method
     assert backend.capabilities.animated

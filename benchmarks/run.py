@@ -166,50 +166,33 @@ def _fit_width(data: bytes, width: int) -> tuple[int, int]:
     return width, round(h * width / w)
 
 
-def thumbnail_large(data: bytes) -> dict[str, Callable[[], Any]]:
-    import pyvips
-    from PIL import Image
+def jpeg_thumbnail(width: int, floor_shrink: int) -> Callable[[bytes], dict[str, Callable[[], Any]]]:
+    """The contenders of a JPEG -> ``width`` px wide JPEG thumbnail at q80; the decode floor
+    is ``jpegload`` at ``floor_shrink`` (the shrink-on-load factor the target allows)."""
 
-    size = _fit_width(data, 400)
+    def contenders(data: bytes) -> dict[str, Callable[[], Any]]:
+        import pyvips
+        from PIL import Image
 
-    def draft() -> bytes:
-        im = _open(data)
-        im.draft("RGB", size)
-        return _pil_save(im.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=80)
+        size = _fit_width(data, width)
 
-    def naive() -> bytes:
-        return _pil_save(_open(data).resize(size, Image.Resampling.LANCZOS), "JPEG", quality=80)
+        def draft() -> bytes:
+            im = _open(data)
+            im.draft("RGB", size)
+            return _pil_save(im.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=80)
 
-    return {
-        **_ci(data, "imageMogr2/thumbnail/400x/quality/80"),
-        PYVIPS: _raw(lambda: pyvips.Image.thumbnail_buffer(data, 400).jpegsave_buffer(Q=80)),
-        PIL_DRAFT: draft,
-        PIL_NAIVE: naive,
-        FLOOR: _raw(lambda: pyvips.Image.jpegload_buffer(data, shrink=8).avg()),
-    }
+        def naive() -> bytes:
+            return _pil_save(_open(data).resize(size, Image.Resampling.LANCZOS), "JPEG", quality=80)
 
+        return {
+            **_ci(data, f"imageMogr2/thumbnail/{width}x/quality/80"),
+            PYVIPS: _raw(lambda: pyvips.Image.thumbnail_buffer(data, width).jpegsave_buffer(Q=80)),
+            PIL_DRAFT: draft,
+            PIL_NAIVE: naive,
+            FLOOR: _raw(lambda: pyvips.Image.jpegload_buffer(data, shrink=floor_shrink).avg()),
+        }
 
-def sharp_workload(data: bytes) -> dict[str, Callable[[], Any]]:
-    import pyvips
-    from PIL import Image
-
-    size = _fit_width(data, 720)
-
-    def draft() -> bytes:
-        im = _open(data)
-        im.draft("RGB", size)
-        return _pil_save(im.resize(size, Image.Resampling.LANCZOS), "JPEG", quality=80)
-
-    def naive() -> bytes:
-        return _pil_save(_open(data).resize(size, Image.Resampling.LANCZOS), "JPEG", quality=80)
-
-    return {
-        **_ci(data, "imageMogr2/thumbnail/720x/quality/80"),
-        PYVIPS: _raw(lambda: pyvips.Image.thumbnail_buffer(data, 720).jpegsave_buffer(Q=80)),
-        PIL_DRAFT: draft,
-        PIL_NAIVE: naive,
-        FLOOR: _raw(lambda: pyvips.Image.jpegload_buffer(data, shrink=2).avg()),
-    }
+    return contenders
 
 
 CROP = 1600
@@ -346,7 +329,7 @@ WORKLOADS: tuple[Workload, ...] = (
         "large",
         "imageMogr2/thumbnail/400x/quality/80",
         (Target(PYVIPS, 0.80), Target(FLOOR, 1.15)),
-        thumbnail_large,
+        jpeg_thumbnail(400, floor_shrink=8),
         "decode floor: jpegload shrink=8 + avg()",
     ),
     Workload(
@@ -355,7 +338,7 @@ WORKLOADS: tuple[Workload, ...] = (
         "sharp",
         "imageMogr2/thumbnail/720x/quality/80",
         (Target(PYVIPS, 0.75),),
-        sharp_workload,
+        jpeg_thumbnail(720, floor_shrink=2),
         "decode floor: jpegload shrink=2 + avg()",
     ),
     Workload(

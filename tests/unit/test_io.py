@@ -28,6 +28,9 @@ from ci_engine.errors import InvalidImageFormatError
 from ci_engine.io import estimate_jpeg_quality, probe, read_exif_orientation, sniff
 from ci_engine.types import ImageFormat, ImageHeader
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "bombs"))
+from make_bombs import box, full_box, ispe  # the ISO-BMFF box writers
+
 F = ImageFormat
 SAMPLES = Path(__file__).resolve().parents[2] / "docs" / "samples"
 
@@ -146,18 +149,6 @@ def bmp_bytes(width: int, height: int, bits: int, *, dib: int = 40, compression:
         header = header.ljust(dib if dib > 40 else len(header), b"\x00")
     offset = 14 + len(header)
     return b"BM" + struct.pack("<IHHI", offset + 16, 0, 0, offset) + header + b"\x00" * 16
-
-
-def box(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", 8 + len(payload)) + kind + payload
-
-
-def full_box(kind: bytes, version: int, payload: bytes, flags: int = 0) -> bytes:
-    return box(kind, bytes((version,)) + flags.to_bytes(3, "big") + payload)
-
-
-def ispe(width: int, height: int) -> bytes:
-    return full_box(b"ispe", 0, struct.pack(">II", width, height))
 
 
 def heif_bytes(

@@ -41,6 +41,7 @@ MIME_TYPES = {
     "avif": "image/avif",
     "tiff": "image/tiff",
     "json": "application/json",
+    "xml": "application/xml",
 }
 
 
@@ -140,6 +141,15 @@ def process(
             pipeline = _pipeline(rule, limits)
             if styles is not None:
                 pipeline = styles.expand(pipeline, max_steps=limits.max_steps)
+            from ci_engine.intel import handles
+
+            if handles(pipeline):  # imageInspect, QR codes, faces, ... (docs/intel.md)
+                from ci_engine.intel.run import run
+
+                budget.charge_bytes(len(data), "the input")
+                return run(
+                    pipeline, data, backend=backend, limits=limits, rules=rules, resources=resources, fonts=fonts
+                )
             from ci_engine.io import probe
 
             check_input_bytes(len(data), limits)

@@ -41,6 +41,7 @@ MIME_TYPES = {
     "avif": "image/avif",
     "tiff": "image/tiff",
     "json": "application/json",
+    "xml": "application/xml",
 }
 
 
@@ -132,6 +133,12 @@ def process(
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidArgumentError(f"data must be bytes, got {type(data).__name__}", op="process")
         data = bytes(data)
+        from ci_engine.intel import handles
+
+        if handles(pipeline):  # imageInspect, QR codes, faces, ... (docs/intel.md)
+            from ci_engine.intel.run import run
+
+            return run(pipeline, data, backend=backend, limits=limits, rules=rules, resources=resources, fonts=fonts)
         from ci_engine.io import probe
 
         check_input_bytes(len(data), limits)

@@ -37,6 +37,7 @@ from ci_engine.errors import (
     ValueRangeError,
 )
 from ci_engine.types import (
+    MAINLAND_FONT_NAMES,
     BlindType,
     BlogoMode,
     CiProcessName,
@@ -252,8 +253,10 @@ def _font(token: str, op: str) -> Font:
         return Font.from_name(value)
     except ValueError:
         names = ", ".join(f.value for f in Font)
+        mainland = ", ".join(n for n, v in MAINLAND_FONT_NAMES.items() if n != v)
         raise ValueRangeError(
-            f"{op}: font must be one of the documented fonts ({names}), got {value!r}",
+            f"{op}: font must be one of the documented fonts ({names}; or as the mainland list "
+            f"spells them: {mainland}), got {value!r}",
             op=op,
             field="font",
             expected="a documented font",
@@ -471,6 +474,31 @@ class _Builder:
     shrink_box = _geometry(A.ShrinkBox, "thumbnail")
     enlarge_box = _geometry(A.EnlargeBox, "thumbnail")
     cover_box = _geometry(A.CoverBox, "thumbnail")
+
+    def _one_way(
+        self, cls: type, width: str | None, height: str | None, c: list[str], p: list[int], start: int, end: int
+    ) -> Any:
+        try:
+            return cls(
+                None if width is None else _int(width, "thumbnail", "width"),
+                None if height is None else _int(height, "thumbnail", "height"),
+                span=_new_span(Span, (start, end)),
+            )
+        except CIError as exc:
+            raise _at(exc, _tok_span(c[0], p[0])) from None
+
+    def shrink_width(self, c: list[str], p: list[int], start: int, end: int) -> A.ShrinkBox:
+        return self._one_way(A.ShrinkBox, c[0], None, c, p, start, end)  # type: ignore[no-any-return]
+
+    def shrink_height(self, c: list[str], p: list[int], start: int, end: int) -> A.ShrinkBox:
+        return self._one_way(A.ShrinkBox, None, c[0], c, p, start, end)  # type: ignore[no-any-return]
+
+    def enlarge_width(self, c: list[str], p: list[int], start: int, end: int) -> A.EnlargeBox:
+        return self._one_way(A.EnlargeBox, c[0], None, c, p, start, end)  # type: ignore[no-any-return]
+
+    def enlarge_height(self, c: list[str], p: list[int], start: int, end: int) -> A.EnlargeBox:
+        return self._one_way(A.EnlargeBox, None, c[0], c, p, start, end)  # type: ignore[no-any-return]
+
     exact_size = _geometry(A.ExactSize, "thumbnail")
     max_area = _geometry(A.MaxArea, "thumbnail")
 
@@ -489,7 +517,12 @@ class _Builder:
     def gravity(self, c: list[str], p: list[int], start: int, end: int) -> _Modifier:
         return _Modifier("gravity", Gravity.from_token(c[0]), _GRAVITY_TARGETS)
 
-    cut = _simple(A.Cut, _int, _int, _int, _int)
+    _cut4 = _simple(A.Cut, _int, _int, _int, _int)
+
+    def cut(self, c: list[str], p: list[int], start: int, end: int) -> A.Cut:
+        if len(c) == 2:  # cut/<w>x<h>: both offsets 0 (docs/compatibility.md)
+            return self._cut4([c[0], c[1], "0", "0"], [p[0], p[1], end, end], start, end)  # type: ignore[no-any-return]
+        return self._cut4(c, p, start, end)  # type: ignore[no-any-return]
 
     def crop(self, c: list[Any], p: list[int], start: int, end: int) -> A.Crop:
         return A.Crop(c[0], span=_new_span(Span, (start, end)))
@@ -568,13 +601,18 @@ class _Builder:
         except CIError as exc:
             raise _at(exc, _tok_span(c[0], p[0])) from None
 
-    def ignore_error(self, c: list[str], p: list[int], start: int, end: int) -> A.IgnoreError:
+    def ignore_error(self, c: list[str], p: list[int], start: int, end: int) -> A.IgnoreError | _Modifier:
+        if c[0] == "0":
+            # "Do not mask": the default, so nothing to keep. A modifier with no target is
+            # dropped by _bind_modifiers; it does not cancel an ignore-error/1 elsewhere,
+            # which is request-wide (docs/compatibility.md).
+            return _Modifier("ignore-error", False, ())
         if c[0] != "1":
             raise InvalidArgumentError(
-                f"ignore-error: value must be 1, got {c[0]!r}",
+                f"ignore-error: value must be 1 (mask) or 0 (do not mask), got {c[0]!r}",
                 op="ignore-error",
                 field="value",
-                expected="1",
+                expected="1 or 0",
                 actual=c[0],
                 span=_tok_span(c[0], p[0]),
             )
@@ -593,6 +631,7 @@ class _Builder:
                 raise _at(exc, _tok_span(params[0], p[1])) from None
             spans["mode"] = _tok_span(params[0], p[1])
             params = params[1:]
+        masks = any(value for key, value, _ in params if key == "ignore-error")  # 0 never cancels a 1
         values, at = _fold("imageView2", params, span)
         spans.update(at)
         names = {
@@ -607,7 +646,7 @@ class _Builder:
             if key == "q":
                 kwargs["quality"], kwargs["quality_forced"] = value
             elif key == "ignore-error":
-                kwargs["ignore_error_flag"] = True
+                kwargs["ignore_error_flag"] = masks
             else:
                 kwargs[names[key]] = value
         return _construct(A.ImageView2, kwargs, spans, span)  # type: ignore[no-any-return]
@@ -628,16 +667,16 @@ class _Builder:
 
     def view_ignore_error(self, c: list[str], p: list[int], start: int, end: int) -> tuple[str, Any, Span]:
         span = _new_span(Span, (start, end))
-        if c[0] != "1":
+        if c[0] not in ("0", "1"):
             raise InvalidArgumentError(
-                f"imageView2: ignore-error must be 1, got {c[0]!r}",
+                f"imageView2: ignore-error must be 1 (mask) or 0 (do not mask), got {c[0]!r}",
                 op="imageView2",
                 field="ignore-error",
-                expected="1",
+                expected="1 or 0",
                 actual=c[0],
                 span=span,
             )
-        return ("ignore-error", True, span)
+        return ("ignore-error", c[0] == "1", span)
 
     # ---- watermarks
     def _watermark(self, cls: type, c: list[Any], start: int, end: int, required: str) -> Any:
@@ -783,7 +822,36 @@ def _describe(driver: Any, term: str) -> str:
     return term.lower()
 
 
+def _empty_step(text: str, failure: Any) -> ParseError | None:
+    """A leading ``|``, ``||`` or a trailing ``|``: an empty step (common in strings
+    migrated from other services). Still refused, with the fix in the message."""
+    if failure.term == "$END":
+        at = len(text) - 1
+        if at < 0 or text[at] != "|":
+            return None
+        where = "at the end of the string"
+    else:
+        at = failure.pos
+        if at >= len(text) or text[at] != "|" or (at > 0 and text[at - 1] != "|"):
+            return None
+        where = "at the start of the string" if at == 0 else "between two '|'"
+    return ParseError(
+        f"pipeline: empty step {where}; remove the extra '|' (every step between "
+        "'|' separators must be an operation such as imageMogr2/...)",
+        op="pipeline",
+        field="steps",
+        token="|",  # noqa: S106 - the offending token, not a password
+        expected="an operation between '|' separators",
+        actual="|",
+        text=text,
+        span=Span(at, at + 1),
+    )
+
+
 def _syntax_error(driver: Any, text: str, failure: Any) -> ParseError:
+    empty = _empty_step(text, failure)
+    if empty is not None:
+        return empty
     expected = sorted({_describe(driver, t) for t in failure.expected})
     if failure.term == "$END":
         found = "end of string"

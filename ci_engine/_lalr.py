@@ -76,7 +76,7 @@ builder's method, or None for the rules that call none)."""
 # The kinds of reduce function (see reduce_source).
 APPEND = "append"  # lark's left-recursive list helper: grow the accumulated splice in place
 SPLICE = "splice"  # another helper rule: its children are spliced into the parent
-PASS = "pass"  # a ?-rule that passes its only kept child on
+INLINE = "inline"  # a ?-rule that passes its only kept child on
 METHOD = "method"  # calls the builder's method
 METHOD1 = "method1"  # calls the builder's method; one symbol, kept, not spliced: may pass through
 
@@ -211,11 +211,11 @@ def tables_from_lark(lark_obj: Lark) -> Tables:
             chars[state] = single
         indices = []
         for m in mres:
-            key = (m.pattern, m.flags)
-            if key not in pattern_index:
-                pattern_index[key] = len(patterns)
-                patterns.append(key)
-            indices.append(pattern_index[key])
+            pattern = (m.pattern, m.flags)
+            if pattern not in pattern_index:
+                pattern_index[pattern] = len(patterns)
+                patterns.append(pattern)
+            indices.append(pattern_index[pattern])
         scanners[state] = tuple(indices)
     literals = {t.name: t.pattern.value for t in lark_obj.terminals if t.pattern.type == "str"}
     return Tables(
@@ -277,19 +277,21 @@ def reduce_source(shape: RuleShape) -> tuple[str, str]:
         return APPEND, _factory([*lines, "return acc"])
 
     if spliced:
-        body = ["cv = []", "cp = []"]
+        body = ["cv: list[Any] = []", "cp: list[int] = []"]
         for i in kept:
             if i in spliced:
                 body.append(f"cv += {v(i)}.values; cp += {v(i)}.starts")
             else:
                 body.append(f"cv.append({v(i)}); cp.append({p(i)})")
     else:
-        body = [f"cv = [{', '.join(v(i) for i in kept)}]", f"cp = [{', '.join(p(i) for i in kept)}]"]
+        values = ", ".join(v(i) for i in kept)
+        starts = ", ".join(p(i) for i in kept)
+        body = [f"cv: list[Any] = [{values}]", f"cp: list[int] = [{starts}]"]
 
     if origin.startswith("_"):
         return SPLICE, _factory([*body, "return Splice(cv, cp)"])
     if inline and len(kept) == 1 and not spliced:
-        return PASS, _factory([f"return {v(kept[0])}"])
+        return INLINE, _factory([f"return {v(kept[0])}"])
     tail = ["if len(cv) == 1:", "    return cv[0]"] if inline else []
     kind = METHOD1 if kept == (0,) and size == 1 and not spliced else METHOD
     return kind, _factory([*body, *tail, "return method(cv, cp, start, end)"])
@@ -331,10 +333,10 @@ class Driver:
                     raise TypeError(f"builder has no method for grammar rule {name!r}")
                 if kind == METHOD1 and getattr(method, "passthrough", False):
                     # A builder method that returns its only child as it is (marked so): no call.
-                    kind = PASS
+                    kind = INLINE
             # A unit rule that only passes its child on (`?mogr_op: thumbnail`) needs no
             # call: the driver just moves to the goto state.
-            unit = kind == PASS and size == 1
+            unit = kind == INLINE and size == 1
             reduce = None if unit else factory(method, _Splice)
             self._rules.append((-4 * size, origin, reduce))
         self._patterns = tables.patterns
@@ -361,6 +363,7 @@ class Driver:
                 pattern, flags = self._patterns[index]
                 matcher = self._compiled[index] = re.compile(pattern, flags).match
             matchers.append(matcher)
+        scanner: Callable[[str, int], re.Match[str] | None]
         if not matchers:
             scanner = _never
         elif len(matchers) == 1:
@@ -385,6 +388,7 @@ class Driver:
         extend = stack.extend
         pos = 0
         n = len(text)
+        term: str | None
         while True:
             if pos < n:
                 chars = single[state]

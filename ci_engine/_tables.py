@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-GRAMMAR_CRC32 = 0x91c4e7e9
-GRAMMAR_LENGTH = 11914
+GRAMMAR_CRC32 = 0x18ca59d3
+GRAMMAR_LENGTH = 12406
 
 START_STATES: dict[str, int] = {'start': 0}
 END_STATES: dict[str, int] = {'start': 25}
@@ -297,52 +297,51 @@ STATES: tuple[dict[str, int], ...] = (
     {'INT': 320},
     {'P': 321, 'PX': 322, 'X': 323},
     {'$END': -141, 'SLASH': -141, 'VBAR': -141},
-    {'$END': -142, 'INT': 324, 'SLASH': -142, 'VBAR': -142},
-    {'$END': -143, 'SLASH': -143, 'VBAR': -143},
-    {'P': 325},
-    {'$END': -144, 'FORCE': 326, 'SLASH': -144, 'VBAR': -144},
+    {'$END': -142, 'INT': 324, 'LESSTHAN': 325, 'MORETHAN': 326, 'SLASH': -142, 'VBAR': -142},
+    {'$END': -143, 'LESSTHAN': 327, 'MORETHAN': 328, 'SLASH': -143, 'VBAR': -143},
+    {'P': 329},
+    {'$END': -144, 'FORCE': 330, 'SLASH': -144, 'VBAR': -144},
     {'$END': -145, 'SLASH': -145, 'VBAR': -145},
-    {'INT': 327},
-    {'INT': 328},
-    {'INT': 329},
-    {'INT': 330},
-    {'SIGNED_INT': 331},
-    {'SIGNED_INT': 332},
-    {'B64': 333},
+    {'INT': 331},
+    {'INT': 332},
+    {'INT': 333},
     {'INT': 334},
-    {'INT': 335},
-    {'INT': 336},
-    {'GRAVITY': 337},
-    {'$END': -146, 'SLASH': -146, 'VBAR': -146},
-    {'B64': 338},
-    {'B64': 339},
+    {'SIGNED_INT': 335},
+    {'SIGNED_INT': 336},
+    {'B64': 337},
+    {'INT': 338},
+    {'INT': 339},
     {'INT': 340},
-    {'INT': 341},
+    {'GRAVITY': 341},
+    {'$END': -146, 'SLASH': -146, 'VBAR': -146},
     {'B64': 342},
-    {'$END': -147, 'SLASH': -147, 'VBAR': -147},
     {'B64': 343},
     {'INT': 344},
-    {'B64': 345},
-    {'INT': 346},
-    {'DECIMAL': 347},
-    {'$END': -148, 'SLASH': -148, 'VBAR': -148},
-    {'B64': 348},
+    {'INT': 345},
+    {'B64': 346},
+    {'$END': -147, 'SLASH': -147, 'VBAR': -147},
+    {'B64': 347},
+    {'INT': 348},
     {'B64': 349},
     {'INT': 350},
     {'DECIMAL': 351},
+    {'$END': -148, 'SLASH': -148, 'VBAR': -148},
+    {'B64': 352},
+    {'B64': 353},
+    {'INT': 354},
+    {'DECIMAL': 355},
     {'$END': -149, 'SLASH': -149, 'VBAR': -149},
     {'$END': -150, 'SLASH': -150, 'VBAR': -150},
-    {'INT': 352, 'OFFSET': 353},
-    {'OFFSET': 354},
+    {'INT': 356, 'OFFSET': 357},
+    {'OFFSET': 358},
     {'$END': -151, 'SLASH': -151, 'VBAR': -151},
-    {'X': 355},
-    {'$END': -152, 'SLASH': -152, 'VBAR': -152},
+    {'$END': -152, 'SLASH': -152, 'VBAR': -152, 'X': 359},
     {'$END': -153, 'SLASH': -153, 'VBAR': -153},
     {'$END': -154, 'SLASH': -154, 'VBAR': -154},
     {'$END': -155, 'SLASH': -155, 'VBAR': -155},
-    {'INT': 356},
-    {'$END': -156, 'FORCE': 357, 'LESSTHAN': 358, 'MORETHAN': 359, 'SLASH': -156, 'VBAR': -156},
-    {'$END': -157, 'SLASH': -157, 'VBAR': -157},
+    {'$END': -156, 'SLASH': -156, 'VBAR': -156},
+    {'INT': 360},
+    {'$END': -157, 'FORCE': 361, 'LESSTHAN': 362, 'MORETHAN': 363, 'SLASH': -157, 'VBAR': -157},
     {'$END': -158, 'SLASH': -158, 'VBAR': -158},
     {'$END': -159, 'SLASH': -159, 'VBAR': -159},
     {'$END': -160, 'SLASH': -160, 'VBAR': -160},
@@ -369,22 +368,27 @@ STATES: tuple[dict[str, int], ...] = (
     {'$END': -181, 'SLASH': -181, 'VBAR': -181},
     {'$END': -182, 'SLASH': -182, 'VBAR': -182},
     {'$END': -183, 'SLASH': -183, 'VBAR': -183},
-    {'OFFSET': 360},
-    {'OFFSET': 361},
-    {'OFFSET': 362},
-    {'INT': 363},
-    {'R': 364},
     {'$END': -184, 'SLASH': -184, 'VBAR': -184},
     {'$END': -185, 'SLASH': -185, 'VBAR': -185},
     {'$END': -186, 'SLASH': -186, 'VBAR': -186},
-    {'OFFSET': 365},
     {'$END': -187, 'SLASH': -187, 'VBAR': -187},
     {'$END': -188, 'SLASH': -188, 'VBAR': -188},
-    {'X': 366},
+    {'OFFSET': 364},
+    {'OFFSET': 365},
+    {'OFFSET': 366},
+    {'INT': 367},
+    {'R': 368},
     {'$END': -189, 'SLASH': -189, 'VBAR': -189},
     {'$END': -190, 'SLASH': -190, 'VBAR': -190},
-    {'INT': 367},
     {'$END': -191, 'SLASH': -191, 'VBAR': -191},
+    {'OFFSET': 369},
+    {'$END': -192, 'SLASH': -192, 'VBAR': -192},
+    {'$END': -193, 'SLASH': -193, 'VBAR': -193},
+    {'X': 370},
+    {'$END': -194, 'SLASH': -194, 'VBAR': -194},
+    {'$END': -195, 'SLASH': -195, 'VBAR': -195},
+    {'INT': 371},
+    {'$END': -196, 'SLASH': -196, 'VBAR': -196},
 )
 
 # Per rule: (size, origin, name, kind).
@@ -397,22 +401,22 @@ RULES: tuple[tuple[int, str, str, str], ...] = (
     (1, 'image_slim', 'image_slim', 'method1'),
     (1, 'image_view2', 'image_view2', 'method1'),
     (1, 'qr_code', 'qr_code', 'method1'),
-    (1, 'step', 'step', 'pass'),
+    (1, 'step', 'step', 'inline'),
     (1, 'start', 'start', 'method1'),
-    (1, 'step', 'step', 'pass'),
-    (1, 'step', 'step', 'pass'),
-    (1, 'step', 'step', 'pass'),
-    (1, 'step', 'step', 'pass'),
-    (1, 'step', 'step', 'pass'),
-    (1, 'step', 'step', 'pass'),
-    (1, 'step', 'step', 'pass'),
-    (1, 'step', 'step', 'pass'),
-    (1, 'step', 'step', 'pass'),
+    (1, 'step', 'step', 'inline'),
+    (1, 'step', 'step', 'inline'),
+    (1, 'step', 'step', 'inline'),
+    (1, 'step', 'step', 'inline'),
+    (1, 'step', 'step', 'inline'),
+    (1, 'step', 'step', 'inline'),
+    (1, 'step', 'step', 'inline'),
+    (1, 'step', 'step', 'inline'),
+    (1, 'step', 'step', 'inline'),
     (1, 'start', 'start', 'method1'),
-    (1, 'step', 'step', 'pass'),
+    (1, 'step', 'step', 'inline'),
     (1, 'pipeline', 'pipeline', 'method1'),
-    (1, 'step', 'step', 'pass'),
-    (1, 'step', 'step', 'pass'),
+    (1, 'step', 'step', 'inline'),
+    (1, 'step', 'step', 'inline'),
     (2, 'ci_process', 'ci_process', 'method'),
     (2, 'exif', 'exif', 'method'),
     (2, 'image_ave', 'image_ave', 'method'),
@@ -429,35 +433,35 @@ RULES: tuple[tuple[int, str, str, str], ...] = (
     (3, 'ci_process', 'ci_process', 'method'),
     (1, 'strip', 'strip', 'method'),
     (1, 'auto_orient', 'auto_orient', 'method'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
     (2, '__image_mogr2_star_1', '__image_mogr2_star_1', 'splice'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
-    (1, 'mogr_op', 'mogr_op', 'pass'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
+    (1, 'mogr_op', 'mogr_op', 'inline'),
     (3, 'image_mogr2', 'image_mogr2', 'method'),
     (3, 'image_view2', 'image_view2', 'method'),
     (2, '__image_view2_star_2', '__image_view2_star_2', 'splice'),
@@ -516,10 +520,10 @@ RULES: tuple[tuple[int, str, str, str], ...] = (
     (3, 'qr_code_param', 'qr_size', 'method'),
     (3, 'qr_code_param', 'qr_bar_type', 'method'),
     (2, '__image_watermark_plus_3', '__image_watermark_plus_3', 'splice'),
-    (1, 'image_watermark_param', 'image_watermark_param', 'pass'),
+    (1, 'image_watermark_param', 'image_watermark_param', 'inline'),
     (5, 'image_watermark', 'image_watermark', 'method'),
     (2, '__text_watermark_plus_4', '__text_watermark_plus_4', 'splice'),
-    (1, 'text_watermark_param', 'text_watermark_param', 'pass'),
+    (1, 'text_watermark_param', 'text_watermark_param', 'inline'),
     (5, 'text_watermark', 'text_watermark', 'method'),
     (2, '__blind_watermark_plus_5', '__blind_watermark_plus_5', 'splice'),
     (5, 'blind_watermark', 'blind_watermark', 'method'),
@@ -540,11 +544,16 @@ RULES: tuple[tuple[int, str, str, str], ...] = (
     (3, '__extract_blind_watermark_plus_6', '__extract_blind_watermark_plus_6', 'append'),
     (5, 'blur', 'blur', 'method'),
     (3, 'crop_geometry', 'crop_box', 'method'),
+    (5, 'cut', 'cut', 'method'),
     (5, 'rcrop', 'rcrop', 'method'),
     (5, 'scrop', 'scrop', 'method'),
     (3, 'thumbnail_geometry', 'scale_percent', 'method'),
     (3, 'thumbnail_geometry', 'width_percent', 'method'),
     (3, 'thumbnail_geometry', 'fit_box', 'method'),
+    (3, 'thumbnail_geometry', 'enlarge_width', 'method'),
+    (3, 'thumbnail_geometry', 'shrink_width', 'method'),
+    (3, 'thumbnail_geometry', 'enlarge_height', 'method'),
+    (3, 'thumbnail_geometry', 'shrink_height', 'method'),
     (3, 'thumbnail_geometry', 'height_percent', 'method'),
     (5, 'size_limit', 'size_limit', 'method'),
     (3, 'wm_common_param', 'wm_batch', 'method'),
@@ -624,9 +633,12 @@ PATTERNS: tuple[tuple[str, int], ...] = (
     ('(?P<VERSION>version)|(?P<IMAGE>image)|(?P<TEXT>text)|(?P<TYPE>type)|(?P<VBAR>\\|)', 32),
     ('(?P<INT>[0-9]+)|(?P<SLASH>/)|(?P<VBAR>\\|)', 32),
     ('(?P<PX>px)|(?P<P>p)|(?P<X>x)', 32),
+    ('(?P<INT>[0-9]+)|(?P<LESSTHAN><)|(?P<MORETHAN>>)|(?P<SLASH>/)|(?P<VBAR>\\|)', 32),
+    ('(?P<LESSTHAN><)|(?P<MORETHAN>>)|(?P<SLASH>/)|(?P<VBAR>\\|)', 32),
     ('(?P<P>p)', 32),
     ('(?P<OFFSET>[a-][0-9]+)|(?P<INT>[0-9]+)', 32),
     ('(?P<OFFSET>[a-][0-9]+)', 32),
+    ('(?P<SLASH>/)|(?P<VBAR>\\|)|(?P<X>x)', 32),
     ('(?P<FORCE>!)|(?P<LESSTHAN><)|(?P<MORETHAN>>)|(?P<SLASH>/)|(?P<VBAR>\\|)', 32),
     ('(?P<R>r)', 32),
 )
@@ -913,9 +925,9 @@ SCANNERS: tuple[tuple[int, ...], ...] = (
     (15,),
     (39,),
     (2,),
-    (38,),
-    (2,),
     (40,),
+    (41,),
+    (42,),
     (31,),
     (2,),
     (15,),
@@ -948,52 +960,56 @@ SCANNERS: tuple[tuple[int, ...], ...] = (
     (21,),
     (2,),
     (2,),
-    (41,),
-    (42,),
-    (2,),
-    (29,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (15,),
     (43,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (2,),
-    (42,),
-    (42,),
-    (42,),
-    (15,),
     (44,),
     (2,),
+    (45,),
     (2,),
     (2,),
-    (42,),
+    (2,),
+    (2,),
+    (15,),
+    (46,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (2,),
+    (44,),
+    (44,),
+    (44,),
+    (15,),
+    (47,),
+    (2,),
+    (2,),
+    (2,),
+    (44,),
     (2,),
     (2,),
     (29,),
@@ -1286,7 +1302,7 @@ CHARS: tuple[dict[str, str] | None, ...] = (
     None,
     {'/': 'SLASH', '|': 'VBAR'},
     None,
-    {'/': 'SLASH', '|': 'VBAR'},
+    {'<': 'LESSTHAN', '>': 'MORETHAN', '/': 'SLASH', '|': 'VBAR'},
     {'p': 'P'},
     {'!': 'FORCE', '/': 'SLASH', '|': 'VBAR'},
     {'/': 'SLASH', '|': 'VBAR'},
@@ -1323,13 +1339,17 @@ CHARS: tuple[dict[str, str] | None, ...] = (
     None,
     None,
     {'/': 'SLASH', '|': 'VBAR'},
-    {'x': 'X'},
+    {'/': 'SLASH', '|': 'VBAR', 'x': 'X'},
     {'/': 'SLASH', '|': 'VBAR'},
     {'/': 'SLASH', '|': 'VBAR'},
     {'/': 'SLASH', '|': 'VBAR'},
     {'/': 'SLASH', '|': 'VBAR'},
     None,
     {'!': 'FORCE', '<': 'LESSTHAN', '>': 'MORETHAN', '/': 'SLASH', '|': 'VBAR'},
+    {'/': 'SLASH', '|': 'VBAR'},
+    {'/': 'SLASH', '|': 'VBAR'},
+    {'/': 'SLASH', '|': 'VBAR'},
+    {'/': 'SLASH', '|': 'VBAR'},
     {'/': 'SLASH', '|': 'VBAR'},
     {'/': 'SLASH', '|': 'VBAR'},
     {'/': 'SLASH', '|': 'VBAR'},
@@ -1464,8 +1484,8 @@ LITERALS: dict[str, str] = {
 
 def _f0(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = [s[-3]]
-        cp = [s[-2]]
+        cv: list[Any] = [s[-3]]
+        cp: list[int] = [s[-2]]
         return method(cv, cp, start, end)
     return reduce
 
@@ -1478,24 +1498,24 @@ def _f1(method: Any, Splice: Any) -> Any:
 
 def _f2(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = [s[-7], s[-3]]
-        cp = [s[-6], s[-2]]
+        cv: list[Any] = [s[-7], s[-3]]
+        cp: list[int] = [s[-6], s[-2]]
         return method(cv, cp, start, end)
     return reduce
 
 
 def _f3(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = [s[-7]]
-        cp = [s[-6]]
+        cv: list[Any] = [s[-7]]
+        cp: list[int] = [s[-6]]
         return method(cv, cp, start, end)
     return reduce
 
 
 def _f4(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = []
-        cp = []
+        cv: list[Any] = []
+        cp: list[int] = []
         cv.append(s[-7]); cp.append(s[-6])
         cv += s[-3].values; cp += s[-3].starts
         return method(cv, cp, start, end)
@@ -1504,8 +1524,8 @@ def _f4(method: Any, Splice: Any) -> Any:
 
 def _f5(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = []
-        cp = []
+        cv: list[Any] = []
+        cp: list[int] = []
         cv.append(s[-11]); cp.append(s[-10])
         cv.append(s[-7]); cp.append(s[-6])
         cv += s[-3].values; cp += s[-3].starts
@@ -1515,24 +1535,24 @@ def _f5(method: Any, Splice: Any) -> Any:
 
 def _f6(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = []
-        cp = []
+        cv: list[Any] = []
+        cp: list[int] = []
         return method(cv, cp, start, end)
     return reduce
 
 
 def _f7(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = [s[-3]]
-        cp = [s[-2]]
+        cv: list[Any] = [s[-3]]
+        cp: list[int] = [s[-2]]
         return Splice(cv, cp)
     return reduce
 
 
 def _f8(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = []
-        cp = []
+        cv: list[Any] = []
+        cp: list[int] = []
         cv.append(s[-11]); cp.append(s[-10])
         cv += s[-7].values; cp += s[-7].starts
         return method(cv, cp, start, end)
@@ -1541,8 +1561,8 @@ def _f8(method: Any, Splice: Any) -> Any:
 
 def _f9(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = [s[-11], s[-3]]
-        cp = [s[-10], s[-2]]
+        cv: list[Any] = [s[-11], s[-3]]
+        cp: list[int] = [s[-10], s[-2]]
         return method(cv, cp, start, end)
     return reduce
 
@@ -1557,16 +1577,16 @@ def _f10(method: Any, Splice: Any) -> Any:
 
 def _f11(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = [s[-15], s[-7]]
-        cp = [s[-14], s[-6]]
+        cv: list[Any] = [s[-15], s[-7]]
+        cp: list[int] = [s[-14], s[-6]]
         return method(cv, cp, start, end)
     return reduce
 
 
 def _f12(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = []
-        cp = []
+        cv: list[Any] = []
+        cp: list[int] = []
         cv.append(s[-15]); cp.append(s[-14])
         cv.append(s[-7]); cp.append(s[-6])
         cv += s[-3].values; cp += s[-3].starts
@@ -1576,8 +1596,8 @@ def _f12(method: Any, Splice: Any) -> Any:
 
 def _f13(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = []
-        cp = []
+        cv: list[Any] = []
+        cp: list[int] = []
         cv.append(s[-15]); cp.append(s[-14])
         cv += s[-3].values; cp += s[-3].starts
         return method(cv, cp, start, end)
@@ -1586,8 +1606,8 @@ def _f13(method: Any, Splice: Any) -> Any:
 
 def _f14(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = []
-        cp = []
+        cv: list[Any] = []
+        cp: list[int] = []
         cv.append(s[-19]); cp.append(s[-18])
         cv.append(s[-11]); cp.append(s[-10])
         cv += s[-7].values; cp += s[-7].starts
@@ -1597,8 +1617,8 @@ def _f14(method: Any, Splice: Any) -> Any:
 
 def _f15(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = []
-        cp = []
+        cv: list[Any] = []
+        cp: list[int] = []
         cv.append(s[-19]); cp.append(s[-18])
         cv += s[-7].values; cp += s[-7].starts
         return method(cv, cp, start, end)
@@ -1607,32 +1627,40 @@ def _f15(method: Any, Splice: Any) -> Any:
 
 def _f16(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = [s[-11], s[-7], s[-3]]
-        cp = [s[-10], s[-6], s[-2]]
+        cv: list[Any] = [s[-11]]
+        cp: list[int] = [s[-10]]
         return method(cv, cp, start, end)
     return reduce
 
 
 def _f17(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = [s[-15], s[-7], s[-3]]
-        cp = [s[-14], s[-6], s[-2]]
+        cv: list[Any] = [s[-11], s[-7], s[-3]]
+        cp: list[int] = [s[-10], s[-6], s[-2]]
         return method(cv, cp, start, end)
     return reduce
 
 
 def _f18(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = [s[-19], s[-11], s[-7], s[-3]]
-        cp = [s[-18], s[-10], s[-6], s[-2]]
+        cv: list[Any] = [s[-15], s[-7], s[-3]]
+        cp: list[int] = [s[-14], s[-6], s[-2]]
         return method(cv, cp, start, end)
     return reduce
 
 
 def _f19(method: Any, Splice: Any) -> Any:
     def reduce(s: Any, start: int, end: int) -> Any:
-        cv = [s[-27], s[-19], s[-11], s[-3]]
-        cp = [s[-26], s[-18], s[-10], s[-2]]
+        cv: list[Any] = [s[-19], s[-11], s[-7], s[-3]]
+        cp: list[int] = [s[-18], s[-10], s[-6], s[-2]]
+        return method(cv, cp, start, end)
+    return reduce
+
+
+def _f20(method: Any, Splice: Any) -> Any:
+    def reduce(s: Any, start: int, end: int) -> Any:
+        cv: list[Any] = [s[-27], s[-19], s[-11], s[-3]]
+        cp: list[int] = [s[-26], s[-18], s[-10], s[-2]]
         return method(cv, cp, start, end)
     return reduce
 
@@ -1651,8 +1679,9 @@ FACTORIES: tuple[Any, ...] = (
     _f0, _f0, _f0, _f0, _f0, _f0, _f0, _f14, _f0, _f0, _f0, _f0,
     _f0, _f0, _f0, _f0, _f0, _f0, _f7, _f1, _f15, _f7, _f1, _f15,
     _f7, _f15, _f7, _f15, _f9, _f3, _f0, _f2, _f3, _f3, _f0, _f2,
-    _f2, _f10, _f10, _f10, _f10, _f9, _f9, _f9, _f9, _f3, _f3, _f9,
-    _f3, _f16, _f0, _f0, _f0, _f0, _f0, _f0, _f0, _f0, _f0, _f0,
+    _f2, _f10, _f10, _f10, _f10, _f9, _f9, _f9, _f9, _f9, _f3, _f3,
+    _f9, _f16, _f16, _f3, _f3, _f3, _f17, _f0, _f0, _f0, _f0, _f0,
     _f0, _f0, _f0, _f0, _f0, _f0, _f0, _f0, _f0, _f0, _f0, _f0,
-    _f0, _f0, _f0, _f11, _f11, _f11, _f17, _f16, _f11, _f18, _f19,
+    _f0, _f0, _f0, _f0, _f0, _f0, _f0, _f0, _f11, _f11, _f11, _f18,
+    _f17, _f11, _f19, _f20,
 )

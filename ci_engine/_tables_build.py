@@ -24,7 +24,7 @@ from typing import Any
 
 from ci_engine._lalr import Tables, tables_from_lark
 
-__all__ = ["COMMAND", "TARGET", "grammar_bytes", "render_module", "main"]
+__all__ = ["COMMAND", "TARGET", "build", "grammar_bytes", "main", "render_module"]
 
 COMMAND = "python -m ci_engine._tables_build"
 """The one command that regenerates the tables."""

@@ -212,8 +212,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Measured {report['date']} on {report['machine']['cpus']} CPUs, Python {report['machine']['python']}; "
         f"load average {_fmt_load(report['load_before'])} before, {_fmt_load(report['load_after'])} after; "
-        f"{report['rounds']} interleaved rounds. Reproduce: `python benchmarks/coldstart.py --rounds {report['rounds']}` "
-        "(method in benchmarks/README.md).",
+        f"{report['rounds']} interleaved rounds. Reproduce: "
+        f"`python benchmarks/coldstart.py --rounds {report['rounds']}` (method in benchmarks/README.md).",
         "",
         "## In-process start-up (median over fresh processes)",
         "",

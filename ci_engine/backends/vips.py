@@ -21,20 +21,24 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyvips
-from numpy.typing import NDArray
 
 from ci_engine.backends.base import Backend, Capabilities
-from ci_engine.codecs import Frames
-from ci_engine.codecs import bmp as bmp_codec
-from ci_engine.codecs import gif as gif_codec
-from ci_engine.codecs import heif as heif_codec
 from ci_engine.errors import BackendError, InvalidImageFormatError
 from ci_engine.plan import steps as P
 from ci_engine.types import ImageFormat, ImageHeader
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from ci_engine.codecs import Frames
+
+# numpy and ci_engine.codecs (numpy, Pillow, pillow-heif) are imported where they are used
+# (BMP, HEIF, GIF output, watermarks, to_array): a JPEG/PNG/WebP/AVIF request never pays
+# for them (docs/architecture.md, "Start-up").
 
 __all__ = ["VipsBackend"]
 
@@ -121,8 +125,12 @@ class VipsBackend(Backend[Any]):
         frames = -1 if spec.frames > 1 else 1
         try:
             if fmt is ImageFormat.BMP:
+                from ci_engine.codecs import bmp as bmp_codec
+
                 return _from_frames(bmp_codec.decode(data))
             if fmt is ImageFormat.HEIF:
+                from ci_engine.codecs import heif as heif_codec
+
                 return _normalize(_from_frames(heif_codec.decode(data)))
             if fmt is ImageFormat.JPEG:
                 image = Image.jpegload_buffer(data, shrink=spec.shrink, access=access, fail_on="truncated")
@@ -171,9 +179,15 @@ class VipsBackend(Backend[Any]):
                 return bytes(image.tiffsave_buffer(keep=keep))
             frames = self._frames(image)
             if fmt is ImageFormat.GIF:
+                from ci_engine.codecs import gif as gif_codec
+
                 return gif_codec.encode(frames, interlace=spec.progressive)
             if fmt is ImageFormat.BMP:
+                from ci_engine.codecs import bmp as bmp_codec
+
                 return bmp_codec.encode(frames)
+            from ci_engine.codecs import heif as heif_codec
+
             return heif_codec.encode(frames, quality=q or 50, strip=spec.strip)
         except pyvips.Error as exc:
             raise _classify(exc, f"encode {fmt.value}") from exc
@@ -201,6 +215,10 @@ class VipsBackend(Backend[Any]):
         return self._frames(image).pixels
 
     def _frames(self, image: Any) -> Frames:
+        import numpy as np
+
+        from ci_engine.codecs import Frames
+
         try:
             array = np.asarray(image.numpy(), dtype=np.uint8)
         except pyvips.Error as exc:
@@ -348,6 +366,8 @@ class VipsBackend(Backend[Any]):
         # ci_engine.watermark.blend, which the Pillow backend runs.
         # A tile grid is the tile repeated lazily by libvips (replicate), never expanded in
         # memory: its cost follows the canvas, not the number of tiles.
+        import numpy as np
+
         from ci_engine.watermark.blend import regions
         from ci_engine.watermark.place import clip
 
@@ -442,6 +462,8 @@ def _normalize(image: Any) -> Any:
 
 
 def _from_frames(frames: Frames) -> Any:
+    import numpy as np
+
     pixels = frames.pixels
     n, height, width, bands = pixels.shape
     image = Image.new_from_memory(np.ascontiguousarray(pixels).tobytes(), width, height * n, bands, "uchar")

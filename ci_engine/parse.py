@@ -16,13 +16,11 @@ This module imports no imaging library.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import functools
-import importlib.resources
+import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -53,7 +51,7 @@ from ci_engine.types import (
     SizeUnit,
 )
 
-__all__ = ["parse", "parse_url", "grammar_text", "load_lark", "MAX_STEPS", "KEYWORDS", "decode_text"]
+__all__ = ["parse", "parse_url", "grammar_text", "load_lark", "load_tables", "MAX_STEPS", "KEYWORDS", "decode_text"]
 
 MAX_STEPS = 10
 """Most ``|``-separated steps in one string (``limits-and-errors.md`` section 4)."""
@@ -79,13 +77,22 @@ _IGNORE_ERROR = re.compile(r"(?:^|[/&])ignore-error[/=]1(?=$|[/|&])")
 # -- grammar loading ---------------------------------------------------------------------------
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_GRAMMAR_PATHS = (
+    os.path.join(_HERE, "_grammar", "ci.lark"),  # the copy shipped in the wheel
+    os.path.join(os.path.dirname(_HERE), "grammar", "ci.lark"),  # the repository's
+)
+
+
 def grammar_text() -> str:
     """The text of ``ci.lark``: the copy shipped in the wheel, else the repository's."""
-    try:
-        return importlib.resources.files("ci_engine").joinpath("_grammar/ci.lark").read_text("utf-8")
-    except (FileNotFoundError, NotADirectoryError):
-        repo = Path(__file__).resolve().parent.parent / "grammar" / "ci.lark"
-        return repo.read_text("utf-8")
+    for path in _GRAMMAR_PATHS:
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+    import importlib.resources  # a zipped install
+
+    return importlib.resources.files("ci_engine").joinpath("_grammar/ci.lark").read_text("utf-8")
 
 
 def load_lark() -> Any:
@@ -95,8 +102,55 @@ def load_lark() -> Any:
     return Lark(grammar_text(), parser="lalr", lexer="contextual", maybe_placeholders=False)
 
 
+def load_tables() -> Any:
+    """The grammar's LALR tables (:class:`ci_engine._lalr.Tables`): the ones generated ahead
+    of time in ``ci_engine/_tables.py``, unless the grammar no longer matches them (then
+    compiled with lark now, with a ``RuntimeWarning``: run ``python -m ci_engine._tables_build``)."""
+    import zlib
+
+    from ci_engine import _tables as T
+    from ci_engine._lalr import Tables, tables_from_lark
+
+    grammar = None
+    for path in _GRAMMAR_PATHS:
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                grammar = f.read()
+            break
+    if grammar is not None and (zlib.crc32(grammar), len(grammar)) != (T.GRAMMAR_CRC32, T.GRAMMAR_LENGTH):
+        import warnings
+
+        warnings.warn(
+            "ci_engine/_tables.py was generated from another grammar/ci.lark; compiling the grammar "
+            "with lark instead (slow). Regenerate the tables: python -m ci_engine._tables_build",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return tables_from_lark(load_lark())
+    return Tables(
+        start_states=T.START_STATES,
+        end_states=T.END_STATES,
+        states=T.STATES,
+        rules=T.RULES,
+        sources=(),
+        patterns=T.PATTERNS,
+        scanners=T.SCANNERS,
+        chars=T.CHARS,
+        literals=T.LITERALS,
+        factories=T.FACTORIES,
+    )
+
+
+_TABLES: Any = None
 _DRIVER: Any = None
 _DRIVER_LOCK = threading.Lock()
+
+
+def _tables() -> Any:
+    global _TABLES
+    if _TABLES is None:
+        _TABLES = load_tables()
+    return _TABLES
 
 
 def _driver() -> Any:
@@ -106,7 +160,7 @@ def _driver() -> Any:
             if _DRIVER is None:
                 from ci_engine._lalr import Driver
 
-                _DRIVER = Driver(load_lark(), _Builder())
+                _DRIVER = Driver(_tables(), _Builder())
     return _DRIVER
 
 
@@ -133,7 +187,7 @@ def _recognizer() -> Any:
             if _RECOGNIZER is None:
                 from ci_engine._lalr import Driver
 
-                _RECOGNIZER = Driver(load_lark(), _Recognizer())
+                _RECOGNIZER = Driver(_tables(), _Recognizer())
     return _RECOGNIZER
 
 
@@ -715,6 +769,8 @@ class _Builder:
             name = CiProcessName.from_token(c[1])
         except ValueError:
             known = sorted((n.value for n in CiProcessName), key=str.lower)
+            import difflib
+
             hint = difflib.get_close_matches(c[1], known, n=1)
             raise ParseError(
                 f"ci-process: unknown operation {c[1]!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""),
@@ -759,10 +815,9 @@ _TERMINAL_WORDS = {
 def _describe(driver: Any, term: str) -> str:
     if term in _TERMINAL_WORDS:
         return _TERMINAL_WORDS[term]
-    definition = driver.terminals.get(term)
-    if definition is not None and definition.pattern.type == "str":
+    word = driver.literals.get(term)
+    if word is not None:
         # Keyword literals carry their separators ("/thumbnail/"); users think of words.
-        word = definition.pattern.value
         return repr(word.strip("/") or word)
     return term.lower()
 
@@ -816,6 +871,8 @@ def _syntax_error(driver: Any, text: str, failure: Any) -> ParseError:
         found = repr(token)
         span = Span(start, start + max(1, len(token)))
     words = [e.strip("'") for e in expected if e.startswith("'")]
+    import difflib
+
     hint = difflib.get_close_matches(token, words, n=1, cutoff=0.6) if token else []
     message = f"unexpected {found}"
     if hint:
@@ -878,12 +935,11 @@ def parse(text: str | bytes, *, max_steps: int = MAX_STEPS) -> A.Pipeline:
         except UnicodeDecodeError:
             raise ParseError("processing string is not UTF-8", token="", text=None) from None
     if not isinstance(text, str):
-        raise InvalidArgumentError(f"processing string must be str, got {type(text).__name__}")
+        raise TypeError(f"processing string must be str or bytes, got {type(text).__name__}")
     return _parse_cached(text, max_steps)
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse_cached(text: str, max_steps: int) -> A.Pipeline:
+def _parse_uncached(text: str, max_steps: int) -> A.Pipeline:
     source = text.strip()
     if "%" in source:  # decode_text leaves a string without "%" as it is
         source = decode_text(source)
@@ -922,6 +978,65 @@ def _parse_cached(text: str, max_steps: int) -> A.Pipeline:
         ) from exc
 
 
+class _ParseCache:
+    """The parse cache: least recently used, bounded by entries **and by size**.
+
+    ``functools.lru_cache(4096)`` held 4,096 entries of any size: 20 distinct 1 MB strings
+    kept 644 MB of ASTs alive after the calls returned. Here a string longer than
+    :data:`CACHE_MAX_CHARS` is parsed but never kept, and the strings kept total at most
+    :data:`CACHE_MAX_TOTAL_CHARS` characters (an AST takes about 30 bytes per character of
+    its string: about 30 MB at most), besides the 4,096-entry cap. Thread-safe; errors are not
+    cached. ``__wrapped__`` is the uncached parser (``benchmarks/parse.py``)."""
+
+    def __init__(self, fn: Callable[[str, int], A.Pipeline], entries: int, total_chars: int, max_chars: int) -> None:
+        self.__wrapped__ = fn
+        self._entries = entries
+        self._total_chars = total_chars
+        self._max_chars = max_chars
+        self._items: OrderedDict[tuple[str, int], A.Pipeline] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str, max_steps: int) -> A.Pipeline:
+        key = (text, max_steps)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        pipeline = self.__wrapped__(text, max_steps)
+        if len(text) <= self._max_chars:
+            with self._lock:
+                if key not in self._items:
+                    self._items[key] = pipeline
+                    self._chars += len(text)
+                    while len(self._items) > self._entries or self._chars > self._total_chars:
+                        (old, _), _ = self._items.popitem(last=False)
+                        self._chars -= len(old)
+        return pipeline
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._chars = 0
+
+    def cache_info(self) -> tuple[int, int]:
+        """``(entries, characters)`` held."""
+        with self._lock:
+            return len(self._items), self._chars
+
+
+CACHE_ENTRIES = 4096
+CACHE_MAX_CHARS = 8192
+"""Strings longer than this are parsed but not cached (real processing strings are a few
+hundred characters; a URL is at most a few KB)."""
+CACHE_MAX_TOTAL_CHARS = 1 << 20
+"""Characters of all cached strings together (1 Mi: 4,096 strings of 256 characters; about
+30 MB of ASTs at most)."""
+
+_parse_cached = _ParseCache(_parse_uncached, CACHE_ENTRIES, CACHE_MAX_TOTAL_CHARS, CACHE_MAX_CHARS)
+
+
 def _leading_token(component: str) -> str:
     head = component.split("/", 1)[0]
     return head.split("|", 1)[0]
@@ -947,7 +1062,7 @@ def parse_url(url_or_query: str, *, max_steps: int = MAX_STEPS) -> A.Pipeline:
         ParseError, ValueRangeError, TooManyStepsError: as :func:`parse`.
     """
     if not isinstance(url_or_query, str):
-        raise InvalidArgumentError(f"url must be str, got {type(url_or_query).__name__}")
+        raise TypeError(f"url must be str, got {type(url_or_query).__name__}")
     query = url_or_query.split("#", 1)[0]
     if "?" in query:
         query = query.split("?", 1)[1]

@@ -146,6 +146,19 @@ STRATEGIES.update(
         A.Grayscale: st.builds(A.Grayscale, st.booleans()),
         A.SizeLimit: st.builds(A.SizeLimit, sizes, st.sampled_from(SizeUnit), st.booleans()),
         A.IgnoreError: st.builds(A.IgnoreError),
+        A.IndexCrop: st.builds(A.IndexCrop, sizes, st.none(), offsets)
+        | st.builds(A.IndexCrop, st.none(), sizes, offsets),
+        A.Frame: st.builds(A.Frame, sizes),
+        A.AIGCMetadata: st.builds(
+            A.AIGCMetadata,
+            label=texts(),
+            content_producer=_opt(texts()),
+            produce_id=_opt(texts()),
+            reserved_code1=_opt(texts()),
+            content_propagator=_opt(texts()),
+            propagate_id=_opt(texts()),
+            reserved_code2=_opt(texts()),
+        ),
     }
 )
 

@@ -291,7 +291,7 @@ def test_nodes_are_slotted() -> None:
 
 
 def test_all_node_classes_are_distinct_concrete_nodes() -> None:
-    assert len(A.ALL_NODE_CLASSES) == len(set(A.ALL_NODE_CLASSES)) == 55
+    assert len(A.ALL_NODE_CLASSES) == len(set(A.ALL_NODE_CLASSES)) == 58
     assert all(issubclass(cls, A.Node) and dataclasses.is_dataclass(cls) for cls in A.ALL_NODE_CLASSES)
     assert all(cls.__dataclass_params__.frozen for cls in A.ALL_NODE_CLASSES)  # type: ignore[attr-defined]
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import importlib.resources
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -927,12 +927,11 @@ def parse(text: str | bytes, *, max_steps: int = MAX_STEPS) -> A.Pipeline:
         except UnicodeDecodeError:
             raise ParseError("processing string is not UTF-8", token="", text=None) from None
     if not isinstance(text, str):
-        raise InvalidArgumentError(f"processing string must be str, got {type(text).__name__}")
+        raise TypeError(f"processing string must be str or bytes, got {type(text).__name__}")
     return _parse_cached(text, max_steps)
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse_cached(text: str, max_steps: int) -> A.Pipeline:
+def _parse_uncached(text: str, max_steps: int) -> A.Pipeline:
     source = text.strip()
     if "%" in source:  # decode_text leaves a string without "%" as it is
         source = decode_text(source)
@@ -971,6 +970,65 @@ def _parse_cached(text: str, max_steps: int) -> A.Pipeline:
         ) from exc
 
 
+class _ParseCache:
+    """The parse cache: least recently used, bounded by entries **and by size**.
+
+    ``functools.lru_cache(4096)`` held 4,096 entries of any size: 20 distinct 1 MB strings
+    kept 644 MB of ASTs alive after the calls returned. Here a string longer than
+    :data:`CACHE_MAX_CHARS` is parsed but never kept, and the strings kept total at most
+    :data:`CACHE_MAX_TOTAL_CHARS` characters (an AST takes about 30 bytes per character of
+    its string: about 30 MB at most), besides the 4,096-entry cap. Thread-safe; errors are not
+    cached. ``__wrapped__`` is the uncached parser (``benchmarks/parse.py``)."""
+
+    def __init__(self, fn: Callable[[str, int], A.Pipeline], entries: int, total_chars: int, max_chars: int) -> None:
+        self.__wrapped__ = fn
+        self._entries = entries
+        self._total_chars = total_chars
+        self._max_chars = max_chars
+        self._items: OrderedDict[tuple[str, int], A.Pipeline] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str, max_steps: int) -> A.Pipeline:
+        key = (text, max_steps)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        pipeline = self.__wrapped__(text, max_steps)
+        if len(text) <= self._max_chars:
+            with self._lock:
+                if key not in self._items:
+                    self._items[key] = pipeline
+                    self._chars += len(text)
+                    while len(self._items) > self._entries or self._chars > self._total_chars:
+                        (old, _), _ = self._items.popitem(last=False)
+                        self._chars -= len(old)
+        return pipeline
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._chars = 0
+
+    def cache_info(self) -> tuple[int, int]:
+        """``(entries, characters)`` held."""
+        with self._lock:
+            return len(self._items), self._chars
+
+
+CACHE_ENTRIES = 4096
+CACHE_MAX_CHARS = 8192
+"""Strings longer than this are parsed but not cached (real processing strings are a few
+hundred characters; a URL is at most a few KB)."""
+CACHE_MAX_TOTAL_CHARS = 1 << 20
+"""Characters of all cached strings together (1 Mi: 4,096 strings of 256 characters; about
+30 MB of ASTs at most)."""
+
+_parse_cached = _ParseCache(_parse_uncached, CACHE_ENTRIES, CACHE_MAX_TOTAL_CHARS, CACHE_MAX_CHARS)
+
+
 def _leading_token(component: str) -> str:
     head = component.split("/", 1)[0]
     return head.split("|", 1)[0]
@@ -996,7 +1054,7 @@ def parse_url(url_or_query: str, *, max_steps: int = MAX_STEPS) -> A.Pipeline:
         ParseError, ValueRangeError, TooManyStepsError: as :func:`parse`.
     """
     if not isinstance(url_or_query, str):
-        raise InvalidArgumentError(f"url must be str, got {type(url_or_query).__name__}")
+        raise TypeError(f"url must be str, got {type(url_or_query).__name__}")
     query = url_or_query.split("#", 1)[0]
     if "?" in query:
         query = query.split("?", 1)[1]

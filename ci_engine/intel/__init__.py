@@ -15,7 +15,7 @@ from ci_engine.types import CiProcessName
 
 __all__ = ["handles", "CI_PROCESSES"]
 
-CI_PROCESSES = frozenset({CiProcessName.IMAGE_INSPECT})
+CI_PROCESSES = frozenset({CiProcessName.IMAGE_INSPECT, CiProcessName.QRCODE, CiProcessName.QRCODE_GENERATE})
 """The ``ci-process=<Name>`` requests ci_engine answers (the others raise
 :class:`~ci_engine.errors.UnsupportedOperationError`)."""
 
@@ -24,7 +24,7 @@ def handles(pipeline: A.Pipeline) -> bool:
     """``True`` when ``pipeline`` holds an operation of this package (so
     :func:`ci_engine.intel.run.run` must run it instead of the plain planner)."""
     for step in pipeline.steps:
-        if isinstance(step, A.ImageInspect):
+        if isinstance(step, (A.ImageInspect, A.QRCode)):
             return True
         if isinstance(step, A.CiProcess) and step.name in CI_PROCESSES:
             return True

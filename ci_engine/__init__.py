@@ -42,6 +42,15 @@ from ci_engine.styles import StyleRegistry, resolve_request
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
+
+def read_aigc_metadata(data: bytes | bytearray | memoryview) -> dict[str, object]:
+    """The AIGC label of an image as ``ci-process=ImageAIGCMetadata`` answers it:
+    ``{"AIGC": {"Label": ..., ...}}``, or ``{}`` without one (:mod:`ci_engine.aigc`)."""
+    from ci_engine.aigc import read_aigc_metadata as read
+
+    return read(data)
+
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -76,6 +85,7 @@ __all__ = [
     "parse_url",
     "persist",
     "process",
+    "read_aigc_metadata",
     "render",
     "resolve_request",
 ]

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
-from ci_engine.errors import CIError, InvalidArgumentError
-from ci_engine.limits import Limits, check_header, check_input_bytes
+from ci_engine.errors import CIError
+from ci_engine.limits import Limits, WorkBudget, check_header, check_input_bytes, request_budget
 from ci_engine.parse import parse
 from ci_engine.plan import RULES, Plan, ResolvedPlan, Rule, plan, resolve
 from ci_engine.types import ImageHeader
@@ -41,6 +41,7 @@ MIME_TYPES = {
     "avif": "image/avif",
     "tiff": "image/tiff",
     "json": "application/json",
+    "xml": "application/xml",
 }
 
 
@@ -113,8 +114,13 @@ def process(
         The :class:`Result`.
 
     Raises:
-        CIError: any failure the caller can cause (bad rule, bad image, over a limit,
-            unsupported feature), unless ``ignore-error/1`` masks it.
+        CIError: any failure the request can cause (bad rule, bad image, over a limit or
+            the per-request work budget, unsupported feature), unless ``ignore-error/1``
+            masks it.
+        TypeError: a programming error: ``data`` is not bytes, bytearray or memoryview,
+            ``rule`` not a str, bytes or Pipeline, ``limits`` not a Limits, ``resources``
+            not a mapping, callable or Resolver (``docs/errors.md``).
+        ValueError: ``data`` is a released memoryview.
 
     Example:
         >>> from pathlib import Path
@@ -123,28 +129,63 @@ def process(
         >>> (result.format, result.width, result.height)
         ('webp', 400, 225)
     """
-    limits = limits or Limits()
-    pipeline: A.Pipeline | None = None
-    try:
-        pipeline = _pipeline(rule, limits)
-        if styles is not None:
-            pipeline = styles.expand(pipeline, max_steps=limits.max_steps)
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise InvalidArgumentError(f"data must be bytes, got {type(data).__name__}", op="process")
-        data = bytes(data)
-        from ci_engine.io import probe
+    limits = _limits(limits)
+    data = as_bytes(data, "data")
+    if resources is not None:
+        from ci_engine.watermark.resources import as_resolver
 
-        check_input_bytes(len(data), limits)
-        header = probe(data)
-        check_header(header, limits)
-        symbolic = plan(pipeline, rules=rules, limits=limits)
-        return _run(symbolic, header, data, backend, resources, fonts)
-    except CIError as exc:
-        if pipeline is not None and pipeline.ignore_error:
-            exc.ignore_error_requested = True
-        if exc.masked:
-            return _original(data, exc)
-        raise
+        as_resolver(resources)  # a TypeError at the call, not when a logo is fetched
+    pipeline: A.Pipeline | None = None
+    with request_budget(limits) as budget:
+        try:
+            pipeline = _pipeline(rule, limits)
+            if styles is not None:
+                pipeline = styles.expand(pipeline, max_steps=limits.max_steps)
+            from ci_engine.intel import handles
+
+            if handles(pipeline):  # imageInspect, QR codes, faces, ... (docs/intel.md)
+                from ci_engine.intel.run import run
+
+                budget.charge_bytes(len(data), "the input")
+                return run(
+                    pipeline, data, backend=backend, limits=limits, rules=rules, resources=resources, fonts=fonts
+                )
+            from ci_engine.io import probe
+
+            check_input_bytes(len(data), limits)
+            budget.charge_bytes(len(data), "the input")
+            header = probe(data)
+            check_header(header, limits)
+            symbolic = plan(pipeline, rules=rules, limits=limits)
+            return _run(symbolic, header, data, backend, resources, fonts, budget)
+        except CIError as exc:
+            if pipeline is not None and pipeline.ignore_error:
+                exc.ignore_error_requested = True
+            if exc.masked:
+                return _original(data, exc)
+            raise
+
+
+def _limits(limits: Limits | None) -> Limits:
+    if limits is None:
+        return Limits()
+    if not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a ci_engine.Limits, got {type(limits).__name__}")
+    return limits
+
+
+def as_bytes(data: object, name: str) -> bytes:
+    """``data`` (bytes, bytearray or a memoryview) as bytes; a programming error otherwise:
+    ``TypeError`` for another type, ``ValueError`` for a released memoryview
+    (``docs/errors.md``, "Programming errors")."""
+    if isinstance(data, bytes):
+        return data
+    if not isinstance(data, (bytearray, memoryview)):
+        raise TypeError(f"{name} must be bytes, bytearray or memoryview, got {type(data).__name__}")
+    try:
+        return bytes(data)
+    except ValueError as exc:  # a released memoryview
+        raise ValueError(f"{name}: {exc}") from None
 
 
 def _run(
@@ -154,15 +195,20 @@ def _run(
     backend_name: str,
     resources: Resources | None = None,
     fonts: FontLibrary | None = None,
+    budget: WorkBudget | None = None,
 ) -> Result:
     from ci_engine.backends import get_backend
     from ci_engine.execute import check_capabilities, execute
 
+    budget = budget or WorkBudget(symbolic.limits)
     resolved = resolve(symbolic, header)
     if resolved.info is not None and not symbolic.pixel_ops:  # info.md: about the original bytes
         from ci_engine.info import answer  # imageInfo/exif decode nothing; imageAve decodes once
 
+        if isinstance(resolved.info, A.ImageAve):
+            budget.charge_pixels(header.width * header.height, "imageAve")
         return Result(answer(resolved.info, data, header, backend=backend_name), "json", 0, 0, 0, None, resolved)
+    budget.charge_plan(resolved)
     backend = get_backend(backend_name)
     if any(step.method == "watermark" for step in resolved.steps):  # phase 2: docs/watermarks.md
         from ci_engine.watermark.prepare import prepare
@@ -174,6 +220,7 @@ def _run(
         from ci_engine.info import answer
         from ci_engine.io import probe
 
+        budget.charge_bytes(len(out.data), "the output, probed for " + resolved.info.keyword)
         body = answer(resolved.info, out.data, probe(out.data), backend=backend)
         return Result(body, "json", 0, 0, 0, None, resolved)
     fmt = header.format.value if out.original else resolved.encode.format.value

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import importlib.resources
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from ci_engine.errors import (
     ValueRangeError,
 )
 from ci_engine.types import (
+    MAINLAND_FONT_NAMES,
     BlindType,
     BlogoMode,
     CiProcessName,
@@ -198,8 +199,10 @@ def _font(token: str, op: str) -> Font:
         return Font.from_name(value)
     except ValueError:
         names = ", ".join(f.value for f in Font)
+        mainland = ", ".join(n for n, v in MAINLAND_FONT_NAMES.items() if n != v)
         raise ValueRangeError(
-            f"{op}: font must be one of the documented fonts ({names}), got {value!r}",
+            f"{op}: font must be one of the documented fonts ({names}; or as the mainland list "
+            f"spells them: {mainland}), got {value!r}",
             op=op,
             field="font",
             expected="a documented font",
@@ -417,6 +420,31 @@ class _Builder:
     shrink_box = _geometry(A.ShrinkBox, "thumbnail")
     enlarge_box = _geometry(A.EnlargeBox, "thumbnail")
     cover_box = _geometry(A.CoverBox, "thumbnail")
+
+    def _one_way(
+        self, cls: type, width: str | None, height: str | None, c: list[str], p: list[int], start: int, end: int
+    ) -> Any:
+        try:
+            return cls(
+                None if width is None else _int(width, "thumbnail", "width"),
+                None if height is None else _int(height, "thumbnail", "height"),
+                span=_new_span(Span, (start, end)),
+            )
+        except CIError as exc:
+            raise _at(exc, _tok_span(c[0], p[0])) from None
+
+    def shrink_width(self, c: list[str], p: list[int], start: int, end: int) -> A.ShrinkBox:
+        return self._one_way(A.ShrinkBox, c[0], None, c, p, start, end)  # type: ignore[no-any-return]
+
+    def shrink_height(self, c: list[str], p: list[int], start: int, end: int) -> A.ShrinkBox:
+        return self._one_way(A.ShrinkBox, None, c[0], c, p, start, end)  # type: ignore[no-any-return]
+
+    def enlarge_width(self, c: list[str], p: list[int], start: int, end: int) -> A.EnlargeBox:
+        return self._one_way(A.EnlargeBox, c[0], None, c, p, start, end)  # type: ignore[no-any-return]
+
+    def enlarge_height(self, c: list[str], p: list[int], start: int, end: int) -> A.EnlargeBox:
+        return self._one_way(A.EnlargeBox, None, c[0], c, p, start, end)  # type: ignore[no-any-return]
+
     exact_size = _geometry(A.ExactSize, "thumbnail")
     max_area = _geometry(A.MaxArea, "thumbnail")
 
@@ -435,7 +463,12 @@ class _Builder:
     def gravity(self, c: list[str], p: list[int], start: int, end: int) -> _Modifier:
         return _Modifier("gravity", Gravity.from_token(c[0]), _GRAVITY_TARGETS)
 
-    cut = _simple(A.Cut, _int, _int, _int, _int)
+    _cut4 = _simple(A.Cut, _int, _int, _int, _int)
+
+    def cut(self, c: list[str], p: list[int], start: int, end: int) -> A.Cut:
+        if len(c) == 2:  # cut/<w>x<h>: both offsets 0 (docs/compatibility.md)
+            return self._cut4([c[0], c[1], "0", "0"], [p[0], p[1], end, end], start, end)  # type: ignore[no-any-return]
+        return self._cut4(c, p, start, end)  # type: ignore[no-any-return]
 
     def crop(self, c: list[Any], p: list[int], start: int, end: int) -> A.Crop:
         return A.Crop(c[0], span=_new_span(Span, (start, end)))
@@ -514,13 +547,18 @@ class _Builder:
         except CIError as exc:
             raise _at(exc, _tok_span(c[0], p[0])) from None
 
-    def ignore_error(self, c: list[str], p: list[int], start: int, end: int) -> A.IgnoreError:
+    def ignore_error(self, c: list[str], p: list[int], start: int, end: int) -> A.IgnoreError | _Modifier:
+        if c[0] == "0":
+            # "Do not mask": the default, so nothing to keep. A modifier with no target is
+            # dropped by _bind_modifiers; it does not cancel an ignore-error/1 elsewhere,
+            # which is request-wide (docs/compatibility.md).
+            return _Modifier("ignore-error", False, ())
         if c[0] != "1":
             raise InvalidArgumentError(
-                f"ignore-error: value must be 1, got {c[0]!r}",
+                f"ignore-error: value must be 1 (mask) or 0 (do not mask), got {c[0]!r}",
                 op="ignore-error",
                 field="value",
-                expected="1",
+                expected="1 or 0",
                 actual=c[0],
                 span=_tok_span(c[0], p[0]),
             )
@@ -539,6 +577,7 @@ class _Builder:
                 raise _at(exc, _tok_span(params[0], p[1])) from None
             spans["mode"] = _tok_span(params[0], p[1])
             params = params[1:]
+        masks = any(value for key, value, _ in params if key == "ignore-error")  # 0 never cancels a 1
         values, at = _fold("imageView2", params, span)
         spans.update(at)
         names = {
@@ -553,7 +592,7 @@ class _Builder:
             if key == "q":
                 kwargs["quality"], kwargs["quality_forced"] = value
             elif key == "ignore-error":
-                kwargs["ignore_error_flag"] = True
+                kwargs["ignore_error_flag"] = masks
             else:
                 kwargs[names[key]] = value
         return _construct(A.ImageView2, kwargs, spans, span)  # type: ignore[no-any-return]
@@ -574,16 +613,16 @@ class _Builder:
 
     def view_ignore_error(self, c: list[str], p: list[int], start: int, end: int) -> tuple[str, Any, Span]:
         span = _new_span(Span, (start, end))
-        if c[0] != "1":
+        if c[0] not in ("0", "1"):
             raise InvalidArgumentError(
-                f"imageView2: ignore-error must be 1, got {c[0]!r}",
+                f"imageView2: ignore-error must be 1 (mask) or 0 (do not mask), got {c[0]!r}",
                 op="imageView2",
                 field="ignore-error",
-                expected="1",
+                expected="1 or 0",
                 actual=c[0],
                 span=span,
             )
-        return ("ignore-error", True, span)
+        return ("ignore-error", c[0] == "1", span)
 
     # ---- watermarks
     def _watermark(self, cls: type, c: list[Any], start: int, end: int, required: str) -> Any:
@@ -728,7 +767,36 @@ def _describe(driver: Any, term: str) -> str:
     return term.lower()
 
 
+def _empty_step(text: str, failure: Any) -> ParseError | None:
+    """A leading ``|``, ``||`` or a trailing ``|``: an empty step (common in strings
+    migrated from other services). Still refused, with the fix in the message."""
+    if failure.term == "$END":
+        at = len(text) - 1
+        if at < 0 or text[at] != "|":
+            return None
+        where = "at the end of the string"
+    else:
+        at = failure.pos
+        if at >= len(text) or text[at] != "|" or (at > 0 and text[at - 1] != "|"):
+            return None
+        where = "at the start of the string" if at == 0 else "between two '|'"
+    return ParseError(
+        f"pipeline: empty step {where}; remove the extra '|' (every step between "
+        "'|' separators must be an operation such as imageMogr2/...)",
+        op="pipeline",
+        field="steps",
+        token="|",  # noqa: S106 - the offending token, not a password
+        expected="an operation between '|' separators",
+        actual="|",
+        text=text,
+        span=Span(at, at + 1),
+    )
+
+
 def _syntax_error(driver: Any, text: str, failure: Any) -> ParseError:
+    empty = _empty_step(text, failure)
+    if empty is not None:
+        return empty
     expected = sorted({_describe(driver, t) for t in failure.expected})
     if failure.term == "$END":
         found = "end of string"
@@ -810,12 +878,11 @@ def parse(text: str | bytes, *, max_steps: int = MAX_STEPS) -> A.Pipeline:
         except UnicodeDecodeError:
             raise ParseError("processing string is not UTF-8", token="", text=None) from None
     if not isinstance(text, str):
-        raise InvalidArgumentError(f"processing string must be str, got {type(text).__name__}")
+        raise TypeError(f"processing string must be str or bytes, got {type(text).__name__}")
     return _parse_cached(text, max_steps)
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse_cached(text: str, max_steps: int) -> A.Pipeline:
+def _parse_uncached(text: str, max_steps: int) -> A.Pipeline:
     source = text.strip()
     if "%" in source:  # decode_text leaves a string without "%" as it is
         source = decode_text(source)
@@ -854,6 +921,65 @@ def _parse_cached(text: str, max_steps: int) -> A.Pipeline:
         ) from exc
 
 
+class _ParseCache:
+    """The parse cache: least recently used, bounded by entries **and by size**.
+
+    ``functools.lru_cache(4096)`` held 4,096 entries of any size: 20 distinct 1 MB strings
+    kept 644 MB of ASTs alive after the calls returned. Here a string longer than
+    :data:`CACHE_MAX_CHARS` is parsed but never kept, and the strings kept total at most
+    :data:`CACHE_MAX_TOTAL_CHARS` characters (an AST takes about 30 bytes per character of
+    its string: about 30 MB at most), besides the 4,096-entry cap. Thread-safe; errors are not
+    cached. ``__wrapped__`` is the uncached parser (``benchmarks/parse.py``)."""
+
+    def __init__(self, fn: Callable[[str, int], A.Pipeline], entries: int, total_chars: int, max_chars: int) -> None:
+        self.__wrapped__ = fn
+        self._entries = entries
+        self._total_chars = total_chars
+        self._max_chars = max_chars
+        self._items: OrderedDict[tuple[str, int], A.Pipeline] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str, max_steps: int) -> A.Pipeline:
+        key = (text, max_steps)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        pipeline = self.__wrapped__(text, max_steps)
+        if len(text) <= self._max_chars:
+            with self._lock:
+                if key not in self._items:
+                    self._items[key] = pipeline
+                    self._chars += len(text)
+                    while len(self._items) > self._entries or self._chars > self._total_chars:
+                        (old, _), _ = self._items.popitem(last=False)
+                        self._chars -= len(old)
+        return pipeline
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._chars = 0
+
+    def cache_info(self) -> tuple[int, int]:
+        """``(entries, characters)`` held."""
+        with self._lock:
+            return len(self._items), self._chars
+
+
+CACHE_ENTRIES = 4096
+CACHE_MAX_CHARS = 8192
+"""Strings longer than this are parsed but not cached (real processing strings are a few
+hundred characters; a URL is at most a few KB)."""
+CACHE_MAX_TOTAL_CHARS = 1 << 20
+"""Characters of all cached strings together (1 Mi: 4,096 strings of 256 characters; about
+30 MB of ASTs at most)."""
+
+_parse_cached = _ParseCache(_parse_uncached, CACHE_ENTRIES, CACHE_MAX_TOTAL_CHARS, CACHE_MAX_CHARS)
+
+
 def _leading_token(component: str) -> str:
     head = component.split("/", 1)[0]
     return head.split("|", 1)[0]
@@ -879,7 +1005,7 @@ def parse_url(url_or_query: str, *, max_steps: int = MAX_STEPS) -> A.Pipeline:
         ParseError, ValueRangeError, TooManyStepsError: as :func:`parse`.
     """
     if not isinstance(url_or_query, str):
-        raise InvalidArgumentError(f"url must be str, got {type(url_or_query).__name__}")
+        raise TypeError(f"url must be str, got {type(url_or_query).__name__}")
     query = url_or_query.split("#", 1)[0]
     if "?" in query:
         query = query.split("?", 1)[1]

@@ -99,8 +99,10 @@ _BOX_SUFFIX = {A.FitBox: "", A.ShrinkBox: ">", A.EnlargeBox: "<", A.ExactSize: "
 
 
 @_renders(*_BOX_SUFFIX)
-def _box(g: A.FitBox | A.CropBox) -> str:
-    return f"{g.width}x{g.height}{_BOX_SUFFIX[type(g)]}"
+def _box(g: A.FitBox | A.CropBox | A.ShrinkBox) -> str:
+    width = "" if g.width is None else g.width
+    height = "" if g.height is None else g.height
+    return f"{width}x{height}{_BOX_SUFFIX[type(g)]}"
 
 
 @_renders(A.CoverBox)

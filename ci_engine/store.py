@@ -66,7 +66,7 @@ def check_key(key: object) -> str:
         InvalidArgumentError: the key is not one.
     """
     if not isinstance(key, str):
-        raise InvalidArgumentError(f"key: must be a string, got {type(key).__name__}", op="key")
+        raise TypeError(f"key must be str, got {type(key).__name__}")
     if not key:
         raise InvalidArgumentError("key: must not be empty", op="key")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
@@ -403,8 +403,11 @@ def _as_bytes(data: object) -> bytes:
     if isinstance(data, bytes):
         return data
     if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    raise InvalidArgumentError(f"data: must be bytes, got {type(data).__name__}", op="store")
+        try:
+            return bytes(data)
+        except ValueError as exc:  # a released memoryview: a programming error (docs/errors.md)
+            raise ValueError(f"data: {exc}") from None
+    raise TypeError(f"data must be bytes, bytearray or memoryview, got {type(data).__name__}")
 
 
 def _no_such_key(key: str) -> NoSuchKeyError:

@@ -82,8 +82,12 @@ class _Geometry(Node):
     """Base of the eleven thumbnail geometries."""
 
 
+MAX_PERCENT = 1000
+"""The largest ``!<S>p`` / ``!<S>px`` / ``!x<S>p`` percentage (CI's pages: 1-1000)."""
+
+
 def _percent(cls: str, value: object) -> None:
-    _check.integer(f"thumbnail {cls}", "percent", value, 1, 999)
+    _check.integer(f"thumbnail {cls}", "percent", value, 1, MAX_PERCENT)
 
 
 def _side(op: str, name: str, value: object) -> None:
@@ -156,13 +160,32 @@ class FitBox(_Box):
 
 
 @dataclass(frozen=True, slots=True)
-class ShrinkBox(_Box):
-    """``<W>x<H>>``: like :class:`FitBox` but only ever shrinks."""
+class _OneWayBox(_Geometry):
+    """A box that only shrinks or only enlarges; one side may be left out (``None``):
+    ``450x>`` limits the width alone, ``x300<`` the height alone."""
+
+    width: int | None
+    height: int | None
+
+    def __post_init__(self) -> None:
+        if self.width is None and self.height is None:
+            _check.fail("thumbnail", "size", "a width or a height", None, masked=False)
+        if self.width is not None:
+            _side("thumbnail", "width", self.width)
+        if self.height is not None:
+            _side("thumbnail", "height", self.height)
 
 
 @dataclass(frozen=True, slots=True)
-class EnlargeBox(_Box):
-    """``<W>x<H><``: like :class:`FitBox` but only ever enlarges."""
+class ShrinkBox(_OneWayBox):
+    """``<W>x<H>>``: like :class:`FitBox` but only ever shrinks. ``<W>x>`` and ``x<H>>``
+    (one side ``None``): scale to that side only when the image is larger on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnlargeBox(_OneWayBox):
+    """``<W>x<H><``: like :class:`FitBox` but only ever enlarges. ``<W>x<`` and ``x<H><``
+    (one side ``None``): scale to that side only when the image is smaller on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +248,12 @@ class Thumbnail(MogrOp):
 
     @property
     def pads(self) -> bool:
-        """``True`` when the result is padded to the box (``pad/1`` on a box form)."""
-        return bool(self.pad) and isinstance(self.geometry, _BOX_PAD_FORMS)
+        """``True`` when the result is padded to the box (``pad/1`` on a two-sided box
+        form; a one-sided ``450x>`` has no box to pad to)."""
+        g = self.geometry
+        if not self.pad or not isinstance(g, _BOX_PAD_FORMS):
+            return False
+        return g.width is not None and g.height is not None
 
 
 # -- cut and crop -------------------------------------------------------------------------------
@@ -234,7 +261,8 @@ class Thumbnail(MogrOp):
 
 @dataclass(frozen=True, slots=True)
 class Cut(MogrOp):
-    """``cut/<w>x<h>x<dx>x<dy>``: a rectangle at an offset, anchored by ``gravity``."""
+    """``cut/<w>x<h>x<dx>x<dy>``: a rectangle at an offset, anchored by ``gravity``
+    (``cut/<w>x<h>`` is the same with both offsets 0)."""
 
     keyword: ClassVar[str] = "cut"
     width: int

@@ -323,12 +323,27 @@ class VipsBackend(Backend[Any]):
         # Only the pixels under the overlay are computed (crop, blend, insert back): a small
         # watermark on a large image costs next to nothing. Same formula as
         # ci_engine.watermark.blend, which the Pillow backend runs.
+        # A tile grid is the tile repeated lazily by libvips (replicate), never expanded in
+        # memory: its cost follows the canvas, not the number of tiles.
         from ci_engine.watermark.blend import regions
+        from ci_engine.watermark.place import clip
 
         def one(page: Any) -> Any:
             if page.bands - (1 if page.hasalpha() else 0) < 3 and not step.grey:
                 page = page.colourspace("srgb")
             grey = page.bands - (1 if page.hasalpha() else 0) < 3
+            if step.tile:
+                tile = _from_array(np.ascontiguousarray(step.overlay[..., [0, 3]] if grey else step.overlay))
+                for x, y in step.placements:
+                    box = clip(x, y, page.width - x, page.height - y, page.width, page.height)
+                    if box is None:
+                        continue
+                    left, top, w, h = box
+                    px, py = (left - x) % tile.width, (top - y) % tile.height
+                    across, down = -(-(px + w) // tile.width), -(-(py + h) // tile.height)
+                    overlay = tile.replicate(across, down).crop(px, py, w, h)
+                    page = page.insert(_over(page.crop(left, top, w, h), overlay, step.opacity), left, top)
+                return page
             for left, top, w, h, part in regions(step, page.width, page.height):
                 overlay = _from_array(np.ascontiguousarray(part[..., [0, 3]] if grey else part))
                 patch = _over(page.crop(left, top, w, h), overlay, step.opacity)

@@ -110,6 +110,7 @@ def _thumbnail(node: A.Thumbnail, st: State) -> None:
     if node.pads:
         g = node.geometry
         assert isinstance(g, (A.FitBox, A.ShrinkBox, A.EnlargeBox))
+        assert g.width is not None and g.height is not None  # Thumbnail.pads
         bw, bh = st.clamp(g.width), st.clamp(g.height)
         if (bw, bh) != (st.width, st.height) and bw >= st.width and bh >= st.height:
             color = node.color.rgb if node.color is not None else (255, 255, 255)

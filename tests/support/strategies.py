@@ -85,7 +85,7 @@ def _opt(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 # -- geometries and imageMogr2 operations ---------------------------------------------------------
 
-percent = st.integers(1, 999)
+percent = st.integers(1, 1000)
 
 STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     A.ScalePercent: st.builds(A.ScalePercent, percent),
@@ -94,8 +94,12 @@ STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     A.FitWidth: st.builds(A.FitWidth, sizes),
     A.FitHeight: st.builds(A.FitHeight, sizes),
     A.FitBox: st.builds(A.FitBox, sizes, sizes),
-    A.ShrinkBox: st.builds(A.ShrinkBox, sizes, sizes),
-    A.EnlargeBox: st.builds(A.EnlargeBox, sizes, sizes),
+    A.ShrinkBox: st.builds(A.ShrinkBox, sizes, sizes)
+    | st.builds(A.ShrinkBox, sizes, st.none())
+    | st.builds(A.ShrinkBox, st.none(), sizes),
+    A.EnlargeBox: st.builds(A.EnlargeBox, sizes, sizes)
+    | st.builds(A.EnlargeBox, sizes, st.none())
+    | st.builds(A.EnlargeBox, st.none(), sizes),
     A.CoverBox: st.builds(A.CoverBox, sizes, sizes),
     A.ExactSize: st.builds(A.ExactSize, sizes, sizes),
     A.MaxArea: st.builds(A.MaxArea, sizes),

@@ -118,10 +118,10 @@ def test_wrong_type_is_an_invalid_argument_never_masked(factory: Any, message: s
 OUT_OF_RANGE = [
     pytest.param(
         lambda: A.ScalePercent(0),
-        "thumbnail !<S>p: percent must be an integer between 1 and 999, got 0",
+        "thumbnail !<S>p: percent must be an integer between 1 and 1000, got 0",
         id="percent-0",
     ),
-    pytest.param(lambda: A.WidthPercent(1000), "got 1000", id="percent-1000"),
+    pytest.param(lambda: A.WidthPercent(1001), "got 1001", id="percent-1001"),
     pytest.param(
         lambda: A.FitWidth(0), "thumbnail: width must be an integer between 1 and 2147483647, got 0", id="size-0"
     ),
@@ -212,7 +212,7 @@ def test_range_errors_carry_op_field_expected_actual() -> None:
     "factory",
     [
         pytest.param(lambda: A.FitWidth(MAX_VALUE), id="max-size"),
-        pytest.param(lambda: A.ScalePercent(999), id="max-percent"),
+        pytest.param(lambda: A.ScalePercent(1000), id="max-percent"),
         pytest.param(lambda: A.Cut(1, 1, 0, 0), id="zero-offsets"),
         pytest.param(lambda: A.RatioCrop(1, 1), id="equal-ratios"),
         pytest.param(lambda: A.RatioCrop(5e-324, 10000), id="extreme-ratios"),

@@ -16,13 +16,11 @@ This module imports no imaging library.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import importlib.resources
+import os
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -53,7 +51,7 @@ from ci_engine.types import (
     SizeUnit,
 )
 
-__all__ = ["parse", "parse_url", "grammar_text", "load_lark", "MAX_STEPS", "KEYWORDS", "decode_text"]
+__all__ = ["parse", "parse_url", "grammar_text", "load_lark", "load_tables", "MAX_STEPS", "KEYWORDS", "decode_text"]
 
 MAX_STEPS = 10
 """Most ``|``-separated steps in one string (``limits-and-errors.md`` section 4)."""
@@ -79,13 +77,22 @@ _IGNORE_ERROR = re.compile(r"(?:^|[/&])ignore-error[/=]1(?=$|[/|&])")
 # -- grammar loading ---------------------------------------------------------------------------
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_GRAMMAR_PATHS = (
+    os.path.join(_HERE, "_grammar", "ci.lark"),  # the copy shipped in the wheel
+    os.path.join(os.path.dirname(_HERE), "grammar", "ci.lark"),  # the repository's
+)
+
+
 def grammar_text() -> str:
     """The text of ``ci.lark``: the copy shipped in the wheel, else the repository's."""
-    try:
-        return importlib.resources.files("ci_engine").joinpath("_grammar/ci.lark").read_text("utf-8")
-    except (FileNotFoundError, NotADirectoryError):
-        repo = Path(__file__).resolve().parent.parent / "grammar" / "ci.lark"
-        return repo.read_text("utf-8")
+    for path in _GRAMMAR_PATHS:
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+    import importlib.resources  # a zipped install
+
+    return importlib.resources.files("ci_engine").joinpath("_grammar/ci.lark").read_text("utf-8")
 
 
 def load_lark() -> Any:
@@ -95,8 +102,55 @@ def load_lark() -> Any:
     return Lark(grammar_text(), parser="lalr", lexer="contextual", maybe_placeholders=False)
 
 
+def load_tables() -> Any:
+    """The grammar's LALR tables (:class:`ci_engine._lalr.Tables`): the ones generated ahead
+    of time in ``ci_engine/_tables.py``, unless the grammar no longer matches them (then
+    compiled with lark now, with a ``RuntimeWarning``: run ``python -m ci_engine._tables_build``)."""
+    import zlib
+
+    from ci_engine import _tables as T
+    from ci_engine._lalr import Tables, tables_from_lark
+
+    grammar = None
+    for path in _GRAMMAR_PATHS:
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                grammar = f.read()
+            break
+    if grammar is not None and (zlib.crc32(grammar), len(grammar)) != (T.GRAMMAR_CRC32, T.GRAMMAR_LENGTH):
+        import warnings
+
+        warnings.warn(
+            "ci_engine/_tables.py was generated from another grammar/ci.lark; compiling the grammar "
+            "with lark instead (slow). Regenerate the tables: python -m ci_engine._tables_build",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return tables_from_lark(load_lark())
+    return Tables(
+        start_states=T.START_STATES,
+        end_states=T.END_STATES,
+        states=T.STATES,
+        rules=T.RULES,
+        sources=(),
+        patterns=T.PATTERNS,
+        scanners=T.SCANNERS,
+        chars=T.CHARS,
+        literals=T.LITERALS,
+        factories=T.FACTORIES,
+    )
+
+
+_TABLES: Any = None
 _DRIVER: Any = None
 _DRIVER_LOCK = threading.Lock()
+
+
+def _tables() -> Any:
+    global _TABLES
+    if _TABLES is None:
+        _TABLES = load_tables()
+    return _TABLES
 
 
 def _driver() -> Any:
@@ -106,7 +160,7 @@ def _driver() -> Any:
             if _DRIVER is None:
                 from ci_engine._lalr import Driver
 
-                _DRIVER = Driver(load_lark(), _Builder())
+                _DRIVER = Driver(_tables(), _Builder())
     return _DRIVER
 
 
@@ -133,7 +187,7 @@ def _recognizer() -> Any:
             if _RECOGNIZER is None:
                 from ci_engine._lalr import Driver
 
-                _RECOGNIZER = Driver(load_lark(), _Recognizer())
+                _RECOGNIZER = Driver(_tables(), _Recognizer())
     return _RECOGNIZER
 
 
@@ -715,6 +769,8 @@ class _Builder:
             name = CiProcessName.from_token(c[1])
         except ValueError:
             known = sorted((n.value for n in CiProcessName), key=str.lower)
+            import difflib
+
             hint = difflib.get_close_matches(c[1], known, n=1)
             raise ParseError(
                 f"ci-process: unknown operation {c[1]!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""),
@@ -759,10 +815,9 @@ _TERMINAL_WORDS = {
 def _describe(driver: Any, term: str) -> str:
     if term in _TERMINAL_WORDS:
         return _TERMINAL_WORDS[term]
-    definition = driver.terminals.get(term)
-    if definition is not None and definition.pattern.type == "str":
+    word = driver.literals.get(term)
+    if word is not None:
         # Keyword literals carry their separators ("/thumbnail/"); users think of words.
-        word = definition.pattern.value
         return repr(word.strip("/") or word)
     return term.lower()
 
@@ -816,6 +871,8 @@ def _syntax_error(driver: Any, text: str, failure: Any) -> ParseError:
         found = repr(token)
         span = Span(start, start + max(1, len(token)))
     words = [e.strip("'") for e in expected if e.startswith("'")]
+    import difflib
+
     hint = difflib.get_close_matches(token, words, n=1, cutoff=0.6) if token else []
     message = f"unexpected {found}"
     if hint:

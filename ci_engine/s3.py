@@ -26,14 +26,16 @@ without its client (the client is rebuilt on first use), so a Dask worker can re
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import threading
 from base64 import b64encode
-from typing import Any
+from typing import Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
 from ci_engine.errors import AccessDeniedError, CIError, InternalError, InvalidArgumentError
-from ci_engine.store import Store, _as_bytes, _no_such_key, check_key, md5_etag
+from ci_engine.store import ObjectInfo, Store, _as_bytes, _no_such_key, check_key, md5_etag
 
 __all__ = ["S3Store", "StoreUnavailableError", "NoSuchBucketError", "parse_s3_url"]
 
@@ -252,35 +254,72 @@ class S3Store(Store):
         self._call("put", key, "put_object", Key=name, Body=data, ContentMD5=md5)
         return etag
 
-    def put_file(self, key: str, path: str | os.PathLike[str]) -> str:
-        """Store the file at ``path`` under ``key``, streamed from disk (boto3's managed
+    def put_file(self, key: str, path: str | os.PathLike[str], *, etag: str | None = None) -> str:
+        """Store the local file ``path`` under ``key``, streamed from disk (boto3's managed
         transfer: multipart above 8 MB, each part retried; the object appears only when the
-        upload completes, and an aborted upload leaves no object). Returns the ETag (the
-        MD5 hex of the file)."""
+        upload completes, and a failed upload leaves no object). The file is consumed, as
+        :meth:`Store.put_file` says. Returns the ETag (the MD5 hex of the file; ``etag`` when
+        the caller already computed it)."""
         import hashlib
 
         from boto3.s3.transfer import TransferConfig
         from botocore.exceptions import BotoCoreError, ClientError
 
-        name = self._name(key)
-        digest = hashlib.md5(usedforsecurity=False)
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
         try:
-            self.client.upload_file(os.fspath(path), self.bucket, name, Config=TransferConfig(use_threads=False))
-        except ClientError as exc:
-            raise self._client_error(exc, "put", key) from None
+            name = self._name(key)
+            if etag is None:
+                digest = hashlib.md5(usedforsecurity=False)
+                with open(path, "rb") as fh:
+                    for chunk in iter(lambda: fh.read(1 << 20), b""):
+                        digest.update(chunk)
+                etag = digest.hexdigest()
+            try:
+                self.client.upload_file(os.fspath(path), self.bucket, name, Config=TransferConfig(use_threads=False))
+            except ClientError as exc:
+                raise self._client_error(exc, "put", key) from None
+            except BotoCoreError as exc:
+                raise self._transport_error(exc, "put", key) from None
+            except CIError:
+                raise
+            except Exception as exc:  # boto3's S3UploadFailedError wraps the botocore error
+                cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, ClientError):
+                    raise self._client_error(cause, "put", key) from None
+                if isinstance(cause, BotoCoreError):
+                    raise self._transport_error(cause, "put", key) from None
+                raise InternalError(f"store: put {key!r} failed", detail=repr(exc)) from None
+            return etag
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def open(self, key: str) -> BinaryIO:
+        """The object's bytes as a file object: read from one ``GetObject`` (a snapshot of
+        the object) into a spooled temporary file (memory up to 8 MB, then disk)."""
+        from botocore.exceptions import BotoCoreError
+
+        answer = self._call("get", key, "get_object", Key=self._name(key))
+        spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - handed to the caller
+        try:
+            for chunk in answer["Body"].iter_chunks(1 << 20):
+                spool.write(chunk)
         except BotoCoreError as exc:
-            raise self._transport_error(exc, "put", key) from None
-        except Exception as exc:  # boto3's S3UploadFailedError wraps the botocore error
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, ClientError):
-                raise self._client_error(cause, "put", key) from None
-            if isinstance(cause, BotoCoreError):
-                raise self._transport_error(cause, "put", key) from None
-            raise InternalError(f"store: put {key!r} failed", detail=repr(exc)) from None
-        return digest.hexdigest()
+            spool.close()
+            raise self._transport_error(exc, "get", key) from None
+        finally:
+            answer["Body"].close()
+        spool.seek(0)
+        return cast(BinaryIO, spool)
+
+    def head(self, key: str) -> ObjectInfo:
+        answer = self._call("head", key, "head_object", Key=self._name(key))
+        etag = str(answer.get("ETag", "")).strip('"')
+        if len(etag) != 32 or "-" in etag:
+            etag = md5_etag(self.get(key))
+        modified = answer.get("LastModified")
+        return ObjectInfo(
+            key, int(answer.get("ContentLength", 0)), etag, modified.timestamp() if modified is not None else 0.0
+        )
 
     def copy(self, source: str, dest: str) -> None:
         """Server-side copy of ``source`` to ``dest`` (atomic for the destination; objects up
@@ -303,12 +342,8 @@ class S3Store(Store):
         return True
 
     def etag(self, key: str) -> str:
-        answer = self._call("head", key, "head_object", Key=self._name(key))
-        etag = str(answer.get("ETag", "")).strip('"')
-        if len(etag) == 32 and "-" not in etag:
-            return etag
-        # a multipart object's ETag is not the MD5 of its bytes: compute it.
-        return md5_etag(self.get(key))
+        # a multipart object's S3 ETag is not the MD5 of its bytes: head() computes it then.
+        return self.head(key).etag
 
     def delete(self, key: str) -> None:
         self._call("delete", key, "delete_object", Key=self._name(key))

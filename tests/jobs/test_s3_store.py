@@ -68,9 +68,26 @@ def test_put_file_streams_a_multipart_object(moto_endpoint: str, s3_bucket: str,
     payload = bytes(range(256)) * (40 * 1024 + 7)  # ~10 MB: multipart above 8 MB
     big.write_bytes(payload)
     etag = store.put_file("big/one.bin", big)
+    assert not big.exists()  # consumed, as Store.put_file says
     assert etag == md5_etag(payload)
     assert store.get("big/one.bin") == payload
     assert store.etag("big/one.bin") == etag  # the S3 multipart ETag is not an MD5: computed
+    info = store.head("big/one.bin")
+    assert (info.key, info.size, info.etag) == ("big/one.bin", len(payload), etag)
+    assert abs(info.last_modified - time.time()) < 300
+    with store.open("big/one.bin") as fh:
+        assert fh.read(5) == payload[:5]
+        fh.seek(len(payload) - 3)
+        assert fh.read() == payload[-3:]
+    with pytest.raises(NoSuchKeyError):
+        store.open("big/none.bin")
+    with pytest.raises(NoSuchKeyError):
+        store.head("big/none.bin")
+    failing = tmp_path / "f.bin"
+    failing.write_bytes(b"abc")
+    with pytest.raises(InvalidArgumentError):
+        store.put_file("bad//key", failing)
+    assert not failing.exists()
 
 
 def test_copy_and_pickle(moto_endpoint: str, s3_bucket: str) -> None:

@@ -299,7 +299,7 @@ class S3Store(Store):
         from botocore.exceptions import BotoCoreError
 
         answer = self._call("get", key, "get_object", Key=self._name(key))
-        spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - handed to the caller
+        spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
         try:
             for chunk in answer["Body"].iter_chunks(1 << 20):
                 spool.write(chunk)

@@ -1,7 +1,7 @@
-"""What a Dask worker runs: one image job (:func:`run_pic_job`) or one batch file
-(:func:`run_batch_file`). Plain functions of picklable arguments, so that they run on any
-worker that can import ci_engine and reach the stores; each returns an outcome instead of
-raising for a caller-caused failure, so a failed image never looks like a lost worker.
+"""What a Dask worker runs for one image job (:func:`run_pic_job`): a plain function of a
+picklable argument, so that it runs on any worker that can import ci_engine and reach the
+stores; it returns an outcome instead of raising for a caller-caused failure, so a failed
+image never looks like a lost worker.
 
 An image job runs :func:`ci_engine.persist` in-cloud on the source object with a one-rule
 ``Pic-Operations`` header, captures the result in memory and writes it to a *staging* key of
@@ -13,7 +13,6 @@ died, the service restarted) writes its output once.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from ci_engine.errors import CIError
 from ci_engine.jobs.buckets import Buckets, staging_key
 from ci_engine.store import Store
 
-__all__ = ["JobSpec", "run_pic_job", "BatchItem", "run_batch_file", "Captured"]
+__all__ = ["JobSpec", "run_pic_job", "Captured"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,41 +133,6 @@ def run_pic_job(spec: JobSpec) -> dict[str, Any]:
     except CIError as exc:
         return _failure(exc, time.perf_counter() - start)
     except Exception as exc:  # a defect: reported on the job, not as a lost worker
-        from ci_engine.errors import InternalError
-
-        return _failure(InternalError(f"{type(exc).__name__}: {exc}"), time.perf_counter() - start)
-
-
-@dataclass(frozen=True, slots=True)
-class BatchItem:
-    """One file of ``ci-engine batch --scheduler``: source and destination stores are
-    given as roots (a directory or ``s3://``), so any worker can open them."""
-
-    source_root: str
-    source_key: str
-    dest_root: str
-    dest_key: str
-    rule: str
-    endpoint: str | None = None
-    backend: str = "auto"
-
-
-def run_batch_file(item: BatchItem) -> dict[str, Any]:
-    """Process one file of a batch on a worker; the output is written atomically through
-    its store (temporary file and rename, or one S3 PUT)."""
-    from ci_engine.api import process
-
-    start = time.perf_counter()
-    try:
-        source = Buckets(item.source_root, endpoint=item.endpoint if item.source_root.startswith("s3://") else None)
-        dest = Buckets(item.dest_root, endpoint=item.endpoint if item.dest_root.startswith("s3://") else None)
-        data = source.open("").get(item.source_key)
-        result = process(data, item.rule, backend=item.backend)
-        dest.open("").put(item.dest_key, result.data)
-        return {"ok": True, "size": len(result.data), "seconds": time.perf_counter() - start, "pid": os.getpid()}
-    except CIError as exc:
-        return _failure(exc, time.perf_counter() - start)
-    except Exception as exc:
         from ci_engine.errors import InternalError
 
         return _failure(InternalError(f"{type(exc).__name__}: {exc}"), time.perf_counter() - start)

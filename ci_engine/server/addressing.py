@@ -91,8 +91,7 @@ def locate(raw_path: str, host_header: str | None) -> Target:
         rest = raw_path.split("://", 1)[1]
         authority, slash, tail = rest.partition("/")
         raw_path = slash + tail if slash else "/"
-        if not host:
-            host = authority
+        host = authority or host  # RFC 9112 3.2.2: the target's authority wins over Host
     if not raw_path.startswith("/"):
         raw_path = "/" + raw_path
     name = host.lower()

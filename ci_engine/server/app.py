@@ -139,8 +139,9 @@ class ImagePool:
     """A fixed set of threads for image work, with a bounded waiting line.
 
     ``run`` refuses with ``503 SlowDown`` when ``workers + pending`` requests are already
-    admitted (running or waiting), and gives up waiting after ``timeout`` seconds
-    (``500 InternalError``, X-ErrNo -901). A thread cannot be interrupted: a request past its
+    admitted (running or waiting), or when no worker took the request within ``timeout``
+    seconds (the work is then skipped); work that runs longer than ``timeout`` seconds answers
+    ``500 InternalError`` (X-ErrNo -901). A thread cannot be interrupted: a request past its
     budget keeps its worker until it finishes, so the bound on concurrent image work holds.
     """
 
@@ -161,12 +162,31 @@ class ImagePool:
         self.admitted += 1
         self.peak = max(self.peak, self.admitted)
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        began: list[float] = []
+        abandoned = threading.Event()
+
+        def job() -> T:
+            if abandoned.is_set():  # its request gave up waiting: do not do the work
+                raise SlowDownError("server: abandoned")
+            began.append(time.monotonic())
+            return fn(*args)
+
+        future = loop.run_in_executor(self._executor, job)
         future.add_done_callback(self._done)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), self.timeout)
-        except TimeoutError:
-            raise TimeBudgetError(f"server: the image work took longer than {self.timeout:g} s") from None
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return await asyncio.wait_for(asyncio.shield(future), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                if not began:
+                    abandoned.set()
+                    if not began:
+                        raise SlowDownError(
+                            f"server: no image worker became free within {self.timeout:g} s; retry later"
+                        ) from None
+                if time.monotonic() >= began[0] + self.timeout:
+                    raise TimeBudgetError(f"server: the image work took longer than {self.timeout:g} s") from None
+                deadline = began[0] + self.timeout
 
     def _done(self, future: asyncio.Future[Any]) -> None:
         self.admitted -= 1

@@ -19,6 +19,7 @@ import types as _types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ci_engine.aigc import read_aigc_metadata
     from ci_engine.api import Result, explain, process
     from ci_engine.ast import Pipeline
     from ci_engine.errors import (
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from ci_engine.styles import StyleRegistry, resolve_request
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
 
 __version__ = "0.1.0"
 
@@ -85,6 +87,7 @@ _LAZY: dict[str, str] = {
     "UploadResult": "ci_engine.persistent",
     "persist": "ci_engine.persistent",
     "render": "ci_engine.render",
+    "read_aigc_metadata": "ci_engine.aigc",
     "LocalStore": "ci_engine.store",
     "Store": "ci_engine.store",
     "StyleRegistry": "ci_engine.styles",
@@ -124,6 +127,7 @@ __all__ = [
     "parse_url",
     "persist",
     "process",
+    "read_aigc_metadata",
     "render",
     "resolve_request",
 ]

@@ -231,7 +231,7 @@ SECTIONS: tuple[Section, ...] = (
             Entry("rradius", "Rounded corners", "imageMogr2/rradius/40/format/png", ("RRadius",), ("rradius",)),
             Entry(
                 "scrop",
-                "Smart crop (the most interesting region)",
+                "Face crop (around the faces; this photograph has none, so it comes back unchanged)",
                 "imageMogr2/scrop/160x160",
                 ("SmartCrop",),
                 ("scrop",),

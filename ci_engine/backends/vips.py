@@ -64,6 +64,24 @@ def _configure() -> None:
         pass
 
 
+PIN_CONCURRENCY_ENV = "CI_ENGINE_VIPS_CONCURRENCY"
+"""When this environment variable holds a positive integer at the time the backend is first
+built, libvips' thread count is set to it once and :meth:`VipsBackend.tune` leaves it alone.
+A process that runs several requests at once (``ci-engine serve``) sets it, so that no request
+changes the process-wide setting under another one."""
+
+
+def _pinned_concurrency() -> int | None:
+    value = os.environ.get(PIN_CONCURRENCY_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        return None
+    return count if count > 0 else None
+
+
 class VipsBackend(Backend[Any]):
     """Execute plans with libvips."""
 
@@ -75,6 +93,9 @@ class VipsBackend(Backend[Any]):
             _configure()
             VipsBackend._configured = True
         self._default_concurrency = pyvips.concurrency_get() or (os.cpu_count() or 1)
+        self._pinned = _pinned_concurrency()
+        if self._pinned is not None:
+            pyvips.concurrency_set(self._pinned)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -92,6 +113,8 @@ class VipsBackend(Backend[Any]):
         ``output_format``, when known): one thread for small outputs, except AVIF, whose AV1
         encoder takes its thread count from libvips' and is the bulk of such a request
         (measured: a 720 px AVIF encodes in 0.8 s on 2 threads, 1.0-1.4 s on one)."""
+        if self._pinned is not None:  # set once for the process (a server's worker pool)
+            return
         small = output_pixels <= SMALL_OUTPUT and output_format is not ImageFormat.AVIF
         pyvips.concurrency_set(1 if small else self._default_concurrency)
 

@@ -19,6 +19,7 @@ import types as _types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ci_engine.aigc import read_aigc_metadata
     from ci_engine.api import Result, explain, process
     from ci_engine.ast import Pipeline
     from ci_engine.errors import (
@@ -90,6 +91,7 @@ _LAZY: dict[str, str] = {
     "UploadResult": "ci_engine.persistent",
     "persist": "ci_engine.persistent",
     "render": "ci_engine.render",
+    "read_aigc_metadata": "ci_engine.aigc",
     "LocalStore": "ci_engine.store",
     "Store": "ci_engine.store",
     "StyleRegistry": "ci_engine.styles",
@@ -129,6 +131,7 @@ __all__ = [
     "parse_url",
     "persist",
     "process",
+    "read_aigc_metadata",
     "render",
     "resolve_request",
 ]

@@ -440,6 +440,8 @@ def _construct(cls: type, kwargs: dict[str, Any], spans: dict[str, Span], span: 
 
 # -- the builder: one method per grammar rule or alias -----------------------------------------
 
+_AIGC_FIELDS = dict(A.AIGC_KEYS)
+
 _WATERMARK_OPS: dict[type, str] = {
     cls: f"watermark/{cls.mode}"
     for cls in (A.ImageWatermark, A.TextWatermark, A.BlindWatermark, A.ExtractBlindWatermark)
@@ -617,6 +619,51 @@ class _Builder:
                 span=_tok_span(c[0], p[0]),
             )
         return A.IgnoreError(span=_new_span(Span, (start, end)))
+
+    def aigc_metadata(self, c: list[str], p: list[int], start: int, end: int) -> A.AIGCMetadata:
+        span = _new_span(Span, (start, end))
+        parts = c[0].split("/")  # AIGCMetadata, key, value, key, value ...
+        values: dict[str, Any] = {}
+        spans: dict[str, Span] = {}
+        at = p[0] + len(parts[0]) + 1
+        for i in range(1, len(parts) - 1, 2):
+            key, token = parts[i], parts[i + 1]
+            token_span = _new_span(Span, (at + len(key) + 1, at + len(key) + 1 + len(token)))
+            name = _AIGC_FIELDS[key]
+            try:
+                values[name] = _b64_text(token, "AIGCMetadata", key)
+            except CIError as exc:
+                raise _at(exc, token_span) from None
+            spans[name] = spans[key] = token_span  # a repeated key: the last one wins
+            at = token_span.end + 1
+        if "label" not in values:
+            raise InvalidArgumentError(
+                "AIGCMetadata: the Label parameter is required; write AIGCMetadata/Label/<Base64 of the label>/...",
+                op="AIGCMetadata",
+                field="Label",
+                expected="a Label/<value> pair",
+                actual=None,
+                span=span,
+            )
+        return _construct(A.AIGCMetadata, values, spans, span)  # type: ignore[no-any-return]
+
+    def index_crop(self, c: list[str], p: list[int], start: int, end: int) -> A.IndexCrop:
+        span = _new_span(Span, (start, end))
+        axis, size = c[0], c[1]
+        try:
+            length = _int(size, "indexcrop", axis)
+        except CIError as exc:
+            raise _at(exc, _tok_span(size, p[1])) from None
+        index_token = c[2] if len(c) > 2 else "0"
+        spans = {axis: _tok_span(size, p[1]), "index": _tok_span(index_token, p[2] if len(c) > 2 else end)}
+        try:
+            index = _int(index_token, "indexcrop", "index")
+        except CIError as exc:
+            raise _at(exc, spans["index"]) from None
+        kwargs = {"width": length if axis == "width" else None, "height": length if axis == "height" else None}
+        return _construct(A.IndexCrop, {**kwargs, "index": index}, spans, span)  # type: ignore[no-any-return]
+
+    frame = _simple(A.Frame, _int)
 
     # ---- imageView2
     def image_view2(self, c: list[Any], p: list[int], start: int, end: int) -> A.ImageView2:
@@ -804,6 +851,8 @@ _TERMINAL_WORDS = {
     "OFFSET": "an offset such as a10 or -10",
     "SIZE_UNIT": "a unit k or m",
     "FORCE": "'!'",
+    "INDEX_AXIS": "width or height",
+    "AIGC_METADATA": "AIGCMetadata/Label/<Base64>[/ContentProducer/<Base64>...]",
     "STYLE_NAME": "a style name",
     "CI_PROCESS_NAME": "a ci-process operation name",
     "CI_PARAM_KEY": "a parameter name",

@@ -141,6 +141,9 @@ def process(
             pipeline = _pipeline(rule, limits)
             if styles is not None:
                 pipeline = styles.expand(pipeline, max_steps=limits.max_steps)
+            if _is_aigc_read(pipeline):  # ci-process=ImageAIGCMetadata (ci_engine.aigc)
+                check_input_bytes(len(data), limits)
+                return _aigc_answer(data)
             from ci_engine.intel import handles
 
             if handles(pipeline):  # imageInspect, QR codes, faces, ... (docs/intel.md)
@@ -164,6 +167,20 @@ def process(
             if exc.masked:
                 return _original(data, exc)
             raise
+
+
+def _is_aigc_read(pipeline: A.Pipeline) -> bool:
+    step = pipeline.steps[0]
+    return isinstance(step, A.CiProcess) and step.name.value == "ImageAIGCMetadata"
+
+
+def _aigc_answer(data: bytes) -> Result:
+    import json
+
+    from ci_engine.aigc import read_aigc_metadata
+
+    body = json.dumps(read_aigc_metadata(data), ensure_ascii=False).encode("utf-8")
+    return Result(body, "json", 0, 0, 0, None)
 
 
 def _limits(limits: Limits | None) -> Limits:

@@ -16,13 +16,11 @@ This module imports no imaging library.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import importlib.resources
+import os
 import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -53,7 +51,7 @@ from ci_engine.types import (
     SizeUnit,
 )
 
-__all__ = ["parse", "parse_url", "grammar_text", "load_lark", "MAX_STEPS", "KEYWORDS", "decode_text"]
+__all__ = ["parse", "parse_url", "grammar_text", "load_lark", "load_tables", "MAX_STEPS", "KEYWORDS", "decode_text"]
 
 MAX_STEPS = 10
 """Most ``|``-separated steps in one string (``limits-and-errors.md`` section 4)."""
@@ -79,13 +77,22 @@ _IGNORE_ERROR = re.compile(r"(?:^|[/&])ignore-error[/=]1(?=$|[/|&])")
 # -- grammar loading ---------------------------------------------------------------------------
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_GRAMMAR_PATHS = (
+    os.path.join(_HERE, "_grammar", "ci.lark"),  # the copy shipped in the wheel
+    os.path.join(os.path.dirname(_HERE), "grammar", "ci.lark"),  # the repository's
+)
+
+
 def grammar_text() -> str:
     """The text of ``ci.lark``: the copy shipped in the wheel, else the repository's."""
-    try:
-        return importlib.resources.files("ci_engine").joinpath("_grammar/ci.lark").read_text("utf-8")
-    except (FileNotFoundError, NotADirectoryError):
-        repo = Path(__file__).resolve().parent.parent / "grammar" / "ci.lark"
-        return repo.read_text("utf-8")
+    for path in _GRAMMAR_PATHS:
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+    import importlib.resources  # a zipped install
+
+    return importlib.resources.files("ci_engine").joinpath("_grammar/ci.lark").read_text("utf-8")
 
 
 def load_lark() -> Any:
@@ -95,8 +102,55 @@ def load_lark() -> Any:
     return Lark(grammar_text(), parser="lalr", lexer="contextual", maybe_placeholders=False)
 
 
+def load_tables() -> Any:
+    """The grammar's LALR tables (:class:`ci_engine._lalr.Tables`): the ones generated ahead
+    of time in ``ci_engine/_tables.py``, unless the grammar no longer matches them (then
+    compiled with lark now, with a ``RuntimeWarning``: run ``python -m ci_engine._tables_build``)."""
+    import zlib
+
+    from ci_engine import _tables as T
+    from ci_engine._lalr import Tables, tables_from_lark
+
+    grammar = None
+    for path in _GRAMMAR_PATHS:
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                grammar = f.read()
+            break
+    if grammar is not None and (zlib.crc32(grammar), len(grammar)) != (T.GRAMMAR_CRC32, T.GRAMMAR_LENGTH):
+        import warnings
+
+        warnings.warn(
+            "ci_engine/_tables.py was generated from another grammar/ci.lark; compiling the grammar "
+            "with lark instead (slow). Regenerate the tables: python -m ci_engine._tables_build",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return tables_from_lark(load_lark())
+    return Tables(
+        start_states=T.START_STATES,
+        end_states=T.END_STATES,
+        states=T.STATES,
+        rules=T.RULES,
+        sources=(),
+        patterns=T.PATTERNS,
+        scanners=T.SCANNERS,
+        chars=T.CHARS,
+        literals=T.LITERALS,
+        factories=T.FACTORIES,
+    )
+
+
+_TABLES: Any = None
 _DRIVER: Any = None
 _DRIVER_LOCK = threading.Lock()
+
+
+def _tables() -> Any:
+    global _TABLES
+    if _TABLES is None:
+        _TABLES = load_tables()
+    return _TABLES
 
 
 def _driver() -> Any:
@@ -106,7 +160,7 @@ def _driver() -> Any:
             if _DRIVER is None:
                 from ci_engine._lalr import Driver
 
-                _DRIVER = Driver(load_lark(), _Builder())
+                _DRIVER = Driver(_tables(), _Builder())
     return _DRIVER
 
 
@@ -133,7 +187,7 @@ def _recognizer() -> Any:
             if _RECOGNIZER is None:
                 from ci_engine._lalr import Driver
 
-                _RECOGNIZER = Driver(load_lark(), _Recognizer())
+                _RECOGNIZER = Driver(_tables(), _Recognizer())
     return _RECOGNIZER
 
 
@@ -386,6 +440,8 @@ def _construct(cls: type, kwargs: dict[str, Any], spans: dict[str, Span], span: 
 
 # -- the builder: one method per grammar rule or alias -----------------------------------------
 
+_AIGC_FIELDS = dict(A.AIGC_KEYS)
+
 _WATERMARK_OPS: dict[type, str] = {
     cls: f"watermark/{cls.mode}"
     for cls in (A.ImageWatermark, A.TextWatermark, A.BlindWatermark, A.ExtractBlindWatermark)
@@ -564,6 +620,51 @@ class _Builder:
             )
         return A.IgnoreError(span=_new_span(Span, (start, end)))
 
+    def aigc_metadata(self, c: list[str], p: list[int], start: int, end: int) -> A.AIGCMetadata:
+        span = _new_span(Span, (start, end))
+        parts = c[0].split("/")  # AIGCMetadata, key, value, key, value ...
+        values: dict[str, Any] = {}
+        spans: dict[str, Span] = {}
+        at = p[0] + len(parts[0]) + 1
+        for i in range(1, len(parts) - 1, 2):
+            key, token = parts[i], parts[i + 1]
+            token_span = _new_span(Span, (at + len(key) + 1, at + len(key) + 1 + len(token)))
+            name = _AIGC_FIELDS[key]
+            try:
+                values[name] = _b64_text(token, "AIGCMetadata", key)
+            except CIError as exc:
+                raise _at(exc, token_span) from None
+            spans[name] = spans[key] = token_span  # a repeated key: the last one wins
+            at = token_span.end + 1
+        if "label" not in values:
+            raise InvalidArgumentError(
+                "AIGCMetadata: the Label parameter is required; write AIGCMetadata/Label/<Base64 of the label>/...",
+                op="AIGCMetadata",
+                field="Label",
+                expected="a Label/<value> pair",
+                actual=None,
+                span=span,
+            )
+        return _construct(A.AIGCMetadata, values, spans, span)  # type: ignore[no-any-return]
+
+    def index_crop(self, c: list[str], p: list[int], start: int, end: int) -> A.IndexCrop:
+        span = _new_span(Span, (start, end))
+        axis, size = c[0], c[1]
+        try:
+            length = _int(size, "indexcrop", axis)
+        except CIError as exc:
+            raise _at(exc, _tok_span(size, p[1])) from None
+        index_token = c[2] if len(c) > 2 else "0"
+        spans = {axis: _tok_span(size, p[1]), "index": _tok_span(index_token, p[2] if len(c) > 2 else end)}
+        try:
+            index = _int(index_token, "indexcrop", "index")
+        except CIError as exc:
+            raise _at(exc, spans["index"]) from None
+        kwargs = {"width": length if axis == "width" else None, "height": length if axis == "height" else None}
+        return _construct(A.IndexCrop, {**kwargs, "index": index}, spans, span)  # type: ignore[no-any-return]
+
+    frame = _simple(A.Frame, _int)
+
     # ---- imageView2
     def image_view2(self, c: list[Any], p: list[int], start: int, end: int) -> A.ImageView2:
         span = _new_span(Span, (start, end))
@@ -715,6 +816,8 @@ class _Builder:
             name = CiProcessName.from_token(c[1])
         except ValueError:
             known = sorted((n.value for n in CiProcessName), key=str.lower)
+            import difflib
+
             hint = difflib.get_close_matches(c[1], known, n=1)
             raise ParseError(
                 f"ci-process: unknown operation {c[1]!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""),
@@ -748,6 +851,8 @@ _TERMINAL_WORDS = {
     "OFFSET": "an offset such as a10 or -10",
     "SIZE_UNIT": "a unit k or m",
     "FORCE": "'!'",
+    "INDEX_AXIS": "width or height",
+    "AIGC_METADATA": "AIGCMetadata/Label/<Base64>[/ContentProducer/<Base64>...]",
     "STYLE_NAME": "a style name",
     "CI_PROCESS_NAME": "a ci-process operation name",
     "CI_PARAM_KEY": "a parameter name",
@@ -759,10 +864,9 @@ _TERMINAL_WORDS = {
 def _describe(driver: Any, term: str) -> str:
     if term in _TERMINAL_WORDS:
         return _TERMINAL_WORDS[term]
-    definition = driver.terminals.get(term)
-    if definition is not None and definition.pattern.type == "str":
+    word = driver.literals.get(term)
+    if word is not None:
         # Keyword literals carry their separators ("/thumbnail/"); users think of words.
-        word = definition.pattern.value
         return repr(word.strip("/") or word)
     return term.lower()
 
@@ -816,6 +920,8 @@ def _syntax_error(driver: Any, text: str, failure: Any) -> ParseError:
         found = repr(token)
         span = Span(start, start + max(1, len(token)))
     words = [e.strip("'") for e in expected if e.startswith("'")]
+    import difflib
+
     hint = difflib.get_close_matches(token, words, n=1, cutoff=0.6) if token else []
     message = f"unexpected {found}"
     if hint:

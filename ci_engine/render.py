@@ -202,6 +202,20 @@ for _bare_cls in (A.AutoOrient, A.Strip, A.ImageInfo, A.Exif, A.ImageAve, A.Imag
     RENDERERS[_bare_cls] = _bare
 
 
+@_renders(A.AIGCMetadata)
+def _aigc_metadata(op: A.AIGCMetadata) -> str:
+    return "/".join([op.keyword, *(f"{key}/{_b64(value)}" for key, value in op.items())])
+
+
+@_renders(A.IndexCrop)
+def _index_crop(op: A.IndexCrop) -> str:
+    axis, size = ("width", op.width) if op.width is not None else ("height", op.height)
+    return f"indexcrop/{axis}/{size}/index/{op.index}"
+
+
+RENDERERS[A.Frame] = _one("number")
+
+
 @_renders(A.IgnoreError)
 def _ignore_error(op: A.IgnoreError) -> str:
     return "ignore-error/1"

@@ -24,17 +24,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import stat
 import tempfile
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ci_engine.errors import AccessDeniedError, CIError, InternalError, InvalidArgumentError, NoSuchKeyError
 
-__all__ = ["Store", "LocalStore", "MemoryStore", "check_key", "md5_etag", "MAX_KEY_BYTES"]
+__all__ = ["Store", "LocalStore", "MemoryStore", "ObjectInfo", "check_key", "md5_etag", "MAX_KEY_BYTES"]
 
 MAX_KEY_BYTES = 850
 """COS's limit on the length of an object key, in UTF-8 bytes."""
@@ -85,6 +88,18 @@ def check_key(key: object) -> str:
     return key
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What :meth:`Store.head` tells about an object: its ``size`` in bytes, its ``etag``
+    (MD5 hex, unquoted) and ``last_modified`` (POSIX seconds; 0.0 when the store keeps no
+    time)."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: float
+
+
 class Store(ABC):
     """A bucket: bytes under object keys.
 
@@ -116,6 +131,36 @@ class Store(ABC):
     @abstractmethod
     def keys(self, prefix: str = "") -> list[str]:
         """The stored keys that start with ``prefix``, sorted."""
+
+    # -- streaming: default implementations in terms of the methods above ----------------------
+    def put_file(self, key: str, path: str | os.PathLike[str], *, etag: str | None = None) -> str:
+        """Store the contents of the local file ``path`` under ``key`` in one atomic step and
+        return the new ETag. The file is *consumed*: it is gone afterwards, whether the call
+        succeeds or fails. ``etag``, when the caller computed it while writing the file, saves
+        a second read.
+
+        This default reads the file into memory and calls :meth:`put`; a store that can do
+        better (a rename, a streamed upload) overrides it.
+        """
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+            return self.put(key, data)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary file object with the object's bytes, as they were when it was
+        opened (a concurrent replacement does not change what it reads). Close it after use.
+        Raises ``NoSuchKeyError``. This default wraps :meth:`get`."""
+        return io.BytesIO(self.get(key))
+
+    def head(self, key: str) -> ObjectInfo:
+        """Size, ETag and modification time of an object. Raises ``NoSuchKeyError``. This
+        default reads the object."""
+        data = self.get(key)
+        return ObjectInfo(key, len(data), md5_etag(data), 0.0)
 
     def __contains__(self, key: object) -> bool:
         try:
@@ -281,6 +326,93 @@ class LocalStore(Store):
                 self._etags[key] = ((st.st_ino, st.st_size, st.st_mtime_ns), etag)
         return etag
 
+    def put_file(self, key: str, path: str | os.PathLike[str], *, etag: str | None = None) -> str:
+        """Move the local file ``path`` into place under ``key`` (``os.replace``: atomic; a
+        reader sees the old object or the new one). The file should be on the store's
+        filesystem (:meth:`temp_path` gives such a place); otherwise it is copied to a
+        temporary file next to the key first. The file is consumed in every case."""
+        source = Path(path)
+        try:
+            target = self.path(key)
+            self._make_parents(target.parent, key)
+            if target.is_dir() and not target.is_symlink():
+                raise InvalidArgumentError(
+                    f"key: {key!r} names a folder of other objects in this local store", op="key"
+                )
+            if etag is None:
+                etag = _file_md5(source)
+            with contextlib.suppress(AttributeError, OSError):
+                os.chmod(source, 0o644)
+            if self.fsync:
+                fd = os.open(source, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            try:
+                os.replace(source, target)
+            except OSError as exc:
+                if exc.errno != 18:  # EXDEV: another filesystem; copy next to the key instead
+                    raise
+                with open(source, "rb") as handle:
+                    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
+                    try:
+                        with os.fdopen(fd, "wb") as out:
+                            while chunk := handle.read(1 << 20):
+                                out.write(chunk)
+                            out.flush()
+                            if self.fsync:
+                                os.fsync(out.fileno())
+                        os.chmod(tmp, 0o644)
+                        os.replace(tmp, target)
+                    except BaseException:
+                        with contextlib.suppress(OSError):
+                            os.unlink(tmp)
+                        raise
+        except OSError as exc:
+            raise InternalError(f"store: cannot write {key!r}", detail=repr(exc)) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(source)
+        if self.fsync:
+            _fsync_dir(target.parent)
+        with contextlib.suppress(OSError):
+            st = os.stat(target)
+            with self._lock:
+                self._etags[key] = ((st.st_ino, st.st_size, st.st_mtime_ns), etag)
+        return etag
+
+    def temp_path(self) -> Path:
+        """A fresh, empty temporary file inside the store's root, for a caller that streams an
+        upload to disk before :meth:`put_file`. Its name starts with the temporary prefix, so
+        it never shows among the keys; the caller removes it if it does not hand it over."""
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.root)
+        os.close(fd)
+        return Path(tmp)
+
+    def open(self, key: str) -> BinaryIO:
+        target = self._regular(key)
+        if target is None:
+            raise _no_such_key(key)
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(target, flags)
+        except FileNotFoundError:
+            raise _no_such_key(key) from None
+        except OSError as exc:
+            raise InternalError(f"store: cannot read {key!r}", detail=repr(exc)) from exc
+        return os.fdopen(fd, "rb")
+
+    def head(self, key: str) -> ObjectInfo:
+        target = self._regular(key)
+        if target is None:
+            raise _no_such_key(key)
+        try:
+            st = os.stat(target)
+        except OSError:
+            raise _no_such_key(key) from None
+        return ObjectInfo(key, st.st_size, self.etag(key), st.st_mtime)
+
     def _make_parents(self, directory: Path, key: str) -> None:
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -363,6 +495,14 @@ def _fsync_dir(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _as_bytes(data: object) -> bytes:

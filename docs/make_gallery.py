@@ -182,6 +182,14 @@ SECTIONS: tuple[Section, ...] = (
                 "cut", "Cut a region (width x height x left x top)", "imageMogr2/cut/200x120x80x40", ("Cut",), ("cut",)
             ),
             Entry(
+                "indexcrop",
+                "Cut into equal slices, keep one",
+                "imageMogr2/indexcrop/width/120/index/1",
+                ("IndexCrop",),
+                ("index_crop",),
+                note="Slices 120 px wide from the left; index 1 is the second.",
+            ),
+            Entry(
                 "crop-box",
                 "Crop a box around a gravity",
                 "imageMogr2/crop/160x160/gravity/center",
@@ -231,7 +239,7 @@ SECTIONS: tuple[Section, ...] = (
             Entry("rradius", "Rounded corners", "imageMogr2/rradius/40/format/png", ("RRadius",), ("rradius",)),
             Entry(
                 "scrop",
-                "Smart crop (the most interesting region)",
+                "Face crop (around the faces; this photograph has none, so it comes back unchanged)",
                 "imageMogr2/scrop/160x160",
                 ("SmartCrop",),
                 ("scrop",),
@@ -290,6 +298,15 @@ SECTIONS: tuple[Section, ...] = (
             Entry("interlace", "Progressive JPEG", "imageMogr2/interlace/1", ("Interlace",), ("interlace",)),
             Entry("strip", "Drop the metadata", "imageMogr2/strip", ("Strip",), ("strip",)),
             Entry(
+                "aigc-metadata",
+                "Label AI-generated content",
+                "imageMogr2/AIGCMetadata/Label/MQ/ContentProducer/MDAwMTIz",
+                ("AIGCMetadata",),
+                ("aigc_metadata",),
+                note="The picture is unchanged; the label is an XMP `TC260:AIGC` property "
+                "(`ci_engine.read_aigc_metadata` reads it back).",
+            ),
+            Entry(
                 "size-limit",
                 "Fit a file size (quality searched)",
                 "imageMogr2/size-limit/6k!",
@@ -320,6 +337,7 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Entry("cgif", "Keep the first N frames", "imageMogr2/cgif/4", ("CGif",), ("cgif",), input="animated"),
             Entry("egif", "Keep every N-th frame", "imageMogr2/egif/2", ("EGif",), ("egif",), input="animated"),
+            Entry("frame", "Keep one frame", "imageMogr2/frame/3", ("Frame",), ("frame",), input="animated"),
         ),
     ),
     Section(

@@ -64,6 +64,10 @@ __all__ = [
     "Grayscale",
     "SizeLimit",
     "IgnoreError",
+    "IndexCrop",
+    "Frame",
+    "AIGCMetadata",
+    "AIGC_KEYS",
     "ImageMogr2",
     "ENCODE_OPS",
 ]
@@ -617,7 +621,88 @@ class IgnoreError(MogrOp):
     keyword: ClassVar[str] = "ignore-error"
 
 
+@dataclass(frozen=True, slots=True)
+class IndexCrop(MogrOp):
+    """``indexcrop/width/<W>[/index/<i>]`` or ``indexcrop/height/<H>[/index/<i>]``: cut
+    the image into slices W wide (or H high) from the left (top) and keep slice ``index``
+    (from 0; default 0). An index past the last slice keeps the image unchanged."""
+
+    keyword: ClassVar[str] = "indexcrop"
+    width: int | None
+    height: int | None
+    index: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.width is None) == (self.height is None):
+            _check.fail(
+                "indexcrop", "size", "a width or a height (one of them)", (self.width, self.height), masked=False
+            )
+        if self.width is not None:
+            _side("indexcrop", "width", self.width)
+        if self.height is not None:
+            _side("indexcrop", "height", self.height)
+        _check.integer("indexcrop", "index", self.index, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame(MogrOp):
+    """``frame/<N>``: keep frame N (from 1) of an animated image; past the last frame, the
+    last one. A static image is unchanged."""
+
+    keyword: ClassVar[str] = "frame"
+    number: int
+
+    def __post_init__(self) -> None:
+        _check.integer("frame", "number", self.number, 1)
+
+
+AIGC_KEYS: tuple[tuple[str, str], ...] = (
+    ("Label", "label"),
+    ("ContentProducer", "content_producer"),
+    ("ProduceID", "produce_id"),
+    ("ReservedCode1", "reserved_code1"),
+    ("ContentPropagator", "content_propagator"),
+    ("PropagateID", "propagate_id"),
+    ("ReservedCode2", "reserved_code2"),
+)
+"""The ``AIGCMetadata`` keys as CI writes them, in CI's order, and the field of each."""
+
+MAX_AIGC_VALUE = 1000
+"""Longest ``AIGCMetadata`` value, in characters (ours: CI states none)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AIGCMetadata(MogrOp):
+    """``AIGCMetadata/Label/<b64>[/ContentProducer/<b64>]...``: write the
+    AI-generated-content label (GB 45438-2025, TC260 XMP) into a JPG, PNG or AVIF output.
+    Values are the decoded text; ``label`` is required, the rest optional
+    (``docs/compatibility.md``)."""
+
+    keyword: ClassVar[str] = "AIGCMetadata"
+    label: str
+    content_producer: str | None = None
+    produce_id: str | None = None
+    reserved_code1: str | None = None
+    content_propagator: str | None = None
+    propagate_id: str | None = None
+    reserved_code2: str | None = None
+
+    def __post_init__(self) -> None:
+        for key, name in AIGC_KEYS:
+            value = getattr(self, name)
+            if value is None and name != "label":
+                continue
+            _check.instance("AIGCMetadata", key, value, str)
+            if not 1 <= len(value) <= MAX_AIGC_VALUE:
+                _check.fail("AIGCMetadata", key, f"1-{MAX_AIGC_VALUE} characters", len(value))
+
+    def items(self) -> tuple[tuple[str, str], ...]:
+        """The written ``(key, value)`` pairs in CI's key order (``Label`` first)."""
+        return tuple((key, getattr(self, name)) for key, name in AIGC_KEYS if getattr(self, name) is not None)
+
+
 ENCODE_OPS: tuple[type[MogrOp], ...] = (
+    AIGCMetadata,
     Format,
     CGif,
     EGif,

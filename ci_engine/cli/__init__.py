@@ -1,4 +1,4 @@
-"""The ``ci-engine`` command (``python -m ci_engine``): process, info, explain, batch, parse.
+"""The ``ci-engine`` command (``python -m ci_engine``): process, info, explain, batch, parse, serve.
 
 ``main(argv) -> int`` is the console-script entry point; the exit codes are documented in
 :mod:`ci_engine.cli.common` and ``docs/usage.md``. Nothing here loads an imaging library
@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the AST and the canonical form of a processing string",
     )
     p.add_argument("rule", metavar="RULE")
+
+    from ci_engine.cli.serve import add_serve_parser
+
+    add_serve_parser(sub, common)
     return parser
 
 
@@ -294,12 +298,19 @@ def _cmd_parse(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from ci_engine.cli.serve import cmd_serve
+
+    return cmd_serve(args)
+
+
 COMMANDS = {
     "process": _cmd_process,
     "info": _cmd_info,
     "explain": _cmd_explain,
     "batch": _cmd_batch,
     "parse": _cmd_parse,
+    "serve": _cmd_serve,
 }
 
 

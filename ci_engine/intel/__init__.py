@@ -28,4 +28,6 @@ def handles(pipeline: A.Pipeline) -> bool:
             return True
         if isinstance(step, A.CiProcess) and step.name in CI_PROCESSES:
             return True
+        if isinstance(step, A.ImageMogr2) and any(isinstance(op, A.SmartCrop) for op in step.ops):
+            return True
     return False

@@ -35,6 +35,14 @@ def _json(body: bytes) -> Result:
     return Result(body, "json", 0, 0, 0, None)
 
 
+def _unchanged(data: bytes) -> Result:
+    from ci_engine.api import Result
+    from ci_engine.io import probe
+
+    header = probe(data)
+    return Result(data, header.format.value, header.width, header.height, header.frames, header.quality)
+
+
 def _xml(body: bytes) -> Result:
     from ci_engine.api import Result
 
@@ -71,6 +79,20 @@ def run(
             that is not the last step.
     """
     limits = limits or Limits()
+    kw: dict[str, Any] = {"limits": limits, "rules": rules, "resources": resources, "fonts": fonts}
+    if any(isinstance(op, A.SmartCrop) for step in pipeline.steps if isinstance(step, A.ImageMogr2) for op in step.ops):
+        from ci_engine.intel.faces import rewrite_scrop
+
+        check_input_bytes(len(data), limits)
+        pipeline = rewrite_scrop(pipeline, data, backend=backend, **kw)
+        if all(isinstance(step, A.ImageMogr2) and not step.ops for step in pipeline.steps):
+            return _unchanged(data)  # scrop found no face and nothing else is asked: the input
+        from ci_engine.intel import handles
+
+        if not handles(pipeline):
+            from ci_engine.api import process
+
+            return process(data, pipeline, backend=backend, **kw)
     steps = pipeline.steps
     for step in steps[:-1]:
         if isinstance(step, _TERMINAL):
@@ -81,7 +103,6 @@ def run(
     if isinstance(last, A.CiProcess):
         return _ci_process(last, data, backend=backend, limits=limits, rules=rules)
     prefix = A.Pipeline(steps[:-1]) if len(steps) > 1 else None
-    kw: dict[str, Any] = {"limits": limits, "rules": rules, "resources": resources, "fonts": fonts}
     if isinstance(last, A.QRCode):
         from ci_engine.intel.qrcode import recognition_xml, recognize
 

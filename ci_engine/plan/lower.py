@@ -49,6 +49,7 @@ class StepEncode:
     size_limit: A.SizeLimit | None = None
     cgif: int | None = None
     egif: int | None = None
+    aigc: A.AIGCMetadata | None = None
     span: Span | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -108,6 +109,8 @@ def _image_mogr2(step: A.ImageMogr2, index: int) -> list[Any]:
             encode["cgif"] = op.frames
         elif isinstance(op, A.EGif):
             encode["egif"] = op.interval
+        elif isinstance(op, A.AIGCMetadata):
+            encode["aigc"] = op
         elif isinstance(op, A.IgnoreError):
             continue
         else:

@@ -56,6 +56,7 @@ class State:
     progressive: bool | None = None
     strip: bool = False
     size_limit: A.SizeLimit | None = None
+    aigc: A.AIGCMetadata | None = None
 
     def push(self, prim: P.Prim) -> None:
         self.prims.append(prim)
@@ -179,6 +180,32 @@ def _crop(node: A.Crop, st: State) -> None:
         return
     x, y = G.anchor(gravity, st.width, st.height, bw, bh)
     _crop_to(st, x, y, bw, bh, node)
+
+
+@_resolves(A.IndexCrop)
+def _index_crop(node: A.IndexCrop, st: State) -> None:
+    """Slices ``length`` wide (high) from the left (top); the last one may be narrower. An
+    index past the last slice keeps the image (docs/compatibility.md)."""
+    if node.width is not None:
+        length = st.clamp(node.width)
+        if node.index * length >= st.width:
+            return
+        _crop_to(st, node.index * length, 0, length, st.height, node)
+    else:
+        assert node.height is not None
+        length = st.clamp(node.height)
+        if node.index * length >= st.height:
+            return
+        _crop_to(st, 0, node.index * length, st.width, length, node)
+
+
+@_resolves(A.Frame)
+def _frame(node: A.Frame, st: State) -> None:
+    """Keep frame ``number`` (from 1), or the last one past the end; a static image is
+    unchanged (docs/compatibility.md)."""
+    if st.frames > 1:
+        st.push(P.SelectFrames(((min(node.number, st.frames) - 1,),), origin="frame", span=node.span))
+        st.frames = 1
 
 
 def _no_gif(node: A.Node, st: State) -> None:
@@ -360,6 +387,8 @@ def _step_encode(enc: StepEncode, st: State) -> None:
     st.strip = st.strip or enc.strip
     if enc.size_limit is not None:
         st.size_limit = enc.size_limit
+    if enc.aigc is not None:
+        st.aigc = enc.aigc
     if st.frames > 1:
         groups = None
         if enc.cgif is not None and st.format is ImageFormat.GIF:

@@ -136,7 +136,7 @@ def test_bar_type_selects_qr_or_barcodes() -> None:
     assert texts("ci-process=QRcode") == ["BAR-42", "qr text"]
     assert texts("ci-process=QRcode&bar-type=1") == ["qr text"]
     assert texts("ci-process=QRcode&bar-type=2") == ["BAR-42"]
-    assert texts("QRcode/cover/0/bar-type/1/segment/1/size/3") == ["qr text"]
+    assert texts("QRcode/cover/0/bar-type/1/segment/1/size/1000") == ["qr text"]
 
 
 @pytest.mark.parametrize(("mode", "width", "size"), [(0, 300, (300, 300)), (0, 97, (97, 97)), (1, 500, (500, 250))])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 
+import numpy as np
 import pytest
 
 import ci_engine
@@ -228,3 +229,72 @@ def test_empty_step_names_the_step_and_the_fix(text: str, column: int, where: st
     assert f"empty step {where}; remove the extra '|'" in error.message
     assert error.column == column
     assert error.caret.splitlines()[-1] == " " * (column - 1) + "^"
+
+
+# -- indexcrop and frame (list 2) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected", "canonical"),
+    [
+        ("imageMogr2/indexcrop/width/100/index/2", A.IndexCrop(100, None, 2), "imageMogr2/indexcrop/width/100/index/2"),
+        ("imageMogr2/indexcrop/height/50", A.IndexCrop(None, 50), "imageMogr2/indexcrop/height/50/index/0"),
+    ],
+)
+def test_indexcrop_parses(text: str, expected: A.IndexCrop, canonical: str) -> None:
+    assert parse(text) == mogr(expected)
+    assert render(parse(text)) == canonical
+
+
+def test_indexcrop_refusals_say_what_to_write() -> None:
+    error = raised("imageMogr2/indexcrop/width/0/index/1")
+    assert isinstance(error, ValueRangeError) and error.column == 28
+    error = raised("imageMogr2/indexcrop/depth/10")
+    assert isinstance(error, ParseError) and "width or height" in error.message
+    with pytest.raises(InvalidArgumentError, match="a width or a height"):
+        A.IndexCrop(10, 10)
+
+
+@pytest.mark.parametrize(
+    ("rule", "size", "left_column"),
+    [
+        ("imageMogr2/indexcrop/width/25/index/0", (25, 30), 0),
+        ("imageMogr2/indexcrop/width/25/index/2", (25, 30), 50),
+        ("imageMogr2/indexcrop/width/25/index/3", (15, 30), 75),  # the last slice is narrower
+        ("imageMogr2/indexcrop/width/25/index/4", (90, 30), 0),  # past the end: unchanged
+        ("imageMogr2/indexcrop/height/10/index/1", (90, 10), 0),
+    ],
+)
+def test_indexcrop_keeps_the_slice(rule: str, size: tuple[int, int], left_column: int) -> None:
+    pixels = gradient(90, 30)
+    result = ci_engine.process(encode(pixels, "PNG"), rule)
+    assert (result.width, result.height) == size
+    from tests.support.images import to_array
+
+    out = to_array(result.data)
+    top = 10 if "height/10/index/1" in rule else 0
+    assert (out == pixels[top : top + size[1], left_column : left_column + size[0]]).all()
+
+
+def _animation(count: int) -> bytes:
+    from tests.support.images import animated
+
+    frames = [np.full((8, 10, 3), 20 * i, np.uint8) for i in range(count)]
+    return animated(frames, "GIF")
+
+
+def test_frame_keeps_one_frame() -> None:
+    assert parse("imageMogr2/frame/3") == mogr(A.Frame(3))
+    error = raised("imageMogr2/frame/0")
+    assert isinstance(error, ValueRangeError) and error.column == 18
+    from tests.support.images import to_array
+
+    gif = _animation(5)
+    for rule, level in (("imageMogr2/frame/3/format/png", 40), ("imageMogr2/frame/99/format/png", 80)):
+        result = ci_engine.process(gif, rule)
+        assert (result.format, result.frames, result.width, result.height) == ("png", 1, 10, 8)
+        assert int(to_array(result.data)[0, 0, 0]) == level
+    same_format = ci_engine.process(gif, "imageMogr2/frame/2")
+    assert (same_format.format, same_format.frames) == ("gif", 1)
+    static = encode(gradient(10, 8), "PNG")
+    assert ci_engine.process(static, "imageMogr2/frame/4").width == 10

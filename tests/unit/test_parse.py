@@ -349,8 +349,8 @@ WATERMARKS = [
         "blind-text",
     ),
     case(
-        "watermark/3/type/1/image/aHR0cDovL2V4YW1wbGUuY29tL2xvZ28ucG5n/level/3",
-        one(A.BlindWatermark(type=BlindType.SEMI_BLIND, image=LOGO_URL, level=3)),
+        "watermark/3/type/1/image/aHR0cDovL2V4YW1wbGUuY29tL2xvZ28ucG5n",
+        one(A.BlindWatermark(type=BlindType.SEMI_BLIND, image=LOGO_URL)),
         "blind-semi-image",
     ),
     case(
@@ -359,8 +359,8 @@ WATERMARKS = [
         "blind-text-version-3",
     ),
     case(
-        f"watermark/4/type/2/image/{LOGO}/version/3.0",
-        one(A.ExtractBlindWatermark(type=BlindType.BLIND, image=LOGO_URL, version="3.0")),
+        f"watermark/4/type/2/image/{LOGO}/version/2.0",
+        one(A.ExtractBlindWatermark(type=BlindType.BLIND, image=LOGO_URL, version="2.0")),
         "extract-blind",
     ),
     case(
@@ -382,8 +382,8 @@ OTHER_STEPS = [
     case("QRcode", one(A.QRCode()), "qrcode-bare"),
     case("QRcode/cover/1/bar-type/1", one(A.QRCode(cover=True, bar_type=1)), "qrcode"),
     case(
-        "QRcode/cover/0/bar-type/0/segment/1/size/3",
-        one(A.QRCode(cover=False, bar_type=0, segment=1, size=3)),
+        "QRcode/cover/0/bar-type/0/segment/1/size/1000",
+        one(A.QRCode(cover=False, bar_type=0, segment=1, size=1000)),
         "qrcode-every-key",
     ),
     case(
@@ -717,9 +717,24 @@ RANGE_ERRORS = [
     bad("watermark/2/text/" + "YWFh" * 334, ValueRangeError, 13, "at most 1000 characters long", "text-too-long"),
     bad("watermark/3/type/4/image/YQ", ValueRangeError, 13, "type must be one of 1, 2, 3", "blind-type"),
     bad(
-        "watermark/3/type/2/image/YQ/level/4", ValueRangeError, 29, "level must be an integer between 1 and 3", "level"
+        "watermark/3/type/2/image/YQ/level/4", ValueRangeError, 29, "level must be an integer between 0 and 3", "level"
     ),
-    bad("watermark/3/type/2/image/YQ/version/2.0", ValueRangeError, 29, "version must be 3.0", "version"),
+    bad(
+        "watermark/3/type/2/image/YQ/version/3.0",
+        ValueRangeError,
+        29,
+        "version must be 1.0 or 2.0 for type 2",
+        "version",
+    ),
+    bad(
+        "watermark/3/type/2/image/YQ/version/2.0/level/1",
+        ValueRangeError,
+        41,
+        "level must be absent for type 2 version 2.0 (a level exists for type 2 version 1.0)",
+        "level-without-strength",
+    ),
+    bad("QRcode/segment/2", ValueRangeError, 8, "segment must be an integer between 0 and 1", "qr-segment"),
+    bad("QRcode/size/499", ValueRangeError, 8, "size must be an integer between 500 and", "qr-size"),
     bad("QRcode/cover/2", ValueRangeError, 8, "cover must be 0 or 1", "qr-cover"),
     bad("QRcode/bar-type/3", ValueRangeError, 8, "bar-type must be an integer between 0 and 2", "qr-bar-type"),
     bad("|".join(["imageInfo"] * 11), TooManyStepsError, 101, "at most 10 steps are allowed, got 11", "eleven-steps"),

@@ -286,9 +286,3 @@ def test_pic_bucket_open_get_close(client: Any, mode: str) -> None:
     listed = client.ci_get_pic_bucket(Regions=REGION, BucketNames=PHOTOS)
     assert listed["TotalCount"] == "0"
     assert listed.get("PicBucketList", []) == []
-
-
-def test_job_apis_answer_not_implemented(client: Any) -> None:
-    with pytest.raises(CosServiceError) as info:
-        client.ci_get_media_pic_queue(Bucket=PHOTOS)
-    assert (info.value.get_error_code(), info.value.get_status_code()) == ("NotImplemented", 501)

@@ -43,6 +43,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ci_engine.errors import CIError, InternalError, new_request_id
+from ci_engine.limits import Limits
 from ci_engine.server.addressing import Target, locate
 from ci_engine.server.auth import SIGNATURE_PARAMS, find_signature, verify
 from ci_engine.server.config import ServerConfig
@@ -254,6 +255,8 @@ class App:
             config.root, fsync=config.fsync
         )
         self.pool = ImagePool(config.workers, config.pending_limit, config.request_timeout)
+        self.limits = Limits()
+        """The image limits of every request (CI's documented ones)."""
         from ci_engine.server.jobs import JobsEndpoint
 
         self.jobs: JobsHandler = JobsEndpoint(self)
@@ -288,6 +291,11 @@ class App:
             if found is None:
                 found = self._states[bucket] = BucketState(self, bucket)
             return found
+
+    async def state_async(self, bucket: str) -> BucketState:
+        """:meth:`state` without a thread hop once the bucket's state is loaded."""
+        found = self._states.get(bucket)
+        return found if found is not None else await io(self.state, bucket)
 
     def forget(self, bucket: str) -> None:
         with self._states_lock:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
 from ci_engine.errors import CIError, InvalidArgumentError
-from ci_engine.limits import Limits, check_header, check_input_bytes
+from ci_engine.limits import Limits, check_input_bytes
 from ci_engine.parse import parse
 from ci_engine.plan import RULES, Plan, ResolvedPlan, Rule, plan, resolve
 from ci_engine.types import ImageHeader
@@ -135,8 +135,7 @@ def process(
         from ci_engine.io import probe
 
         check_input_bytes(len(data), limits)
-        header = probe(data)
-        check_header(header, limits)
+        header = probe(data, limits=limits)  # refuses what the header states over the limits first
         symbolic = plan(pipeline, rules=rules, limits=limits)
         return _run(symbolic, header, data, backend, resources, fonts)
     except CIError as exc:

@@ -190,7 +190,7 @@ class _Context:
         data = self._nested(url, data)
         check_input_bytes(len(data), self.limits)
         try:
-            header = probe(data)
+            header = probe(data, limits=self.limits)
         except InvalidImageFormatError as exc:
             raise InvalidImageFormatError(
                 f"watermark/1: the watermark image {url!r} is not an image ci_engine can read", detail=exc.message

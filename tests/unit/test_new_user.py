@@ -96,3 +96,98 @@ def test_uncovered_characters_fail_before_drawing() -> None:
         ci_engine.process(base, f"watermark/2/text/{b64('ok 😀')}")
     assert info.value.status == 501 and not info.value.maskable
     assert "'😀' (U+1F600)" in info.value.message
+
+
+# -- 2. ignore-error/1 in a URL: one call gives CI's answer --------------------------------------------
+
+URL = "https://photos-1250000000.cos.ap-guangzhou.myqcloud.com/cat.jpg?q-sign-algorithm=sha1&imageMogr2/blur/80x5/ignore-error/1"
+
+
+def test_process_url_masks_a_refused_value_like_ci() -> None:
+    import ci_engine
+    from tests.support.images import sample
+
+    photo = sample()
+    with pytest.raises(ci_engine.ValueRangeError):  # the two-call way still raises at parse_url
+        ci_engine.parse_url(URL)
+    result = ci_engine.process_url(photo, URL)
+    assert result.data == photo and result.format == "jpeg" and (result.width, result.height) == (1200, 675)
+    assert isinstance(result.masked, ci_engine.ValueRangeError) and "blur: radius" in result.masked.message
+    same = ci_engine.process(photo, "imageMogr2/blur/80x5/ignore-error/1")
+    assert same.data == result.data and type(same.masked) is type(result.masked)
+    # Without ignore-error/1 the error is raised, and a good URL is processed.
+    with pytest.raises(ci_engine.ValueRangeError):
+        ci_engine.process_url(photo, URL.replace("/ignore-error/1", ""))
+    small = ci_engine.process_url(photo, URL.replace("blur/80x5/ignore-error/1", "thumbnail/100x"))
+    assert (small.width, small.height, small.masked) == (100, 56, None)
+    # A syntax error is never masked.
+    with pytest.raises(ci_engine.ParseError):
+        ci_engine.process_url(photo, URL.replace("blur/80x5", "blurr/8x5"))
+
+
+# -- 4. what Python imaging users pass ------------------------------------------------------------------
+
+
+def test_process_takes_paths_and_binary_files(tmp_path: Path) -> None:
+    import ci_engine
+
+    path = REPO / "docs" / "samples" / "kleiber.jpg"
+    expected = ci_engine.process(path.read_bytes(), "imageMogr2/thumbnail/64x").data
+    assert ci_engine.process(str(path), "imageMogr2/thumbnail/64x").data == expected
+    assert ci_engine.process(path, "imageMogr2/thumbnail/64x").data == expected
+    with path.open("rb") as handle:
+        result = ci_engine.process(handle, "imageMogr2/thumbnail/64x")  # type: ignore[arg-type]
+    assert result.data == expected
+    out = tmp_path / "small.jpg"
+    result.save(out)
+    assert out.read_bytes() == expected
+    result.save(str(tmp_path / "again.jpg"))
+    assert (tmp_path / "again.jpg").read_bytes() == expected
+
+
+def test_programming_mistakes_are_type_and_value_errors(tmp_path: Path) -> None:
+    import io as _io
+
+    import ci_engine
+
+    photo = (REPO / "docs" / "samples" / "kleiber.jpg").read_bytes()
+    with pytest.raises(FileNotFoundError):
+        ci_engine.process(str(tmp_path / "missing.jpg"), "imageMogr2/thumbnail/64x")
+    with pytest.raises(TypeError, match="binary mode"):
+        ci_engine.process(_io.StringIO("text"), "imageMogr2/thumbnail/64x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        ci_engine.process(12345, "imageMogr2/thumbnail/64x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="backend must be 'auto', 'vips' or 'pillow', got 'magick'"):
+        ci_engine.process(photo, "imageInfo", backend="magick")
+    try:
+        ci_engine.process(photo, "imageMogr2/thumbnail/64x", backend="magick")
+    except ci_engine.CIError:  # pragma: no cover - the failure this test guards against
+        pytest.fail("a bad backend name is not a client error")
+    except ValueError:
+        pass
+
+
+# -- 5. errors found after parsing: the caret at the token ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "cls", "column", "width"),
+    [
+        ("imageMogr2/iradius/400", "ValueRangeError", 20, 3),
+        ("imageMogr2/thumbnail/400x/format/tpg", "UnsupportedOperationError", 34, 3),
+        ("imageMogr2%2Fthumbnail%2F400x%2Fformat%2Fsvgc", "UnsupportedOperationError", 34, 4),
+        ("imageMogr2/cut/10x10x9999x0", "ValueRangeError", 16, 12),
+    ],
+)
+def test_errors_after_parsing_have_the_caret(rule: str, cls: str, column: int, width: int) -> None:
+    import ci_engine
+
+    photo = (REPO / "docs" / "samples" / "kleiber.jpg").read_bytes()
+    with pytest.raises(ci_engine.CIError) as info:
+        ci_engine.process(photo, rule)
+    error = info.value
+    assert type(error).__name__ == cls
+    assert error.column == column
+    assert str(error).splitlines()[-1] == " " * (column - 1) + "^" * width
+    if cls == "UnsupportedOperationError":
+        assert (error.code, error.status, error.maskable) == ("NotImplemented", 501, False)

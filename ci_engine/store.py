@@ -33,11 +33,24 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ci_engine.errors import AccessDeniedError, CIError, InternalError, InvalidArgumentError, NoSuchKeyError
 
-__all__ = ["Store", "LocalStore", "MemoryStore", "ObjectInfo", "check_key", "md5_etag", "MAX_KEY_BYTES"]
+if TYPE_CHECKING:
+    from ci_engine.s3 import S3Store
+
+__all__ = [
+    "Store",
+    "LocalStore",
+    "MemoryStore",
+    "S3Store",
+    "ObjectInfo",
+    "open_store",
+    "check_key",
+    "md5_etag",
+    "MAX_KEY_BYTES",
+]
 
 MAX_KEY_BYTES = 850
 """COS's limit on the length of an object key, in UTF-8 bytes."""
@@ -481,6 +494,36 @@ class LocalStore(Store):
                 if name.startswith(_TMP_PREFIX) or os.path.islink(full):
                     continue
                 yield name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
+
+
+def open_store(root: str | os.PathLike[str], *, endpoint: str | None = None, **kwargs: Any) -> Store:
+    """The store a root names: ``s3://BUCKET[/PREFIX]`` is an :class:`S3Store` (with
+    ``endpoint``, the S3-compatible service's URL); anything else a directory, a
+    :class:`LocalStore`. ``kwargs`` go to the store's constructor.
+
+    >>> import tempfile
+    >>> open_store(tempfile.mkdtemp()).__class__.__name__
+    'LocalStore'
+    >>> open_store("s3://media/ci", endpoint="http://127.0.0.1:9000")
+    S3Store('s3://media/ci/' at http://127.0.0.1:9000)
+    """
+    text = os.fspath(root)
+    if isinstance(text, str) and text.startswith("s3://"):
+        from ci_engine.s3 import S3Store
+
+        return S3Store.from_url(text, endpoint=endpoint, **kwargs)
+    if endpoint is not None:
+        raise ValueError("endpoint applies to s3:// roots only")
+    return LocalStore(text, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    # S3Store is imported on first use, so that ``import ci_engine`` never loads boto3.
+    if name == "S3Store":
+        from ci_engine.s3 import S3Store
+
+        return S3Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -15,7 +15,9 @@ from ci_engine.types import CiProcessName
 
 __all__ = ["handles", "CI_PROCESSES"]
 
-CI_PROCESSES = frozenset({CiProcessName.IMAGE_INSPECT, CiProcessName.QRCODE, CiProcessName.QRCODE_GENERATE})
+CI_PROCESSES = frozenset(
+    {CiProcessName.IMAGE_INSPECT, CiProcessName.QRCODE, CiProcessName.QRCODE_GENERATE, CiProcessName.ASSESS_QUALITY}
+)
 """The ``ci-process=<Name>`` requests ci_engine answers (the others raise
 :class:`~ci_engine.errors.UnsupportedOperationError`)."""
 

@@ -151,6 +151,10 @@ def _ci_process(step: A.CiProcess, data: bytes, *, backend: str, limits: Limits,
         mode = _int_param(step, "mode", 0, 0, 1)
         width = _int_param(step, "width", 300, 1, MAX_GENERATE_WIDTH)
         return _xml(generate_xml(content, mode=mode, width=width))
+    if name is CiProcessName.ASSESS_QUALITY:
+        from ci_engine.intel.quality import assess, assessment_xml
+
+        return _xml(assessment_xml(assess(data, backend=backend, limits=limits, rules=rules)))
     if name is CiProcessName.QRCODE:
         from ci_engine.intel.qrcode import recognition_xml, recognize
 

@@ -1,4 +1,5 @@
-"""ci_engine/_tables.py: the LALR tables generated ahead of time are those of grammar/ci.lark.
+"""ci_engine/_tables.py: the LALR tables generated ahead of time are those of grammar/ci.lark;
+ci_engine/_dataclass_code.py: the precompiled dataclass methods are current and identical.
 
 ``parse()`` runs the generated tables (no lark, no compilation at run time). This test
 rebuilds them from the grammar with lark and compares the text of the module; when it
@@ -8,6 +9,7 @@ mismatch (CRC-32 of the grammar) and compiles the grammar at run time with a war
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,9 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from ci_engine import _tables
+from ci_engine import _dataclass_code, _tables
 from ci_engine._lalr import Driver, Tables, tables_from_lark
-from ci_engine._tables_build import COMMAND, TARGET, build, grammar_bytes, render_module
+from ci_engine._tables_build import (
+    COMMAND,
+    DATACLASS_TARGET,
+    TARGET,
+    build,
+    grammar_bytes,
+    record_dataclass_sources,
+    render_dataclass_module,
+    render_module,
+)
 from ci_engine.parse import _Builder, load_lark, load_tables
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,3 +119,88 @@ def test_first_parse_in_a_new_process_imports_no_lark() -> None:
         [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, cwd=REPO, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+# -- the precompiled dataclass methods (ci_engine/_dataclass_code.py) ------------------------------------
+
+_METHODS = """\
+import dataclasses, hashlib, importlib, json, pkgutil, sys, types
+import ci_engine
+from ci_engine import _dataclass_hook
+FIELDS = ("co_argcount", "co_posonlyargcount", "co_kwonlyargcount", "co_stacksize", "co_flags", "co_code",
+          "co_names", "co_varnames", "co_freevars", "co_cellvars", "co_filename", "co_name", "co_qualname",
+          "co_firstlineno", "co_linetable", "co_exceptiontable")
+def shape(code):
+    consts = tuple(shape(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts)
+    return repr((tuple(getattr(code, f) for f in FIELDS), consts))
+for info in pkgutil.walk_packages(ci_engine.__path__, "ci_engine."):
+    if info.name != "ci_engine.__main__":
+        importlib.import_module(info.name)
+digests = {}
+for name, module in sorted(sys.modules.items()):
+    if not name.startswith("ci_engine"):
+        continue
+    for cls in vars(module).values():
+        if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == name:
+            for method in ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"):
+                fn = cls.__dict__.get(method)
+                if hasattr(fn, "__code__"):
+                    code = shape(fn.__code__).encode()
+                    digests[f"{cls.__qualname__}.{method}"] = [hashlib.sha256(code).hexdigest(), fn.__qualname__]
+print(json.dumps({"installed": _dataclass_hook.installed(), "digests": digests}))
+"""
+
+
+def _methods(**env: str) -> dict[str, object]:
+    result = subprocess.run(
+        [sys.executable, "-c", _METHODS],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env={**os.environ, **env},
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_precompiled_dataclass_methods_are_identical_to_compiled_ones() -> None:
+    # Field by field: bytecode, constants, names, file name, line numbers, qualname.
+    on = _methods()
+    off = _methods(CI_ENGINE_NO_PRECOMPILED="1")
+    assert on["installed"] is True
+    assert off["installed"] is False
+    assert len(on["digests"]) > 300  # type: ignore[arg-type]
+    assert on["digests"] == off["digests"]
+
+
+@pytest.mark.skipif(
+    _dataclass_code.PYTHON != f"{sys.version_info[0]}.{sys.version_info[1]}",
+    reason=f"_dataclass_code.py was generated for Python {_dataclass_code.PYTHON}",
+)
+def test_precompiled_dataclass_methods_are_nearly_current() -> None:
+    # The table is a cache keyed by the complete source: a class changed since it was
+    # generated is compiled as usual (slower, never different). So this fails only when
+    # more than a tenth of the sources are missing, not at every new field; `--check` of
+    # the command reports exact staleness.
+    sources = record_dataclass_sources()
+    missing = [source for source in sources if source not in _dataclass_code.CODE]
+    assert len(missing) <= len(sources) // 10, (
+        f"ci_engine/_dataclass_code.py lacks {len(missing)} of {len(sources)} dataclass method sources: run `{COMMAND}`"
+    )
+    assert render_dataclass_module(sorted(_dataclass_code.CODE)) == DATACLASS_TARGET.read_text("utf-8")
+
+
+def test_the_hook_compiles_what_the_table_lacks() -> None:
+    code = (
+        "from __future__ import annotations\n"
+        "import dataclasses\n"
+        "from ci_engine import _dataclass_hook\n"
+        "assert _dataclass_hook.installed()\n"
+        "@dataclasses.dataclass(frozen=True)\n"
+        "class Fresh:\n"
+        "    never_seen_before: int = 3\n"
+        "assert repr(Fresh()) == 'Fresh(never_seen_before=3)' and Fresh(1) == Fresh(1) and hash(Fresh(2))\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert result.stdout.strip() == "ok"

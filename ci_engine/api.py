@@ -249,10 +249,16 @@ def _check_backend(backend: object) -> None:
 
 
 def read_input(data: object) -> bytes:
-    """The image bytes of what Python imaging users pass: bytes-like data, a path (``str``
-    or ``os.PathLike``) or a binary file object (anything with ``read()`` returning bytes).
-    ``TypeError`` for anything else (a text file, a number ...), ``FileNotFoundError``
-    and the other ``OSError`` of opening a path as they are (``docs/usage.md``)."""
+    """The image bytes of what Python imaging users pass: bytes-like data, a path (an
+    ``os.PathLike``, or a ``str`` naming an existing file) or a binary file object
+    (anything with ``read()`` returning bytes). ``TypeError`` for anything else (a text
+    file, a number, a ``str`` that names no file), and the ``OSError`` of opening a
+    ``Path`` as it is (``FileNotFoundError`` ...; ``docs/usage.md``)."""
+    if isinstance(data, str) and not os.path.isfile(data):
+        raise TypeError(
+            "data must be bytes, bytearray or memoryview, a path or a binary file object; "
+            f"got a str that names no file: {data[:60]!r}"
+        )
     if isinstance(data, (str, os.PathLike)):
         with open(data, "rb") as handle:
             return handle.read()

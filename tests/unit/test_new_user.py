@@ -152,6 +152,8 @@ def test_programming_mistakes_are_type_and_value_errors(tmp_path: Path) -> None:
 
     photo = (REPO / "docs" / "samples" / "kleiber.jpg").read_bytes()
     with pytest.raises(FileNotFoundError):
+        ci_engine.process(tmp_path / "missing.jpg", "imageMogr2/thumbnail/64x")
+    with pytest.raises(TypeError, match="got a str that names no file"):  # a str may be mistaken data
         ci_engine.process(str(tmp_path / "missing.jpg"), "imageMogr2/thumbnail/64x")
     with pytest.raises(TypeError, match="binary mode"):
         ci_engine.process(_io.StringIO("text"), "imageMogr2/thumbnail/64x")  # type: ignore[arg-type]

@@ -113,7 +113,11 @@ def encode(plan: ResolvedPlan, backend: Backend[Any], image: Any, original: byte
     if spec.size_limit is not None and len(data) > spec.size_limit and quality is not None:
         data, quality = _fit_size(backend, image, spec, quality, data)
     if spec.keep_smaller and len(data) >= len(original):
+        if spec.aigc:
+            original = _label(original, plan.header.format, spec)
         return Encoded(original, plan.header.width, plan.header.height, plan.header.frames, plan.header.quality, True)
+    if spec.aigc:
+        data = _label(data, spec.format, spec)
     frames = plan.frames
     if spec.format is ImageFormat.GIF and frames > 1:
         # Pillow's GIF writer merges a frame identical to the one before it into that one
@@ -122,6 +126,14 @@ def encode(plan: ResolvedPlan, backend: Backend[Any], image: Any, original: byte
 
         frames = probe(data).frames
     return Encoded(data, plan.width, plan.height, frames, quality)
+
+
+def _label(data: bytes, fmt: ImageFormat, spec: EncodeSpec) -> bytes:
+    """Write the ``AIGCMetadata`` label after encoding (``ci_engine.aigc``): the same bytes
+    for every backend, and ``strip`` cannot remove it."""
+    from ci_engine.aigc import embed
+
+    return embed(data, fmt, spec.aigc)
 
 
 def _fit_size(backend: Backend[Any], image: Any, spec: EncodeSpec, quality: int, first: bytes) -> tuple[bytes, int]:

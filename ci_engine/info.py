@@ -580,6 +580,12 @@ _MAX_VALUE_BYTES = 1 << 16
 _MAX_ENTRIES = 4096
 """Entries read per directory (a camera writes a few dozen)."""
 
+_MAX_TOTAL_VALUE_BYTES = 1 << 17
+"""Value bytes rendered per EXIF block, all tags together (128 KB; a JPEG's whole EXIF block
+is at most 64 KB, but entries may all point at the same bytes). Tags past it are skipped:
+173 float tags each pointing at the same 64 KB once cost 31.9 s of CPU and 24 MB of JSON;
+now the rendering is at most ~32,000 numbers and the JSON a few hundred KB."""
+
 _IFD_IMAGE, _IFD_EXIF, _IFD_GPS, _IFD_INTEROP = "image", "exif", "gps", "interop"
 
 _POINTERS = {
@@ -839,7 +845,8 @@ def parse_exif(block: bytes) -> dict[str, tuple[int, str]] | None:
     Tags missing from the name tables (private tags, MakerNote, pointers, strip/tile
     layout) are skipped. Duplicates: the first occurrence wins (IFD0, then Exif, GPS,
     Interop). Leniency: an entry of an unknown type, with a value outside the block or longer
-    than 64 KB is skipped; a directory outside the block is skipped; a directory declaring
+    than 64 KB is skipped, and so is any value past 128 KB of values rendered in all; a
+    directory outside the block is skipped; a directory declaring
     more entries than the block holds is read as far as it goes. Never raises.
 
     Example:
@@ -870,6 +877,7 @@ def _parse_exif(block: bytes) -> dict[str, tuple[int, str]] | None:
     queue: list[tuple[str, int]] = [(_IFD_IMAGE, first)]
     seen_kinds: set[str] = set()
     seen_offsets: set[int] = set()
+    spent = 0
     while queue:
         kind_of_ifd, offset = queue.pop(0)
         if kind_of_ifd in seen_kinds or offset in seen_offsets:
@@ -904,6 +912,9 @@ def _parse_exif(block: bytes) -> dict[str, tuple[int, str]] | None:
                 continue
             if kind in (13, 18):  # an IFD-typed value is a pointer, never a reportable value
                 continue
+            if spent + total > _MAX_TOTAL_VALUE_BYTES:
+                continue
+            spent += total
             raw = bytes(block[where : where + total])
             if tag == _TAG_COLOR_SPACE and kind_of_ifd == _IFD_EXIF and kind == 3 and components == 1:
                 number = struct.unpack(order + "H", raw)[0]

@@ -16,13 +16,11 @@ This module imports no imaging library.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import functools
-import importlib.resources
+import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -39,6 +37,7 @@ from ci_engine.errors import (
     ValueRangeError,
 )
 from ci_engine.types import (
+    MAINLAND_FONT_NAMES,
     BlindType,
     BlogoMode,
     CiProcessName,
@@ -52,7 +51,7 @@ from ci_engine.types import (
     SizeUnit,
 )
 
-__all__ = ["parse", "parse_url", "grammar_text", "load_lark", "MAX_STEPS", "KEYWORDS", "decode_text"]
+__all__ = ["parse", "parse_url", "grammar_text", "load_lark", "load_tables", "MAX_STEPS", "KEYWORDS", "decode_text"]
 
 MAX_STEPS = 10
 """Most ``|``-separated steps in one string (``limits-and-errors.md`` section 4)."""
@@ -78,13 +77,22 @@ _IGNORE_ERROR = re.compile(r"(?:^|[/&])ignore-error[/=]1(?=$|[/|&])")
 # -- grammar loading ---------------------------------------------------------------------------
 
 
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_GRAMMAR_PATHS = (
+    os.path.join(_HERE, "_grammar", "ci.lark"),  # the copy shipped in the wheel
+    os.path.join(os.path.dirname(_HERE), "grammar", "ci.lark"),  # the repository's
+)
+
+
 def grammar_text() -> str:
     """The text of ``ci.lark``: the copy shipped in the wheel, else the repository's."""
-    try:
-        return importlib.resources.files("ci_engine").joinpath("_grammar/ci.lark").read_text("utf-8")
-    except (FileNotFoundError, NotADirectoryError):
-        repo = Path(__file__).resolve().parent.parent / "grammar" / "ci.lark"
-        return repo.read_text("utf-8")
+    for path in _GRAMMAR_PATHS:
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+    import importlib.resources  # a zipped install
+
+    return importlib.resources.files("ci_engine").joinpath("_grammar/ci.lark").read_text("utf-8")
 
 
 def load_lark() -> Any:
@@ -94,8 +102,55 @@ def load_lark() -> Any:
     return Lark(grammar_text(), parser="lalr", lexer="contextual", maybe_placeholders=False)
 
 
+def load_tables() -> Any:
+    """The grammar's LALR tables (:class:`ci_engine._lalr.Tables`): the ones generated ahead
+    of time in ``ci_engine/_tables.py``, unless the grammar no longer matches them (then
+    compiled with lark now, with a ``RuntimeWarning``: run ``python -m ci_engine._tables_build``)."""
+    import zlib
+
+    from ci_engine import _tables as T
+    from ci_engine._lalr import Tables, tables_from_lark
+
+    grammar = None
+    for path in _GRAMMAR_PATHS:
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                grammar = f.read()
+            break
+    if grammar is not None and (zlib.crc32(grammar), len(grammar)) != (T.GRAMMAR_CRC32, T.GRAMMAR_LENGTH):
+        import warnings
+
+        warnings.warn(
+            "ci_engine/_tables.py was generated from another grammar/ci.lark; compiling the grammar "
+            "with lark instead (slow). Regenerate the tables: python -m ci_engine._tables_build",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return tables_from_lark(load_lark())
+    return Tables(
+        start_states=T.START_STATES,
+        end_states=T.END_STATES,
+        states=T.STATES,
+        rules=T.RULES,
+        sources=(),
+        patterns=T.PATTERNS,
+        scanners=T.SCANNERS,
+        chars=T.CHARS,
+        literals=T.LITERALS,
+        factories=T.FACTORIES,
+    )
+
+
+_TABLES: Any = None
 _DRIVER: Any = None
 _DRIVER_LOCK = threading.Lock()
+
+
+def _tables() -> Any:
+    global _TABLES
+    if _TABLES is None:
+        _TABLES = load_tables()
+    return _TABLES
 
 
 def _driver() -> Any:
@@ -105,7 +160,7 @@ def _driver() -> Any:
             if _DRIVER is None:
                 from ci_engine._lalr import Driver
 
-                _DRIVER = Driver(load_lark(), _Builder())
+                _DRIVER = Driver(_tables(), _Builder())
     return _DRIVER
 
 
@@ -132,7 +187,7 @@ def _recognizer() -> Any:
             if _RECOGNIZER is None:
                 from ci_engine._lalr import Driver
 
-                _RECOGNIZER = Driver(load_lark(), _Recognizer())
+                _RECOGNIZER = Driver(_tables(), _Recognizer())
     return _RECOGNIZER
 
 
@@ -198,8 +253,10 @@ def _font(token: str, op: str) -> Font:
         return Font.from_name(value)
     except ValueError:
         names = ", ".join(f.value for f in Font)
+        mainland = ", ".join(n for n, v in MAINLAND_FONT_NAMES.items() if n != v)
         raise ValueRangeError(
-            f"{op}: font must be one of the documented fonts ({names}), got {value!r}",
+            f"{op}: font must be one of the documented fonts ({names}; or as the mainland list "
+            f"spells them: {mainland}), got {value!r}",
             op=op,
             field="font",
             expected="a documented font",
@@ -383,6 +440,8 @@ def _construct(cls: type, kwargs: dict[str, Any], spans: dict[str, Span], span: 
 
 # -- the builder: one method per grammar rule or alias -----------------------------------------
 
+_AIGC_FIELDS = dict(A.AIGC_KEYS)
+
 _WATERMARK_OPS: dict[type, str] = {
     cls: f"watermark/{cls.mode}"
     for cls in (A.ImageWatermark, A.TextWatermark, A.BlindWatermark, A.ExtractBlindWatermark)
@@ -417,6 +476,31 @@ class _Builder:
     shrink_box = _geometry(A.ShrinkBox, "thumbnail")
     enlarge_box = _geometry(A.EnlargeBox, "thumbnail")
     cover_box = _geometry(A.CoverBox, "thumbnail")
+
+    def _one_way(
+        self, cls: type, width: str | None, height: str | None, c: list[str], p: list[int], start: int, end: int
+    ) -> Any:
+        try:
+            return cls(
+                None if width is None else _int(width, "thumbnail", "width"),
+                None if height is None else _int(height, "thumbnail", "height"),
+                span=_new_span(Span, (start, end)),
+            )
+        except CIError as exc:
+            raise _at(exc, _tok_span(c[0], p[0])) from None
+
+    def shrink_width(self, c: list[str], p: list[int], start: int, end: int) -> A.ShrinkBox:
+        return self._one_way(A.ShrinkBox, c[0], None, c, p, start, end)  # type: ignore[no-any-return]
+
+    def shrink_height(self, c: list[str], p: list[int], start: int, end: int) -> A.ShrinkBox:
+        return self._one_way(A.ShrinkBox, None, c[0], c, p, start, end)  # type: ignore[no-any-return]
+
+    def enlarge_width(self, c: list[str], p: list[int], start: int, end: int) -> A.EnlargeBox:
+        return self._one_way(A.EnlargeBox, c[0], None, c, p, start, end)  # type: ignore[no-any-return]
+
+    def enlarge_height(self, c: list[str], p: list[int], start: int, end: int) -> A.EnlargeBox:
+        return self._one_way(A.EnlargeBox, None, c[0], c, p, start, end)  # type: ignore[no-any-return]
+
     exact_size = _geometry(A.ExactSize, "thumbnail")
     max_area = _geometry(A.MaxArea, "thumbnail")
 
@@ -435,7 +519,12 @@ class _Builder:
     def gravity(self, c: list[str], p: list[int], start: int, end: int) -> _Modifier:
         return _Modifier("gravity", Gravity.from_token(c[0]), _GRAVITY_TARGETS)
 
-    cut = _simple(A.Cut, _int, _int, _int, _int)
+    _cut4 = _simple(A.Cut, _int, _int, _int, _int)
+
+    def cut(self, c: list[str], p: list[int], start: int, end: int) -> A.Cut:
+        if len(c) == 2:  # cut/<w>x<h>: both offsets 0 (docs/compatibility.md)
+            return self._cut4([c[0], c[1], "0", "0"], [p[0], p[1], end, end], start, end)  # type: ignore[no-any-return]
+        return self._cut4(c, p, start, end)  # type: ignore[no-any-return]
 
     def crop(self, c: list[Any], p: list[int], start: int, end: int) -> A.Crop:
         return A.Crop(c[0], span=_new_span(Span, (start, end)))
@@ -514,17 +603,67 @@ class _Builder:
         except CIError as exc:
             raise _at(exc, _tok_span(c[0], p[0])) from None
 
-    def ignore_error(self, c: list[str], p: list[int], start: int, end: int) -> A.IgnoreError:
+    def ignore_error(self, c: list[str], p: list[int], start: int, end: int) -> A.IgnoreError | _Modifier:
+        if c[0] == "0":
+            # "Do not mask": the default, so nothing to keep. A modifier with no target is
+            # dropped by _bind_modifiers; it does not cancel an ignore-error/1 elsewhere,
+            # which is request-wide (docs/compatibility.md).
+            return _Modifier("ignore-error", False, ())
         if c[0] != "1":
             raise InvalidArgumentError(
-                f"ignore-error: value must be 1, got {c[0]!r}",
+                f"ignore-error: value must be 1 (mask) or 0 (do not mask), got {c[0]!r}",
                 op="ignore-error",
                 field="value",
-                expected="1",
+                expected="1 or 0",
                 actual=c[0],
                 span=_tok_span(c[0], p[0]),
             )
         return A.IgnoreError(span=_new_span(Span, (start, end)))
+
+    def aigc_metadata(self, c: list[str], p: list[int], start: int, end: int) -> A.AIGCMetadata:
+        span = _new_span(Span, (start, end))
+        parts = c[0].split("/")  # AIGCMetadata, key, value, key, value ...
+        values: dict[str, Any] = {}
+        spans: dict[str, Span] = {}
+        at = p[0] + len(parts[0]) + 1
+        for i in range(1, len(parts) - 1, 2):
+            key, token = parts[i], parts[i + 1]
+            token_span = _new_span(Span, (at + len(key) + 1, at + len(key) + 1 + len(token)))
+            name = _AIGC_FIELDS[key]
+            try:
+                values[name] = _b64_text(token, "AIGCMetadata", key)
+            except CIError as exc:
+                raise _at(exc, token_span) from None
+            spans[name] = spans[key] = token_span  # a repeated key: the last one wins
+            at = token_span.end + 1
+        if "label" not in values:
+            raise InvalidArgumentError(
+                "AIGCMetadata: the Label parameter is required; write AIGCMetadata/Label/<Base64 of the label>/...",
+                op="AIGCMetadata",
+                field="Label",
+                expected="a Label/<value> pair",
+                actual=None,
+                span=span,
+            )
+        return _construct(A.AIGCMetadata, values, spans, span)  # type: ignore[no-any-return]
+
+    def index_crop(self, c: list[str], p: list[int], start: int, end: int) -> A.IndexCrop:
+        span = _new_span(Span, (start, end))
+        axis, size = c[0], c[1]
+        try:
+            length = _int(size, "indexcrop", axis)
+        except CIError as exc:
+            raise _at(exc, _tok_span(size, p[1])) from None
+        index_token = c[2] if len(c) > 2 else "0"
+        spans = {axis: _tok_span(size, p[1]), "index": _tok_span(index_token, p[2] if len(c) > 2 else end)}
+        try:
+            index = _int(index_token, "indexcrop", "index")
+        except CIError as exc:
+            raise _at(exc, spans["index"]) from None
+        kwargs = {"width": length if axis == "width" else None, "height": length if axis == "height" else None}
+        return _construct(A.IndexCrop, {**kwargs, "index": index}, spans, span)  # type: ignore[no-any-return]
+
+    frame = _simple(A.Frame, _int)
 
     # ---- imageView2
     def image_view2(self, c: list[Any], p: list[int], start: int, end: int) -> A.ImageView2:
@@ -539,6 +678,7 @@ class _Builder:
                 raise _at(exc, _tok_span(params[0], p[1])) from None
             spans["mode"] = _tok_span(params[0], p[1])
             params = params[1:]
+        masks = any(value for key, value, _ in params if key == "ignore-error")  # 0 never cancels a 1
         values, at = _fold("imageView2", params, span)
         spans.update(at)
         names = {
@@ -553,7 +693,7 @@ class _Builder:
             if key == "q":
                 kwargs["quality"], kwargs["quality_forced"] = value
             elif key == "ignore-error":
-                kwargs["ignore_error_flag"] = True
+                kwargs["ignore_error_flag"] = masks
             else:
                 kwargs[names[key]] = value
         return _construct(A.ImageView2, kwargs, spans, span)  # type: ignore[no-any-return]
@@ -574,16 +714,16 @@ class _Builder:
 
     def view_ignore_error(self, c: list[str], p: list[int], start: int, end: int) -> tuple[str, Any, Span]:
         span = _new_span(Span, (start, end))
-        if c[0] != "1":
+        if c[0] not in ("0", "1"):
             raise InvalidArgumentError(
-                f"imageView2: ignore-error must be 1, got {c[0]!r}",
+                f"imageView2: ignore-error must be 1 (mask) or 0 (do not mask), got {c[0]!r}",
                 op="imageView2",
                 field="ignore-error",
-                expected="1",
+                expected="1 or 0",
                 actual=c[0],
                 span=span,
             )
-        return ("ignore-error", True, span)
+        return ("ignore-error", c[0] == "1", span)
 
     # ---- watermarks
     def _watermark(self, cls: type, c: list[Any], start: int, end: int, required: str) -> Any:
@@ -676,6 +816,8 @@ class _Builder:
             name = CiProcessName.from_token(c[1])
         except ValueError:
             known = sorted((n.value for n in CiProcessName), key=str.lower)
+            import difflib
+
             hint = difflib.get_close_matches(c[1], known, n=1)
             raise ParseError(
                 f"ci-process: unknown operation {c[1]!r}" + (f"; did you mean {hint[0]!r}?" if hint else ""),
@@ -709,6 +851,8 @@ _TERMINAL_WORDS = {
     "OFFSET": "an offset such as a10 or -10",
     "SIZE_UNIT": "a unit k or m",
     "FORCE": "'!'",
+    "INDEX_AXIS": "width or height",
+    "AIGC_METADATA": "AIGCMetadata/Label/<Base64>[/ContentProducer/<Base64>...]",
     "STYLE_NAME": "a style name",
     "CI_PROCESS_NAME": "a ci-process operation name",
     "CI_PARAM_KEY": "a parameter name",
@@ -720,15 +864,43 @@ _TERMINAL_WORDS = {
 def _describe(driver: Any, term: str) -> str:
     if term in _TERMINAL_WORDS:
         return _TERMINAL_WORDS[term]
-    definition = driver.terminals.get(term)
-    if definition is not None and definition.pattern.type == "str":
+    word = driver.literals.get(term)
+    if word is not None:
         # Keyword literals carry their separators ("/thumbnail/"); users think of words.
-        word = definition.pattern.value
         return repr(word.strip("/") or word)
     return term.lower()
 
 
+def _empty_step(text: str, failure: Any) -> ParseError | None:
+    """A leading ``|``, ``||`` or a trailing ``|``: an empty step (common in strings
+    migrated from other services). Still refused, with the fix in the message."""
+    if failure.term == "$END":
+        at = len(text) - 1
+        if at < 0 or text[at] != "|":
+            return None
+        where = "at the end of the string"
+    else:
+        at = failure.pos
+        if at >= len(text) or text[at] != "|" or (at > 0 and text[at - 1] != "|"):
+            return None
+        where = "at the start of the string" if at == 0 else "between two '|'"
+    return ParseError(
+        f"pipeline: empty step {where}; remove the extra '|' (every step between "
+        "'|' separators must be an operation such as imageMogr2/...)",
+        op="pipeline",
+        field="steps",
+        token="|",  # noqa: S106 - the offending token, not a password
+        expected="an operation between '|' separators",
+        actual="|",
+        text=text,
+        span=Span(at, at + 1),
+    )
+
+
 def _syntax_error(driver: Any, text: str, failure: Any) -> ParseError:
+    empty = _empty_step(text, failure)
+    if empty is not None:
+        return empty
     expected = sorted({_describe(driver, t) for t in failure.expected})
     if failure.term == "$END":
         found = "end of string"
@@ -748,6 +920,8 @@ def _syntax_error(driver: Any, text: str, failure: Any) -> ParseError:
         found = repr(token)
         span = Span(start, start + max(1, len(token)))
     words = [e.strip("'") for e in expected if e.startswith("'")]
+    import difflib
+
     hint = difflib.get_close_matches(token, words, n=1, cutoff=0.6) if token else []
     message = f"unexpected {found}"
     if hint:
@@ -810,12 +984,11 @@ def parse(text: str | bytes, *, max_steps: int = MAX_STEPS) -> A.Pipeline:
         except UnicodeDecodeError:
             raise ParseError("processing string is not UTF-8", token="", text=None) from None
     if not isinstance(text, str):
-        raise InvalidArgumentError(f"processing string must be str, got {type(text).__name__}")
+        raise TypeError(f"processing string must be str or bytes, got {type(text).__name__}")
     return _parse_cached(text, max_steps)
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse_cached(text: str, max_steps: int) -> A.Pipeline:
+def _parse_uncached(text: str, max_steps: int) -> A.Pipeline:
     source = text.strip()
     if "%" in source:  # decode_text leaves a string without "%" as it is
         source = decode_text(source)
@@ -854,6 +1027,65 @@ def _parse_cached(text: str, max_steps: int) -> A.Pipeline:
         ) from exc
 
 
+class _ParseCache:
+    """The parse cache: least recently used, bounded by entries **and by size**.
+
+    ``functools.lru_cache(4096)`` held 4,096 entries of any size: 20 distinct 1 MB strings
+    kept 644 MB of ASTs alive after the calls returned. Here a string longer than
+    :data:`CACHE_MAX_CHARS` is parsed but never kept, and the strings kept total at most
+    :data:`CACHE_MAX_TOTAL_CHARS` characters (an AST takes about 30 bytes per character of
+    its string: about 30 MB at most), besides the 4,096-entry cap. Thread-safe; errors are not
+    cached. ``__wrapped__`` is the uncached parser (``benchmarks/parse.py``)."""
+
+    def __init__(self, fn: Callable[[str, int], A.Pipeline], entries: int, total_chars: int, max_chars: int) -> None:
+        self.__wrapped__ = fn
+        self._entries = entries
+        self._total_chars = total_chars
+        self._max_chars = max_chars
+        self._items: OrderedDict[tuple[str, int], A.Pipeline] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str, max_steps: int) -> A.Pipeline:
+        key = (text, max_steps)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        pipeline = self.__wrapped__(text, max_steps)
+        if len(text) <= self._max_chars:
+            with self._lock:
+                if key not in self._items:
+                    self._items[key] = pipeline
+                    self._chars += len(text)
+                    while len(self._items) > self._entries or self._chars > self._total_chars:
+                        (old, _), _ = self._items.popitem(last=False)
+                        self._chars -= len(old)
+        return pipeline
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._chars = 0
+
+    def cache_info(self) -> tuple[int, int]:
+        """``(entries, characters)`` held."""
+        with self._lock:
+            return len(self._items), self._chars
+
+
+CACHE_ENTRIES = 4096
+CACHE_MAX_CHARS = 8192
+"""Strings longer than this are parsed but not cached (real processing strings are a few
+hundred characters; a URL is at most a few KB)."""
+CACHE_MAX_TOTAL_CHARS = 1 << 20
+"""Characters of all cached strings together (1 Mi: 4,096 strings of 256 characters; about
+30 MB of ASTs at most)."""
+
+_parse_cached = _ParseCache(_parse_uncached, CACHE_ENTRIES, CACHE_MAX_TOTAL_CHARS, CACHE_MAX_CHARS)
+
+
 def _leading_token(component: str) -> str:
     head = component.split("/", 1)[0]
     return head.split("|", 1)[0]
@@ -879,7 +1111,7 @@ def parse_url(url_or_query: str, *, max_steps: int = MAX_STEPS) -> A.Pipeline:
         ParseError, ValueRangeError, TooManyStepsError: as :func:`parse`.
     """
     if not isinstance(url_or_query, str):
-        raise InvalidArgumentError(f"url must be str, got {type(url_or_query).__name__}")
+        raise TypeError(f"url must be str, got {type(url_or_query).__name__}")
     query = url_or_query.split("#", 1)[0]
     if "?" in query:
         query = query.split("?", 1)[1]

@@ -73,7 +73,7 @@ from ci_engine.errors import (
     NoSuchStyleError,
 )
 from ci_engine.info import original_image_info
-from ci_engine.limits import Limits, check_input_bytes
+from ci_engine.limits import Limits, WorkBudget, check_input_bytes, request_budget
 from ci_engine.parse import parse
 from ci_engine.plan import RULES, Plan, ResolvedPlan, plan, resolve
 from ci_engine.plan.rules.fold_shrink_on_load import fold_shrink_on_load
@@ -509,17 +509,48 @@ def persist(
         ImageTooLargeError (-60996), InvalidImageFormatError (-62999),
         ImageResolutionExceedError ...: as :func:`ci_engine.process`, unless masked.
     """
-    limits = limits or Limits()
-    # 1. validate everything that needs neither the store nor a pixel.
+    # 0. programming errors (docs/errors.md): the arguments' types, before anything else.
+    from ci_engine.api import _limits, as_bytes
+
+    limits = _limits(limits)
     parallel = _workers(workers)
     if not isinstance(key, str):
-        raise InvalidArgumentError(f"key: must be a string, got {type(key).__name__}", op="key")
-    source_key = check_key(key[1:] if key.startswith("/") else key)
+        raise TypeError(f"key must be a str, got {type(key).__name__}")
     if in_cloud:
         if data is not None:
-            raise InvalidArgumentError("data: must be None for in-cloud processing (the source is in the store)")
-    elif not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InvalidArgumentError(f"data: must be bytes, got {type(data).__name__}", op="persist")
+            raise ValueError("data must be None for in-cloud processing (the source is in the store)")
+    else:
+        data = as_bytes(data, "data")
+    if resources is not None:
+        from ci_engine.watermark.resources import as_resolver
+
+        as_resolver(resources)
+    with request_budget(limits) as budget:
+        return _persist(
+            key, data, header, store, bucket, region, styles, backend, limits, in_cloud, buckets, resources, fonts,
+            parallel, budget,
+        )  # fmt: skip
+
+
+def _persist(
+    key: str,
+    data: bytes | None,
+    header: str | bytes | Mapping[str, Any],
+    store: Store,
+    bucket: str,
+    region: str,
+    styles: StyleRegistry | None,
+    backend: str,
+    limits: Limits,
+    in_cloud: bool,
+    buckets: Mapping[str, Store] | None,
+    resources: Any,
+    fonts: Any,
+    parallel: int,
+    budget: WorkBudget,
+) -> UploadResult:
+    # 1. validate everything that needs neither the store nor a pixel.
+    source_key = check_key(key[1:] if key.startswith("/") else key)
     ops = parse_pic_operations(header, limits=limits)
     jobs = [_job(rule, source_key, store, bucket, buckets, styles, limits) for rule in ops.rules]
 
@@ -538,6 +569,7 @@ def persist(
     input_error: CIError | None = None
     try:
         check_input_bytes(len(source), limits, persistent=True)
+        budget.charge_bytes(len(source), "the source")
     except CIError as exc:
         input_error = exc
     if input_error is None:
@@ -549,7 +581,7 @@ def persist(
     else:
         image_header = _probe(source)
     for job in jobs:
-        _resolve_job(job, image_header, input_error)
+        _resolve_job(job, image_header, input_error, budget)
     engine: Backend[Any] | None = None
     active = [job for job in jobs if job.resolved is not None]
     plans: dict[int, ResolvedPlan] = {}
@@ -666,7 +698,7 @@ def _probe(source: bytes, limits: Limits | None = None) -> ImageHeader:
         raise _persistent_errno(exc) from None
 
 
-def _resolve_job(job: _Job, header: ImageHeader, input_error: CIError | None) -> None:
+def _resolve_job(job: _Job, header: ImageHeader, input_error: CIError | None, budget: WorkBudget) -> None:
     if job.masked is not None or job.symbolic is None:
         return
     if input_error is not None:
@@ -678,7 +710,9 @@ def _resolve_job(job: _Job, header: ImageHeader, input_error: CIError | None) ->
         input_error.ignore_error_requested = False
         raise input_error
     try:
-        job.resolved = resolve(job.symbolic, header)
+        resolved = resolve(job.symbolic, header)
+        budget.charge_plan(resolved, f"rules[{job.rule.index}]")  # the shared decode is counted per rule
+        job.resolved = resolved
     except CIError as exc:
         job.masked = _masked_or_raise(exc, job.pipeline, job.rule.index)
 
@@ -774,7 +808,7 @@ def _workers(requested: int | None) -> int:
     if requested is None:
         return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
     if type(requested) is not int or requested < 1:
-        raise InvalidArgumentError(f"workers: must be a positive integer, got {requested!r}", op="persist")
+        raise ValueError(f"workers must be a positive integer, got {requested!r}")
     return requested
 
 

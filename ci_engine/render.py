@@ -99,8 +99,10 @@ _BOX_SUFFIX = {A.FitBox: "", A.ShrinkBox: ">", A.EnlargeBox: "<", A.ExactSize: "
 
 
 @_renders(*_BOX_SUFFIX)
-def _box(g: A.FitBox | A.CropBox) -> str:
-    return f"{g.width}x{g.height}{_BOX_SUFFIX[type(g)]}"
+def _box(g: A.FitBox | A.CropBox | A.ShrinkBox) -> str:
+    width = "" if g.width is None else g.width
+    height = "" if g.height is None else g.height
+    return f"{width}x{height}{_BOX_SUFFIX[type(g)]}"
 
 
 @_renders(A.CoverBox)
@@ -198,6 +200,20 @@ RENDERERS[A.Interlace] = _one("enabled", lambda v: str(int(v)))
 RENDERERS[A.Grayscale] = _one("enabled", lambda v: str(int(v)))
 for _bare_cls in (A.AutoOrient, A.Strip, A.ImageInfo, A.Exif, A.ImageAve, A.ImageSlim, A.ImageInspect):
     RENDERERS[_bare_cls] = _bare
+
+
+@_renders(A.AIGCMetadata)
+def _aigc_metadata(op: A.AIGCMetadata) -> str:
+    return "/".join([op.keyword, *(f"{key}/{_b64(value)}" for key, value in op.items())])
+
+
+@_renders(A.IndexCrop)
+def _index_crop(op: A.IndexCrop) -> str:
+    axis, size = ("width", op.width) if op.width is not None else ("height", op.height)
+    return f"indexcrop/{axis}/{size}/index/{op.index}"
+
+
+RENDERERS[A.Frame] = _one("number")
 
 
 @_renders(A.IgnoreError)

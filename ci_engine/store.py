@@ -24,17 +24,33 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import stat
 import tempfile
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ci_engine.errors import AccessDeniedError, CIError, InternalError, InvalidArgumentError, NoSuchKeyError
 
-__all__ = ["Store", "LocalStore", "MemoryStore", "check_key", "md5_etag", "MAX_KEY_BYTES"]
+if TYPE_CHECKING:
+    from ci_engine.s3 import S3Store
+
+__all__ = [
+    "Store",
+    "LocalStore",
+    "MemoryStore",
+    "S3Store",
+    "ObjectInfo",
+    "open_store",
+    "check_key",
+    "md5_etag",
+    "MAX_KEY_BYTES",
+]
 
 MAX_KEY_BYTES = 850
 """COS's limit on the length of an object key, in UTF-8 bytes."""
@@ -62,7 +78,7 @@ def check_key(key: object) -> str:
         InvalidArgumentError: the key is not one.
     """
     if not isinstance(key, str):
-        raise InvalidArgumentError(f"key: must be a string, got {type(key).__name__}", op="key")
+        raise TypeError(f"key must be str, got {type(key).__name__}")
     if not key:
         raise InvalidArgumentError("key: must not be empty", op="key")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
@@ -83,6 +99,18 @@ def check_key(key: object) -> str:
                 f"key: segments must not be empty, '.' or '..', got {key!r}", op="key", actual=key
             )
     return key
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What :meth:`Store.head` tells about an object: its ``size`` in bytes, its ``etag``
+    (MD5 hex, unquoted) and ``last_modified`` (POSIX seconds; 0.0 when the store keeps no
+    time)."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: float
 
 
 class Store(ABC):
@@ -116,6 +144,36 @@ class Store(ABC):
     @abstractmethod
     def keys(self, prefix: str = "") -> list[str]:
         """The stored keys that start with ``prefix``, sorted."""
+
+    # -- streaming: default implementations in terms of the methods above ----------------------
+    def put_file(self, key: str, path: str | os.PathLike[str], *, etag: str | None = None) -> str:
+        """Store the contents of the local file ``path`` under ``key`` in one atomic step and
+        return the new ETag. The file is *consumed*: it is gone afterwards, whether the call
+        succeeds or fails. ``etag``, when the caller computed it while writing the file, saves
+        a second read.
+
+        This default reads the file into memory and calls :meth:`put`; a store that can do
+        better (a rename, a streamed upload) overrides it.
+        """
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+            return self.put(key, data)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary file object with the object's bytes, as they were when it was
+        opened (a concurrent replacement does not change what it reads). Close it after use.
+        Raises ``NoSuchKeyError``. This default wraps :meth:`get`."""
+        return io.BytesIO(self.get(key))
+
+    def head(self, key: str) -> ObjectInfo:
+        """Size, ETag and modification time of an object. Raises ``NoSuchKeyError``. This
+        default reads the object."""
+        data = self.get(key)
+        return ObjectInfo(key, len(data), md5_etag(data), 0.0)
 
     def __contains__(self, key: object) -> bool:
         try:
@@ -281,6 +339,93 @@ class LocalStore(Store):
                 self._etags[key] = ((st.st_ino, st.st_size, st.st_mtime_ns), etag)
         return etag
 
+    def put_file(self, key: str, path: str | os.PathLike[str], *, etag: str | None = None) -> str:
+        """Move the local file ``path`` into place under ``key`` (``os.replace``: atomic; a
+        reader sees the old object or the new one). The file should be on the store's
+        filesystem (:meth:`temp_path` gives such a place); otherwise it is copied to a
+        temporary file next to the key first. The file is consumed in every case."""
+        source = Path(path)
+        try:
+            target = self.path(key)
+            self._make_parents(target.parent, key)
+            if target.is_dir() and not target.is_symlink():
+                raise InvalidArgumentError(
+                    f"key: {key!r} names a folder of other objects in this local store", op="key"
+                )
+            if etag is None:
+                etag = _file_md5(source)
+            with contextlib.suppress(AttributeError, OSError):
+                os.chmod(source, 0o644)
+            if self.fsync:
+                fd = os.open(source, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            try:
+                os.replace(source, target)
+            except OSError as exc:
+                if exc.errno != 18:  # EXDEV: another filesystem; copy next to the key instead
+                    raise
+                with open(source, "rb") as handle:
+                    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
+                    try:
+                        with os.fdopen(fd, "wb") as out:
+                            while chunk := handle.read(1 << 20):
+                                out.write(chunk)
+                            out.flush()
+                            if self.fsync:
+                                os.fsync(out.fileno())
+                        os.chmod(tmp, 0o644)
+                        os.replace(tmp, target)
+                    except BaseException:
+                        with contextlib.suppress(OSError):
+                            os.unlink(tmp)
+                        raise
+        except OSError as exc:
+            raise InternalError(f"store: cannot write {key!r}", detail=repr(exc)) from exc
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(source)
+        if self.fsync:
+            _fsync_dir(target.parent)
+        with contextlib.suppress(OSError):
+            st = os.stat(target)
+            with self._lock:
+                self._etags[key] = ((st.st_ino, st.st_size, st.st_mtime_ns), etag)
+        return etag
+
+    def temp_path(self) -> Path:
+        """A fresh, empty temporary file inside the store's root, for a caller that streams an
+        upload to disk before :meth:`put_file`. Its name starts with the temporary prefix, so
+        it never shows among the keys; the caller removes it if it does not hand it over."""
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.root)
+        os.close(fd)
+        return Path(tmp)
+
+    def open(self, key: str) -> BinaryIO:
+        target = self._regular(key)
+        if target is None:
+            raise _no_such_key(key)
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            fd = os.open(target, flags)
+        except FileNotFoundError:
+            raise _no_such_key(key) from None
+        except OSError as exc:
+            raise InternalError(f"store: cannot read {key!r}", detail=repr(exc)) from exc
+        return os.fdopen(fd, "rb")
+
+    def head(self, key: str) -> ObjectInfo:
+        target = self._regular(key)
+        if target is None:
+            raise _no_such_key(key)
+        try:
+            st = os.stat(target)
+        except OSError:
+            raise _no_such_key(key) from None
+        return ObjectInfo(key, st.st_size, self.etag(key), st.st_mtime)
+
     def _make_parents(self, directory: Path, key: str) -> None:
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -351,6 +496,36 @@ class LocalStore(Store):
                 yield name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
 
 
+def open_store(root: str | os.PathLike[str], *, endpoint: str | None = None, **kwargs: Any) -> Store:
+    """The store a root names: ``s3://BUCKET[/PREFIX]`` is an :class:`S3Store` (with
+    ``endpoint``, the S3-compatible service's URL); anything else a directory, a
+    :class:`LocalStore`. ``kwargs`` go to the store's constructor.
+
+    >>> import tempfile
+    >>> open_store(tempfile.mkdtemp()).__class__.__name__
+    'LocalStore'
+    >>> open_store("s3://media/ci", endpoint="http://127.0.0.1:9000")
+    S3Store('s3://media/ci/' at http://127.0.0.1:9000)
+    """
+    text = os.fspath(root)
+    if isinstance(text, str) and text.startswith("s3://"):
+        from ci_engine.s3 import S3Store
+
+        return S3Store.from_url(text, endpoint=endpoint, **kwargs)
+    if endpoint is not None:
+        raise ValueError("endpoint applies to s3:// roots only")
+    return LocalStore(text, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    # S3Store is imported on first use, so that ``import ci_engine`` never loads boto3.
+    if name == "S3Store":
+        from ci_engine.s3 import S3Store
+
+        return S3Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _fsync_dir(directory: Path) -> None:
     """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
     try:
@@ -365,12 +540,23 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _as_bytes(data: object) -> bytes:
     if isinstance(data, bytes):
         return data
     if isinstance(data, (bytearray, memoryview)):
-        return bytes(data)
-    raise InvalidArgumentError(f"data: must be bytes, got {type(data).__name__}", op="store")
+        try:
+            return bytes(data)
+        except ValueError as exc:  # a released memoryview: a programming error (docs/errors.md)
+            raise ValueError(f"data: {exc}") from None
+    raise TypeError(f"data must be bytes, bytearray or memoryview, got {type(data).__name__}")
 
 
 def _no_such_key(key: str) -> NoSuchKeyError:

@@ -353,7 +353,7 @@ def resolve_request(
         InvalidArgumentError, ParseError, TooManyStepsError: a bad processing string.
     """
     if not isinstance(url, str):
-        raise InvalidArgumentError(f"url: must be a string, got {type(url).__name__}", op="url")
+        raise TypeError(f"url must be str, got {type(url).__name__}")
     limit = max_steps if max_steps is not None else (styles.limits.max_steps if styles else Limits().max_steps)
     raw_path, query = _split_url(url)
     path = unquote(raw_path)

@@ -25,6 +25,7 @@ __all__ = [
     "BlogoMode",
     "BlindType",
     "Font",
+    "MAINLAND_FONT_NAMES",
     "CiProcessName",
     "Color",
     "ImageFormat",
@@ -190,19 +191,43 @@ class Font(_TokenEnum):
 
     @classmethod
     def from_name(cls, name: str) -> Font:
-        """Find the documented font for a file name as users write it."""
+        """Find the documented font for a file name as users write it: the international
+        list's spelling (``simhei.ttf``) or the mainland list's, Chinese part included
+        (``simhei黑体.ttf``, :data:`MAINLAND_FONT_NAMES`)."""
         key = _font_key(name)
-        for member in cls:
-            if _font_key(member.value) == key:
-                return member
-        if key == _font_key("幼圆.TTF"):
-            return cls.YOUYUAN
-        raise ValueError(name)
+        member = _FONT_KEYS.get(key)
+        if member is None:
+            raise ValueError(name)
+        return member
+
+
+MAINLAND_FONT_NAMES: dict[str, str] = {
+    "simfang仿宋.ttf": "simfang.ttf",
+    "tahoma.ttf": "tahoma.ttf",
+    "simhei黑体.ttf": "simhei.ttf",
+    "simkai楷体.ttf": "simkai.ttf",
+    "simsun宋体.ttc": "simsun.ttc",
+    "STHeiti Light华文黑体.ttc": "STHeiti Light.ttc",
+    "STHeiti Medium.ttc": "STHeiti Medium.ttc",
+    "幼圆.TTF": "YouYuan.ttf",
+    "ahronbd.ttf": "ahronbd.ttf",
+    "arial.ttf": "arial.ttf",
+    "ariblk.ttf": "ariblk.ttf",
+    "Helvetica.dfont": "Helvetica.dfont",
+    "HelveticaNeue.dfont": "HelveticaNeue.dfont",
+}
+"""The mainland font list as CI's page spells it (https://cloud.tencent.com/document/api/460/19568,
+"支持字体列表") -> the :class:`Font` value it names. The international page drops the
+Chinese part of the names and ``tahoma.ttf``; both spellings are accepted."""
 
 
 def _font_key(name: str) -> str:
     folded = unicodedata.normalize("NFKC", name).casefold()
     return "".join(ch for ch in folded if ch not in " -_")
+
+
+_FONT_KEYS: dict[str, Font] = {_font_key(member.value): member for member in Font}
+_FONT_KEYS.update({_font_key(mainland): Font(value) for mainland, value in MAINLAND_FONT_NAMES.items()})
 
 
 class CiProcessName(_TokenEnum):

@@ -115,6 +115,35 @@ SECTIONS: tuple[Section, ...] = (
                 ("enlarge_box",),
             ),
             Entry(
+                "thumbnail-shrink-width",
+                "Shrink to a width, only when wider",
+                "imageMogr2/thumbnail/240x>",
+                ("ShrinkBox",),
+                ("shrink_width",),
+                note="One side of the box left out, as real clients write it (`450x%3E`); see compatibility.md.",
+            ),
+            Entry(
+                "thumbnail-shrink-height",
+                "Shrink to a height, only when taller",
+                "imageMogr2/thumbnail/x100>",
+                ("ShrinkBox",),
+                ("shrink_height",),
+            ),
+            Entry(
+                "thumbnail-enlarge-width",
+                "Enlarge to a width, only when narrower",
+                "imageMogr2/thumbnail/480x<",
+                ("EnlargeBox",),
+                ("enlarge_width",),
+            ),
+            Entry(
+                "thumbnail-enlarge-height",
+                "Enlarge to a height, only when shorter",
+                "imageMogr2/thumbnail/x300<",
+                ("EnlargeBox",),
+                ("enlarge_height",),
+            ),
+            Entry(
                 "thumbnail-cover-box",
                 "Cover a box (the short side fits)",
                 "imageMogr2/thumbnail/!200x200r",
@@ -151,6 +180,14 @@ SECTIONS: tuple[Section, ...] = (
         (
             Entry(
                 "cut", "Cut a region (width x height x left x top)", "imageMogr2/cut/200x120x80x40", ("Cut",), ("cut",)
+            ),
+            Entry(
+                "indexcrop",
+                "Cut into equal slices, keep one",
+                "imageMogr2/indexcrop/width/120/index/1",
+                ("IndexCrop",),
+                ("index_crop",),
+                note="Slices 120 px wide from the left; index 1 is the second.",
             ),
             Entry(
                 "crop-box",
@@ -202,7 +239,7 @@ SECTIONS: tuple[Section, ...] = (
             Entry("rradius", "Rounded corners", "imageMogr2/rradius/40/format/png", ("RRadius",), ("rradius",)),
             Entry(
                 "scrop",
-                "Smart crop (the most interesting region)",
+                "Face crop (around the faces; this photograph has none, so it comes back unchanged)",
                 "imageMogr2/scrop/160x160",
                 ("SmartCrop",),
                 ("scrop",),
@@ -261,6 +298,15 @@ SECTIONS: tuple[Section, ...] = (
             Entry("interlace", "Progressive JPEG", "imageMogr2/interlace/1", ("Interlace",), ("interlace",)),
             Entry("strip", "Drop the metadata", "imageMogr2/strip", ("Strip",), ("strip",)),
             Entry(
+                "aigc-metadata",
+                "Label AI-generated content",
+                "imageMogr2/AIGCMetadata/Label/MQ/ContentProducer/MDAwMTIz",
+                ("AIGCMetadata",),
+                ("aigc_metadata",),
+                note="The picture is unchanged; the label is an XMP `TC260:AIGC` property "
+                "(`ci_engine.read_aigc_metadata` reads it back).",
+            ),
+            Entry(
                 "size-limit",
                 "Fit a file size (quality searched)",
                 "imageMogr2/size-limit/6k!",
@@ -291,6 +337,7 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Entry("cgif", "Keep the first N frames", "imageMogr2/cgif/4", ("CGif",), ("cgif",), input="animated"),
             Entry("egif", "Keep every N-th frame", "imageMogr2/egif/2", ("EGif",), ("egif",), input="animated"),
+            Entry("frame", "Keep one frame", "imageMogr2/frame/3", ("Frame",), ("frame",), input="animated"),
         ),
     ),
     Section(

@@ -18,7 +18,9 @@ from ci_engine.ast.info import (
     StyleRef,
 )
 from ci_engine.ast.mogr import (
+    AIGC_KEYS,
     ENCODE_OPS,
+    AIGCMetadata,
     AutoOrient,
     Blur,
     Bright,
@@ -40,10 +42,12 @@ from ci_engine.ast.mogr import (
     FitWidth,
     Flip,
     Format,
+    Frame,
     Grayscale,
     HeightPercent,
     IgnoreError,
     ImageMogr2,
+    IndexCrop,
     Interlace,
     IRadius,
     LQuality,
@@ -112,6 +116,9 @@ MOGR_OPS: tuple[type[MogrOp], ...] = (
     Grayscale,
     SizeLimit,
     IgnoreError,
+    IndexCrop,
+    Frame,
+    AIGCMetadata,
 )
 STEPS: tuple[type[Step], ...] = (
     ImageMogr2,
@@ -132,6 +139,8 @@ STEPS: tuple[type[Step], ...] = (
 ALL_NODE_CLASSES: tuple[type[Node], ...] = (Pipeline, *STEPS, *MOGR_OPS, *THUMBNAIL_GEOMETRIES, *CROP_GEOMETRIES)
 
 __all__ = [
+    "AIGC_KEYS",
+    "AIGCMetadata",
     "ALL_NODE_CLASSES",
     "AutoOrient",
     "BlindWatermark",
@@ -160,6 +169,7 @@ __all__ = [
     "FitWidth",
     "Flip",
     "Format",
+    "Frame",
     "Grayscale",
     "HeightPercent",
     "IgnoreError",
@@ -170,6 +180,7 @@ __all__ = [
     "ImageSlim",
     "ImageView2",
     "ImageWatermark",
+    "IndexCrop",
     "Interlace",
     "IRadius",
     "LQuality",

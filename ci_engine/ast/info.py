@@ -78,7 +78,8 @@ class StyleRef(Step):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QRCode(Step):
-    """``QRcode/cover/<0|1>/bar-type/<0|1|2>``: QR/barcode recognition rule."""
+    """``QRcode/cover/<0|1>/bar-type/<0|1|2>/segment/<0|1>/size/<n>``: QR/barcode
+    recognition rule (``size`` at least 500, default 1000)."""
 
     keyword: ClassVar[str] = "QRcode"
     cover: bool | None = None
@@ -90,10 +91,14 @@ class QRCode(Step):
         _check.optional("QRcode", "cover", self.cover, bool)
         if self.bar_type is not None:
             _check.integer("QRcode", "bar-type", self.bar_type, 0, 2)
-        for name in ("segment", "size"):
-            value = getattr(self, name)
-            if value is not None:
-                _check.integer("QRcode", name, value, 0)
+        if self.segment is not None:
+            _check.integer("QRcode", "segment", self.segment, 0, 1)
+        if self.size is not None:
+            _check.integer("QRcode", "size", self.size, MIN_QR_SIZE)
+
+
+MIN_QR_SIZE = 500
+"""Smallest ``QRcode/size`` (CI's page: at least 500; 1000 when not written)."""
 
 
 @dataclass(frozen=True, slots=True)

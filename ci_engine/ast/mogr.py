@@ -64,6 +64,10 @@ __all__ = [
     "Grayscale",
     "SizeLimit",
     "IgnoreError",
+    "IndexCrop",
+    "Frame",
+    "AIGCMetadata",
+    "AIGC_KEYS",
     "ImageMogr2",
     "ENCODE_OPS",
 ]
@@ -82,8 +86,12 @@ class _Geometry(Node):
     """Base of the eleven thumbnail geometries."""
 
 
+MAX_PERCENT = 1000
+"""The largest ``!<S>p`` / ``!<S>px`` / ``!x<S>p`` percentage (CI's pages: 1-1000)."""
+
+
 def _percent(cls: str, value: object) -> None:
-    _check.integer(f"thumbnail {cls}", "percent", value, 1, 999)
+    _check.integer(f"thumbnail {cls}", "percent", value, 1, MAX_PERCENT)
 
 
 def _side(op: str, name: str, value: object) -> None:
@@ -156,13 +164,32 @@ class FitBox(_Box):
 
 
 @dataclass(frozen=True, slots=True)
-class ShrinkBox(_Box):
-    """``<W>x<H>>``: like :class:`FitBox` but only ever shrinks."""
+class _OneWayBox(_Geometry):
+    """A box that only shrinks or only enlarges; one side may be left out (``None``):
+    ``450x>`` limits the width alone, ``x300<`` the height alone."""
+
+    width: int | None
+    height: int | None
+
+    def __post_init__(self) -> None:
+        if self.width is None and self.height is None:
+            _check.fail("thumbnail", "size", "a width or a height", None, masked=False)
+        if self.width is not None:
+            _side("thumbnail", "width", self.width)
+        if self.height is not None:
+            _side("thumbnail", "height", self.height)
 
 
 @dataclass(frozen=True, slots=True)
-class EnlargeBox(_Box):
-    """``<W>x<H><``: like :class:`FitBox` but only ever enlarges."""
+class ShrinkBox(_OneWayBox):
+    """``<W>x<H>>``: like :class:`FitBox` but only ever shrinks. ``<W>x>`` and ``x<H>>``
+    (one side ``None``): scale to that side only when the image is larger on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class EnlargeBox(_OneWayBox):
+    """``<W>x<H><``: like :class:`FitBox` but only ever enlarges. ``<W>x<`` and ``x<H><``
+    (one side ``None``): scale to that side only when the image is smaller on it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +252,12 @@ class Thumbnail(MogrOp):
 
     @property
     def pads(self) -> bool:
-        """``True`` when the result is padded to the box (``pad/1`` on a box form)."""
-        return bool(self.pad) and isinstance(self.geometry, _BOX_PAD_FORMS)
+        """``True`` when the result is padded to the box (``pad/1`` on a two-sided box
+        form; a one-sided ``450x>`` has no box to pad to)."""
+        g = self.geometry
+        if not self.pad or not isinstance(g, _BOX_PAD_FORMS):
+            return False
+        return g.width is not None and g.height is not None
 
 
 # -- cut and crop -------------------------------------------------------------------------------
@@ -234,7 +265,8 @@ class Thumbnail(MogrOp):
 
 @dataclass(frozen=True, slots=True)
 class Cut(MogrOp):
-    """``cut/<w>x<h>x<dx>x<dy>``: a rectangle at an offset, anchored by ``gravity``."""
+    """``cut/<w>x<h>x<dx>x<dy>``: a rectangle at an offset, anchored by ``gravity``
+    (``cut/<w>x<h>`` is the same with both offsets 0)."""
 
     keyword: ClassVar[str] = "cut"
     width: int
@@ -589,7 +621,88 @@ class IgnoreError(MogrOp):
     keyword: ClassVar[str] = "ignore-error"
 
 
+@dataclass(frozen=True, slots=True)
+class IndexCrop(MogrOp):
+    """``indexcrop/width/<W>[/index/<i>]`` or ``indexcrop/height/<H>[/index/<i>]``: cut
+    the image into slices W wide (or H high) from the left (top) and keep slice ``index``
+    (from 0; default 0). An index past the last slice keeps the image unchanged."""
+
+    keyword: ClassVar[str] = "indexcrop"
+    width: int | None
+    height: int | None
+    index: int = 0
+
+    def __post_init__(self) -> None:
+        if (self.width is None) == (self.height is None):
+            _check.fail(
+                "indexcrop", "size", "a width or a height (one of them)", (self.width, self.height), masked=False
+            )
+        if self.width is not None:
+            _side("indexcrop", "width", self.width)
+        if self.height is not None:
+            _side("indexcrop", "height", self.height)
+        _check.integer("indexcrop", "index", self.index, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Frame(MogrOp):
+    """``frame/<N>``: keep frame N (from 1) of an animated image; past the last frame, the
+    last one. A static image is unchanged."""
+
+    keyword: ClassVar[str] = "frame"
+    number: int
+
+    def __post_init__(self) -> None:
+        _check.integer("frame", "number", self.number, 1)
+
+
+AIGC_KEYS: tuple[tuple[str, str], ...] = (
+    ("Label", "label"),
+    ("ContentProducer", "content_producer"),
+    ("ProduceID", "produce_id"),
+    ("ReservedCode1", "reserved_code1"),
+    ("ContentPropagator", "content_propagator"),
+    ("PropagateID", "propagate_id"),
+    ("ReservedCode2", "reserved_code2"),
+)
+"""The ``AIGCMetadata`` keys as CI writes them, in CI's order, and the field of each."""
+
+MAX_AIGC_VALUE = 1000
+"""Longest ``AIGCMetadata`` value, in characters (ours: CI states none)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AIGCMetadata(MogrOp):
+    """``AIGCMetadata/Label/<b64>[/ContentProducer/<b64>]...``: write the
+    AI-generated-content label (GB 45438-2025, TC260 XMP) into a JPG, PNG or AVIF output.
+    Values are the decoded text; ``label`` is required, the rest optional
+    (``docs/compatibility.md``)."""
+
+    keyword: ClassVar[str] = "AIGCMetadata"
+    label: str
+    content_producer: str | None = None
+    produce_id: str | None = None
+    reserved_code1: str | None = None
+    content_propagator: str | None = None
+    propagate_id: str | None = None
+    reserved_code2: str | None = None
+
+    def __post_init__(self) -> None:
+        for key, name in AIGC_KEYS:
+            value = getattr(self, name)
+            if value is None and name != "label":
+                continue
+            _check.instance("AIGCMetadata", key, value, str)
+            if not 1 <= len(value) <= MAX_AIGC_VALUE:
+                _check.fail("AIGCMetadata", key, f"1-{MAX_AIGC_VALUE} characters", len(value))
+
+    def items(self) -> tuple[tuple[str, str], ...]:
+        """The written ``(key, value)`` pairs in CI's key order (``Label`` first)."""
+        return tuple((key, getattr(self, name)) for key, name in AIGC_KEYS if getattr(self, name) is not None)
+
+
 ENCODE_OPS: tuple[type[MogrOp], ...] = (
+    AIGCMetadata,
     Format,
     CGif,
     EGif,

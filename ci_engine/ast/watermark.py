@@ -142,15 +142,60 @@ class _Blind(Step):
             _check.text(op, "image", self.image, max_length=4096)
         if self.text is not None:
             _check.text(op, "text", self.text, max_length=MAX_TEXT_LENGTH)
+        versions = BLIND_VERSIONS[self.type]
         if self.version is not None:
             _check.text(op, "version", self.version)
-            if self.version != "3.0":
-                _check.fail(op, "version", "3.0", self.version)
+            if self.version not in versions:
+                expected = (
+                    " or ".join(versions) + f" for type {self.type.value}"
+                    if versions
+                    else f"absent for type {self.type.value} (it has no versions)"
+                )
+                _check.fail(op, "version", expected, self.version)
+        if self.type is BlindType.TEXT and self.text is not None:
+            if self.effective_version == "1.0" and not (self.text.isascii() and self.text.isalnum()):
+                _check.fail(
+                    op,
+                    "text",
+                    "ASCII letters and digits for version 1.0 (write version/3.0 for any text)",
+                    self.text,
+                    masked=False,
+                )
+            if len(self.text) > MAX_BLIND_TEXT:
+                _check.fail(op, "text", f"at most {MAX_BLIND_TEXT} characters", len(self.text), masked=False)
+
+    @property
+    def effective_version(self) -> str | None:
+        """The version written, else 1.0 for types 2 and 3 (type 1 has none)."""
+        if self.version is not None:
+            return self.version
+        return "1.0" if self.type is not BlindType.SEMI_BLIND else None
+
+
+BLIND_VERSIONS: dict[BlindType, tuple[str, ...]] = {
+    BlindType.SEMI_BLIND: (),
+    BlindType.BLIND: ("1.0", "2.0"),
+    BlindType.TEXT: ("1.0", "2.0", "3.0"),
+}
+"""The versions of each blind-watermark type (CI's "图片盲水印" page, 2025-09)."""
+
+BLIND_LEVELS: dict[BlindType, tuple[str, ...]] = {
+    BlindType.SEMI_BLIND: (),
+    BlindType.BLIND: ("1.0",),
+    BlindType.TEXT: ("2.0", "3.0"),
+}
+"""The versions that take a ``level`` (0-3) per type; the others have no strength."""
+
+MAX_BLIND_TEXT = 256
+"""Longest text of a text blind watermark (type 3), in characters."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BlindWatermark(_Blind):
-    """``watermark/3/type/<1|2|3>/...``: embed an invisible watermark."""
+    """``watermark/3/type/<1|2|3>/...``: embed an invisible watermark. ``version``: type 3
+    takes 1.0 (ASCII letters and digits only, the default), 2.0 or 3.0 (any text up to 256
+    characters); type 2 takes 1.0 (default) or 2.0; type 1 none. ``level`` 0-3 exists for
+    type 3 versions 2.0/3.0 and type 2 version 1.0."""
 
     mode: ClassVar[int] = 3
     level: int | None = None
@@ -159,12 +204,20 @@ class BlindWatermark(_Blind):
         op = "watermark/3"
         self._check_blind(op)
         if self.level is not None:
-            _check.integer(op, "level", self.level, 1, 3)
+            _check.integer(op, "level", self.level, 0, 3)
+            with_level = BLIND_LEVELS[self.type]
+            if self.effective_version not in with_level:
+                where = f"type {self.type.value} version " + " or ".join(with_level) if with_level else "other types"
+                _check.fail(
+                    op,
+                    "level",
+                    f"absent for type {self.type.value} version {self.effective_version or '(none)'} "
+                    f"(a level exists for {where})",
+                    self.level,
+                )
         if self.type is BlindType.TEXT:
             if self.text is None:
                 _check.fail(op, "text", "given for type 3", None, masked=False)
-            elif self.version is None and not (self.text.isascii() and self.text.isalnum()):
-                _check.fail(op, "text", "ASCII letters and digits (without version/3.0)", self.text, masked=False)
         elif self.image is None:
             _check.fail(op, "image", f"given for type {self.type.value}", None, masked=False)
 

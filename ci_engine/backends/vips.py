@@ -21,20 +21,24 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyvips
-from numpy.typing import NDArray
 
 from ci_engine.backends.base import Backend, Capabilities
-from ci_engine.codecs import Frames
-from ci_engine.codecs import bmp as bmp_codec
-from ci_engine.codecs import gif as gif_codec
-from ci_engine.codecs import heif as heif_codec
 from ci_engine.errors import BackendError, InvalidImageFormatError
 from ci_engine.plan import steps as P
 from ci_engine.types import ImageFormat, ImageHeader
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+    from ci_engine.codecs import Frames
+
+# numpy and ci_engine.codecs (numpy, Pillow, pillow-heif) are imported where they are used
+# (BMP, HEIF, GIF output, watermarks, to_array): a JPEG/PNG/WebP/AVIF request never pays
+# for them (docs/architecture.md, "Start-up").
 
 __all__ = ["VipsBackend"]
 
@@ -60,6 +64,24 @@ def _configure() -> None:
         pass
 
 
+PIN_CONCURRENCY_ENV = "CI_ENGINE_VIPS_CONCURRENCY"
+"""When this environment variable holds a positive integer at the time the backend is first
+built, libvips' thread count is set to it once and :meth:`VipsBackend.tune` leaves it alone.
+A process that runs several requests at once (``ci-engine serve``) sets it, so that no request
+changes the process-wide setting under another one."""
+
+
+def _pinned_concurrency() -> int | None:
+    value = os.environ.get(PIN_CONCURRENCY_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        return None
+    return count if count > 0 else None
+
+
 class VipsBackend(Backend[Any]):
     """Execute plans with libvips."""
 
@@ -71,6 +93,9 @@ class VipsBackend(Backend[Any]):
             _configure()
             VipsBackend._configured = True
         self._default_concurrency = pyvips.concurrency_get() or (os.cpu_count() or 1)
+        self._pinned = _pinned_concurrency()
+        if self._pinned is not None:
+            pyvips.concurrency_set(self._pinned)
 
     @property
     def capabilities(self) -> Capabilities:
@@ -88,6 +113,8 @@ class VipsBackend(Backend[Any]):
         ``output_format``, when known): one thread for small outputs, except AVIF, whose AV1
         encoder takes its thread count from libvips' and is the bulk of such a request
         (measured: a 720 px AVIF encodes in 0.8 s on 2 threads, 1.0-1.4 s on one)."""
+        if self._pinned is not None:  # set once for the process (a server's worker pool)
+            return
         small = output_pixels <= SMALL_OUTPUT and output_format is not ImageFormat.AVIF
         pyvips.concurrency_set(1 if small else self._default_concurrency)
 
@@ -98,8 +125,12 @@ class VipsBackend(Backend[Any]):
         frames = -1 if spec.frames > 1 else 1
         try:
             if fmt is ImageFormat.BMP:
+                from ci_engine.codecs import bmp as bmp_codec
+
                 return _from_frames(bmp_codec.decode(data))
             if fmt is ImageFormat.HEIF:
+                from ci_engine.codecs import heif as heif_codec
+
                 return _normalize(_from_frames(heif_codec.decode(data)))
             if fmt is ImageFormat.JPEG:
                 image = Image.jpegload_buffer(data, shrink=spec.shrink, access=access, fail_on="truncated")
@@ -148,9 +179,15 @@ class VipsBackend(Backend[Any]):
                 return bytes(image.tiffsave_buffer(keep=keep))
             frames = self._frames(image)
             if fmt is ImageFormat.GIF:
+                from ci_engine.codecs import gif as gif_codec
+
                 return gif_codec.encode(frames, interlace=spec.progressive)
             if fmt is ImageFormat.BMP:
+                from ci_engine.codecs import bmp as bmp_codec
+
                 return bmp_codec.encode(frames)
+            from ci_engine.codecs import heif as heif_codec
+
             return heif_codec.encode(frames, quality=q or 50, strip=spec.strip)
         except pyvips.Error as exc:
             raise _classify(exc, f"encode {fmt.value}") from exc
@@ -178,6 +215,10 @@ class VipsBackend(Backend[Any]):
         return self._frames(image).pixels
 
     def _frames(self, image: Any) -> Frames:
+        import numpy as np
+
+        from ci_engine.codecs import Frames
+
         try:
             array = np.asarray(image.numpy(), dtype=np.uint8)
         except pyvips.Error as exc:
@@ -323,12 +364,29 @@ class VipsBackend(Backend[Any]):
         # Only the pixels under the overlay are computed (crop, blend, insert back): a small
         # watermark on a large image costs next to nothing. Same formula as
         # ci_engine.watermark.blend, which the Pillow backend runs.
+        # A tile grid is the tile repeated lazily by libvips (replicate), never expanded in
+        # memory: its cost follows the canvas, not the number of tiles.
+        import numpy as np
+
         from ci_engine.watermark.blend import regions
+        from ci_engine.watermark.place import clip
 
         def one(page: Any) -> Any:
             if page.bands - (1 if page.hasalpha() else 0) < 3 and not step.grey:
                 page = page.colourspace("srgb")
             grey = page.bands - (1 if page.hasalpha() else 0) < 3
+            if step.tile:
+                tile = _from_array(np.ascontiguousarray(step.overlay[..., [0, 3]] if grey else step.overlay))
+                for x, y in step.placements:
+                    box = clip(x, y, page.width - x, page.height - y, page.width, page.height)
+                    if box is None:
+                        continue
+                    left, top, w, h = box
+                    px, py = (left - x) % tile.width, (top - y) % tile.height
+                    across, down = -(-(px + w) // tile.width), -(-(py + h) // tile.height)
+                    overlay = tile.replicate(across, down).crop(px, py, w, h)
+                    page = page.insert(_over(page.crop(left, top, w, h), overlay, step.opacity), left, top)
+                return page
             for left, top, w, h, part in regions(step, page.width, page.height):
                 overlay = _from_array(np.ascontiguousarray(part[..., [0, 3]] if grey else part))
                 patch = _over(page.crop(left, top, w, h), overlay, step.opacity)
@@ -404,6 +462,8 @@ def _normalize(image: Any) -> Any:
 
 
 def _from_frames(frames: Frames) -> Any:
+    import numpy as np
+
     pixels = frames.pixels
     n, height, width, bands = pixels.shape
     image = Image.new_from_memory(np.ascontiguousarray(pixels).tobytes(), width, height * n, bands, "uchar")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ci_engine import ast as A
+from ci_engine.errors import UnsupportedForInputError
 from ci_engine.limits import Limits, check_output
 from ci_engine.plan import resolve as R
 from ci_engine.plan.lower import StepEncode, ViewScale, lower
@@ -209,6 +210,8 @@ def resolve(symbolic: Plan, header: ImageHeader) -> ResolvedPlan:
     # Frames survive only from an animated container to an animated one (APNG and AVIF
     # sequences are read as their first frame).
     frames = header.frames if final.animated_capable and header.format.animated_capable else 1
+    if header.format.animated_capable and any(isinstance(op, A.Frame) for op in symbolic.ops):
+        frames = header.frames  # frame/<N> picks one frame of all, whatever the output
     state = R.State(
         header=header,
         limits=symbolic.limits,
@@ -226,8 +229,18 @@ def resolve(symbolic: Plan, header: ImageHeader) -> ResolvedPlan:
         from ci_engine.plan.steps import WHITE, Flatten
 
         state.push(Flatten(WHITE, origin="format"))
-    check_output(state.width, state.height, state.frames, symbolic.limits)
+    check_output(state.width, state.height, state.frames, symbolic.limits, final)
     size_limit = state.size_limit if final is ImageFormat.JPEG else None
+    if state.aigc is not None and final not in AIGC_FORMATS:
+        raise UnsupportedForInputError(
+            f"AIGCMetadata: the label can be written into JPG, PNG or AVIF output only, not {final.value}; "
+            "add format/png, format/jpg or format/avif to the step",
+            op="AIGCMetadata",
+            field="format",
+            expected="jpg, png or avif",
+            actual=final.value,
+            span=state.aigc.span,
+        )
     encode = EncodeSpec(
         format=final,
         quality=state.quality if final.lossy else None,
@@ -236,6 +249,7 @@ def resolve(symbolic: Plan, header: ImageHeader) -> ResolvedPlan:
         reset_orientation=state.reset_orientation,
         size_limit=size_limit.bytes if size_limit else None,
         keep_smaller=bool(size_limit and size_limit.keep_smaller),
+        aigc=state.aigc.items() if state.aigc is not None else (),
     )
     resolved = ResolvedPlan(
         header=header,
@@ -289,6 +303,9 @@ def _final_format(symbolic: Plan, header: ImageHeader) -> ImageFormat:
     )
     return R.output_container(last.format, dummy, last)
 
+
+AIGC_FORMATS = (ImageFormat.JPEG, ImageFormat.PNG, ImageFormat.AVIF)
+"""The outputs ``AIGCMetadata`` can label (CI's pages: JPG/JPEG, PNG, AVIF)."""
 
 _STREAMABLE = {"resize", "crop", "embed", "linear", "grayscale", "flatten", "mask", "blur", "sharpen"}
 

@@ -75,6 +75,19 @@ def thumbnail_size(geometry: A.ThumbnailGeometry, w: int, h: int, clamp: int) ->
             return w, h
         # s = sqrt(area / (w*h)); floor(w*s) = isqrt(floor(area*w/h)) exactly.
         return max(1, math.isqrt(g.area * w // h)), max(1, math.isqrt(g.area * h // w))
+    if isinstance(g, (A.ShrinkBox, A.EnlargeBox)) and (g.width is None or g.height is None):
+        # One side given (450x>, x300<): scale to it, only down (>) or only up (<).
+        if g.width is not None:
+            side, given = w, min(g.width, clamp)
+        else:
+            assert g.height is not None
+            side, given = h, min(g.height, clamp)
+        if given == side or (given > side) == isinstance(g, A.ShrinkBox):
+            return w, h
+        if g.width is not None:
+            return given, round_half_up(Fraction(h * given, w))
+        return round_half_up(Fraction(w * given, h)), given
+    assert g.width is not None and g.height is not None
     bw, bh = min(g.width, clamp), min(g.height, clamp)
     if isinstance(g, A.ExactSize):
         return bw, bh

@@ -17,7 +17,7 @@ from fractions import Fraction
 from typing import Any
 
 from ci_engine import ast as A
-from ci_engine.errors import UnsupportedForInputError, ValueRangeError
+from ci_engine.errors import Span, UnsupportedForInputError, UnsupportedOperationError, ValueRangeError
 from ci_engine.limits import Limits, check_output
 from ci_engine.plan import geometry as G
 from ci_engine.plan import steps as P
@@ -56,6 +56,7 @@ class State:
     progressive: bool | None = None
     strip: bool = False
     size_limit: A.SizeLimit | None = None
+    aigc: A.AIGCMetadata | None = None
 
     def push(self, prim: P.Prim) -> None:
         self.prims.append(prim)
@@ -87,13 +88,16 @@ def _resolves(cls: type) -> Callable[[Resolver], Resolver]:
 
 def _range_error(node: A.Node, field_name: str, expected: str, actual: object) -> ValueRangeError:
     op = node.keyword
+    span = node.span
+    if span is not None and span.end - span.start > len(op) + 1:
+        span = Span(span.start + len(op) + 1, span.end)  # the value, after "<op>/"
     return ValueRangeError(
         f"{op}: {field_name} must be {expected}, got {actual!r}",
         op=op,
         field=field_name,
         expected=expected,
         actual=actual,
-        span=node.span,
+        span=span,
     )
 
 
@@ -110,6 +114,7 @@ def _thumbnail(node: A.Thumbnail, st: State) -> None:
     if node.pads:
         g = node.geometry
         assert isinstance(g, (A.FitBox, A.ShrinkBox, A.EnlargeBox))
+        assert g.width is not None and g.height is not None  # Thumbnail.pads
         bw, bh = st.clamp(g.width), st.clamp(g.height)
         if (bw, bh) != (st.width, st.height) and bw >= st.width and bh >= st.height:
             color = node.color.rgb if node.color is not None else (255, 255, 255)
@@ -178,6 +183,32 @@ def _crop(node: A.Crop, st: State) -> None:
         return
     x, y = G.anchor(gravity, st.width, st.height, bw, bh)
     _crop_to(st, x, y, bw, bh, node)
+
+
+@_resolves(A.IndexCrop)
+def _index_crop(node: A.IndexCrop, st: State) -> None:
+    """Slices ``length`` wide (high) from the left (top); the last one may be narrower. An
+    index past the last slice keeps the image (docs/compatibility.md)."""
+    if node.width is not None:
+        length = st.clamp(node.width)
+        if node.index * length >= st.width:
+            return
+        _crop_to(st, node.index * length, 0, length, st.height, node)
+    else:
+        assert node.height is not None
+        length = st.clamp(node.height)
+        if node.index * length >= st.height:
+            return
+        _crop_to(st, 0, node.index * length, st.width, length, node)
+
+
+@_resolves(A.Frame)
+def _frame(node: A.Frame, st: State) -> None:
+    """Keep frame ``number`` (from 1), or the last one past the end; a static image is
+    unchanged (docs/compatibility.md)."""
+    if st.frames > 1:
+        st.push(P.SelectFrames(((min(node.number, st.frames) - 1,),), origin="frame", span=node.span))
+        st.frames = 1
 
 
 def _no_gif(node: A.Node, st: State) -> None:
@@ -359,6 +390,8 @@ def _step_encode(enc: StepEncode, st: State) -> None:
     st.strip = st.strip or enc.strip
     if enc.size_limit is not None:
         st.size_limit = enc.size_limit
+    if enc.aigc is not None:
+        st.aigc = enc.aigc
     if st.frames > 1:
         groups = None
         if enc.cgif is not None and st.format is ImageFormat.GIF:
@@ -389,12 +422,11 @@ def output_container(fmt: OutputFormat, st: State, node: Any) -> ImageFormat:
     try:
         container = ImageFormat.from_output(fmt)
     except KeyError:
-        raise UnsupportedForInputError(
-            f"format: no {fmt.value} encoder is available here",
-            op="format",
-            field="format",
-            actual=fmt.value,
-            span=getattr(node, "span", None),
+        # A valid CI format that ci_engine does not build: 501, like the other unbuilt
+        # features, at the format's value (docs/errors.md).
+        raise UnsupportedOperationError(
+            f"format: no {fmt.value} encoder is available here; write jpg, png, webp, gif, bmp, heif or avif",
+            span=getattr(node, "format_span", None) or getattr(node, "span", None),
         ) from None
     if container is ImageFormat.HEIF and st.header.format is ImageFormat.GIF:
         raise UnsupportedForInputError(

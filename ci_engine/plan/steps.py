@@ -251,6 +251,8 @@ class EncodeSpec:
         reset_orientation: set the EXIF orientation to 1 (after ``auto-orient``).
         size_limit: JPEG byte budget (``size-limit``), or None.
         keep_smaller: with ``size_limit``: return the original bytes unless smaller.
+        aigc: the ``AIGCMetadata`` label to write into the output, as ``(key, value)``
+            pairs in CI's key order (empty: none); ``ci_engine.aigc`` writes it.
     """
 
     format: ImageFormat
@@ -260,6 +262,7 @@ class EncodeSpec:
     reset_orientation: bool = False
     size_limit: int | None = None
     keep_smaller: bool = False
+    aigc: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,16 +17,23 @@ Importing this package loads no imaging library (the planner imports it).
 
 from __future__ import annotations
 
-from ci_engine.watermark.fonts import FONT_DIR_ENV, FontFace, FontLibrary, FontNotFoundError, default_library
-from ci_engine.watermark.resources import (
-    CallableResolver,
-    LocalDirectoryResolver,
-    MappingResolver,
-    NetworkResolver,
-    Resolver,
-    Resources,
-    as_resolver,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ci_engine.watermark.fonts import FONT_DIR_ENV, FontFace, FontLibrary, FontNotFoundError, default_library
+    from ci_engine.watermark.resources import (
+        CallableResolver,
+        LocalDirectoryResolver,
+        MappingResolver,
+        NetworkResolver,
+        Resolver,
+        Resources,
+        as_resolver,
+    )
+
+# Loaded on first use: the planner imports ci_engine.watermark.lowering, and a request
+# without a watermark never needs fonts or resolvers (docs/architecture.md, "Start-up").
+_FONTS = ("FONT_DIR_ENV", "FontFace", "FontLibrary", "FontNotFoundError", "default_library")
 
 __all__ = [
     "FONT_DIR_ENV",
@@ -42,3 +49,15 @@ __all__ = [
     "NetworkResolver",
     "as_resolver",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FONTS:
+        from ci_engine.watermark import fonts as module
+    elif name in __all__:
+        from ci_engine.watermark import resources as module  # type: ignore[no-redef]
+    else:
+        raise AttributeError(f"module 'ci_engine.watermark' has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value
+    return value

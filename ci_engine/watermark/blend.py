@@ -13,39 +13,54 @@ outside the canvas is clipped. A grey image receiving a coloured overlay becomes
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from numpy.typing import NDArray
 
 from ci_engine.plan.steps import Composite
 from ci_engine.watermark.place import clip
 
-__all__ = ["composite_frames", "over", "regions"]
+__all__ = ["composite_frames", "over", "regions", "tiled_part", "STRIP_PIXELS"]
 
 
-def regions(step: Composite, width: int, height: int) -> list[tuple[int, int, int, int, NDArray[np.uint8]]]:
+STRIP_PIXELS = 1 << 20
+"""Pixels of a tiled overlay expanded at once: a tile grid over a 9,999 x 9,999 canvas is
+composited strip by strip, so its temporaries (the repeated tile, the float32 arithmetic of
+:func:`over`) stay a few tens of MB whatever the canvas."""
+
+
+def regions(step: Composite, width: int, height: int) -> Iterator[tuple[int, int, int, int, NDArray[np.uint8]]]:
     """``(left, top, w, h, overlay_part)`` for every piece of ``step`` that lands on a
-    ``width`` x ``height`` canvas (tiles expanded to one region per placement)."""
+    ``width`` x ``height`` canvas (a tile grid expanded one strip of rows at a time, each
+    strip at most :data:`STRIP_PIXELS`)."""
     overlay: NDArray[np.uint8] = step.overlay
     oh, ow = overlay.shape[:2]
-    out = []
     for x, y in step.placements:
         if step.tile:
             box = clip(x, y, width - x, height - y, width, height)
             if box is None:
                 continue
             left, top, w, h = box
-            # the tile phase at (left, top), then enough repeats to cover the box
-            phase_x, phase_y = (left - x) % ow, (top - y) % oh
-            reps_y, reps_x = -(-(phase_y + h) // oh), -(-(phase_x + w) // ow)
-            part = np.tile(overlay, (reps_y, reps_x, 1))[phase_y : phase_y + h, phase_x : phase_x + w]
+            rows = max(1, STRIP_PIXELS // max(1, w))
+            for strip_top in range(top, top + h, rows):
+                sh = min(rows, top + h - strip_top)
+                yield left, strip_top, w, sh, tiled_part(overlay, left - x, strip_top - y, w, sh)
         else:
             box = clip(x, y, ow, oh, width, height)
             if box is None:
                 continue
             left, top, w, h = box
-            part = overlay[top - y : top - y + h, left - x : left - x + w]
-        out.append((left, top, w, h, part))
-    return out
+            yield left, top, w, h, overlay[top - y : top - y + h, left - x : left - x + w]
+
+
+def tiled_part(overlay: NDArray[np.uint8], x: int, y: int, w: int, h: int) -> NDArray[np.uint8]:
+    """The ``w`` x ``h`` window at ``(x, y)`` of the plane tiled with ``overlay`` from the origin."""
+    oh, ow = overlay.shape[:2]
+    rows = (np.arange(h) + y) % oh
+    cols = (np.arange(w) + x) % ow
+    part: NDArray[np.uint8] = np.take(np.take(overlay, rows, axis=0), cols, axis=1)
+    return part
 
 
 def over(base: NDArray[np.uint8], overlay: NDArray[np.uint8], opacity: float) -> NDArray[np.uint8]:

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -43,12 +45,12 @@ from ci_engine.errors import (
     UnsupportedOperationError,
     ValueRangeError,
 )
-from ci_engine.limits import Limits, check_header, check_input_bytes
+from ci_engine.limits import Limits, check_header, check_input_bytes, current_budget
 from ci_engine.plan import steps as P
 from ci_engine.types import BlogoMode
 from ci_engine.watermark import place
-from ci_engine.watermark.fonts import FontLibrary, default_library
-from ci_engine.watermark.resources import Resources, as_resolver, parse_cos_url
+from ci_engine.watermark.fonts import FontLibrary, check_coverage, default_library
+from ci_engine.watermark.resources import Resources, as_resolver, parse_cos_url, resolved_bytes
 from ci_engine.watermark.text import Bitmap, layout_text
 
 if TYPE_CHECKING:
@@ -128,6 +130,7 @@ class _Context:
         self.resolver = as_resolver(resources)
         self.fonts = fonts
         self.limits = limits
+        self.budget = current_budget(limits)
 
     # -- one watermark -------------------------------------------------------------------------------
     def composite(self, step: P.Watermark) -> P.Composite | None:
@@ -145,7 +148,7 @@ class _Context:
         opacity = mark.effective_dissolve / 100
         origin = step.origin
         if tiled:
-            return _tiled(bitmap, mark, opacity, origin, step.span)
+            return _tiled(bitmap, mark, opacity, origin, step.span, (width, height), self.budget.charge_pixels)
         bw, bh = bitmap.box
         x, y = place.position(mark.effective_gravity, width, height, bw, bh, mark.dx or 0, mark.dy or 0)
         ox, oy = bitmap.origin
@@ -159,15 +162,17 @@ class _Context:
         key = (mark.text, primary, fallback, mark.effective_fontsize, mark.effective_fill.rgb, mark.shadow or 0)
         layout = _LAYOUTS.get(key)
         if layout is None:
+            check_coverage(mark.text, primary, fallback)  # never boxes in place of glyphs
             layout = layout_text(mark.text, primary, fallback, px=key[3], fill=key[4], shadow=key[5])
             _LAYOUTS.put(key, layout, 0)
         if tiled or mark.scatype is not None:
             _check_overlay_size(layout.size, "watermark/2", "the rendered text")
+            self.budget.charge_pixels(layout.size[0] * layout.size[1], "watermark/2: drawing the text")
             bitmap = _render(key, layout, None)
             if mark.scatype is not None and mark.spcent is not None:
                 bw, bh = bitmap.box
                 target = place.scale_size(mark.scatype, mark.spcent, width, height, bw, bh)
-                bitmap = _resample(bitmap, target)
+                bitmap = _resample(bitmap, target, self.budget.charge_pixels)
             return bitmap
         # Placed once: draw only what lands on the canvas.
         bw, bh = layout.box
@@ -178,6 +183,7 @@ class _Context:
         if visible is None:
             return None
         vx, vy, vw, vh = visible
+        self.budget.charge_pixels(vw * vh, "watermark/2: drawing the text")
         window = (vx - (x - ox), vy - (y - oy), vx - (x - ox) + vw, vy - (y - oy) + vh)
         return _render(key, layout, window)
 
@@ -186,9 +192,13 @@ class _Context:
         from ci_engine.io import probe
 
         url = mark.image
-        data = self.resolver.fetch(url)
-        data = self._nested(url, data)
+        budget = self.budget
+        budget.count_image(f"watermark/1 image {url!r}")
+        fetched = resolved_bytes(url, self.resolver.fetch(url))  # a caller's Resolver may return anything
+        data = self._nested(url, fetched)
         check_input_bytes(len(data), self.limits)
+        # A nested request charged what it read itself; its result is read again here.
+        budget.charge_bytes(len(data), f"watermark/1 image {url!r}")
         try:
             header = probe(data, limits=self.limits)
         except InvalidImageFormatError as exc:
@@ -204,6 +214,7 @@ class _Context:
                 actual=url,
             )
         check_header(header, self.limits)
+        budget.charge_pixels(header.width * header.height, f"watermark/1: decoding {url!r}")
         backend = self.backend
         if header.format not in backend.capabilities.loads:
             raise UnsupportedOperationError(
@@ -223,6 +234,7 @@ class _Context:
             w, h = place.blogo_scale_size(width, height, w, h)
         _check_overlay_size((w, h), "watermark/1", "the scaled watermark image")
         if (w, h) != (w0, h0):
+            budget.charge_pixels(w * h, f"watermark/1: scaling {url!r}")
             image = backend.resize(image, P.Resize(w, h, origin="watermark/1"))
         if mark.blogo is BlogoMode.CROP:
             cw, ch = place.blogo_crop_size(width, height, w, h)
@@ -353,7 +365,7 @@ def _from_pil(image: Any) -> NDArray[np.uint8]:
     return np.asarray(image.convert("RGBA"), dtype=np.uint8).copy()
 
 
-def _resample(bitmap: Bitmap, box: tuple[int, int]) -> Bitmap:
+def _resample(bitmap: Bitmap, box: tuple[int, int], charge: Callable[[int, str], None] | None = None) -> Bitmap:
     """Scale ``bitmap`` so that its box becomes ``box`` (Lanczos, premultiplied alpha)."""
     from PIL import Image
 
@@ -365,45 +377,99 @@ def _resample(bitmap: Bitmap, box: tuple[int, int]) -> Bitmap:
     fw, fh = bitmap.size
     nw, nh = max(1, round(fw * fx)), max(1, round(fh * fy))
     _check_overlay_size((nw, nh), "watermark/2", "the scaled text")
+    if charge is not None:
+        charge(nw * nh, "watermark/2: scaling the text")
     scaled = _pil_rgba(bitmap.pixels).resize((nw, nh), Image.Resampling.LANCZOS)
     ox, oy = bitmap.origin
     return Bitmap(_from_pil(scaled), (tw, th), (round(ox * fx), round(oy * fy)), bitmap.neutral)
 
 
-def _rotate(pixels: NDArray[np.uint8], degree: int) -> NDArray[np.uint8]:
+def _rotate(pixels: NDArray[np.uint8], degree: int, window: tuple[int, int] | None = None) -> NDArray[np.uint8]:
     """Rotate clockwise by ``degree`` about the centre, growing the canvas to the rotated
-    bounding box, transparent outside (bicubic, premultiplied alpha)."""
+    bounding box (:func:`place.rotated_box`), transparent outside (bicubic, premultiplied
+    alpha). With ``window`` = ``(w, h)``, only the top-left ``w`` x ``h`` of that box is
+    computed: the cost follows the pixels kept, not the size of the rotated box."""
     from PIL import Image
 
-    if degree % 360 == 0:
-        return pixels
-    if degree % 90 == 0:
-        return np.ascontiguousarray(np.rot90(pixels, k=-(degree // 90) % 4))
-    rotated = _from_pil(_pil_rgba(pixels).rotate(-degree, resample=Image.Resampling.BICUBIC, expand=True))
-    # Exactly the rotated bounding box of place.rotated_box (Pillow's may be a pixel larger):
-    # centre-crop or centre-pad.
     h, w = pixels.shape[:2]
+    if degree % 90 == 0:
+        out = pixels if degree % 360 == 0 else np.rot90(pixels, k=-(degree // 90) % 4)
+        return np.ascontiguousarray(out if window is None else out[: window[1], : window[0]])
     bw, bh = place.rotated_box(w, h, degree)
-    rh, rw = rotated.shape[:2]
-    top, left = max(0, (rh - bh) // 2), max(0, (rw - bw) // 2)
+    matrix, (nw, nh) = _rotation(w, h, degree)
+    # Exactly the rotated bounding box (Pillow's may be a pixel larger): centre-crop or centre-pad.
+    top, left = max(0, (nh - bh) // 2), max(0, (nw - bw) // 2)
+    source = _pil_rgba(pixels)
+    if window is not None and nw >= bw and nh >= bh:
+        a, b, c, d, e, f = matrix  # the top-left of the cropped box is (left, top) of Pillow's
+        shifted = (a, b, c + a * left + b * top, d, e, f + d * left + e * top)
+        vw, vh = min(window[0], bw), min(window[1], bh)
+        part = source.transform((vw, vh), Image.Transform.AFFINE, shifted, Image.Resampling.BICUBIC)
+        return np.ascontiguousarray(_from_pil(part))
+    rotated = _from_pil(source.transform((nw, nh), Image.Transform.AFFINE, matrix, Image.Resampling.BICUBIC))
     rotated = rotated[top : top + bh, left : left + bw]
     if rotated.shape[:2] != (bh, bw):
         out = np.zeros((bh, bw, 4), dtype=np.uint8)
         oy, ox = (bh - rotated.shape[0]) // 2, (bw - rotated.shape[1]) // 2
         out[oy : oy + rotated.shape[0], ox : ox + rotated.shape[1]] = rotated
         rotated = out
+    if window is not None:
+        rotated = rotated[: window[1], : window[0]]
     return np.ascontiguousarray(rotated)
 
 
-def _tiled(bitmap: Bitmap, mark: Any, opacity: float, origin: str, span: Any) -> P.Composite:
+def _rotation(w: int, h: int, degree: int) -> tuple[tuple[float, ...], tuple[int, int]]:
+    """The affine matrix (output to input) and canvas size of Pillow's
+    ``rotate(-degree, expand=True)`` on a ``w`` x ``h`` image, computed as Pillow computes
+    them, so that a window of the canvas can be transformed alone."""
+    angle = math.radians(degree)  # Pillow's rotate(-degree) uses -radians(-degree)
+    cos, sin = round(math.cos(angle), 15), round(math.sin(angle), 15)
+    a, b, d, e = cos, sin, -sin, cos
+    cx, cy = w / 2, h / 2
+    c = a * -cx + b * -cy + cx
+    f = d * -cx + e * -cy + cy
+    xs, ys = [], []
+    for x, y in ((0, 0), (w, 0), (w, h), (0, h)):
+        xs.append(a * x + b * y + c)
+        ys.append(d * x + e * y + f)
+    nw = math.ceil(max(xs)) - math.floor(min(xs))
+    nh = math.ceil(max(ys)) - math.floor(min(ys))
+    tx, ty = -(nw - w) / 2.0, -(nh - h) / 2.0
+    c, f = a * tx + b * ty + c, d * tx + e * ty + f
+    return (a, b, c, d, e, f), (nw, nh)
+
+
+def _tiled(
+    bitmap: Bitmap,
+    mark: Any,
+    opacity: float,
+    origin: str,
+    span: Any,
+    canvas: tuple[int, int],
+    charge: Callable[[int, str], None],
+) -> P.Composite:
     """The tile grid: the overlay (all of its bitmap: box, ink and shadow) rotated by
-    ``degree``, in a cell of the grid step, repeated from the top-left corner."""
-    pixels = _rotate(bitmap.pixels, mark.degree or 0)
-    th, tw = pixels.shape[:2]
+    ``degree``, in a cell of the grid step, repeated from the top-left corner.
+
+    Only what can land on the canvas is computed: a tile (or a cell) larger than the canvas
+    is cut to it before it is rotated or drawn, since the grid starts at the top-left corner
+    and the next tile lies beyond the canvas. The size is checked and charged to the
+    request's work budget before the rotation."""
+    degree = mark.degree or 0
+    op = f"watermark/{mark.mode}"
+    h, w = bitmap.pixels.shape[:2]
+    tw, th = place.rotated_box(w, h, degree)
     sx, sy = place.tile_step(tw, th, mark.effective_spacing)
-    _check_overlay_size((sx, sy), f"watermark/{mark.mode}", "the tile")
-    cell = np.zeros((sy, sx, 4), dtype=np.uint8)
-    cell[:th, :tw] = pixels
+    width, height = canvas
+    vw, vh = min(tw, width), min(th, height)  # the part of the first tile on the canvas
+    cw, ch = min(sx, width), min(sy, height)  # a cell cut to the canvas tiles it the same
+    _check_overlay_size((cw, ch), op, "the tile")
+    if degree % 90:
+        charge(vw * vh, f"{op}: rotating the tile")
+    charge(cw * ch, f"{op}: the tile cell")
+    pixels = _rotate(bitmap.pixels, degree, (vw, vh))
+    cell = np.zeros((ch, cw, 4), dtype=np.uint8)
+    cell[: pixels.shape[0], : pixels.shape[1]] = pixels
     return _make(cell, ((0, 0),), opacity, True, origin, span, bitmap.neutral)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
-from ci_engine.errors import AccessDeniedError, CIError, InvalidArgumentError, NoSuchKeyError
+from ci_engine.errors import AccessDeniedError, CIError, InternalError, InvalidArgumentError, NoSuchKeyError
 
 __all__ = [
     "Resolver",
@@ -45,6 +45,7 @@ __all__ = [
     "CosUrl",
     "parse_cos_url",
     "as_resolver",
+    "resolved_bytes",
     "FETCH_ERRNO",
     "MAX_KEY_BYTES",
 ]
@@ -81,6 +82,26 @@ Resources = Resolver | Mapping[str, bytes] | Callable[[str], bytes]
 
 def _missing(url: str, why: str = "does not exist") -> NoSuchKeyError:
     return NoSuchKeyError(f"watermark: the watermark image {url!r} {why}", x_errno=FETCH_ERRNO)
+
+
+def resolved_bytes(url: str, value: object) -> bytes:
+    """What a resolver (a mapping's value, a callable's result) gave for ``url``, as bytes.
+
+    Anything but bytes, bytearray or a live memoryview is the service's mistake, not the
+    request's: :class:`~ci_engine.errors.InternalError` (500), the same for every kind of
+    resolver (``docs/errors.md``, "Programming errors and request errors")."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        try:
+            return bytes(value)
+        except ValueError:  # a released memoryview
+            pass
+    raise InternalError(
+        f"watermark: the resource resolver gave {type(value).__name__} for {url!r}, not bytes "
+        "(a mapping's values and a callable's results must be bytes)",
+        detail=repr(value)[:200],
+    )
 
 
 def _denied(url: str, why: str) -> AccessDeniedError:
@@ -180,7 +201,7 @@ class MappingResolver:
         for name in candidates:
             data = self._objects.get(name)
             if data is not None:
-                return bytes(data)
+                return resolved_bytes(url, data)
         raise _missing(url)
 
 
@@ -208,9 +229,7 @@ class CallableResolver:
             raise error from exc
         if data is None:
             raise _missing(url)
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise _denied(url, f"the resolver returned {type(data).__name__}, not bytes")
-        return bytes(data)
+        return resolved_bytes(url, data)
 
 
 class LocalDirectoryResolver:
@@ -423,6 +442,4 @@ def as_resolver(resources: Resources | None) -> Resolver:
         return MappingResolver(resources)
     if callable(resources):
         return CallableResolver(resources)
-    raise InvalidArgumentError(
-        f"resources must be a mapping, a callable or a Resolver, got {type(resources).__name__}", op="process"
-    )
+    raise TypeError(f"resources must be a mapping, a callable or a Resolver, got {type(resources).__name__}")

@@ -25,6 +25,7 @@ from hypothesis.extra.lark import from_lark
 
 from ci_engine import ast as A
 from ci_engine._check import MAX_VALUE
+from ci_engine.ast.watermark import BLIND_LEVELS, BLIND_VERSIONS
 from ci_engine.parse import MAX_STEPS, load_lark
 from ci_engine.types import (
     BlindType,
@@ -85,7 +86,7 @@ def _opt(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 # -- geometries and imageMogr2 operations ---------------------------------------------------------
 
-percent = st.integers(1, 999)
+percent = st.integers(1, 1000)
 
 STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     A.ScalePercent: st.builds(A.ScalePercent, percent),
@@ -94,8 +95,12 @@ STRATEGIES: dict[type, st.SearchStrategy[Any]] = {
     A.FitWidth: st.builds(A.FitWidth, sizes),
     A.FitHeight: st.builds(A.FitHeight, sizes),
     A.FitBox: st.builds(A.FitBox, sizes, sizes),
-    A.ShrinkBox: st.builds(A.ShrinkBox, sizes, sizes),
-    A.EnlargeBox: st.builds(A.EnlargeBox, sizes, sizes),
+    A.ShrinkBox: st.builds(A.ShrinkBox, sizes, sizes)
+    | st.builds(A.ShrinkBox, sizes, st.none())
+    | st.builds(A.ShrinkBox, st.none(), sizes),
+    A.EnlargeBox: st.builds(A.EnlargeBox, sizes, sizes)
+    | st.builds(A.EnlargeBox, sizes, st.none())
+    | st.builds(A.EnlargeBox, st.none(), sizes),
     A.CoverBox: st.builds(A.CoverBox, sizes, sizes),
     A.ExactSize: st.builds(A.ExactSize, sizes, sizes),
     A.MaxArea: st.builds(A.MaxArea, sizes),
@@ -142,6 +147,19 @@ STRATEGIES.update(
         A.Grayscale: st.builds(A.Grayscale, st.booleans()),
         A.SizeLimit: st.builds(A.SizeLimit, sizes, st.sampled_from(SizeUnit), st.booleans()),
         A.IgnoreError: st.builds(A.IgnoreError),
+        A.IndexCrop: st.builds(A.IndexCrop, sizes, st.none(), offsets)
+        | st.builds(A.IndexCrop, st.none(), sizes, offsets),
+        A.Frame: st.builds(A.Frame, sizes),
+        A.AIGCMetadata: st.builds(
+            A.AIGCMetadata,
+            label=texts(),
+            content_producer=_opt(texts()),
+            produce_id=_opt(texts()),
+            reserved_code1=_opt(texts()),
+            content_propagator=_opt(texts()),
+            propagate_id=_opt(texts()),
+            reserved_code2=_opt(texts()),
+        ),
     }
 )
 
@@ -215,9 +233,9 @@ alnum = st.text(st.sampled_from(string.ascii_letters + string.digits), min_size=
 def _blind_fields(draw: st.DrawFn) -> dict[str, Any]:
     """type, image, text and version satisfying the rules of both blind watermark classes."""
     kind = draw(st.sampled_from(BlindType))
-    version = draw(st.sampled_from([None, "3.0"]))
+    version = draw(st.sampled_from([None, *BLIND_VERSIONS[kind]]))
     if kind is BlindType.TEXT:
-        text = draw(texts() if version else alnum)
+        text = draw(texts() if version in ("2.0", "3.0") else alnum)
         image = draw(_opt(texts()))
     else:
         image = draw(texts())
@@ -227,7 +245,10 @@ def _blind_fields(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def _blind_watermark(draw: st.DrawFn) -> A.BlindWatermark:
-    return A.BlindWatermark(level=draw(_opt(st.integers(1, 3))), **draw(_blind_fields()))
+    fields = draw(_blind_fields())
+    effective = fields["version"] or ("1.0" if fields["type"] is not BlindType.SEMI_BLIND else None)
+    level = draw(_opt(st.integers(0, 3))) if effective in BLIND_LEVELS[fields["type"]] else None
+    return A.BlindWatermark(level=level, **fields)
 
 
 @st.composite
@@ -256,8 +277,8 @@ STRATEGIES.update(
             A.QRCode,
             cover=_opt(st.booleans()),
             bar_type=_opt(st.integers(0, 2)),
-            segment=_opt(offsets),
-            size=_opt(offsets),
+            segment=_opt(st.integers(0, 1)),
+            size=_opt(st.integers(500, MAX_VALUE)),
         ),
         A.CiProcess: st.builds(
             A.CiProcess,

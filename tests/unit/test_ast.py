@@ -118,10 +118,10 @@ def test_wrong_type_is_an_invalid_argument_never_masked(factory: Any, message: s
 OUT_OF_RANGE = [
     pytest.param(
         lambda: A.ScalePercent(0),
-        "thumbnail !<S>p: percent must be an integer between 1 and 999, got 0",
+        "thumbnail !<S>p: percent must be an integer between 1 and 1000, got 0",
         id="percent-0",
     ),
-    pytest.param(lambda: A.WidthPercent(1000), "got 1000", id="percent-1000"),
+    pytest.param(lambda: A.WidthPercent(1001), "got 1001", id="percent-1001"),
     pytest.param(
         lambda: A.FitWidth(0), "thumbnail: width must be an integer between 1 and 2147483647, got 0", id="size-0"
     ),
@@ -176,7 +176,9 @@ OUT_OF_RANGE = [
     pytest.param(lambda: A.TextWatermark(text="a", spacing=101), "spacing must be", id="spacing"),
     pytest.param(lambda: A.BlindWatermark(type=BlindType.BLIND, image="a", level=4), "level must be", id="level"),
     pytest.param(
-        lambda: A.BlindWatermark(type=BlindType.BLIND, image="a", version="2.0"), "version must be 3.0", id="version"
+        lambda: A.BlindWatermark(type=BlindType.BLIND, image="a", version="3.0"),
+        "version must be 1.0 or 2.0 for type 2",
+        id="version",
     ),
     pytest.param(
         lambda: A.QRCode(bar_type=3), "QRcode: bar-type must be an integer between 0 and 2, got 3", id="qr-bar-type"
@@ -212,7 +214,7 @@ def test_range_errors_carry_op_field_expected_actual() -> None:
     "factory",
     [
         pytest.param(lambda: A.FitWidth(MAX_VALUE), id="max-size"),
-        pytest.param(lambda: A.ScalePercent(999), id="max-percent"),
+        pytest.param(lambda: A.ScalePercent(1000), id="max-percent"),
         pytest.param(lambda: A.Cut(1, 1, 0, 0), id="zero-offsets"),
         pytest.param(lambda: A.RatioCrop(1, 1), id="equal-ratios"),
         pytest.param(lambda: A.RatioCrop(5e-324, 10000), id="extreme-ratios"),
@@ -291,7 +293,7 @@ def test_nodes_are_slotted() -> None:
 
 
 def test_all_node_classes_are_distinct_concrete_nodes() -> None:
-    assert len(A.ALL_NODE_CLASSES) == len(set(A.ALL_NODE_CLASSES)) == 55
+    assert len(A.ALL_NODE_CLASSES) == len(set(A.ALL_NODE_CLASSES)) == 58
     assert all(issubclass(cls, A.Node) and dataclasses.is_dataclass(cls) for cls in A.ALL_NODE_CLASSES)
     assert all(cls.__dataclass_params__.frozen for cls in A.ALL_NODE_CLASSES)  # type: ignore[attr-defined]
 
@@ -376,8 +378,32 @@ def test_watermark_defaults_are_unset_with_documented_effective_values() -> None
         pytest.param(
             {"type": BlindType.TEXT, "text": "a", "version": "3"},
             ValueRangeError,
-            "version must be 3.0",
+            "version must be 1.0 or 2.0 or 3.0 for type 3",
             id="version-3",
+        ),
+        pytest.param(
+            {"type": BlindType.TEXT, "text": "a-b", "version": "1.0"},
+            InvalidArgumentError,
+            "ASCII letters and digits for version 1.0 (write version/3.0 for any text)",
+            id="version-1-text",
+        ),
+        pytest.param(
+            {"type": BlindType.TEXT, "text": "x" * 257, "version": "3.0"},
+            InvalidArgumentError,
+            "text must be at most 256 characters",
+            id="text-257",
+        ),
+        pytest.param(
+            {"type": BlindType.SEMI_BLIND, "image": "u", "version": "1.0"},
+            ValueRangeError,
+            "version must be absent for type 1 (it has no versions)",
+            id="type-1-version",
+        ),
+        pytest.param(
+            {"type": BlindType.TEXT, "text": "a", "level": 1},
+            ValueRangeError,
+            "level must be absent for type 3 version 1.0 (a level exists for type 3 version 2.0 or 3.0)",
+            id="level-on-version-1",
         ),
     ],
 )
@@ -393,6 +419,8 @@ def test_blind_watermark_rules(kwargs: dict[str, Any], cls: type[CIError], messa
         pytest.param({"type": BlindType.TEXT, "text": "Order1007"}, id="alnum-text"),
         pytest.param({"type": BlindType.TEXT, "text": "任意 text!", "version": "3.0"}, id="any-text-with-version"),
         pytest.param({"type": BlindType.BLIND, "image": "http://x/m.png", "level": 3}, id="blind-image"),
+        pytest.param({"type": BlindType.BLIND, "image": "u", "level": 0, "version": "1.0"}, id="level-0"),
+        pytest.param({"type": BlindType.TEXT, "text": "水印 2.0", "version": "2.0", "level": 3}, id="text-2-0"),
         pytest.param({"type": BlindType.SEMI_BLIND, "image": "http://x/m.png", "text": "a b"}, id="extra-text"),
     ],
 )

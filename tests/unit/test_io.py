@@ -449,6 +449,18 @@ def test_jpeg_quality_of_sixteen_bit_tables() -> None:
         assert estimate_jpeg_quality([table[::-1]]) == quality  # the order does not matter
 
 
+def test_the_written_out_ijg_sums_are_libjpeg_scaling() -> None:
+    # io._IJG_SUMS is written out (computing it cost tens of ms at every start-up).
+    from ci_engine.io import _IJG_CHROMINANCE, _IJG_LUMINANCE, _IJG_SUMS, _ijg_table_sum
+
+    assert set(_IJG_SUMS) == {255, 32767}
+    for ceiling, sums in _IJG_SUMS.items():
+        assert sums == tuple(
+            (_ijg_table_sum(_IJG_LUMINANCE, q, ceiling), _ijg_table_sum(_IJG_CHROMINANCE, q, ceiling))
+            for q in range(1, 101)
+        )
+
+
 def test_estimate_jpeg_quality_edges() -> None:
     assert estimate_jpeg_quality([[1] * 64, [1] * 64]) == 100
     assert estimate_jpeg_quality({0: [1] * 64}) == 100

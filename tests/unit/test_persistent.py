@@ -439,7 +439,7 @@ def test_in_cloud_reads_the_source_from_the_store(photo: bytes, store: LocalStor
     with pytest.raises(NoSuchKeyError) as info:
         persist("in/missing.jpg", None, header(("t.webp", "imageMogr2/thumbnail/64x")), store, in_cloud=True)
     assert info.value.status == 404
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(ValueError):
         persist("in/cloud.jpg", photo, "{}", store, in_cloud=True)
 
 
@@ -575,8 +575,14 @@ def test_a_non_image_without_rules_is_just_stored(store: LocalStore) -> None:
 
 
 def test_data_must_be_bytes(store: LocalStore) -> None:
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(TypeError):  # a programming error (docs/errors.md)
         persist("a.jpg", "text", "{}", store)  # type: ignore[arg-type]
+    released = memoryview(b"x")
+    released.release()
+    with pytest.raises(ValueError, match="released"):
+        persist("a.jpg", released, "{}", store)
+    with pytest.raises(TypeError):
+        persist(b"a.jpg", b"x", "{}", store)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError):
         persist("a/../b.jpg", b"x", "{}", store)
     assert store.keys() == []
@@ -667,7 +673,7 @@ def test_workers_do_not_change_the_results(photo: bytes, tmp_path: Path) -> None
         result = persist("k.jpg", photo, header(*THREE_RULES), store, backend="vips", workers=workers)
         outputs.append(([o.etag for o in result.process_results], store.keys()))
     assert outputs[0] == outputs[1]
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(ValueError):
         persist("k.jpg", photo, "{}", MemoryStore(), workers=0)
 
 

@@ -190,8 +190,8 @@ CANONICAL = [
         id="extract-blind",
     ),
     pytest.param(
-        one(A.QRCode(size=1, segment=0, bar_type=2, cover=False)),
-        "QRcode/cover/0/bar-type/2/segment/0/size/1",
+        one(A.QRCode(size=500, segment=0, bar_type=2, cover=False)),
+        "QRcode/cover/0/bar-type/2/segment/0/size/500",
         id="qrcode-key-order",
     ),
     pytest.param(one(A.StyleRef("card")), "style/card", id="style"),

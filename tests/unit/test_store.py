@@ -64,8 +64,12 @@ def test_put_accepts_bytes_like_and_refuses_the_rest(store: Store) -> None:
     store.put("a", bytearray(b"xy"))
     store.put("b", memoryview(b"zw"))
     assert store.get("a") == b"xy" and store.get("b") == b"zw"
-    with pytest.raises(InvalidArgumentError):
+    with pytest.raises(TypeError):  # programming errors (docs/errors.md)
         store.put("c", "text")  # type: ignore[arg-type]
+    released = memoryview(b"zz")
+    released.release()
+    with pytest.raises(ValueError, match="released"):
+        store.put("d", released)
 
 
 BAD_KEYS = [
@@ -112,8 +116,8 @@ def test_valid_keys(store: Store, key: str) -> None:
 
 
 def test_check_key_refuses_non_strings() -> None:
-    with pytest.raises(InvalidArgumentError):
-        check_key(b"a.jpg")
+    with pytest.raises(TypeError, match="key must be str, got bytes"):  # a programming error
+        check_key(b"a.jpg")  # type: ignore[arg-type]
 
 
 # -- LocalStore specifics -----------------------------------------------------------------------------

@@ -1,0 +1,188 @@
+"""Run a pipeline that holds an operation of :mod:`ci_engine.intel`.
+
+:func:`ci_engine.process` hands such a pipeline here (after parsing and expanding styles,
+before probing the input). The plain steps run through :func:`ci_engine.process` itself;
+this module only adds what the planner cannot express:
+
+* a **terminal** operation (``imageInspect``) answers about the bytes the steps before it
+  produced (the original when it stands alone), and must be the last step;
+* a ``ci-process=<Name>`` request stands alone (the AST refuses it in a ``|`` chain).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ci_engine import ast as A
+from ci_engine.errors import InvalidArgumentError, UnsupportedOperationError, ValueRangeError
+from ci_engine.limits import Limits, check_input_bytes
+from ci_engine.plan import RULES, Rule
+from ci_engine.types import CiProcessName
+
+if TYPE_CHECKING:
+    from ci_engine.api import Result
+    from ci_engine.watermark import FontLibrary, Resources
+
+__all__ = ["run"]
+
+_TERMINAL: tuple[type[A.Step], ...] = (A.ImageInspect, A.QRCode, A.ExtractBlindWatermark)
+
+
+def _json(body: bytes) -> Result:
+    from ci_engine.api import Result
+
+    return Result(body, "json", 0, 0, 0, None)
+
+
+def _unchanged(data: bytes) -> Result:
+    from ci_engine.api import Result
+    from ci_engine.io import probe
+
+    header = probe(data)
+    return Result(data, header.format.value, header.width, header.height, header.frames, header.quality)
+
+
+def _xml(body: bytes) -> Result:
+    from ci_engine.api import Result
+
+    return Result(body, "xml", 0, 0, 0, None)
+
+
+def _int_param(step: A.CiProcess, key: str, default: int, low: int, high: int) -> int:
+    raw = step.param(key)
+    if raw is None or raw == "":
+        return default
+    what = f"ci-process={step.name.value}"
+    if not raw.isascii() or not raw.isdigit():
+        raise InvalidArgumentError(f"{what}: {key} must be an integer, got {raw!r}", op=what, field=key)
+    value = int(raw)
+    if not low <= value <= high:
+        raise ValueRangeError(f"{what}: {key} must be between {low} and {high}, got {value}", op=what, field=key)
+    return value
+
+
+def run(
+    pipeline: A.Pipeline,
+    data: bytes,
+    *,
+    backend: str = "auto",
+    limits: Limits | None = None,
+    rules: Sequence[Rule] = RULES,
+    resources: Resources | None = None,
+    fonts: FontLibrary | None = None,
+) -> Result:
+    """Run ``pipeline`` on ``data`` (the arguments are those of :func:`ci_engine.process`).
+
+    Raises:
+        CIError: as :func:`ci_engine.process`; ``InvalidArgument`` for a terminal operation
+            that is not the last step.
+    """
+    limits = limits or Limits()
+    kw: dict[str, Any] = {"limits": limits, "rules": rules, "resources": resources, "fonts": fonts}
+    if any(isinstance(op, A.SmartCrop) for step in pipeline.steps if isinstance(step, A.ImageMogr2) for op in step.ops):
+        from ci_engine.intel.faces import rewrite_scrop
+
+        check_input_bytes(len(data), limits)
+        pipeline = rewrite_scrop(pipeline, data, backend=backend, **kw)
+        if all(isinstance(step, A.ImageMogr2) and not step.ops for step in pipeline.steps):
+            return _unchanged(data)  # scrop found no face and nothing else is asked: the input
+        from ci_engine.intel import handles
+
+        if not handles(pipeline):
+            from ci_engine.api import process
+
+            return process(data, pipeline, backend=backend, **kw)
+    steps = pipeline.steps
+    for step in steps[:-1]:
+        if isinstance(step, _TERMINAL):
+            raise InvalidArgumentError(
+                f"{step.keyword}: must be the last step of the pipeline", op=step.keyword, span=step.span
+            )
+    last = steps[-1]
+    if isinstance(last, A.CiProcess):
+        return _ci_process(last, data, backend=backend, limits=limits, rules=rules)
+    marks = [i for i, step in enumerate(steps) if isinstance(step, A.BlindWatermark)]
+    if marks:  # watermark/3: embed after the steps before it, then run the steps after it
+        from ci_engine.api import process
+        from ci_engine.intel.blindmark import embed
+
+        at = marks[0]
+        mark = steps[at]
+        assert isinstance(mark, A.BlindWatermark)
+        before = A.Pipeline(steps[:at]) if at else None
+        marked: Result = embed(data, mark, backend=backend, pipeline=before, **kw)
+        if at == len(steps) - 1:
+            return marked
+        return process(marked.data, A.Pipeline(steps[at + 1 :]), backend=backend, **kw)
+    prefix = A.Pipeline(steps[:-1]) if len(steps) > 1 else None
+    if isinstance(last, A.ExtractBlindWatermark):
+        from ci_engine.intel.blindmark import extract, extraction_xml
+
+        extraction, mark_png = extract(data, last, backend=backend, pipeline=prefix, **kw)
+        return _xml(extraction_xml(last, extraction, mark_png))
+    if isinstance(last, A.QRCode):
+        from ci_engine.intel.qrcode import recognition_xml, recognize
+
+        found = recognize(
+            data, cover=bool(last.cover), bar_type=last.bar_type or 0, backend=backend, pipeline=prefix, **kw
+        )
+        return _xml(recognition_xml(found))
+    if isinstance(last, _TERMINAL):
+        body = data
+        if len(steps) > 1:
+            from ci_engine.api import process
+
+            body = process(
+                data,
+                A.Pipeline(steps[:-1]),
+                backend=backend,
+                limits=limits,
+                rules=rules,
+                resources=resources,
+                fonts=fonts,
+            ).data
+        else:
+            check_input_bytes(len(data), limits)
+        return _terminal(last, body)
+    raise UnsupportedOperationError(f"{last.keyword}: not implemented by ci_engine", span=last.span)
+
+
+def _terminal(step: A.Step, data: bytes) -> Result:
+    if isinstance(step, A.ImageInspect):
+        from ci_engine.intel.inspect import inspect_json
+
+        return _json(inspect_json(data))
+    raise UnsupportedOperationError(f"{step.keyword}: not implemented by ci_engine", span=step.span)
+
+
+def _ci_process(step: A.CiProcess, data: bytes, *, backend: str, limits: Limits, rules: Sequence[Rule]) -> Result:
+    name = step.name
+    if name is CiProcessName.QRCODE_GENERATE:
+        from ci_engine.intel.qrcode import MAX_GENERATE_WIDTH, generate_xml
+
+        content = step.param("qrcode-content")
+        if content is None:
+            raise InvalidArgumentError(
+                "ci-process=qrcode-generate: qrcode-content is required", op="qrcode-generate", field="qrcode-content"
+            )
+        mode = _int_param(step, "mode", 0, 0, 1)
+        width = _int_param(step, "width", 300, 1, MAX_GENERATE_WIDTH)
+        return _xml(generate_xml(content, mode=mode, width=width))
+    if name is CiProcessName.ASSESS_QUALITY:
+        from ci_engine.intel.quality import assess, assessment_xml
+
+        return _xml(assessment_xml(assess(data, backend=backend, limits=limits, rules=rules)))
+    if name is CiProcessName.QRCODE:
+        from ci_engine.intel.qrcode import recognition_xml, recognize
+
+        cover = _int_param(step, "cover", 0, 0, 1)
+        bar_type = _int_param(step, "bar-type", 0, 0, 2)
+        found = recognize(data, cover=bool(cover), bar_type=bar_type, backend=backend, limits=limits, rules=rules)
+        return _xml(recognition_xml(found))
+    if name is CiProcessName.IMAGE_INSPECT:
+        check_input_bytes(len(data), limits)
+        from ci_engine.intel.inspect import inspect_json
+
+        return _json(inspect_json(data))
+    raise UnsupportedOperationError(f"ci-process={name.value}: not implemented by ci_engine", span=step.span)

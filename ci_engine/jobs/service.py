@@ -1,0 +1,441 @@
+"""The job service: job records in SQLite, work on a Dask cluster.
+
+:class:`JobService` keeps the records (:class:`~ci_engine.jobs.records.JobRecords`), hands
+``Submitted`` jobs of active queues to Dask (an embedded ``LocalCluster`` of worker
+processes by default, or the cluster whose scheduler is named), and commits what comes back.
+
+* **Dispatch**: one thread claims jobs (highest ``JobLevel`` first, then oldest) while fewer
+  than twice the cluster's worker threads are in flight, so the workers never wait for the
+  service and a paused queue never has more than a handful of jobs already handed out. A job
+  becomes ``Running`` when it is handed to the cluster.
+* **Pause**: a paused queue's ``Submitted`` jobs are not claimed; those already ``Running``
+  finish.
+* **Commit**: a worker leaves its result under a staging key of the destination bucket. The
+  service then, in one write transaction, checks that the job is still ``Running`` in the same
+  attempt, moves the result to its key (:func:`~ci_engine.jobs.buckets.promote`) and records
+  ``Success``. A cancel takes the same lock, so once a cancel is acknowledged the output never
+  appears; a stale attempt's result is dropped.
+* **Faults**: a worker process that dies takes its tasks with it; Dask's scheduler hands them
+  to another worker (up to ``distributed.scheduler.allowed-failures`` times; past that the job
+  fails with ``InternalError``). A restarted service hands every ``Running`` job to the
+  cluster again (a new attempt) and claims the ``Submitted`` ones: no job is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue as _queue
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ci_engine.errors import CIError, InvalidArgumentError
+from ci_engine.jobs.buckets import STAGING_PREFIX, Buckets, promote
+from ci_engine.jobs.records import (
+    RUNNING,
+    SUBMITTED,
+    Job,
+    JobRecords,
+    Queue,
+    Template,
+    ci_time,
+    new_id,
+)
+from ci_engine.jobs.work import JobSpec, run_pic_job
+
+__all__ = ["JobService", "Cluster", "JobRequest", "QueueFullError"]
+
+log = logging.getLogger("ci_engine.jobs")
+
+SWEEP_SECONDS = 60.0
+"""How often the dispatcher removes staged results that no attempt will commit."""
+
+
+class QueueFullError(CIError):
+    """The queue already holds ``MaxSize`` unfinished jobs."""
+
+    code = "SlowDown"
+    status = 503
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """A ``PicProcess`` job as submitted (``Request`` of ``POST /pic_jobs``)."""
+
+    input_object: str
+    output_bucket: str
+    output_object: str
+    rule: str = ""
+    is_pic_info: bool = False
+    template_id: str = ""
+    output_region: str = ""
+    user_data: str = ""
+    job_level: int = 0
+    queue_id: str = ""
+    tag: str = "PicProcess"
+
+
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class Cluster:
+    """A Dask client: to the cluster at ``scheduler`` (``tcp://HOST:PORT``), or to an
+    embedded ``LocalCluster`` of ``workers`` processes (one thread each; default: the
+    cores) bound to 127.0.0.1. ``close()`` stops what was started here."""
+
+    workers: int | None = None
+    scheduler: str | None = None
+    client: Any = field(default=None, init=False)
+    local: Any = field(default=None, init=False)
+
+    def start(self) -> Any:
+        from distributed import Client, LocalCluster
+
+        if self.scheduler:
+            self.client = Client(self.scheduler, timeout="20s")  # type: ignore[no-untyped-call]
+            return self.client
+        n = self.workers or usable_cores()
+        if n < 1:
+            raise ValueError(f"workers must be at least 1, got {n}")
+        threads = max(1, usable_cores() // n)
+        self.local = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            scheduler_port=0,
+            silence_logs=logging.ERROR,
+            env={"VIPS_CONCURRENCY": str(threads)},
+        )
+        self.client = Client(self.local)  # type: ignore[no-untyped-call]
+        return self.client
+
+    @property
+    def address(self) -> str:
+        return str(self.client.scheduler.address)
+
+    def threads(self) -> int:
+        try:
+            return max(1, int(sum(self.client.nthreads().values())))
+        except Exception:
+            return 1
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+        if self.local is not None:
+            self.local.close()
+            self.local = None
+
+
+class JobService:
+    """Asynchronous image jobs (``picqueue``, ``pic_jobs``, templates) over a Dask cluster.
+
+    Args:
+        records: the SQLite file (or an open :class:`JobRecords`).
+        buckets: where the buckets' objects live (shared with the workers).
+        cluster: the Dask cluster to use (default: an embedded ``LocalCluster`` of
+            ``workers`` processes); a given cluster that is already started is not closed by
+            :meth:`close`.
+        region: the region named in ``JobsDetail`` and ``Location``.
+        backend: the imaging backend the workers use.
+
+    Use as a context manager, or call :meth:`start` and :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        records: str | Path | JobRecords,
+        buckets: Buckets,
+        *,
+        cluster: Cluster | None = None,
+        workers: int | None = None,
+        scheduler: str | None = None,
+        region: str = "ap-guangzhou",
+        backend: str = "auto",
+    ) -> None:
+        self.records = records if isinstance(records, JobRecords) else JobRecords(records)
+        self.buckets = buckets
+        self._own_cluster = cluster is None or cluster.client is None
+        self.cluster = cluster or Cluster(workers=workers, scheduler=scheduler)
+        self.region = region
+        self.backend = backend
+        self._inflight: dict[str, tuple[int, Any]] = {}
+        self._done: _queue.SimpleQueue[tuple[str, int, Any]] = _queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._threads = 1
+        self._threads_checked = 0.0
+        self.committed = 0
+
+    # -- life cycle -----------------------------------------------------------------------------------
+    def start(self) -> JobService:
+        if self._thread is not None:
+            return self
+        if self.cluster.client is None:
+            self.cluster.start()
+        self._stop.clear()
+        # resume: every Running job goes back to the cluster as a new attempt.
+        for job in self.records.running():
+            self._submit(self.records.restart(job))
+        self._swept = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="ci-engine-jobs", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, *, wait: float = 0.0) -> None:
+        """Stop dispatching (after up to ``wait`` seconds for the jobs in flight) and release
+        the cluster when it was started here. Unfinished jobs stay in the records and resume
+        at the next start."""
+        deadline = time.monotonic() + wait
+        while wait and self._inflight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        for _, future in self._inflight.values():
+            future.release()
+        self._inflight.clear()
+        if self._own_cluster:
+            self.cluster.close()
+
+    def __enter__(self) -> JobService:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the API ------------------------------------------------------------------------------------------
+    def queue(self, bucket: str) -> Queue:
+        """The bucket's queue (created ``Active`` on first use)."""
+        return self._with_concurrency(self.records.queue_for(bucket))
+
+    def _with_concurrency(self, queue: Queue) -> Queue:
+        from dataclasses import replace
+
+        return replace(queue, max_concurrent=self._threads)
+
+    def update_queue(
+        self,
+        bucket: str,
+        queue_id: str,
+        *,
+        name: str | None = None,
+        state: str | None = None,
+        notify: Mapping[str, str] | None = None,
+    ) -> Queue:
+        self.records.queue_for(bucket)
+        queue = self.records.update_queue(bucket, queue_id, name=name, state=state, notify=notify)
+        self._wake.set()
+        return self._with_concurrency(queue)
+
+    def submit(self, bucket: str, requests: Sequence[JobRequest]) -> list[Job]:
+        """Record new jobs (``Submitted``) and wake the dispatcher."""
+        queue = self.records.queue_for(bucket)
+        if self.records.count_unfinished(queue.id) + len(requests) > queue.max_size:
+            raise QueueFullError(f"queue: {queue.id} already holds {queue.max_size} unfinished jobs")
+        now = ci_time()
+        jobs: list[Job] = []
+        for request in requests:
+            if request.queue_id and request.queue_id != queue.id:
+                self.records.queue(bucket, request.queue_id)  # raises QueueNotFound
+            rule, is_pic_info, template_name = request.rule, request.is_pic_info, ""
+            if request.template_id:
+                template = self.records.template(bucket, request.template_id)
+                rule, is_pic_info, template_name = template.rule, template.is_pic_info, template.name
+            if not rule:
+                raise InvalidArgumentError("Operation: PicProcess/ProcessRule or TemplateId is required")
+            jobs.append(
+                Job(
+                    new_id("c"),
+                    bucket,
+                    queue.id,
+                    request.input_object,
+                    request.output_bucket,
+                    request.output_object,
+                    rule,
+                    is_pic_info,
+                    tag=request.tag,
+                    creation_time=now,
+                    input_region=self.region,
+                    output_region=request.output_region or self.region,
+                    template_id=request.template_id,
+                    template_name=template_name,
+                    user_data=request.user_data,
+                    job_level=request.job_level,
+                )
+            )
+        stored = self.records.add_jobs(jobs)
+        self._wake.set()
+        return stored
+
+    def get(self, bucket: str, ids: Sequence[str]) -> tuple[list[Job], list[str]]:
+        return self.records.jobs(bucket, ids)
+
+    def cancel(self, bucket: str, job_id: str) -> Job:
+        """Cancel a job that has not ended; afterwards its output never appears."""
+        job = self.records.cancel(bucket, job_id)
+        self._wake.set()
+        return job
+
+    def add_template(self, bucket: str, name: str, rule: str, is_pic_info: bool = False) -> Template:
+        return self.records.add_template(bucket, name, rule, is_pic_info)
+
+    def wait(self, bucket: str, ids: Sequence[str], timeout: float = 60.0) -> list[Job]:
+        """Block until these jobs have ended (for tests and scripts)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs, _ = self.records.jobs(bucket, ids)
+            if all(job.state not in (SUBMITTED, RUNNING) for job in jobs) or time.monotonic() > deadline:
+                return jobs
+            time.sleep(0.05)
+
+    def sweep(self) -> int:
+        """Remove staged results that will never be committed: those of jobs that have ended
+        and of older attempts (an attempt handed out before a restart can still finish on a
+        shared cluster after its service stopped). Returns how many were removed."""
+        removed = 0
+        for bucket in self.records.output_buckets():
+            store = self.buckets.open(bucket)
+            try:
+                staged = store.keys(STAGING_PREFIX)
+            except CIError:
+                continue
+            for key in staged:
+                job_id, _, attempt_text = key[len(STAGING_PREFIX) :].rpartition("-")
+                try:
+                    job = self.records.job(job_id)
+                    attempt = int(attempt_text)
+                except (CIError, ValueError):
+                    continue
+                if job.state in (SUBMITTED, RUNNING) and attempt >= job.attempts:
+                    continue
+                try:
+                    store.delete(key)
+                    removed += 1
+                except CIError:
+                    continue
+        return removed
+
+    # -- the dispatcher ---------------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._drain()
+                self._fill()
+                if time.monotonic() - self._swept > SWEEP_SECONDS:
+                    self._swept = time.monotonic()
+                    self.sweep()
+            except Exception:  # the loop must survive a bad record or a store hiccup
+                log.exception("job dispatcher")
+            self._wake.wait(timeout=0.5)
+            self._wake.clear()
+
+    def _capacity(self) -> int:
+        now = time.monotonic()
+        if now - self._threads_checked > 1.0:
+            self._threads = self.cluster.threads()
+            self._threads_checked = now
+        return 2 * self._threads - len(self._inflight)
+
+    def _fill(self) -> None:
+        while not self._stop.is_set():
+            room = self._capacity()
+            if room <= 0:
+                return
+            claimed = self.records.claim(room)
+            if not claimed:
+                return
+            for job in claimed:
+                self._submit(job)
+
+    def _submit(self, job: Job) -> None:
+        spec = JobSpec(
+            job.id,
+            job.attempts,
+            self.buckets,
+            job.bucket,
+            self.region,
+            job.input_object,
+            job.output_bucket,
+            job.output_object,
+            job.rule,
+            job.is_pic_info,
+            self.backend,
+        )
+        future = self.cluster.client.submit(
+            run_pic_job, spec, key=f"pic-job-{job.id}-{job.attempts}", pure=False, priority=job.job_level
+        )
+        self._inflight[job.id] = (job.attempts, future)
+
+        def done(f: Any, job_id: str = job.id, attempt: int = job.attempts) -> None:
+            self._done.put((job_id, attempt, f))
+            self._wake.set()
+
+        future.add_done_callback(done)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                job_id, attempt, future = self._done.get_nowait()
+            except _queue.Empty:
+                return
+            current = self._inflight.get(job_id)
+            if current is not None and current[0] == attempt:
+                del self._inflight[job_id]
+            self._commit(job_id, attempt, future)
+
+    def _outcome(self, future: Any) -> dict[str, Any]:
+        try:
+            outcome: dict[str, Any] = future.result(timeout=60)
+            return outcome
+        except Exception as exc:  # KilledWorker (too many worker deaths), a cancelled future ...
+            return {"ok": False, "code": "InternalError", "message": f"the cluster lost the job: {type(exc).__name__}"}
+        finally:
+            future.release()
+
+    def _commit(self, job_id: str, attempt: int, future: Any) -> None:
+        outcome = self._outcome(future)
+        staged = outcome.get("staged") if outcome.get("ok") else None
+        try:
+            with self.records.transaction() as db:
+                job = self.records.current(db, job_id)
+                if job.state != RUNNING or job.attempts != attempt:
+                    stale = True
+                else:
+                    stale = False
+                    if staged is not None:
+                        try:
+                            promote(self.buckets.open(job.output_bucket), str(staged), job.output_object)
+                        except CIError as exc:
+                            outcome = {"ok": False, "code": exc.code, "message": exc.message}
+                            staged = None
+                    if outcome.get("ok"):
+                        self.records.finish(db, job_id, "Success", result=outcome["result"])
+                        self.committed += 1
+                    else:
+                        self.records.finish(
+                            db, job_id, "Failed", code=str(outcome["code"]), message=str(outcome["message"])
+                        )
+        except Exception:
+            log.exception("committing job %s", job_id)
+            return
+        if stale and staged is not None:
+            # a cancelled job, or an older attempt: its result never becomes an output.
+            try:
+                self.buckets.open(job.output_bucket).delete(str(staged))
+            except CIError:
+                log.warning("could not remove the staged result %s of job %s", staged, job_id)

@@ -43,6 +43,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ci_engine.errors import CIError, InternalError, new_request_id
+from ci_engine.limits import Limits
 from ci_engine.server.addressing import Target, locate
 from ci_engine.server.auth import SIGNATURE_PARAMS, find_signature, verify
 from ci_engine.server.config import ServerConfig
@@ -244,7 +245,8 @@ class App:
         config: the :class:`~ci_engine.server.config.ServerConfig`.
         storage: the buckets.
         pool: the image workers.
-        jobs: the handler of the job APIs; replace it to serve them.
+        jobs: the handler of the job APIs (:class:`~ci_engine.server.jobs.JobsEndpoint`;
+            :func:`not_implemented_jobs` answers 501 instead).
     """
 
     def __init__(self, config: ServerConfig) -> None:
@@ -253,7 +255,11 @@ class App:
             config.root, fsync=config.fsync
         )
         self.pool = ImagePool(config.workers, config.pending_limit, config.request_timeout)
-        self.jobs: JobsHandler = not_implemented_jobs
+        self.limits = Limits()
+        """The image limits of every request (CI's documented ones)."""
+        from ci_engine.server.jobs import JobsEndpoint
+
+        self.jobs: JobsHandler = JobsEndpoint(self)
         self._states: dict[str, BucketState] = {}
         self._states_lock = threading.Lock()
         self._started = False
@@ -268,10 +274,16 @@ class App:
         self.storage.recover()
         for name in self.config.buckets:
             self.storage.create(name)
+        resume = getattr(self.jobs, "resume", None)
+        if resume is not None:
+            resume()  # jobs left Submitted or Running by the previous run
         self._started = True
 
     def shutdown(self) -> None:
         self.pool.close()
+        close = getattr(self.jobs, "close", None)
+        if close is not None:
+            close()
 
     def state(self, bucket: str) -> BucketState:
         with self._states_lock:
@@ -279,6 +291,11 @@ class App:
             if found is None:
                 found = self._states[bucket] = BucketState(self, bucket)
             return found
+
+    async def state_async(self, bucket: str) -> BucketState:
+        """:meth:`state` without a thread hop once the bucket's state is loaded."""
+        found = self._states.get(bucket)
+        return found if found is not None else await io(self.state, bucket)
 
     def forget(self, bucket: str) -> None:
         with self._states_lock:

@@ -108,7 +108,7 @@ async def styles(app: App, ctx: Context) -> Response:
     bucket = ctx.bucket
     assert bucket is not None
     await _exists(app, bucket)
-    state = await io(app.state, bucket)
+    state = await app.state_async(bucket)
     body = await read_small_body(ctx)
     if ctx.method == "PUT":
         document = parse_xml(body, "AddStyle")
@@ -139,7 +139,7 @@ async def origin_protect(app: App, ctx: Context) -> Response:
     bucket = ctx.bucket
     assert bucket is not None
     await _exists(app, bucket)
-    state = await io(app.state, bucket)
+    state = await app.state_async(bucket)
     if ctx.method == "GET":
         status = "on" if state.protection else "off"
         return Response(f"<OriginProtectStatus>{status}</OriginProtectStatus>".encode(), media_type="application/xml")

@@ -33,8 +33,9 @@ from ci_engine.errors import (
     ParseError,
     UnsupportedOperationError,
 )
+from ci_engine.limits import check_input_bytes
 from ci_engine.parse import KEYWORDS
-from ci_engine.persistent import persist
+from ci_engine.persistent import parse_pic_operations, persist
 from ci_engine.server.app import App, Context, io
 from ci_engine.server.config import BucketConfig
 from ci_engine.server.errors import (
@@ -61,6 +62,9 @@ __all__ = [
 ]
 
 HOTLINK_X_ERRNO = -108
+_PERSIST_MEMORY_FACTOR = 2
+"""A ``Pic-Operations`` upload up to this many times the image byte limit goes through
+``persist()`` (which holds it in memory); a larger one is refused without reading it."""
 _KEYWORDS = frozenset(k.lower() for k in KEYWORDS)
 _CHUNK = 1 << 20
 _RANGE_RE = re.compile(r"bytes=(\d*)-(\d*)")
@@ -262,7 +266,7 @@ async def download(app: App, ctx: Context) -> Response:
     assert ctx.bucket is not None
     cfg = app.config.bucket(ctx.bucket)
     check_hotlink(cfg, ctx.headers.get("referer"))
-    state = await io(app.state, ctx.bucket)
+    state = await app.state_async(ctx.bucket)
     store = await io(app.storage.store, ctx.bucket)
     query = processing_query(ctx.raw_query) if ctx.method == "GET" else ""
     url = ctx.target.raw_path + (f"?{query}" if query else "")
@@ -276,17 +280,20 @@ async def download(app: App, ctx: Context) -> Response:
     if pipeline is None:
         return await _plain(app, ctx, store, key)
 
-    def work() -> tuple[Any, float]:
-        head = store.head(key)
-        data = store.get(key)
-        return process(data, pipeline, backend=app.config.backend), head.last_modified
+    head = await io(store.head, key)
+    if head.size > app.limits.max_input_bytes and not pipeline.ignore_error:
+        # limits-and-errors.md 5.4: an oversized input on a download URL redirects to the
+        # original; known from the size, so the object is not even read
+        return _redirect_to_original(ctx)
+
+    def work() -> Any:
+        return process(store.get(key), pipeline, backend=app.config.backend, limits=app.limits)
 
     try:
-        result, modified = await app.pool.run(work)
+        result = await app.pool.run(work)
     except ImageTooLargeError:
-        # limits-and-errors.md 5.4: an oversized input on a download URL redirects to the original
-        location = ctx.target.raw_path if not ctx.target.path_style else f"/{ctx.bucket}{ctx.target.raw_path}"
-        return Response(b"", status_code=302, headers={"Location": location})
+        return _redirect_to_original(ctx)
+    modified = head.last_modified
     headers = {
         "ETag": _quoted(hashlib.md5(result.data, usedforsecurity=False).hexdigest()),
         "Last-Modified": http_date(modified),
@@ -295,6 +302,11 @@ async def download(app: App, ctx: Context) -> Response:
     if result.masked is not None:
         headers["x-ci-masked-error"] = result.masked.code
     return Response(result.data, headers=_overrides(ctx, headers))
+
+
+def _redirect_to_original(ctx: Context) -> Response:
+    location = ctx.target.raw_path if not ctx.target.path_style else f"/{ctx.bucket}{ctx.target.raw_path}"
+    return Response(b"", status_code=302, headers={"Location": location})
 
 
 async def _plain(app: App, ctx: Context, store: Store, key: str) -> Response:
@@ -388,7 +400,15 @@ async def store_upload(app: App, ctx: Context, key: str, tmp: Path, etag: str) -
     if header is None:
         etag = await io(lambda: store.put_file(key, tmp, etag=etag))
         return Response(b"", headers={"ETag": _quoted(etag)})
-    state = await io(app.state, bucket)
+    state = await app.state_async(bucket)
+    size = await io(lambda: tmp.stat().st_size)
+    if size > _PERSIST_MEMORY_FACTOR * app.limits.max_input_bytes:
+        # Far over the 32 MB image limit: do not read it into memory for persist(). Same
+        # outcome as persist() for a rule without ignore-error/1: the header is validated
+        # first (nothing stored if it is bad), the original is stored, then 400 ImageTooLarge.
+        parse_pic_operations(header, limits=app.limits)
+        await io(lambda: store.put_file(key, tmp, etag=etag))
+        check_input_bytes(size, app.limits, persistent=True)
 
     def work() -> Any:
         try:
@@ -404,6 +424,7 @@ async def store_upload(app: App, ctx: Context, key: str, tmp: Path, etag: str) -
             region=app.config.region,
             styles=state.styles,
             backend=app.config.backend,
+            limits=app.limits,
             buckets=_other_buckets(app),
         )
 
@@ -433,7 +454,7 @@ async def image_process(app: App, ctx: Context) -> Response:
     if header is None:
         raise InvalidPicOperationsError("Pic-Operations: POST ?image_process needs the Pic-Operations header")
     store = await io(app.storage.store, bucket)
-    state = await io(app.state, bucket)
+    state = await app.state_async(bucket)
 
     def work() -> Any:
         return persist(
@@ -445,6 +466,7 @@ async def image_process(app: App, ctx: Context) -> Response:
             region=app.config.region,
             styles=state.styles,
             backend=app.config.backend,
+            limits=app.limits,
             in_cloud=True,
             buckets=_other_buckets(app),
         )

@@ -421,3 +421,17 @@ def test_sigterm_waits_for_in_flight_request(tmp_path: Path, photo: bytes) -> No
     finally:
         if srv.process.poll() is None:
             stop_server(srv)
+
+
+def test_oversized_source_redirects_to_the_original(server: Server) -> None:
+    huge = server.root / PHOTOS / "raw" / "huge.jpg"
+    huge.parent.mkdir(parents=True, exist_ok=True)
+    with open(huge, "wb") as handle:  # 33 MB on disk, without going through the body limit
+        handle.truncate(33 * 1024 * 1024)
+    auth = sign(server, "GET", "raw/huge.jpg")
+    status, headers, _ = request(
+        server, "GET", f"/{PHOTOS}/raw/huge.jpg?imageMogr2/thumbnail/100x", headers={"Authorization": auth}
+    )
+    assert status == 302
+    assert headers["location"] == f"/{PHOTOS}/raw/huge.jpg"
+    huge.unlink()

@@ -14,7 +14,7 @@ import pytest
 from qcloud_cos.cos_exception import CosServiceError
 
 import ci_engine
-from tests.server.conftest import GUARDED, MISSING, PHOTOS, REGION, Server, make_client
+from tests.server.conftest import GUARDED, MISSING, PHOTOS, REGION, REPO, Server, make_client
 
 RULES = [
     "imageMogr2/thumbnail/200x",
@@ -288,7 +288,20 @@ def test_pic_bucket_open_get_close(client: Any, mode: str) -> None:
     assert listed.get("PicBucketList", []) == []
 
 
-def test_job_apis_answer_not_implemented(client: Any) -> None:
-    with pytest.raises(CosServiceError) as info:
-        client.ci_get_media_pic_queue(Bucket=PHOTOS)
-    assert (info.value.get_error_code(), info.value.get_status_code()) == ("NotImplemented", 501)
+def test_compress_inspect_and_qrcode(client: Any, mode: str, photo: bytes, tmp_path: Path) -> None:
+    key = key_for(mode, "more/kleiber.jpg")
+    client.put_object(Bucket=PHOTOS, Body=photo, Key=key)
+    small = (REPO / "tests" / "fixtures" / "images" / "kleiber-320.png").read_bytes()  # HEIF encoding is slow
+    small_key = key_for(mode, "more/kleiber-320.png")
+    client.put_object(Bucket=PHOTOS, Body=small, Key=small_key)
+    dest = tmp_path / "k.heif"
+    headers = client.ci_download_compress_image(
+        Bucket=PHOTOS, Key=small_key, DestImagePath=str(dest), CompressType="heif"
+    )
+    expected = ci_engine.process(small, "imageMogr2/format/heif")
+    assert dest.read_bytes() == expected.data
+    assert headers["Content-Type"] == "image/heic"
+    _, inspect = client.ci_image_inspect(Bucket=PHOTOS, Key=key)
+    assert inspect == ci_engine.process(photo, "imageInspect").data  # the SDK hands back the raw JSON
+    _, qr = client.ci_get_object_qrcode(Bucket=PHOTOS, Key=key, Cover=0)
+    assert qr["CodeStatus"] == "0"  # a photograph without a QR code

@@ -108,7 +108,6 @@ class Tables:
 
     __slots__ = (
         "chars",
-        "words",
         "end_states",
         "factories",
         "literals",
@@ -118,6 +117,7 @@ class Tables:
         "sources",
         "start_states",
         "states",
+        "words",
     )
 
     def __init__(
@@ -388,6 +388,7 @@ class Driver:
         return first
 
     def _scanner(self, state: int) -> Callable[[str, int], re.Match[str] | None]:
+        scanner: Callable[[str, int], Any]
         words = self._words[state]
         if words is not None:
             scanner = _word_scanner(words)
@@ -400,7 +401,6 @@ class Driver:
                 pattern, flags = self._patterns[index]
                 matcher = self._compiled[index] = re.compile(pattern, flags).match
             matchers.append(matcher)
-        scanner: Callable[[str, int], re.Match[str] | None]
         if not matchers:
             scanner = _never
         elif len(matchers) == 1:

@@ -520,7 +520,7 @@ def persist(
             raise ValueError("data must be None for in-cloud processing (the source is in the store)")
     else:
         data = as_bytes(data, "data")
-    check_arguments(backend=backend, resources=resources, fonts=fonts, styles=styles)
+    check_arguments(resources=resources, fonts=fonts, styles=styles)
     with request_budget(limits) as budget:
         return _persist(
             key, data, header, store, bucket, region, styles, backend, limits, in_cloud, buckets, resources, fonts,

@@ -312,7 +312,7 @@ def test_programming_errors_are_raised_at_the_call() -> None:
         ce.process(photo, "imageInfo", fonts="tahoma.ttf")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="styles must be"):
         ce.persist("k.png", photo, "{}", MemoryStore(), styles={"card": "imageInfo"})  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="backend must be a str"):
+    with pytest.raises(ValueError, match="backend must be"):
         ce.process(photo, "imageInfo", backend=None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="header: operation forbidden"):
         ce.explain("imageInfo", released)

@@ -59,6 +59,7 @@ class Result:
             ``lquality``/``size-limit``), ``None`` for formats without one.
         plan: the resolved plan that ran (``None`` when the original was returned).
         masked: the error ``ignore-error/1`` masked, when the original was returned.
+        slim_flag: see below.
     """
 
     data: bytes
@@ -69,6 +70,8 @@ class Result:
     quality: int | None
     plan: ResolvedPlan | None = None
     masked: CIError | None = None
+    slim_flag: int | None = None
+    """``imageSlim``'s ``X-Slimflag`` (1 compressed, 2 the input returned), else ``None``."""
 
     @property
     def mime_type(self) -> str:

@@ -193,7 +193,7 @@ def run_batch_dask(
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
             env={"VIPS_CONCURRENCY": str(max(1, usable_cores() // n))},
         )
         client = Client(cluster)  # type: ignore[no-untyped-call]

@@ -111,7 +111,7 @@ class Cluster:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",
             scheduler_port=0,
             silence_logs=logging.ERROR,
             env={"VIPS_CONCURRENCY": str(threads)},
@@ -297,11 +297,9 @@ class JobService:
     def wait(self, bucket: str, ids: Sequence[str], timeout: float = 60.0) -> list[Job]:
         """Block until these jobs have ended (for tests and scripts)."""
         deadline = time.monotonic() + timeout
-        while True:
-            jobs, _ = self.records.jobs(bucket, ids)
-            if all(job.state not in (SUBMITTED, RUNNING) for job in jobs) or time.monotonic() > deadline:
-                return jobs
-            time.sleep(0.05)
+        while self.records.unfinished(ids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.records.jobs(bucket, ids)[0]
 
     def sweep(self) -> int:
         """Remove staged results that will never be committed: those of jobs that have ended

@@ -359,6 +359,15 @@ class JobRecords:
         more = len(rows) > size
         return page, (page[-1].seq if more and page else None)
 
+    def pending(self) -> int:
+        """How many ``Submitted`` jobs of active queues wait to be claimed."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM jobs JOIN queues ON queues.id = jobs.queue_id "
+            "WHERE jobs.state = ? AND queues.state = ?",
+            (SUBMITTED, ACTIVE),
+        )
+        return int(rows[0]["n"])
+
     def unfinished(self, ids: Sequence[str]) -> int:
         """How many of these jobs are still ``Submitted`` or ``Running`` (one query per 500 ids)."""
         total = 0

@@ -82,6 +82,37 @@ class JobRequest:
     tag: str = "PicProcess"
 
 
+QUIET_DASK: dict[str, Any] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "500ms",
+    "distributed.admin.tick.interval": "200ms",
+}
+"""Dask settings of the clusters started here. The workers' statistical profiler (a stack
+sample every 10 ms) and the 100 ms monitors cost each idle worker 2.5 % of a core, and the
+scheduler 3.5 %; with these, measured on the 2-core development machine over 10 idle
+seconds, 0.4 % and 1.1 % (``benchmarks/jobs.py``, ``docs/scaling.md``)."""
+
+
+def local_cluster(workers: int) -> Any:
+    """An embedded ``LocalCluster``: ``workers`` processes of one thread each, bound to
+    127.0.0.1, libvips given ``cores // workers`` threads each, with :data:`QUIET_DASK`."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set(QUIET_DASK):
+        return LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            scheduler_port=0,
+            silence_logs=logging.ERROR,
+            env={"VIPS_CONCURRENCY": str(max(1, usable_cores() // workers))},
+        )
+
+
 def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
@@ -100,7 +131,7 @@ class Cluster:
     local: Any = field(default=None, init=False)
 
     def start(self) -> Any:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         if self.scheduler:
             self.client = Client(self.scheduler, timeout="20s")  # type: ignore[no-untyped-call]
@@ -108,17 +139,7 @@ class Cluster:
         n = self.workers or usable_cores()
         if n < 1:
             raise ValueError(f"workers must be at least 1, got {n}")
-        threads = max(1, usable_cores() // n)
-        self.local = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            scheduler_port=0,
-            silence_logs=logging.ERROR,
-            env={"VIPS_CONCURRENCY": str(threads)},
-        )
+        self.local = local_cluster(n)
         self.client = Client(self.local)  # type: ignore[no-untyped-call]
         return self.client
 

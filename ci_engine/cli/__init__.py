@@ -8,7 +8,6 @@ until a subcommand touches pixels.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -241,6 +240,7 @@ def _add_format(pipeline: Any, fmt: Any, data: bytes) -> Any:
 def _cmd_info(args: argparse.Namespace) -> int:
     import dataclasses
     import enum
+    import json
 
     from ci_engine.api import process
     from ci_engine.io import probe

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
-from ci_engine.limits import Limits, check_header, check_input_bytes
+from ci_engine.limits import Limits, check_input_bytes
 from ci_engine.plan import RULES, ResolvedPlan, Rule, plan, resolve
 from ci_engine.plan.steps import Composite
 
@@ -65,8 +65,7 @@ def decode(
 
     limits = limits or Limits()
     check_input_bytes(len(data), limits)
-    header = probe(data)
-    check_header(header, limits)
+    header = probe(data, limits=limits)  # the limits, on what decoders allocate (io.probe)
     symbolic = plan(pipeline or IDENTITY, rules=rules, limits=limits)
     resolved = resolve(symbolic, header)
     engine = get_backend(backend)
@@ -82,16 +81,17 @@ def decode(
     return Decoded(resolved, engine, image, data, pixels)
 
 
-def patch(left: int, top: int, rgb: NDArray[np.uint8]) -> Composite:
+def patch(left: int, top: int, rgb: NDArray[np.uint8], *, alpha: NDArray[np.uint8] | None = None) -> Composite:
     """An opaque ``composite`` step that writes ``rgb`` (``(h, w, 3)`` or ``(h, w, 1)``)
-    with its top-left corner at ``(left, top)``."""
+    with its top-left corner at ``(left, top)``; where ``alpha`` (``(h, w)``, 0 or 255) is
+    0 the image is left as it is."""
     import numpy as np
 
     height, width = rgb.shape[:2]
     colour = rgb if rgb.shape[2] == 3 else np.repeat(rgb[..., :1], 3, axis=2)
     rgba = np.empty((height, width, 4), np.uint8)
     rgba[..., :3] = colour[..., :3]
-    rgba[..., 3] = 255
+    rgba[..., 3] = 255 if alpha is None else alpha
     key = hashlib.blake2b(rgba.tobytes(), digest_size=8).hexdigest()
     grey = bool(rgb.shape[2] == 1)
     return Composite(rgba, (width, height), ((left, top),), 1.0, grey=grey, key=key, origin="intel")

@@ -69,10 +69,11 @@ from ci_engine.errors import (
     InvalidArgumentError,
     InvalidImageFormatError,
     InvalidPicOperationsError,
+    LimitExceededError,
     NoSuchStyleError,
 )
 from ci_engine.info import original_image_info
-from ci_engine.limits import Limits, WorkBudget, check_header, check_input_bytes, request_budget
+from ci_engine.limits import Limits, WorkBudget, check_input_bytes, request_budget
 from ci_engine.parse import parse
 from ci_engine.plan import RULES, Plan, ResolvedPlan, plan, resolve
 from ci_engine.plan.rules.fold_shrink_on_load import fold_shrink_on_load
@@ -509,7 +510,7 @@ def persist(
         ImageResolutionExceedError ...: as :func:`ci_engine.process`, unless masked.
     """
     # 0. programming errors (docs/errors.md): the arguments' types, before anything else.
-    from ci_engine.api import _limits, as_bytes
+    from ci_engine.api import _limits, as_bytes, check_arguments
 
     limits = _limits(limits)
     parallel = _workers(workers)
@@ -520,10 +521,7 @@ def persist(
             raise ValueError("data must be None for in-cloud processing (the source is in the store)")
     else:
         data = as_bytes(data, "data")
-    if resources is not None:
-        from ci_engine.watermark.resources import as_resolver
-
-        as_resolver(resources)
+    check_arguments(resources=resources, fonts=fonts, styles=styles)
     with request_budget(limits) as budget:
         return _persist(
             key, data, header, store, bucket, region, styles, backend, limits, in_cloud, buckets, resources, fonts,
@@ -571,12 +569,14 @@ def _persist(
         budget.charge_bytes(len(source), "the source")
     except CIError as exc:
         input_error = exc
-    image_header = _probe(source)
     if input_error is None:
-        try:
-            check_header(image_header, limits)
-        except CIError as exc:
+        try:  # the limits checked while probing: on what decoders would allocate, and early
+            image_header = _probe(source, limits)
+        except LimitExceededError as exc:
             input_error = exc
+            image_header = _probe(source)
+    else:
+        image_header = _probe(source)
     for job in jobs:
         _resolve_job(job, image_header, input_error, budget)
     engine: Backend[Any] | None = None
@@ -686,11 +686,11 @@ def _persistent_errno(exc: InvalidImageFormatError) -> InvalidImageFormatError:
     return exc
 
 
-def _probe(source: bytes) -> ImageHeader:
+def _probe(source: bytes, limits: Limits | None = None) -> ImageHeader:
     from ci_engine.io import probe
 
     try:
-        return probe(source)
+        return probe(source, limits=limits)
     except InvalidImageFormatError as exc:
         raise _persistent_errno(exc) from None
 

@@ -128,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-j", "--jobs", type=int, default=None, metavar="N", help="worker processes (default: cores)")
     p.add_argument("--force", action="store_true", help="redo outputs that are already up to date")
     p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="run the batch on this Dask cluster (SRC and DEST may then be s3:// URLs; its workers must reach them)",
+    )
+    p.add_argument(
+        "--s3-endpoint",
+        default=None,
+        metavar="URL",
+        help="URL of the S3-compatible service of s3:// SRC/DEST (credentials: the AWS environment variables)",
+    )
+    p.add_argument(
         "--ignore-error", action="store_true", help="like ignore-error/1: on a maskable error, write the original"
     )
     p.add_argument(
@@ -285,7 +297,12 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         print(f"{PROG}: ignore-error: the rule is invalid, the originals are copied; masked:", file=sys.stderr)
         print(str(masked), file=sys.stderr)
     extras = extras_from(args)
-    return run_batch(args, pipeline, limits, masked=f"{masked.code}: {masked.message}" if masked else "", extras=extras)
+    note = f"{masked.code}: {masked.message}" if masked else ""
+    if args.scheduler or str(args.src).startswith("s3://") or str(args.dest).startswith("s3://"):
+        from ci_engine.cli.batch_dask import run_batch_dask
+
+        return run_batch_dask(args, pipeline, limits, masked=note, extras=extras)
+    return run_batch(args, pipeline, limits, masked=note, extras=extras)
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:

@@ -26,7 +26,31 @@ def add_serve_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "Requests must carry a COS v5 signature made with the given keys (or use --anonymous). "
         "Once the socket listens, the first line on stdout is 'listening on http://HOST:PORT'.",
     )
-    p.add_argument("--root", required=True, metavar="DIR", help="directory of the buckets (created if missing)")
+    p.add_argument(
+        "--root",
+        required=True,
+        metavar="DIR",
+        help="directory of the buckets (created if missing), or s3://BUCKET[/PREFIX] with --s3-endpoint",
+    )
+    p.add_argument(
+        "--s3-endpoint",
+        default=None,
+        metavar="URL",
+        help="URL of the S3-compatible service of an s3:// root (credentials: the AWS environment variables)",
+    )
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        metavar="DIR",
+        help="local folder for job records and uploads in progress when --root is s3:// "
+        "(default: ~/.cache/ci-engine/<bucket>)",
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="run the asynchronous jobs on this Dask cluster (default: a local cluster of --workers processes)",
+    )
     p.add_argument("--host", default=None, help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=None, help="port (default 8080; 0 picks a free one)")
     p.add_argument("--region", default=None, help="region the server answers for (default ap-guangzhou)")
@@ -45,7 +69,13 @@ def add_serve_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="accept unsigned requests (a signature that is present is still checked)",
     )
     p.add_argument("--config", default=None, metavar="FILE", help="TOML config file (buckets, keys, limits)")
-    p.add_argument("--workers", type=int, default=None, help="image-processing threads (default: the cores)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="image-processing threads, and worker processes of the local Dask cluster that runs the "
+        "asynchronous jobs (started on the first job request; default: the cores)",
+    )
     p.add_argument("--max-body", type=int, default=None, metavar="BYTES", help="largest request body (default 5 GB)")
 
 
@@ -62,6 +92,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         settings: dict[str, Any] = load_toml(args.config) if args.config else {}
         settings["root"] = args.root
+        endpoint = args.s3_endpoint or settings.pop("s3_endpoint", None)
+        if str(args.root).startswith("s3://"):
+            from ci_engine.errors import CIError
+            from ci_engine.s3 import parse_s3_url
+            from ci_engine.server.s3storage import s3_storage_factory
+
+            try:
+                s3_bucket, _ = parse_s3_url(args.root)
+            except CIError as exc:
+                raise ConfigError(f"--root: {exc.message}") from None
+            state = args.state_dir or os.path.join(os.path.expanduser("~"), ".cache", "ci-engine", s3_bucket)
+            settings["root"] = state
+            settings["storage_factory"] = s3_storage_factory(args.root, endpoint)
+        elif endpoint is not None:
+            raise ConfigError("--s3-endpoint needs an s3:// --root")
+        if args.scheduler is not None:
+            settings["scheduler"] = args.scheduler
         for name in ("host", "port", "region", "workers"):
             value = getattr(args, name)
             if value is not None:

@@ -230,13 +230,14 @@ class JobRecords:
             return list(self._db.execute(sql, args))
 
     # -- queues -----------------------------------------------------------------------------------
-    def queue_for(self, bucket: str) -> Queue:
-        """The bucket's image-processing queue, created (``Active``) when missing."""
+    def queue_for(self, bucket: str, *, queue_id: str | None = None, name: str | None = None) -> Queue:
+        """The bucket's image-processing queue, created (``Active``) when missing, with
+        ``queue_id`` and ``name`` when given (a queue record the caller already announced)."""
         rows = self._query("SELECT * FROM queues WHERE bucket = ?", (bucket,))
         if rows:
             return _queue(rows[0])
         now = ci_time()
-        queue = Queue(new_id("p"), bucket, f"queue-{bucket}", create_time=now, update_time=now)
+        queue = Queue(queue_id or new_id("p"), bucket, name or f"queue-{bucket}", create_time=now, update_time=now)
         with self.transaction() as db:
             db.execute(
                 "INSERT OR IGNORE INTO queues VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -245,7 +245,8 @@ class App:
         config: the :class:`~ci_engine.server.config.ServerConfig`.
         storage: the buckets.
         pool: the image workers.
-        jobs: the handler of the job APIs; replace it to serve them.
+        jobs: the handler of the job APIs (:class:`~ci_engine.server.jobs.JobsEndpoint`;
+            :func:`not_implemented_jobs` answers 501 instead).
     """
 
     def __init__(self, config: ServerConfig) -> None:
@@ -256,7 +257,9 @@ class App:
         self.pool = ImagePool(config.workers, config.pending_limit, config.request_timeout)
         self.limits = Limits()
         """The image limits of every request (CI's documented ones)."""
-        self.jobs: JobsHandler = not_implemented_jobs
+        from ci_engine.server.jobs import JobsEndpoint
+
+        self.jobs: JobsHandler = JobsEndpoint(self)
         self._states: dict[str, BucketState] = {}
         self._states_lock = threading.Lock()
         self._started = False
@@ -271,10 +274,16 @@ class App:
         self.storage.recover()
         for name in self.config.buckets:
             self.storage.create(name)
+        resume = getattr(self.jobs, "resume", None)
+        if resume is not None:
+            resume()  # jobs left Submitted or Running by the previous run
         self._started = True
 
     def shutdown(self) -> None:
         self.pool.close()
+        close = getattr(self.jobs, "close", None)
+        if close is not None:
+            close()
 
     def state(self, bucket: str) -> BucketState:
         with self._states_lock:

@@ -142,6 +142,10 @@ class ServerConfig:
         storage_factory: builds the :class:`~ci_engine.server.storage.Storage` (default: a
             :class:`~ci_engine.server.storage.LocalStorage` on ``root``); another storage
             (an S3-backed root) plugs in here.
+        job_workers: worker processes of the embedded Dask cluster that runs the
+            asynchronous jobs (default: ``workers``); started on the first job request.
+        scheduler: ``tcp://HOST:PORT`` of a Dask scheduler to run the jobs on instead (its
+            workers must reach the same root).
     """
 
     root: Path
@@ -162,6 +166,8 @@ class ServerConfig:
     vips_concurrency: int = 1
     cors_origins: tuple[str, ...] = ()
     storage_factory: Callable[[ServerConfig], Storage] | None = None
+    job_workers: int | None = None
+    scheduler: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -171,6 +177,10 @@ class ServerConfig:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
         if self.max_body_bytes < 1:
             raise ConfigError(f"max_body_bytes must be positive, got {self.max_body_bytes}")
+        if self.job_workers is not None and self.job_workers < 1:
+            raise ConfigError(f"job_workers must be at least 1, got {self.job_workers}")
+        if self.scheduler is not None and not re.fullmatch(r"(tcp|tls|ucx|inproc)://\S+", self.scheduler):
+            raise ConfigError(f"scheduler must look like tcp://HOST:PORT, got {self.scheduler!r}")
         if self.default_bucket is not None and not BUCKET_RE.fullmatch(self.default_bucket):
             raise ConfigError(f"default_bucket {self.default_bucket!r} is not a BucketName-APPID")
 
@@ -200,6 +210,9 @@ class ServerConfig:
 
 _TOP_KEYS = {
     "root",
+    "job_workers",
+    "scheduler",
+    "s3_endpoint",
     "host",
     "port",
     "region",
@@ -244,10 +257,10 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"--config {path}: unknown setting {unknown[0]!r}")
     out: dict[str, Any] = {}
-    for name in ("root", "host", "region", "default_bucket", "backend"):
+    for name in ("root", "host", "region", "default_bucket", "backend", "scheduler", "s3_endpoint"):
         if name in data:
             out[name] = _expect(data[name], str, name)
-    for name in ("port", "max_body_bytes", "workers", "max_pending", "vips_concurrency"):
+    for name in ("port", "max_body_bytes", "workers", "max_pending", "vips_concurrency", "job_workers"):
         if name in data:
             out[name] = _expect(data[name], int, name)
     for name in ("request_timeout", "grace_period"):

@@ -288,12 +288,6 @@ def test_pic_bucket_open_get_close(client: Any, mode: str) -> None:
     assert listed.get("PicBucketList", []) == []
 
 
-def test_job_apis_answer_not_implemented(client: Any) -> None:
-    with pytest.raises(CosServiceError) as info:
-        client.ci_get_media_pic_queue(Bucket=PHOTOS)
-    assert (info.value.get_error_code(), info.value.get_status_code()) == ("NotImplemented", 501)
-
-
 def test_compress_inspect_and_qrcode(client: Any, mode: str, photo: bytes, tmp_path: Path) -> None:
     key = key_for(mode, "more/kleiber.jpg")
     client.put_object(Bucket=PHOTOS, Body=photo, Key=key)

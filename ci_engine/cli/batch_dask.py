@@ -1,0 +1,225 @@
+"""``ci-engine batch SRC RULE DEST --scheduler tcp://HOST:PORT``: a batch on a Dask cluster,
+with SRC and DEST folders or ``s3://BUCKET[/PREFIX]`` URLs (``--s3-endpoint``).
+
+Every image under SRC (by suffix; hidden files and folders skipped) becomes one Dask task that
+reads it through its store, runs the rule and writes DEST/<same relative key> (with the
+suffix of the rule's output format) through the destination store: a temporary file and a
+rename in a folder, one PUT in S3, so an output is complete or absent. An output that already
+exists is skipped (in a folder: when it is newer than its source) unless ``--force``, so a
+re-run finishes an interrupted batch. Without ``--scheduler`` an s3:// batch runs on an
+embedded ``LocalCluster`` of ``--jobs`` worker processes. The workers of a named cluster must
+reach SRC and DEST (the same shared folders, or the same S3 endpoint) and import the same
+ci_engine. The summary and the exit codes are those of ``batch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from ci_engine import ast as A
+from ci_engine.cli.batch import Outcome, Plan, Task, _note, _summary, usable_cores
+from ci_engine.cli.common import (
+    EXIT_FAILURES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    IMAGE_SUFFIXES,
+    PROG,
+    SUFFIXES,
+    Extras,
+    exit_code,
+    rule_format,
+)
+from ci_engine.cli.progress import Progress
+from ci_engine.errors import CIError
+from ci_engine.limits import Limits
+from ci_engine.store import Store
+
+__all__ = ["DaskConfig", "run_file", "run_batch_dask", "plan_keys"]
+
+
+@dataclass(frozen=True, slots=True)
+class DaskConfig:
+    """What every task needs (sent to the workers once)."""
+
+    source: str
+    dest: str
+    endpoint: str | None
+    pipeline: A.Pipeline | None
+    backend: str
+    limits: Limits
+    masked: str = ""
+    extras: Extras = field(default_factory=Extras)
+
+
+_STORES: dict[tuple[str, str | None], Store] = {}
+
+
+def _store(root: str, endpoint: str | None) -> Store:
+    """One store per root and worker process (S3 clients are reused)."""
+    from ci_engine.store import LocalStore, open_store
+
+    key = (root, endpoint)
+    found = _STORES.get(key)
+    if found is None:
+        found = open_store(root, endpoint=endpoint) if root.startswith("s3://") else LocalStore(root, fsync=False)
+        _STORES[key] = found
+    return found
+
+
+def run_file(task: Task, config: DaskConfig) -> Outcome:
+    """One file, on a worker: read through the source store, process, write through the
+    destination store (atomic there)."""
+    from ci_engine.api import process
+
+    start = time.perf_counter()
+    try:
+        data = _store(config.source, config.endpoint).get(task.source)
+        masked = config.masked
+        if config.pipeline is None:
+            output = data
+        else:
+            result = process(
+                data, config.pipeline, backend=config.backend, limits=config.limits, **config.extras.kwargs()
+            )
+            output = result.data
+            masked = f"{result.masked.code}: {result.masked.message}" if result.masked is not None else ""
+        _store(config.dest, config.endpoint).put(task.dest, output)
+        return Outcome(task, True, size=len(output), seconds=time.perf_counter() - start, masked=masked)
+    except CIError as exc:
+        return Outcome(
+            task,
+            False,
+            code=exc.code,
+            message=exc.message,
+            column=exc.column,
+            caret=exc.caret,
+            exit=exit_code(exc),
+            seconds=time.perf_counter() - start,
+        )
+    except Exception as exc:
+        return Outcome(task, False, code="InternalError", message=f"{type(exc).__name__}: {exc}", exit=exit_code(exc))
+
+
+def _is_image(key: str) -> bool:
+    parts = key.split("/")
+    return not any(p.startswith(".") for p in parts) and PurePosixPath(key).suffix.lower() in IMAGE_SUFFIXES
+
+
+def plan_keys(source: Store, dest: Store, pipeline: A.Pipeline | None, *, force: bool, exclude: str = "") -> Plan:
+    """The work of a batch between two stores: every image key of ``source`` (but those under
+    ``exclude``: DEST inside SRC), its output key in ``dest``; an output that exists and is
+    newer than its source is skipped unless ``force``."""
+    fmt = rule_format(pipeline) if pipeline is not None else None
+    suffix = SUFFIXES.get(fmt) if fmt else None
+    existing = set(dest.keys()) if not force else set()
+    plan = Plan()
+    claimed: dict[str, str] = {}
+    for key in source.keys():
+        if not _is_image(key) or (exclude and key.startswith(exclude)):
+            continue
+        out = str(PurePosixPath(key).with_suffix(suffix)) if suffix else key
+        task = Task(key, out, key, out)
+        first = claimed.setdefault(out, key)
+        if first != key:
+            message = f"its output {out} is also the output of {first}; rename one of them"
+            plan.collisions.append(Outcome(task, False, code="OutputCollision", message=message, exit=EXIT_USAGE))
+            continue
+        if out in existing and not _newer_source(source, dest, key, out):
+            plan.skipped.append(task)
+            continue
+        plan.todo.append(task)
+    return plan
+
+
+def _newer_source(source: Store, dest: Store, key: str, out: str) -> bool:
+    try:
+        return source.head(key).last_modified > dest.head(out).last_modified
+    except CIError:
+        return True
+
+
+def run_batch_dask(
+    args: argparse.Namespace,
+    pipeline: A.Pipeline | None,
+    limits: Limits,
+    *,
+    masked: str = "",
+    extras: Extras | None = None,
+) -> int:
+    """``batch`` on Dask (``--scheduler``, or an s3:// SRC or DEST)."""
+    src, dest, endpoint = str(args.src), str(args.dest), getattr(args, "s3_endpoint", None)
+    if not src.startswith("s3://") and not os.path.isdir(src):
+        print(f"{PROG}: batch: {src} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    if not dest.startswith("s3://") and os.path.exists(dest) and not os.path.isdir(dest):
+        print(f"{PROG}: batch: {dest} exists and is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    if args.jobs is not None and args.jobs < 1:
+        print(f"{PROG}: batch: --jobs must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    exclude = ""
+    if not src.startswith("s3://"):
+        src = os.path.realpath(src)
+    if not dest.startswith("s3://"):
+        dest = os.path.realpath(dest)
+        os.makedirs(dest, exist_ok=True)
+        if not src.startswith("s3://") and dest != src and dest.startswith(src + os.sep):
+            exclude = os.path.relpath(dest, src).replace(os.sep, "/") + "/"
+    try:
+        source, target = _store(src, endpoint), _store(dest, endpoint)
+        plan = plan_keys(source, target, pipeline, force=args.force, exclude=exclude)
+    except CIError as exc:
+        print(f"{PROG}: batch: {exc.code}: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
+    config = DaskConfig(src, dest, endpoint, pipeline, args.backend, limits, masked, extras or Extras())
+
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster: Any = None
+    client: Any
+    if args.scheduler:
+        client = Client(args.scheduler, timeout="20s")  # type: ignore[no-untyped-call]
+    else:
+        n = max(1, min(args.jobs or usable_cores(), len(plan.todo) or 1))
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            env={"VIPS_CONCURRENCY": str(max(1, usable_cores() // n))},
+        )
+        client = Client(cluster)  # type: ignore[no-untyped-call]
+    progress = Progress(len(plan.todo), mode=args.progress)
+    outcomes: list[Outcome] = list(plan.collisions)
+    interrupted = False
+    try:
+        shared = client.scatter(config, broadcast=True)
+        futures = [client.submit(run_file, task, shared, pure=False) for task in plan.todo]
+        for future in as_completed(futures):  # type: ignore[no-untyped-call]
+            try:
+                outcome: Outcome = future.result()
+            except Exception as exc:  # the cluster lost the task (KilledWorker ...)
+                task = plan.todo[futures.index(future)]
+                outcome = Outcome(task, False, code="InternalError", message=f"the cluster lost it: {exc!r}")
+            outcomes.append(outcome)
+            progress.done(outcome.task.name, ok=outcome.ok, note=_note(outcome))
+            future.release()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        progress.close()
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    _summary(plan, outcomes, progress.elapsed, interrupted=interrupted)
+    if interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURES if any(not o.ok for o in outcomes) else EXIT_OK

@@ -1,0 +1,96 @@
+"""``ci-engine batch SRC RULE DEST --scheduler tcp://HOST:PORT`` on the session's LocalCluster
+(2 worker processes), with folders and with s3:// URLs on moto."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+import pytest
+
+import ci_engine
+from ci_engine.cli import main
+from ci_engine.jobs import Cluster
+from tests.jobs.conftest import SAMPLE
+
+PHOTO = SAMPLE.read_bytes()
+RULE = "imageMogr2/thumbnail/160x/format/webp"
+
+
+def tree(root: Path) -> None:
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "one.jpg").write_bytes(PHOTO)
+    (root / "a" / "two.jpg").write_bytes(PHOTO)
+    (root / "a" / "b" / "three.JPG").write_bytes(PHOTO)
+    (root / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    (root / "notes.txt").write_text("skipped")
+    (root / ".hidden.jpg").write_bytes(PHOTO)
+
+
+def test_folders_on_the_cluster(tmp_path: Path, cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    tree(src)
+    code = main(["batch", str(src), RULE, str(dest), "--scheduler", cluster.address, "--progress", "none"])
+    out = capsys.readouterr().out
+    assert code == 1, out  # the broken file
+    assert "3 written, 0 skipped (up to date), 1 failed" in out
+    assert "InvalidImageFormat (1):" in out and "a/broken.jpg" in out
+    want = ci_engine.process(PHOTO, RULE).data
+    written = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
+    assert written == ["a/b/three.webp", "a/two.webp", "one.webp"]
+    for name in written:
+        assert (dest / name).read_bytes() == want
+    # a second run skips what is up to date; --force redoes it
+    assert main(["batch", str(src), RULE, str(dest), "--scheduler", cluster.address, "--progress", "none"]) == 1
+    assert "0 written, 3 skipped (up to date), 1 failed" in capsys.readouterr().out
+    (src / "a" / "broken.jpg").unlink()
+    args = ["batch", str(src), RULE, str(dest), "--scheduler", cluster.address, "--progress", "none", "--force"]
+    assert main(args) == 0
+    assert "3 written, 0 skipped" in capsys.readouterr().out
+
+
+def test_s3_to_s3_and_folder_to_s3(
+    tmp_path: Path, cluster: Cluster, moto_endpoint: str, s3_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    for key in ("in/x.jpg", "in/sub/y.jpg", "in/readme.txt"):
+        s3.put_object(Bucket=s3_bucket, Key=key, Body=PHOTO)
+    common = ["--scheduler", cluster.address, "--s3-endpoint", moto_endpoint, "--progress", "none"]
+    code = main(["batch", f"s3://{s3_bucket}/in", RULE, f"s3://{s3_bucket}/out", *common])
+    assert code == 0, capsys.readouterr()
+    want = ci_engine.process(PHOTO, RULE).data
+    for key in ("out/x.webp", "out/sub/y.webp"):
+        assert s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read() == want
+    listed = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="out/")["Contents"])
+    assert listed == ["out/sub/y.webp", "out/x.webp"]
+    src = tmp_path / "src"
+    tree(src)
+    (src / "a" / "broken.jpg").unlink()
+    assert main(["batch", str(src), RULE, f"s3://{s3_bucket}/fromdisk", *common]) == 0
+    listed = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=s3_bucket, Prefix="fromdisk/")["Contents"])
+    assert listed == ["fromdisk/a/b/three.webp", "fromdisk/a/two.webp", "fromdisk/one.webp"]
+
+
+def test_unreachable_s3_fails_each_file_cleanly(
+    tmp_path: Path, cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "p.jpg").write_bytes(PHOTO)
+    code = main(
+        [
+            "batch",
+            str(src),
+            RULE,
+            "s3://nowhere/out",
+            "--scheduler",
+            cluster.address,
+            "--s3-endpoint",
+            "http://127.0.0.1:9",
+            "--progress",
+            "none",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 2, captured  # listing DEST fails before any work: a usage error
+    assert "ServiceUnavailable" in captured.err and "127.0.0.1:9" in captured.err

@@ -1,0 +1,196 @@
+"""The asynchronous image jobs through the official SDK against a live ``ci-engine serve``
+(the session server of ``conftest.py``: its first job request starts a Dask LocalCluster of 2
+worker processes): 20 jobs whose outputs equal ``persist()``'s, listing with paging, cancel,
+pause and resume of the queue, templates."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from qcloud_cos.cos_exception import CosServiceError
+
+from ci_engine.persistent import persist
+from ci_engine.store import MemoryStore
+from tests.server.conftest import PHOTOS, REGION, Server, make_client
+
+RULES = [
+    "imageMogr2/thumbnail/200x",
+    "imageMogr2/thumbnail/320x/format/webp",
+    "imageMogr2/crop/300x300/gravity/center/format/png",
+    "imageMogr2/thumbnail/150x150/quality/70",
+]
+
+
+@pytest.fixture(scope="module")
+def sdk(server: Server) -> Any:
+    return make_client(server, "proxy")
+
+
+@pytest.fixture(scope="module")
+def source(sdk: Any, photo: bytes) -> str:
+    sdk.put_object(Bucket=PHOTOS, Key="jobs/src.jpg", Body=photo)
+    return "jobs/src.jpg"
+
+
+def persisted(photo: bytes, rule: str) -> bytes:
+    store = MemoryStore()
+    store.put("s.jpg", photo)
+    persist("s.jpg", None, {"rules": [{"fileid": "/o", "rule": rule}]}, store, in_cloud=True, workers=1)
+    return store.get("o")
+
+
+def job(source: str, out: str, rule: str = "", template: str = "", **operation: str) -> dict[str, Any]:
+    op: dict[str, Any] = {"Output": {"Region": REGION, "Bucket": PHOTOS, "Object": out}, **operation}
+    if template:
+        op["TemplateId"] = template
+    else:
+        op["PicProcess"] = {"IsPicInfo": "false", "ProcessRule": rule}
+    return {"Tag": "PicProcess", "Input": {"Object": source}, "Operation": op}
+
+
+def create(sdk: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    answer = sdk.ci_create_media_pic_jobs(Bucket=PHOTOS, Jobs=spec, Lst={})
+    (detail,) = answer["JobsDetail"]
+    return dict(detail)
+
+
+def wait(sdk: Any, ids: list[str], timeout: float = 120) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        details: list[dict[str, Any]] = []
+        for start in range(0, len(ids), 10):
+            details += sdk.ci_get_media_pic_jobs(Bucket=PHOTOS, JobIDs=",".join(ids[start : start + 10]))["JobsDetail"]
+        if all(d["State"] not in ("Submitted", "Running") for d in details) or time.monotonic() > deadline:
+            return details
+        time.sleep(0.2)
+
+
+def queue_id(sdk: Any) -> str:
+    queues = sdk.ci_get_media_pic_queue(Bucket=PHOTOS)
+    (queue,) = queues["QueueList"]
+    return str(queue["QueueId"])
+
+
+def set_queue(sdk: Any, state: str) -> dict[str, Any]:
+    request = {"Name": "pictures", "State": state, "NotifyConfig": {"State": "Off"}}
+    return dict(sdk.ci_update_media_pic_queue(Bucket=PHOTOS, QueueId=queue_id(sdk), Request=request)["Queue"][0])
+
+
+def test_twenty_jobs_equal_persist(sdk: Any, source: str, photo: bytes) -> None:
+    created = [create(sdk, job(source, f"jobs/out/{i:02d}.img", RULES[i % len(RULES)])) for i in range(20)]
+    assert all(d["State"] in ("Submitted", "Running") for d in created)
+    assert all(d["JobId"].startswith("c") and d["Tag"] == "PicProcess" for d in created)
+    details = wait(sdk, [d["JobId"] for d in created])
+    assert [d["State"] for d in details] == ["Success"] * 20, details
+    for i, detail in enumerate(details):
+        assert detail["Operation"]["Output"]["Object"] == f"jobs/out/{i:02d}.img"
+        result = detail["Operation"]["PicProcessResult"]
+        body = sdk.get_object(Bucket=PHOTOS, Key=f"jobs/out/{i:02d}.img")["Body"].get_raw_stream().read()
+        assert body == persisted(photo, RULES[i % len(RULES)])
+        assert int(result["ProcessResult"]["Size"]) == len(body)
+        assert detail["StartTime"] != "-" and detail["EndTime"] != "-"
+
+
+def test_failed_job_carries_the_error(sdk: Any, source: str) -> None:
+    detail = create(sdk, job(source, "jobs/bad.jpg", "imageMogr2/blur/80x5"))
+    (done,) = wait(sdk, [detail["JobId"]])
+    assert (done["State"], done["Code"]) == ("Failed", "InvalidArgument")
+    assert "blur" in done["Message"]
+    with pytest.raises(CosServiceError) as err:
+        sdk.head_object(Bucket=PHOTOS, Key="jobs/bad.jpg")
+    assert err.value.get_status_code() == 404
+
+
+def test_list_with_paging(sdk: Any, source: str) -> None:
+    made = [create(sdk, job(source, f"jobs/list/{i}.jpg", RULES[0]))["JobId"] for i in range(5)]
+    wait(sdk, made)
+    seen: list[str] = []
+    token = ""
+    while True:
+        page = sdk.ci_list_media_pic_jobs(Bucket=PHOTOS, Tag="PicProcess", Size=2, NextToken=token)
+        got = [d["JobId"] for d in page.get("JobsDetail", [])]
+        assert len(got) <= 2
+        seen += got
+        token = page.get("NextToken") or ""
+        if not token:
+            break
+    assert seen[:5] == list(reversed(made))  # newest first
+    assert len(seen) == len(set(seen))
+    success = sdk.ci_list_media_pic_jobs(Bucket=PHOTOS, Tag="PicProcess", States="Success", Size=100)
+    assert set(made) <= {d["JobId"] for d in success["JobsDetail"]}
+    assert all(d["State"] == "Success" for d in success["JobsDetail"])
+
+
+def test_pause_cancel_resume(sdk: Any, source: str) -> None:
+    paused = set_queue(sdk, "Paused")
+    assert paused["State"] == "Paused" and paused["Name"] == "pictures"
+    ids = [create(sdk, job(source, f"jobs/paused/{i}.jpg", RULES[1]))["JobId"] for i in range(3)]
+    time.sleep(1.5)
+    details = sdk.ci_get_media_pic_jobs(Bucket=PHOTOS, JobIDs=",".join(ids))["JobsDetail"]
+    assert [d["State"] for d in details] == ["Submitted"] * 3
+    assert sdk.ci_cancel_jobs(Bucket=PHOTOS, JobID=ids[1]) == ""
+    assert set_queue(sdk, "Active")["State"] == "Active"
+    details = wait(sdk, ids)
+    assert [d["State"] for d in details] == ["Success", "Cancel", "Success"]
+    assert sdk.object_exists(Bucket=PHOTOS, Key="jobs/paused/0.jpg")
+    assert not sdk.object_exists(Bucket=PHOTOS, Key="jobs/paused/1.jpg")
+    with pytest.raises(CosServiceError) as err:
+        sdk.ci_cancel_jobs(Bucket=PHOTOS, JobID="cnosuchjob")
+    assert (err.value.get_error_code(), err.value.get_status_code()) == ("ResourceNotFound", 404)
+
+
+def test_templates(sdk: Any, source: str, photo: bytes) -> None:
+    template = {
+        "Tag": "PicProcess",
+        "Name": "thumb-64",
+        "PicProcess": {"IsPicInfo": "true", "ProcessRule": "imageMogr2/thumbnail/64x"},
+    }
+    created = sdk.ci_create_template(Bucket=PHOTOS, Template=template)["Template"]
+    template_id = created["TemplateId"]
+    listed = sdk.ci_get_template(Bucket=PHOTOS, Ids=template_id)
+    assert [t["Name"] for t in listed["TemplateList"]] == ["thumb-64"]
+    detail = create(sdk, job(source, "jobs/tpl.jpg", template=template_id))
+    assert detail["Operation"]["TemplateName"] == "thumb-64"
+    (done,) = wait(sdk, [detail["JobId"]])
+    assert done["State"] == "Success"
+    assert done["Operation"]["PicProcessResult"]["OriginalInfo"]["ImageInfo"]["Width"] == "1200"
+    body = sdk.get_object(Bucket=PHOTOS, Key="jobs/tpl.jpg")["Body"].get_raw_stream().read()
+    assert body == persisted(photo, "imageMogr2/thumbnail/64x")
+    sdk.ci_delete_template(Bucket=PHOTOS, TemplateId=template_id)
+    with pytest.raises(CosServiceError) as err:
+        sdk.ci_delete_template(Bucket=PHOTOS, TemplateId=template_id)
+    assert err.value.get_error_code() == "TemplateNotFound"
+
+
+def test_ip_mode_reaches_the_same_queue(server: Server, sdk: Any) -> None:
+    ip = make_client(server, "ip")
+    assert queue_id(ip) == queue_id(sdk)
+
+
+def test_restart_with_jobs_queued(tmp_path: Any, photo: bytes) -> None:
+    """A server stopped (SIGTERM) with jobs queued and running, started again on the same
+    root: the jobs complete, outputs equal persist()'s."""
+    from tests.server.conftest import SECRET_ID, SECRET_KEY, start_server, stop_server
+
+    root = tmp_path / "root"
+    args = ("--secret-id", SECRET_ID, "--secret-key", SECRET_KEY, "--bucket", PHOTOS, "--workers", "2")
+    first = start_server(root, *args)
+    try:
+        client = make_client(first, "proxy")
+        client.put_object(Bucket=PHOTOS, Key="in/src.jpg", Body=photo)
+        slow = "imageMogr2/blur/20x10/thumbnail/300x"
+        ids = [create(client, job("in/src.jpg", f"out/{i}.jpg", slow))["JobId"] for i in range(6)]
+    finally:
+        assert stop_server(first) == 0, first.log_text()
+    second = start_server(root, *args)
+    try:
+        client = make_client(second, "proxy")
+        details = wait(client, ids)
+        assert [d["State"] for d in details] == ["Success"] * 6, details
+        want = persisted(photo, slow)
+        for i in range(6):
+            assert client.get_object(Bucket=PHOTOS, Key=f"out/{i}.jpg")["Body"].get_raw_stream().read() == want
+    finally:
+        assert stop_server(second) == 0, second.log_text()

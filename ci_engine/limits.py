@@ -46,15 +46,16 @@ class Limits:
         max_steps: ``|``-separated steps after style expansion (10).
         max_image_watermarks: image watermarks on one image (10).
         max_param_value: width/height-type parameters above this are treated as this (10,000).
-        max_work_pixels: the per-request work budget, in pixels (1,500,000,000; not a CI
+        max_work_pixels: the per-request work budget, in pixels (1,000,000,000; not a CI
             limit). Everything one request will compute counts against it *before* it is
             computed, its whole tree included (nested processing of watermark URLs): the
             decoded input and every decoded logo (width x height x frames), the output of
             every step, the text bitmaps and rotated tiles drawn, the pixels composited and
             the output encoded (times the encodes of a ``size-limit`` search). It admits
-            one step at CI's maxima (a 250 MP decode, a 9,999 x 9,999 output searched for a
-            size limit) and refuses a request that multiplies work: logos inside logos,
-            ten full-size steps on a 100 MP output. ``docs/security.md`` has the figures.
+            a 250 MP decode followed by several steps at 9,999 x 9,999, and refuses a
+            request that multiplies work: logos inside logos, ten full-size steps on a
+            100 MP output, a ``size-limit`` search (9 encodes) of a 100 MP output.
+            ``docs/security.md`` has the figures.
         max_request_images: watermark images fetched by one request, nested processing
             included (20; not a CI limit). ``max_image_watermarks`` counts per pipeline: a
             logo URL whose processing query carries ten logos, each carrying ten more, would
@@ -74,7 +75,7 @@ class Limits:
     max_steps: int = 10
     max_image_watermarks: int = 10
     max_param_value: int = 10_000
-    max_work_pixels: int = 1_500_000_000
+    max_work_pixels: int = 1_000_000_000
     max_request_images: int = 20
     max_request_bytes: int = 96 * MB
 

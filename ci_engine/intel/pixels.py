@@ -82,16 +82,17 @@ def decode(
     return Decoded(resolved, engine, image, data, pixels)
 
 
-def patch(left: int, top: int, rgb: NDArray[np.uint8]) -> Composite:
+def patch(left: int, top: int, rgb: NDArray[np.uint8], *, alpha: NDArray[np.uint8] | None = None) -> Composite:
     """An opaque ``composite`` step that writes ``rgb`` (``(h, w, 3)`` or ``(h, w, 1)``)
-    with its top-left corner at ``(left, top)``."""
+    with its top-left corner at ``(left, top)``; where ``alpha`` (``(h, w)``, 0 or 255) is
+    0 the image is left as it is."""
     import numpy as np
 
     height, width = rgb.shape[:2]
     colour = rgb if rgb.shape[2] == 3 else np.repeat(rgb[..., :1], 3, axis=2)
     rgba = np.empty((height, width, 4), np.uint8)
     rgba[..., :3] = colour[..., :3]
-    rgba[..., 3] = 255
+    rgba[..., 3] = 255 if alpha is None else alpha
     key = hashlib.blake2b(rgba.tobytes(), digest_size=8).hexdigest()
     grey = bool(rgb.shape[2] == 1)
     return Composite(rgba, (width, height), ((left, top),), 1.0, grey=grey, key=key, origin="intel")

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["run"]
 
-_TERMINAL: tuple[type[A.Step], ...] = (A.ImageInspect, A.QRCode)
+_TERMINAL: tuple[type[A.Step], ...] = (A.ImageInspect, A.QRCode, A.ExtractBlindWatermark)
 
 
 def _json(body: bytes) -> Result:
@@ -102,7 +102,25 @@ def run(
     last = steps[-1]
     if isinstance(last, A.CiProcess):
         return _ci_process(last, data, backend=backend, limits=limits, rules=rules)
+    marks = [i for i, step in enumerate(steps) if isinstance(step, A.BlindWatermark)]
+    if marks:  # watermark/3: embed after the steps before it, then run the steps after it
+        from ci_engine.api import process
+        from ci_engine.intel.blindmark import embed
+
+        at = marks[0]
+        mark = steps[at]
+        assert isinstance(mark, A.BlindWatermark)
+        before = A.Pipeline(steps[:at]) if at else None
+        marked: Result = embed(data, mark, backend=backend, pipeline=before, **kw)
+        if at == len(steps) - 1:
+            return marked
+        return process(marked.data, A.Pipeline(steps[at + 1 :]), backend=backend, **kw)
     prefix = A.Pipeline(steps[:-1]) if len(steps) > 1 else None
+    if isinstance(last, A.ExtractBlindWatermark):
+        from ci_engine.intel.blindmark import extract, extraction_xml
+
+        extraction, mark_png = extract(data, last, backend=backend, pipeline=prefix, **kw)
+        return _xml(extraction_xml(last, extraction, mark_png))
     if isinstance(last, A.QRCode):
         from ci_engine.intel.qrcode import recognition_xml, recognize
 

@@ -26,7 +26,6 @@ from ci_engine.errors import (
     InvalidArgumentError,
     NoSuchKeyError,
     UnsupportedForInputError,
-    UnsupportedOperationError,
 )
 from ci_engine.types import Font, Gravity
 from ci_engine.watermark import (
@@ -607,21 +606,21 @@ def test_network_resolver_on_loopback_when_allowed() -> None:
 
 
 @pytest.mark.parametrize(
-    ("rule", "name"),
+    ("rule", "expected"),
     [
-        (f"watermark/3/type/3/text/{b64('abc')}", "watermark/3"),
-        (f"watermark/3/type/2/image/{b64(LOGO_URL)}", "watermark/3"),
-        ("watermark/4/type/3", "watermark/4"),
+        (f"watermark/3/type/3/text/{b64('abc')}", "png"),  # ci_engine.intel.blindmark (tests/intel)
+        (f"watermark/3/type/2/image/{b64(LOGO_URL)}", AccessDeniedError),  # no resources given
+        ("watermark/4/type/3", "xml"),
     ],
 )
-def test_blind_watermarks_are_not_implemented(rule: str, name: str) -> None:
-    try:
-        pipeline = ce.parse(rule)
-    except CIError as exc:  # watermark/4 needs parameters the grammar may require
-        pytest.skip(f"{rule!r} does not parse here: {exc.message}")
-    with pytest.raises(UnsupportedOperationError) as info:
-        ce.process(base_png(), pipeline)
-    assert name in info.value.message and info.value.code == "NotImplemented"
+def test_blind_watermarks_run_through_intel(rule: str, expected: object) -> None:
+    pipeline = ce.parse(rule)
+    data = base_png(400, 300)
+    if isinstance(expected, str):
+        assert ce.process(data, pipeline).format == expected
+    else:
+        with pytest.raises(expected):  # type: ignore[call-overload]
+            ce.process(data, pipeline)
 
 
 def test_planning_imports_no_imaging_library() -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ci_engine.aigc import read_aigc_metadata
-    from ci_engine.api import Result, explain, process
+    from ci_engine.api import Result, explain, process, process_url
     from ci_engine.ast import Pipeline
     from ci_engine.errors import (
         AccessDeniedError,
@@ -84,6 +84,7 @@ _LAZY: dict[str, str] = {
     "Result": "ci_engine.api",
     "explain": "ci_engine.api",
     "process": "ci_engine.api",
+    "process_url": "ci_engine.api",
     "Pipeline": "ci_engine.ast",
     "Limits": "ci_engine.limits",
     "parse": "ci_engine.parse",
@@ -131,6 +132,7 @@ __all__ = [
     "parse_url",
     "persist",
     "process",
+    "process_url",
     "read_aigc_metadata",
     "render",
     "resolve_request",

@@ -14,6 +14,7 @@ original bytes back, with the error in :attr:`Result.masked`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from ci_engine.styles import StyleRegistry
     from ci_engine.watermark import FontLibrary, Resources
 
-__all__ = ["Result", "process", "explain", "MIME_TYPES"]
+__all__ = ["Result", "process", "process_url", "read_input", "explain", "MIME_TYPES"]
 
 MIME_TYPES = {
     "jpeg": "image/jpeg",
@@ -72,6 +73,12 @@ class Result:
     @property
     def mime_type(self) -> str:
         return MIME_TYPES.get(self.format, "application/octet-stream")
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :attr:`data` to ``path`` (the image, or the JSON of an information
+        operation), replacing the file. The folder must exist."""
+        with open(path, "wb") as handle:
+            handle.write(self.data)
 
 
 def _pipeline(rule: str | A.Pipeline, limits: Limits) -> A.Pipeline:
@@ -130,7 +137,8 @@ def process(
         ('webp', 400, 225)
     """
     limits = _limits(limits)
-    data = as_bytes(data, "data")
+    _check_backend(backend)
+    data = read_input(data)
     if resources is not None:
         from ci_engine.watermark.resources import as_resolver
 
@@ -162,11 +170,55 @@ def process(
             symbolic = plan(pipeline, rules=rules, limits=limits)
             return _run(symbolic, header, data, backend, resources, fonts, budget)
         except CIError as exc:
+            if exc.text is None and exc.span is not None and isinstance(rule, str) and styles is None:
+                from ci_engine.parse import decode_text
+
+                exc.locate(decode_text(rule.strip()), None)  # a caret for errors found after parsing
             if pipeline is not None and pipeline.ignore_error:
                 exc.ignore_error_requested = True
             if exc.masked:
                 return _original(data, exc)
             raise
+
+
+def process_url(
+    data: bytes,
+    url_or_query: str,
+    *,
+    backend: str = "auto",
+    limits: Limits | None = None,
+    rules: Sequence[Rule] = RULES,
+    resources: Resources | None = None,
+    fonts: FontLibrary | None = None,
+    styles: StyleRegistry | None = None,
+) -> Result:
+    """What CI answers for a download URL (or its query string) on ``data``: the
+    processing string is found as :func:`ci_engine.parse_url` finds it, and an
+    ``ignore-error/1`` in it masks a refused value of the string too (the original is
+    returned, ``Result.masked`` says why), as it does in :func:`process`.
+
+    Example:
+        >>> from pathlib import Path
+        >>> photo = Path("docs/samples/kleiber.jpg").read_bytes()
+        >>> url = "https://b.cos.ap-guangzhou.myqcloud.com/a.jpg?imageMogr2/blur/80x5/ignore-error/1"
+        >>> result = process_url(photo, url)
+        >>> (result.data == photo, result.masked.code)
+        (True, 'InvalidArgument')
+    """
+    from ci_engine.parse import parse_url
+
+    limits = _limits(limits)
+    _check_backend(backend)
+    data = read_input(data)
+    try:
+        pipeline = parse_url(url_or_query, max_steps=limits.max_steps)
+    except CIError as exc:
+        if exc.masked:
+            return _original(data, exc)
+        raise
+    return process(
+        data, pipeline, backend=backend, limits=limits, rules=rules, resources=resources, fonts=fonts, styles=styles
+    )
 
 
 def _is_aigc_read(pipeline: A.Pipeline) -> bool:
@@ -189,6 +241,34 @@ def _limits(limits: Limits | None) -> Limits:
     if not isinstance(limits, Limits):
         raise TypeError(f"limits must be a ci_engine.Limits, got {type(limits).__name__}")
     return limits
+
+
+def _check_backend(backend: object) -> None:
+    if backend not in ("auto", "vips", "pillow"):
+        raise ValueError(f"backend must be 'auto', 'vips' or 'pillow', got {backend!r}")
+
+
+def read_input(data: object) -> bytes:
+    """The image bytes of what Python imaging users pass: bytes-like data, a path (an
+    ``os.PathLike``, or a ``str`` naming an existing file) or a binary file object
+    (anything with ``read()`` returning bytes). ``TypeError`` for anything else (a text
+    file, a number, a ``str`` that names no file), and the ``OSError`` of opening a
+    ``Path`` as it is (``FileNotFoundError`` ...; ``docs/usage.md``)."""
+    if isinstance(data, str) and not os.path.isfile(data):
+        raise TypeError(
+            "data must be bytes, bytearray or memoryview, a path or a binary file object; "
+            f"got a str that names no file: {data[:60]!r}"
+        )
+    if isinstance(data, (str, os.PathLike)):
+        with open(data, "rb") as handle:
+            return handle.read()
+    read = getattr(data, "read", None)
+    if callable(read) and not isinstance(data, (bytes, bytearray, memoryview)):
+        chunk = read()
+        if not isinstance(chunk, (bytes, bytearray)):
+            raise TypeError(f"data: the file object must be opened in binary mode ('rb'), got {type(chunk).__name__}")
+        return bytes(chunk)
+    return as_bytes(data, "data")
 
 
 def as_bytes(data: object, name: str) -> bytes:

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from ci_engine.errors import ImageResolutionExceedError, ImageTooLargeError
 from ci_engine.types import ImageFormat, ImageHeader
@@ -63,7 +63,21 @@ class Limits:
         max_request_bytes: bytes one request reads and probes, the input, every watermark
             image and every nested result included (96 MiB; not a CI limit): the probe's
             work is linear in the bytes it is given, so this bounds it per request.
+        max_webp_output_side: WebP output width or height (16,383 px: the format's own
+            ceiling, on both of CI's pages).
+
+    Two presets name CI's two sets of pages (``docs/compatibility.md``, "Output sides"):
+    :attr:`INTERNATIONAL` (the default: 30,000 px in, 9,999 px out) and :attr:`MAINLAND`
+    (50,000 px in and out, WebP 16,383).
     """
+
+    INTERNATIONAL: ClassVar[Limits]
+    """The international pages' limits: 30,000 px per input side, 9,999 per output side.
+    The default, because it bounds one output at 100 MP (0.3 GB of RGB) where the mainland
+    ceiling admits 2.5 GP (7.5 GB), and a request that fits it runs on both kinds of CI."""
+    MAINLAND: ClassVar[Limits]
+    """The mainland pages' limits: 50,000 px per input and output side (WebP 16,383); the
+    pixel, byte and frame limits are the same."""
 
     max_input_bytes: int = 32 * MB
     max_input_side: int = 30_000
@@ -78,6 +92,11 @@ class Limits:
     max_work_pixels: int = 1_000_000_000
     max_request_images: int = 20
     max_request_bytes: int = 96 * MB
+    max_webp_output_side: int = 16_383
+
+
+Limits.INTERNATIONAL = Limits()
+Limits.MAINLAND = Limits(max_input_side=50_000, max_output_side=50_000)
 
 
 def check_input_bytes(size: int, limits: Limits, *, persistent: bool = False) -> None:
@@ -134,9 +153,18 @@ def check_header(header: ImageHeader, limits: Limits) -> None:
         )
 
 
-def check_output(width: int, height: int, frames: int, limits: Limits) -> None:
-    """Output side and animated-pixel limits, checked on the resolved geometry."""
+def check_output(width: int, height: int, frames: int, limits: Limits, fmt: ImageFormat | None = None) -> None:
+    """Output side and animated-pixel limits, checked on the resolved geometry (and the
+    WebP ceiling when the output format ``fmt`` is known)."""
     side = max(width, height)
+    if fmt is ImageFormat.WEBP and side > limits.max_webp_output_side:
+        raise ImageResolutionExceedError(
+            f"output: {width}x{height} has a side over the WebP limit of {limits.max_webp_output_side} px",
+            kind="output_side",
+            limit=limits.max_webp_output_side,
+            actual=side,
+            x_errno=-442,
+        )
     if side > limits.max_output_side:
         raise ImageResolutionExceedError(
             f"output: {width}x{height} has a side over the limit of {limits.max_output_side} px",

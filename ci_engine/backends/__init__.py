@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from ci_engine.backends.base import Backend, Capabilities
-from ci_engine.errors import BackendUnavailableError, InvalidArgumentError
+from ci_engine.errors import BackendUnavailableError
 
 __all__ = ["Backend", "Capabilities", "get_backend", "available_backends", "BACKEND_ENV"]
 
@@ -45,7 +45,8 @@ def _load(name: str) -> Backend[Any]:
             raise BackendUnavailableError("backend 'pillow' is unavailable", detail=repr(exc)) from exc
         backend: Backend[Any] = PillowBackend()
         return backend
-    raise InvalidArgumentError(f"backend must be 'auto', 'vips' or 'pillow', got {name!r}", op="backend")
+    # A programming or configuration mistake, not a client error (docs/errors.md).
+    raise ValueError(f"backend must be 'auto', 'vips' or 'pillow', got {name!r}")
 
 
 def get_backend(name: str | None = "auto") -> Backend[Any]:

@@ -229,7 +229,7 @@ def resolve(symbolic: Plan, header: ImageHeader) -> ResolvedPlan:
         from ci_engine.plan.steps import WHITE, Flatten
 
         state.push(Flatten(WHITE, origin="format"))
-    check_output(state.width, state.height, state.frames, symbolic.limits)
+    check_output(state.width, state.height, state.frames, symbolic.limits, final)
     size_limit = state.size_limit if final is ImageFormat.JPEG else None
     if state.aigc is not None and final not in AIGC_FORMATS:
         raise UnsupportedForInputError(

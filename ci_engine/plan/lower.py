@@ -51,6 +51,8 @@ class StepEncode:
     egif: int | None = None
     aigc: A.AIGCMetadata | None = None
     span: Span | None = field(default=None, compare=False, repr=False)
+    format_span: Span | None = field(default=None, compare=False, repr=False)
+    """Where the format's value was written (errors about the format point at it)."""
 
     @property
     def empty(self) -> bool:
@@ -93,6 +95,8 @@ def _image_mogr2(step: A.ImageMogr2, index: int) -> list[Any]:
     for op in step.ops:
         if isinstance(op, A.Format):
             encode["format"] = op.format
+            if op.span is not None:
+                encode["format_span"] = Span(op.span.start + len("format/"), op.span.end)
         elif isinstance(op, A.Quality):
             encode["quality"] = op
         elif isinstance(op, A.RQuality):

@@ -20,7 +20,14 @@ not masked: the request is valid CI, this host lacks a resource, like a missing 
 remedy. Characters the chosen font lacks are drawn with :meth:`FontLibrary.fallback`, the
 first installed CJK sans.
 
-The default font (``tahoma.ttf``, not in CI's list) maps to a font with CJK glyphs.
+The default font (``tahoma.ttf``) maps to a font with CJK glyphs.
+
+Last of all comes the CJK font shipped with ci_engine (:data:`BUNDLED_CJK`: Noto Sans CJK
+SC Regular cut down to GB 2312, ASCII and CJK punctuation, SIL OFL 1.1, 2.9 MB), so that
+Chinese text draws real glyphs after a plain ``pip install`` on a host without CJK fonts.
+A character that no face here has (outside GB 2312 on such a host, an emoji, ...) is never
+drawn as a box: :func:`check_coverage` raises :class:`FontNotFoundError` naming it and the
+fix.
 
 This module imports no imaging library at import time (Pillow only to scan font files
 when fontconfig is missing).
@@ -41,6 +48,8 @@ from ci_engine.types import Font
 from ci_engine.watermark._cmap import Coverage, coverage
 
 __all__ = [
+    "BUNDLED_CJK",
+    "check_coverage",
     "FONT_DIR_ENV",
     "FontFace",
     "FontLibrary",
@@ -187,6 +196,40 @@ class FontFace:
         return cov is None or cov.covers(char)
 
 
+BUNDLED_CJK = FontFace(
+    str(Path(__file__).resolve().parent / "_fonts" / "NotoSansCJKsc-GB2312.otf"), 0, "Noto Sans CJK SC", "Regular"
+)
+"""The CJK font shipped with ci_engine, searched after every other font
+(``tools/make_cjk_subset.py`` makes it; ``_fonts/OFL.txt`` is its licence)."""
+
+
+def _visible(char: str) -> bool:
+    import unicodedata
+
+    if unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp", "Mn", "Me"):
+        return False
+    return not 0xFE00 <= ord(char) <= 0xFE0F
+
+
+def check_coverage(text: str, primary: FontFace, fallback: FontFace | None) -> None:
+    """Raise :class:`FontNotFoundError` when a visible character of ``text`` is in neither
+    face: it would be drawn as a box. The message names the characters and the fix."""
+    missing: list[str] = []
+    for char in dict.fromkeys(text):
+        if _visible(char) and not primary.covers(char) and (fallback is None or not fallback.covers(char)):
+            missing.append(char)
+    if not missing:
+        return
+    shown = ", ".join(f"{c!r} (U+{ord(c):04X})" for c in missing[:10]) + (" ..." if len(missing) > 10 else "")
+    raise FontNotFoundError(
+        f"watermark/2: no font on this host draws {shown}: the text would show boxes. Install fonts "
+        f"that have them (Debian: apt-get install fonts-noto-cjk fonts-noto-color-emoji) or put such a "
+        f"font in a font directory (FontLibrary(font_dir=...) or the {FONT_DIR_ENV} environment variable)",
+        font=primary.family,
+        searched=(primary.family, *((fallback.family,) if fallback is not None else ())),
+    )
+
+
 def _fc_list() -> list[FontFace] | None:
     """Every face fontconfig knows, or ``None`` without fontconfig."""
     exe = shutil.which("fc-list")
@@ -253,6 +296,8 @@ class FontLibrary:
         use_system: also search the host's fonts (fontconfig, else a scan of
             ``system_dirs``).
         system_dirs: the directories scanned when fontconfig is unavailable.
+        use_bundled: search the CJK font shipped with ci_engine (:data:`BUNDLED_CJK`)
+            after every other one; default: as ``use_system``.
     """
 
     def __init__(
@@ -261,12 +306,14 @@ class FontLibrary:
         *,
         use_system: bool = True,
         system_dirs: Sequence[str | os.PathLike[str]] = SYSTEM_FONT_DIRS,
+        use_bundled: bool | None = None,
     ) -> None:
         if font_dir is None:
             font_dir = os.environ.get(FONT_DIR_ENV) or None
         self.font_dir = Path(font_dir).expanduser() if font_dir is not None else None
         self.use_system = use_system
         self.system_dirs = tuple(system_dirs)
+        self.use_bundled = use_system if use_bundled is None else use_bundled
         self._lock = threading.Lock()
         self._faces: list[FontFace] | None = None
         self._resolved: dict[Font, FontFace | FontNotFoundError] = {}
@@ -282,7 +329,8 @@ class FontLibrary:
                 if self.use_system:
                     listed = _fc_list()
                     system = listed if listed is not None else _scan(self.system_dirs)
-                self._faces = local + system
+                bundled = [BUNDLED_CJK] if self.use_bundled and Path(BUNDLED_CJK.path).is_file() else []
+                self._faces = local + system + bundled
             return self._faces
 
     def _by_file_name(self, font: Font) -> FontFace | None:

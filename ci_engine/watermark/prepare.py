@@ -49,7 +49,7 @@ from ci_engine.limits import Limits, check_header, check_input_bytes, current_bu
 from ci_engine.plan import steps as P
 from ci_engine.types import BlogoMode
 from ci_engine.watermark import place
-from ci_engine.watermark.fonts import FontLibrary, default_library
+from ci_engine.watermark.fonts import FontLibrary, check_coverage, default_library
 from ci_engine.watermark.resources import Resources, as_resolver, parse_cos_url, resolved_bytes
 from ci_engine.watermark.text import Bitmap, layout_text
 
@@ -162,6 +162,7 @@ class _Context:
         key = (mark.text, primary, fallback, mark.effective_fontsize, mark.effective_fill.rgb, mark.shadow or 0)
         layout = _LAYOUTS.get(key)
         if layout is None:
+            check_coverage(mark.text, primary, fallback)  # never boxes in place of glyphs
             layout = layout_text(mark.text, primary, fallback, px=key[3], fill=key[4], shadow=key[5])
             _LAYOUTS.put(key, layout, 0)
         if tiled or mark.scatype is not None:

@@ -349,9 +349,7 @@ def test_pic_operations_validated_before_storing(server: Server, photo: bytes) -
     ops = json.dumps({"rules": [{"fileid": "x.png", "rule": "imageMogr2/nosuchop/1"}]})
     client = make_client(server, "ip")
     auth = client.get_auth(Method="PUT", Bucket=PHOTOS, Key=key, Headers={"Pic-Operations": ops}, SignHost=False)
-    status, _, body = request(
-        server, "PUT", f"/{PHOTOS}/{key}", photo, {"Authorization": auth, "Pic-Operations": ops}
-    )
+    status, _, body = request(server, "PUT", f"/{PHOTOS}/{key}", photo, {"Authorization": auth, "Pic-Operations": ops})
     assert status == 400 and error_fields(body)["Code"] == "InvalidArgument"
     assert key not in bucket_files(server, PHOTOS)
     # Pic-Operations is signed: changing it breaks the signature

@@ -16,7 +16,7 @@ from PIL import Image
 
 import ci_engine as ce
 from ci_engine.backends import BACKEND_ENV, available_backends, get_backend
-from ci_engine.errors import BackendUnavailableError, InvalidArgumentError, UnsupportedOperationError
+from ci_engine.errors import BackendUnavailableError, UnsupportedOperationError
 
 ROOT = Path(ce.__file__).resolve().parent.parent
 
@@ -102,8 +102,8 @@ def test_the_environment_variable_picks_the_backend_for_auto(monkeypatch: pytest
         assert get_backend("auto").name == "vips"  # auto prefers libvips
 
 
-def test_an_unknown_backend_name_is_an_argument_error() -> None:
-    with pytest.raises(InvalidArgumentError):
+def test_an_unknown_backend_name_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="backend must be 'auto', 'vips' or 'pillow', got 'imagemagick'"):
         get_backend("imagemagick")
 
 

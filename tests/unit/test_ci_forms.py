@@ -298,3 +298,46 @@ def test_frame_keeps_one_frame() -> None:
     assert (same_format.format, same_format.frames) == ("gif", 1)
     static = encode(gradient(10, 8), "PNG")
     assert ci_engine.process(static, "imageMogr2/frame/4").width == 10
+
+
+# -- output sides: the two sets of pages as Limits presets --------------------------------------------
+
+
+def test_limits_presets() -> None:
+    from ci_engine.limits import Limits
+
+    assert Limits.INTERNATIONAL == Limits()
+    assert (Limits().max_input_side, Limits().max_output_side) == (30_000, 9_999)
+    assert (Limits.MAINLAND.max_input_side, Limits.MAINLAND.max_output_side) == (50_000, 50_000)
+    assert Limits.MAINLAND.max_webp_output_side == Limits().max_webp_output_side == 16_383
+    strip = encode(gradient(2000, 2), "PNG")
+    from ci_engine.errors import ImageResolutionExceedError
+
+    with pytest.raises(ImageResolutionExceedError, match="over the limit of 9999 px"):
+        ci_engine.process(strip, "imageMogr2/thumbnail/!600p")
+    wide = ci_engine.process(strip, "imageMogr2/thumbnail/!600p", limits=Limits.MAINLAND)
+    assert (wide.width, wide.height, wide.format) == (12_000, 12, "png")
+    with pytest.raises(ImageResolutionExceedError, match="over the WebP limit of 16383 px") as info:
+        ci_engine.process(strip, "imageMogr2/thumbnail/!900p/format/webp", limits=Limits.MAINLAND)
+    assert info.value.x_errno == -442
+    assert ci_engine.process(strip, "imageMogr2/thumbnail/!800p/format/webp", limits=Limits.MAINLAND).width == 16_000
+
+
+# -- watermark text with line breaks --------------------------------------------------------------------
+
+
+def test_watermark_text_keeps_line_breaks() -> None:
+    step = parse(f"watermark/2/text/{b64('AB' + chr(10) + 'CD')}/fontsize/20").steps[0]
+    assert step.text == "AB\nCD"  # type: ignore[attr-defined]
+    assert render(parse(render(A.Pipeline(steps=(step,))))) == render(A.Pipeline(steps=(step,)))
+    base = encode(np.full((200, 200, 3), 255, np.uint8), "PNG")
+    from tests.support.images import to_array
+
+    one = to_array(ci_engine.process(base, f"watermark/2/text/{b64('ABCD')}/fontsize/20/gravity/northwest").data)
+    two = to_array(
+        ci_engine.process(base, f"watermark/2/text/{b64('AB' + chr(10) + 'CD')}/fontsize/20/gravity/northwest").data
+    )
+    rows = lambda a: np.nonzero((a < 200).any(axis=(1, 2)))[0]  # noqa: E731
+    cols = lambda a: np.nonzero((a < 200).any(axis=(0, 2)))[0]  # noqa: E731
+    assert rows(two).max() - rows(two).min() > 1.8 * (rows(one).max() - rows(one).min())  # two lines
+    assert cols(two).max() - cols(two).min() < 0.7 * (cols(one).max() - cols(one).min())  # no wrapping of one line

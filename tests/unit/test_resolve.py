@@ -229,7 +229,7 @@ def test_animated_to_static_keeps_one_frame_and_gif_to_heif_is_refused() -> None
 
 
 def test_tpg_output_names_the_missing_encoder() -> None:
-    with pytest.raises(ce.UnsupportedForInputError, match="tpg"):
+    with pytest.raises(ce.UnsupportedOperationError, match="no tpg encoder is available here; write jpg"):
         resolve(plan(ce.parse("imageMogr2/format/tpg")), header(10, 10))
 
 

@@ -1,0 +1,195 @@
+"""What a new user tripped over in their first hour (issue 14, list 3), each reproduced."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+# -- 1. Chinese text on a host without CJK fonts -------------------------------------------------------
+
+_NO_FONTS_SCRIPT = textwrap.dedent(
+    """
+    import base64, json
+    import numpy as np
+    import ci_engine
+    from ci_engine.watermark.fonts import BUNDLED_CJK, FontNotFoundError, default_library
+    from tests.support.images import encode, to_array
+
+    def b64(text):
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    base = encode(np.full((60, 60, 3), 255, np.uint8), "PNG")
+
+    def ink(text):
+        out = to_array(ci_engine.process(base, f"watermark/2/text/{b64(text)}/fontsize/30/gravity/center").data)
+        return (out.min(axis=2) < 128).astype(int)
+
+    faces = default_library().faces()
+    glyphs = {c: ink(c) for c in "水印版权"}
+    report = {
+        "faces": [f.path for f in faces],
+        "bundled": BUNDLED_CJK.path,
+        "ink": {c: int(g.sum()) for c, g in glyphs.items()},
+        "distinct": len({g.tobytes() for g in glyphs.values()}),
+    }
+    try:
+        ink("水印😀")
+        report["emoji"] = "drawn"
+    except FontNotFoundError as exc:
+        report["emoji"] = exc.message
+    print(json.dumps(report))
+    """
+)
+
+
+def test_cjk_text_renders_real_glyphs_without_system_fonts(tmp_path: Path) -> None:
+    """fontconfig sees no font directory: only the CJK font shipped with ci_engine is left.
+    The text must still draw four different glyphs, never four identical boxes, and a
+    character no font here has must fail with an error that names it."""
+    conf = tmp_path / "fonts.conf"
+    conf.write_text('<?xml version="1.0"?>\n<!DOCTYPE fontconfig SYSTEM "fonts.dtd">\n<fontconfig></fontconfig>\n')
+    env = {k: v for k, v in os.environ.items() if k != "CI_ENGINE_FONT_DIR"}
+    env.update(FONTCONFIG_FILE=str(conf), HOME=str(tmp_path), PYTHONPATH=str(REPO), XDG_CACHE_HOME=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_FONTS_SCRIPT], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["faces"] == [report["bundled"]]  # the host's fonts are hidden
+    assert all(count > 40 for count in report["ink"].values()), report["ink"]
+    assert report["distinct"] == 4  # a missing-glyph box would look the same for each
+    assert "U+1F600" in report["emoji"] and "apt-get install" in report["emoji"], report["emoji"]
+
+
+def test_bundled_font_is_small_and_licensed() -> None:
+    from ci_engine.watermark.fonts import BUNDLED_CJK
+
+    path = Path(BUNDLED_CJK.path)
+    assert path.stat().st_size < 3_100_000
+    assert "SIL OPEN FONT LICENSE Version 1.1" in (path.parent / "OFL.txt").read_text("utf-8")
+    assert BUNDLED_CJK.covers("版") and BUNDLED_CJK.covers("A") and not BUNDLED_CJK.covers("😀")
+
+
+def test_uncovered_characters_fail_before_drawing() -> None:
+    import numpy as np
+
+    import ci_engine
+    from ci_engine.watermark.fonts import FontNotFoundError
+    from tests.support.images import encode
+
+    base = encode(np.full((40, 40, 3), 255, np.uint8), "PNG")
+    with pytest.raises(FontNotFoundError) as info:
+        ci_engine.process(base, f"watermark/2/text/{b64('ok 😀')}")
+    assert info.value.status == 501 and not info.value.maskable
+    assert "'😀' (U+1F600)" in info.value.message
+
+
+# -- 2. ignore-error/1 in a URL: one call gives CI's answer --------------------------------------------
+
+URL = "https://photos-1250000000.cos.ap-guangzhou.myqcloud.com/cat.jpg?q-sign-algorithm=sha1&imageMogr2/blur/80x5/ignore-error/1"
+
+
+def test_process_url_masks_a_refused_value_like_ci() -> None:
+    import ci_engine
+    from tests.support.images import sample
+
+    photo = sample()
+    with pytest.raises(ci_engine.ValueRangeError):  # the two-call way still raises at parse_url
+        ci_engine.parse_url(URL)
+    result = ci_engine.process_url(photo, URL)
+    assert result.data == photo and result.format == "jpeg" and (result.width, result.height) == (1200, 675)
+    assert isinstance(result.masked, ci_engine.ValueRangeError) and "blur: radius" in result.masked.message
+    same = ci_engine.process(photo, "imageMogr2/blur/80x5/ignore-error/1")
+    assert same.data == result.data and type(same.masked) is type(result.masked)
+    # Without ignore-error/1 the error is raised, and a good URL is processed.
+    with pytest.raises(ci_engine.ValueRangeError):
+        ci_engine.process_url(photo, URL.replace("/ignore-error/1", ""))
+    small = ci_engine.process_url(photo, URL.replace("blur/80x5/ignore-error/1", "thumbnail/100x"))
+    assert (small.width, small.height, small.masked) == (100, 56, None)
+    # A syntax error is never masked.
+    with pytest.raises(ci_engine.ParseError):
+        ci_engine.process_url(photo, URL.replace("blur/80x5", "blurr/8x5"))
+
+
+# -- 4. what Python imaging users pass ------------------------------------------------------------------
+
+
+def test_process_takes_paths_and_binary_files(tmp_path: Path) -> None:
+    import ci_engine
+
+    path = REPO / "docs" / "samples" / "kleiber.jpg"
+    expected = ci_engine.process(path.read_bytes(), "imageMogr2/thumbnail/64x").data
+    assert ci_engine.process(str(path), "imageMogr2/thumbnail/64x").data == expected
+    assert ci_engine.process(path, "imageMogr2/thumbnail/64x").data == expected
+    with path.open("rb") as handle:
+        result = ci_engine.process(handle, "imageMogr2/thumbnail/64x")  # type: ignore[arg-type]
+    assert result.data == expected
+    out = tmp_path / "small.jpg"
+    result.save(out)
+    assert out.read_bytes() == expected
+    result.save(str(tmp_path / "again.jpg"))
+    assert (tmp_path / "again.jpg").read_bytes() == expected
+
+
+def test_programming_mistakes_are_type_and_value_errors(tmp_path: Path) -> None:
+    import io as _io
+
+    import ci_engine
+
+    photo = (REPO / "docs" / "samples" / "kleiber.jpg").read_bytes()
+    with pytest.raises(FileNotFoundError):
+        ci_engine.process(tmp_path / "missing.jpg", "imageMogr2/thumbnail/64x")
+    with pytest.raises(TypeError, match="got a str that names no file"):  # a str may be mistaken data
+        ci_engine.process(str(tmp_path / "missing.jpg"), "imageMogr2/thumbnail/64x")
+    with pytest.raises(TypeError, match="binary mode"):
+        ci_engine.process(_io.StringIO("text"), "imageMogr2/thumbnail/64x")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        ci_engine.process(12345, "imageMogr2/thumbnail/64x")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="backend must be 'auto', 'vips' or 'pillow', got 'magick'"):
+        ci_engine.process(photo, "imageInfo", backend="magick")
+    try:
+        ci_engine.process(photo, "imageMogr2/thumbnail/64x", backend="magick")
+    except ci_engine.CIError:  # pragma: no cover - the failure this test guards against
+        pytest.fail("a bad backend name is not a client error")
+    except ValueError:
+        pass
+
+
+# -- 5. errors found after parsing: the caret at the token ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rule", "cls", "column", "width"),
+    [
+        ("imageMogr2/iradius/400", "ValueRangeError", 20, 3),
+        ("imageMogr2/thumbnail/400x/format/tpg", "UnsupportedOperationError", 34, 3),
+        ("imageMogr2%2Fthumbnail%2F400x%2Fformat%2Fsvgc", "UnsupportedOperationError", 34, 4),
+        ("imageMogr2/cut/10x10x9999x0", "ValueRangeError", 16, 12),
+    ],
+)
+def test_errors_after_parsing_have_the_caret(rule: str, cls: str, column: int, width: int) -> None:
+    import ci_engine
+
+    photo = (REPO / "docs" / "samples" / "kleiber.jpg").read_bytes()
+    with pytest.raises(ci_engine.CIError) as info:
+        ci_engine.process(photo, rule)
+    error = info.value
+    assert type(error).__name__ == cls
+    assert error.column == column
+    assert str(error).splitlines()[-1] == " " * (column - 1) + "^" * width
+    if cls == "UnsupportedOperationError":
+        assert (error.code, error.status, error.maskable) == ("NotImplemented", 501, False)

@@ -259,7 +259,9 @@ SECTIONS: tuple[Section, ...] = (
                 "imageMogr2/auto-orient",
                 ("AutoOrient",),
                 ("auto_orient",),
-                "The sample has no EXIF orientation: the output is unrotated.",
+                "The input is the sample stored sideways with EXIF orientation 6 (\"rotate 90° clockwise to view\"), "
+                "as a phone writes it: auto-orient turns the pixels upright and resets the tag.",
+                input="sideways",
             ),
             Entry("flip-vertical", "Flip vertically", "imageMogr2/flip/vertical", ("Flip",), ("flip",)),
             Entry("flip-horizontal", "Flip horizontally", "imageMogr2/flip/horizontal", ("Flip",), ("flip",)),
@@ -456,6 +458,20 @@ def photo_input() -> bytes:
     return ci_engine.process(SAMPLE.read_bytes(), f"imageMogr2/thumbnail/{WIDTH}x/quality/90", backend="vips").data
 
 
+def sideways_input() -> bytes:
+    """The sample as a phone camera stores a portrait shot: pixels turned a quarter turn
+    anticlockwise, and EXIF orientation 6 saying how to turn them back."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(photo_input())) as img:
+        turned = img.transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    turned.save(out, "JPEG", quality=90, exif=exif)
+    return out.getvalue()
+
+
 def animated_input() -> bytes:
     """An 8-frame zoom into the sample, 240 x 135, made by Pillow (the engine makes no
     animations out of stills)."""
@@ -536,7 +552,7 @@ def run(entry: Entry, inputs: dict[str, bytes], kwargs: dict[str, Any]) -> Outco
 
 
 def run_all() -> tuple[dict[str, bytes], list[Outcome]]:
-    inputs = {"photo": photo_input(), "animated": animated_input()}
+    inputs = {"photo": photo_input(), "animated": animated_input(), "sideways": sideways_input()}
     kwargs = extras()
     return inputs, [run(e, inputs, kwargs) for e in ENTRIES]
 
@@ -562,7 +578,8 @@ def page(outcomes: list[Outcome]) -> str:
         "`tests/unit/test_gallery.py` checks that every operation of the grammar is here and that",
         "the page matches the engine. Operations the engine refuses are listed with its message.",
         "",
-        "Inputs: ![photo](gallery/input.jpg) ![animation](gallery/input-animated.gif)",
+        "Inputs: ![photo](gallery/input.jpg) ![animation](gallery/input-animated.gif)"
+        " ![sideways, EXIF orientation 6](gallery/input-sideways.jpg)",
         "",
         "Each entry names the AST classes (`ci_engine.ast`) and the grammar rules (`grammar/ci.lark`)",
         "it shows.",
@@ -594,7 +611,11 @@ def page(outcomes: list[Outcome]) -> str:
                 + ", ".join(f"`{name}`" for name in entry.grammar),
                 "",
             ]
-            source = "gallery/input.jpg" if entry.input == "photo" else "gallery/input-animated.gif"
+            source = {
+                "photo": "gallery/input.jpg",
+                "animated": "gallery/input-animated.gif",
+                "sideways": "gallery/input-sideways.jpg",
+            }[entry.input]
             if o.error:
                 lines += [f"Refused here: **{o.error}** (see [below](#not-available-here)).", ""]
             elif o.format == "json":
@@ -625,7 +646,11 @@ def page(outcomes: list[Outcome]) -> str:
 
 def write(inputs: dict[str, bytes], outcomes: list[Outcome]) -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    wanted = {"input.jpg": inputs["photo"], "input-animated.gif": inputs["animated"]}
+    wanted = {
+        "input.jpg": inputs["photo"],
+        "input-animated.gif": inputs["animated"],
+        "input-sideways.jpg": inputs["sideways"],
+    }
     for o in outcomes:
         if o.file:
             wanted[o.file] = o.data

@@ -258,9 +258,15 @@ class LocalDirectoryResolver:
         bucket: str | None = None,
         max_bytes: int = 32 * 1024 * 1024,
     ) -> None:
-        self.root = Path(root).resolve(strict=True)
+        given = Path(root)
+        if not given.exists():
+            raise FileNotFoundError(
+                f"LocalDirectoryResolver: the folder {str(given)!r} does not exist; pass the folder that "
+                "stands in for the bucket (object key a/b.png is <folder>/a/b.png)"
+            )
+        self.root = given.resolve(strict=True)
         if not self.root.is_dir():
-            raise NotADirectoryError(str(self.root))
+            raise NotADirectoryError(f"LocalDirectoryResolver: {str(given)!r} is a file, not a folder")
         self.strict = strict
         self.bucket = bucket
         self.max_bytes = max_bytes

@@ -193,3 +193,86 @@ def test_errors_after_parsing_have_the_caret(rule: str, cls: str, column: int, w
     assert str(error).splitlines()[-1] == " " * (column - 1) + "^" * width
     if cls == "UnsupportedOperationError":
         assert (error.code, error.status, error.maskable) == ("NotImplemented", 501, False)
+
+
+# -- 3. what ignore-error masks: the docs and the code agree --------------------------------------------
+
+
+def test_ignore_error_does_not_mask_undecodable_input_and_the_docs_say_so() -> None:
+    import ci_engine
+
+    with pytest.raises(ci_engine.InvalidImageFormatError) as info:
+        ci_engine.process(b"not an image at all", "imageMogr2/thumbnail/10x/ignore-error/1")
+    assert info.value.maskable is False
+    usage = (REPO / "docs" / "usage.md").read_text("utf-8")
+    assert "undecodable or unsupported inputs" not in usage
+    assert (
+        "undecodable inputs\n(`InvalidImageFormat`) and unbuilt features (`NotImplemented`) are never masked" in usage
+    )
+    assert "A file that\ncannot be decoded (`InvalidImageFormat`) is never masked" in usage
+    errors = (REPO / "docs" / "errors.md").read_text("utf-8")
+    section = errors[errors.index('<a id="InvalidImageFormat"></a>') :][:600]
+    assert "**Masked:** no." in section
+
+
+# -- 6. imageAve: one computation, one answer -----------------------------------------------------------
+
+
+def test_image_ave_is_the_same_from_process_and_persist() -> None:
+    import re
+
+    import ci_engine
+    from ci_engine.backends import available_backends
+    from ci_engine.store import MemoryStore
+
+    photo = (REPO / "docs" / "samples" / "kleiber.jpg").read_bytes()
+    for backend in available_backends():
+        ave = json.loads(ci_engine.process(photo, "imageAve", backend=backend).data)["RGB"]
+        upload = ci_engine.persist(
+            "k.jpg", photo, json.dumps({"is_pic_info": 1, "rules": []}), MemoryStore(), backend=backend
+        )
+        assert re.findall("<Ave>([^<]*)</Ave>", upload.to_xml()) == [ave], backend
+
+
+# -- 8. the docs run as written ---------------------------------------------------------------------------
+
+
+def test_the_watermarks_page_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    text = (REPO / "docs" / "watermarks.md").read_text("utf-8")
+    code = re.search(r"```python\n(.*?)```", text, re.DOTALL)
+    assert code is not None
+    monkeypatch.chdir(REPO)
+    source = code.group(1).replace('out.save("kleiber-logo.jpg")', f"out.save({str(tmp_path / 'out.jpg')!r})")
+    scope: dict[str, object] = {}
+    exec(compile(source, "docs/watermarks.md", "exec"), scope)
+    out = scope["out"]
+    assert (out.width, out.height, out.masked) == (1200, 675, None)  # type: ignore[attr-defined]
+    assert (tmp_path / "out.jpg").read_bytes() == out.data  # type: ignore[attr-defined]
+
+
+def test_local_directory_resolver_names_a_missing_folder(tmp_path: Path) -> None:
+    from ci_engine.watermark import LocalDirectoryResolver
+
+    with pytest.raises(
+        FileNotFoundError, match=r"LocalDirectoryResolver: the folder .* does not exist; pass the folder"
+    ):
+        LocalDirectoryResolver(tmp_path / "bucket")
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        LocalDirectoryResolver(tmp_path / "file")
+
+
+def test_the_gallery_auto_orient_example_turns_the_picture() -> None:
+    from PIL import Image
+
+    import ci_engine
+    from ci_engine.io import probe
+
+    gallery = REPO / "docs" / "gallery"
+    sideways = (gallery / "input-sideways.jpg").read_bytes()
+    assert probe(sideways).orientation == 6
+    with Image.open(gallery / "input-sideways.jpg") as stored, Image.open(gallery / "auto-orient.jpg") as upright:
+        assert stored.size == (203, 360) and upright.size == (360, 203)
+    assert ci_engine.process(sideways, "imageMogr2/auto-orient").width == 360

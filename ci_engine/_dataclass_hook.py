@@ -11,11 +11,13 @@ cost of a class.
 a function, so that its code comes from the module's ``.pyc``. :func:`install` puts a
 small ``exec`` into the namespace of the ``dataclasses`` module (shadowing the builtin
 there only): a source that is in the table is not compiled again, its code object is taken
-from the table, with the file name and line numbers ``exec`` would have given it; any other
-source (another library's dataclass, a class changed since the table was generated) goes to
+from the table; any other source (another library's dataclass, a class changed since the table was generated) goes to
 the builtin ``exec`` unchanged. The table is keyed by the complete source text, so a stale
 or foreign entry can never be used for a different source: staleness costs time, never
-behaviour. ``tests/unit/test_tables_fresh.py`` checks that the code is identical, field by
+behaviour. The one visible difference: a traceback through one of these methods names
+``_dataclass_code.py`` and the line of the method there, where ``exec`` would have said
+``<string>`` (relocating the code objects cost more than the rest of the hook).
+``tests/unit/test_tables_fresh.py`` checks that the code is otherwise identical, field by
 field, to what ``exec`` compiles, and fails, naming the command, when more than a tenth of
 the sources are missing (``python -m ci_engine._tables_build --check`` reports any miss).
 
@@ -55,18 +57,6 @@ def _table() -> dict[str, CodeType]:
     return _CODE
 
 
-def _relocated(code: CodeType) -> CodeType:
-    """``code`` (a function at some line of ``_dataclass_code.py``) as ``exec`` of its source
-    alone would have compiled it: file ``<string>``, first line 1."""
-    shift = code.co_firstlineno - 1
-
-    def move(c: CodeType) -> CodeType:
-        consts = tuple(move(k) if isinstance(k, CodeType) else k for k in c.co_consts)
-        return c.replace(co_filename="<string>", co_firstlineno=c.co_firstlineno - shift, co_consts=consts)
-
-    return move(code)
-
-
 def _exec(source: Any, globals: Any = None, locals: Any = None, /) -> None:
     """``exec`` for ``dataclasses._create_fn``: the precompiled ``__create_fn__`` when the
     source is in the table, else the builtin."""
@@ -74,8 +64,6 @@ def _exec(source: Any, globals: Any = None, locals: Any = None, /) -> None:
         table = _CODE if _CODE is not None else _table()
         code = table.get(source)
         if code is not None:
-            if code.co_filename != "<string>":
-                code = table[source] = _relocated(code)
             locals[code.co_name] = FunctionType(code, globals)
             return
         if _MISSES is not None and str(globals.get("__name__", "")).startswith("ci_engine"):

@@ -97,7 +97,10 @@ class Tables:
       first use).
     * ``patterns``: ``(regex, flags)`` of every distinct per-state scanner; ``scanners``:
       per state, the indices of its scanner's patterns, tried in order (lark splits very
-      large alternations); ``chars``: per state, character -> terminal name when every
+      large alternations); ``words``: per state, ``(literal, terminal name)`` in the order of
+      its scanner's alternation when every terminal of the state is a plain string literal
+      (then the scanner is ``str.startswith`` over them, with no regex to compile);
+      ``chars``: per state, character -> terminal name when every
       terminal of the state is a plain one-character literal (then no regex is needed).
     * ``literals``: terminal name -> its text, for the terminals that are string literals
       (error messages).
@@ -114,6 +117,7 @@ class Tables:
         "sources",
         "start_states",
         "states",
+        "words",
     )
 
     def __init__(
@@ -127,6 +131,7 @@ class Tables:
         patterns: Sequence[tuple[str, int]],
         scanners: Sequence[tuple[int, ...]],
         chars: Sequence[dict[str, str] | None],
+        words: Sequence[tuple[tuple[str, str], ...] | None],
         literals: dict[str, str],
         factories: Sequence[Factory] | None = None,
     ) -> None:
@@ -138,6 +143,7 @@ class Tables:
         self.patterns = patterns
         self.scanners = scanners
         self.chars = chars
+        self.words = words
         self.literals = literals
         self.factories = factories
 
@@ -153,6 +159,7 @@ class Tables:
             "patterns": [tuple(p) for p in self.patterns],
             "scanners": [tuple(s) for s in self.scanners],
             "chars": [None if c is None else dict(c) for c in self.chars],
+            "words": [None if w is None else tuple(w) for w in self.words],
             "literals": dict(self.literals),
         }
 
@@ -204,11 +211,14 @@ def tables_from_lark(lark_obj: Lark) -> Tables:
     pattern_index: dict[tuple[str, int], int] = {}
     scanners: list[tuple[int, ...]] = [()] * count
     chars: list[dict[str, str] | None] = [None] * count
+    words: list[tuple[tuple[str, str], ...] | None] = [None] * count
     for state, lexer in sorted((number[lark_state], lexer) for lark_state, lexer in frontend.lexer.lexers.items()):
         mres = lexer.scanner._mres
         single = _single_chars(lexer)
         if single is not None and len(mres) == 1 and set(mres[0].groupindex) == set(single.values()):
             chars[state] = single
+        if len(mres) == 1:
+            words[state] = _words(lexer, mres[0])
         indices = []
         for m in mres:
             pattern = (m.pattern, m.flags)
@@ -227,6 +237,7 @@ def tables_from_lark(lark_obj: Lark) -> Tables:
         patterns=patterns,
         scanners=scanners,
         chars=chars,
+        words=words,
         literals=literals,
     )
 
@@ -240,6 +251,26 @@ def _shape(rule: Any) -> RuleShape:
     name = str(rule.alias) if rule.alias else origin
     inline = bool(rule.options.expand1) and not rule.alias
     return origin, name, len(expansion), kept, spliced, inline
+
+
+def _words(lexer: Any, mre: re.Pattern[str]) -> tuple[tuple[str, str], ...] | None:
+    """``(literal, terminal name)`` in the order of ``mre``'s alternation (the order in which
+    the regex tries them) when every terminal of ``lexer`` is a plain string literal without
+    flags, else None. lark writes a literal as ``re.escape(value)``, so trying
+    ``str.startswith`` in that order finds what the regex finds."""
+    if lexer.g_regex_flags or lexer.ignore_types:
+        return None
+    by_name = {t.name: t.pattern for t in lexer.terminals}
+    order = [name for name, _ in sorted(mre.groupindex.items(), key=lambda item: item[1])]
+    if set(order) != set(by_name) or len(order) != len(by_name):
+        return None
+    words = []
+    for name in order:
+        pattern = by_name[name]
+        if pattern.type != "str" or pattern.flags or not pattern.value:
+            return None
+        words.append((pattern.value, name))
+    return tuple(words)
 
 
 def _single_chars(lexer: Any) -> dict[str, str] | None:
@@ -347,6 +378,7 @@ class Driver:
             self._lazy_scanner(state) for state in range(len(tables.scanners))
         ]
         self._chars = tables.chars
+        self._words = tables.words
         self.literals = tables.literals
 
     def _lazy_scanner(self, state: int) -> Callable[[str, int], re.Match[str] | None]:
@@ -356,6 +388,12 @@ class Driver:
         return first
 
     def _scanner(self, state: int) -> Callable[[str, int], re.Match[str] | None]:
+        scanner: Callable[[str, int], Any]
+        words = self._words[state]
+        if words is not None:
+            scanner = _word_scanner(words)
+            self._scanners[state] = scanner
+            return scanner
         matchers = []
         for index in self._scanner_parts[state]:
             matcher = self._compiled[index]
@@ -363,7 +401,6 @@ class Driver:
                 pattern, flags = self._patterns[index]
                 matcher = self._compiled[index] = re.compile(pattern, flags).match
             matchers.append(matcher)
-        scanner: Callable[[str, int], re.Match[str] | None]
         if not matchers:
             scanner = _never
         elif len(matchers) == 1:
@@ -436,6 +473,33 @@ class Driver:
                 if state == end_state and term == END:
                     return value
                 extend((state, value, rule_start, rule_end))
+
+
+class _Word:
+    """What the driver reads of a ``re.Match``: the terminal and where it ends."""
+
+    __slots__ = ("_end", "lastgroup")
+
+    def __init__(self, lastgroup: str, end: int) -> None:
+        self.lastgroup = lastgroup
+        self._end = end
+
+    def end(self) -> int:
+        return self._end
+
+
+def _word_scanner(words: Sequence[tuple[str, str]]) -> Callable[[str, int], Any]:
+    by_first: dict[str, list[tuple[str, str]]] = {}
+    for word, name in words:  # keeps the alternation's order within each first character
+        by_first.setdefault(word[0], []).append((word, name))
+
+    def match(text: str, pos: int) -> _Word | None:
+        for word, name in by_first.get(text[pos], ()):
+            if text.startswith(word, pos):
+                return _Word(name, pos + len(word))
+        return None
+
+    return match
 
 
 def _never(text: str, pos: int) -> re.Match[str] | None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
 from ci_engine.errors import CIError
-from ci_engine.limits import Limits, WorkBudget, check_header, check_input_bytes, request_budget
+from ci_engine.limits import Limits, WorkBudget, check_input_bytes, request_budget
 from ci_engine.parse import parse
 from ci_engine.plan import RULES, Plan, ResolvedPlan, Rule, plan, resolve
 from ci_engine.types import ImageHeader
@@ -165,8 +165,7 @@ def process(
 
             check_input_bytes(len(data), limits)
             budget.charge_bytes(len(data), "the input")
-            header = probe(data)
-            check_header(header, limits)
+            header = probe(data, limits=limits)  # refuses what the header states over the limits first
             symbolic = plan(pipeline, rules=rules, limits=limits)
             return _run(symbolic, header, data, backend, resources, fonts, budget)
         except CIError as exc:

@@ -34,7 +34,8 @@ import zlib
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from typing import Any
 
-from ci_engine.errors import InvalidImageFormatError
+from ci_engine.errors import ImageResolutionExceedError, InvalidImageFormatError
+from ci_engine.limits import Limits, check_header
 from ci_engine.types import ImageFormat, ImageHeader
 
 __all__ = ["sniff", "probe", "estimate_jpeg_quality", "read_exif_orientation"]
@@ -62,14 +63,53 @@ times the default frame limit (``Limits.max_frames``), and it keeps a 32 MB file
 frames (2.6 million) to 3 ms of probing instead of 0.8 s."""
 
 _MAX_JPEG_SCANS = 100
-"""Most scans in a progressive JPEG (real encoders write 5 to 20). Every scan is a pass over
-the whole image, and libjpeg has no limit of its own: a 1,024 x 1,024 JPEG of 10,000 empty
-12-byte scans costs Pillow 7 s of CPU. Counted with one ``bytes.count`` of the SOS marker,
-which the entropy-coded data cannot contain (a 0xFF there is followed by 0x00)."""
+"""Most scans in a JPEG, progressive or sequential (real encoders write 5 to 20 progressive
+scans, and a sequential file one per component at most). Every scan is a pass over the whole
+image, and libjpeg has no limit of its own: a 1,024 x 1,024 JPEG of 10,000 empty 12-byte
+scans costs Pillow 7 s of CPU, and libjpeg re-reads a sequential file's repeated scans too.
+Counted with ``bytes.find`` of the SOS marker, which the entropy-coded data cannot contain
+(a 0xFF there is followed by 0x00), up to the cap."""
 
 _MAX_PNG_METADATA = 1 << 20
 """Most bytes a compressed PNG metadata chunk (iCCP, zTXt, iTXt) may inflate to: Pillow's
 ``MAX_TEXT_CHUNK``, so that both backends refuse the same files (libspng would skip it)."""
+
+_MAX_PNG_METADATA_TOTAL = 4 << 20
+"""Most bytes all the compressed metadata chunks of one PNG may inflate to together (before
+and after the image data): each chunk's own cap alone let 10,000 chunks of 1 KB inflate to
+1 MiB each, 10 GB of inflating (34 s) for a 10 MB file."""
+
+_MAX_PNG_CHUNKS = 1 << 15
+"""Most chunks in a whole PNG, image data and the chunks after it included (a 32 MB file
+holds 4,000 IDAT chunks of libpng's 8 KB; Pillow reads every chunk in Python)."""
+
+_MAX_JPEG_PADDING = 1 << 16
+"""Most fill bytes (``0xFF`` before a marker) and stray bytes between segments in one JPEG
+header. Real files have none or a few; Pillow steps over each in Python (0.3 us a byte)."""
+
+_MAX_GIF_BLOCKS = 1 << 16
+"""Most image data sub-blocks shorter than 255 bytes in one GIF. Encoders write full
+sub-blocks and one short one to end each frame; runs of full sub-blocks are skipped many at
+a time (one strided slice), the others one by one: 15 million one-byte sub-blocks in 30 MB
+cost 1.2 s to walk."""
+
+_MAX_GIF_EXTENSION_BLOCKS = 1 << 14
+"""Most extension blocks and their sub-blocks in one GIF, walked one by one (Pillow walks
+them in Python too; a real animation has two per frame, and frames are counted to
+``_MAX_FRAMES`` at most): 10 million empty comments in 30 MB cost 3 s to walk."""
+
+_MAX_TIFF_ENTRIES = 4_096
+"""Most entries in one TIFF directory: libtiff's own sanity check (``TIFFFetchDirectory``
+refuses more), and a 30 MB BigTIFF directory of 1.5 million entries cost 1.4 s to read."""
+
+_MAX_TIFF_SAMPLES = 6
+"""Most samples per pixel: Pillow's ``MAX_SAMPLESPERPIXEL``. libvips decodes any count, each
+one a band: a TIFF of 255 samples per pixel cost it 1.4 GB while it declared a small size."""
+
+_MAX_DECODED_BYTES_PER_PIXEL = 8
+"""What the pixel limit is taken to cost per pixel (16-bit RGBA): an image whose samples x
+bits per pixel would decode to more than ``max_input_pixels`` x this many bytes is refused
+on its pixels (``input_pixels``), whatever its width x height."""
 
 _MAX_BRANDS = 256
 
@@ -262,27 +302,55 @@ def _describe_unknown(head: bytes, length: int) -> str:
 # -- probing ----------------------------------------------------------------------------------
 
 
-def probe(data: bytes) -> ImageHeader:
+def probe(data: bytes, *, limits: Limits | None = None) -> ImageHeader:
     """Read the header of an image without decoding it.
 
     Args:
         data: the complete file (only the header region is parsed; for GIF, animated WebP and
             TIFF the frame/chunk/directory chain is walked without reading pixel data).
+        limits: when given, the input limits are checked as soon as the header states a size
+            (before the rest of the file is walked), on every size a decoder will really
+            allocate (a HEIF grid and its tiles before ``clap`` crops them, an auxiliary alpha
+            image, TIFF samples x bits), and on the final header (:func:`check_header`).
 
     Returns:
-        An :class:`ImageHeader`. Dimensions are returned as declared, however large: the
-        limits are checked by the caller.
+        An :class:`ImageHeader`. Without ``limits``, dimensions are returned as declared,
+        however large: the limits are then checked by the caller.
 
     Raises:
-        InvalidImageFormatError: unknown format, or a malformed or truncated header.
+        InvalidImageFormatError: unknown format, or a malformed, truncated or ambiguous
+            header (two primary items, a GIF frame larger than its screen ...).
+        ImageResolutionExceedError: with ``limits``, a size over them.
     """
     if not isinstance(data, bytes):
         data = bytes(data)
     fmt = sniff(data)
     try:
-        return _PROBES[fmt](data)
+        header = _PROBES[fmt](data, limits)
     except (IndexError, struct.error, ValueError, OverflowError) as exc:  # pragma: no cover - safety net
         raise InvalidImageFormatError(f"{fmt.value}: malformed header", detail=repr(exc)) from exc
+    if limits is not None:
+        check_header(header, limits)
+    return header
+
+
+def _check_size(limits: Limits | None, fmt: ImageFormat, width: int, height: int, frames: int = 1) -> None:
+    """The input limits on a size the header states (or a decoder will allocate), as soon as
+    it is read: a file declaring too much is refused before the rest of it is walked."""
+    if limits is not None and width > 0 and height > 0:
+        check_header(ImageHeader(fmt, width, height, frames=max(1, frames)), limits)
+
+
+def _frame_stop(limits: Limits | None, fmt: ImageFormat) -> int:
+    """How many frames to count before the count is over the frame limits anyway (the walk
+    stops there and :func:`check_header` refuses the file); the probe's own cap without
+    limits."""
+    if limits is None:
+        return _MAX_FRAMES
+    most = limits.max_frames
+    if fmt is ImageFormat.GIF:
+        most = min(most, limits.max_gif_frames)
+    return max(1, min(_MAX_FRAMES, most + 1))
 
 
 def _header(fmt: ImageFormat, width: int, height: int, **fields: Any) -> ImageHeader:
@@ -371,6 +439,10 @@ class _Tiff:
         entry = 20 if self.bigtiff else 12
         if count > (len(self.data) - first) // entry:
             raise _bad(self.fmt, f"directory at offset {offset} declares {count} entries, past the end")
+        if count > _MAX_TIFF_ENTRIES:
+            raise _bad(
+                self.fmt, f"directory at offset {offset} declares {count} entries, more than {_MAX_TIFF_ENTRIES}"
+            )
         return count, first, first + count * entry
 
     def next_ifd(self, offset: int) -> int:
@@ -585,13 +657,15 @@ _ISO_21496 = b"urn:iso:std:iso:ts:21496:-1\x00"
 _XMP = b"http://ns.adobe.com/xap/1.0/\x00"
 
 
-def _probe_jpeg(data: bytes) -> ImageHeader:
+def _probe_jpeg(data: bytes, limits: Limits | None = None) -> ImageHeader:
     """Walk the markers from SOI to the first SOS (and count the scans of a progressive one).
 
     Reads SOFn (size, components, precision, progressive), DQT (quality), APP0 JFIF (dpi),
     APP1 EXIF (orientation; dpi when JFIF states no unit), APP1 XMP and APP2 (Ultra HDR /
     ISO 21496-1 gain maps), APP2 ICC_PROFILE and APP14 Adobe (CMYK vs YCCK). Garbage between
-    segments is skipped up to the next ``0xFF`` as libjpeg does.
+    segments is skipped up to the next ``0xFF`` as libjpeg does, and runs of fill bytes in one
+    step; both together are capped at ``_MAX_JPEG_PADDING`` bytes. Every JPEG, progressive or
+    sequential, may hold at most ``_MAX_JPEG_SCANS`` scans.
     """
     n = len(data)
     pos = 2
@@ -601,12 +675,20 @@ def _probe_jpeg(data: bytes) -> ImageHeader:
     jfif_dpi: tuple[float, float] | None = None
     exif: bytes | None = None
     icc = gain_map = False
+    padding = 0
     for _ in range(_MAX_BLOCKS):
-        pos = data.find(b"\xff", pos)
-        if pos < 0:
-            raise _bad("jpeg", "truncated before the image data (no SOS marker)")
-        while pos < n and data[pos] == 0xFF:
-            pos += 1
+        found = data.find(b"\xff", pos, pos + _MAX_JPEG_PADDING - padding + 1)
+        if found < 0:
+            if data.find(b"\xff", pos) < 0:
+                raise _bad("jpeg", "truncated before the image data (no SOS marker)")
+            raise _bad("jpeg", f"more than {_MAX_JPEG_PADDING} stray or fill bytes between segments")
+        padding += found - pos
+        window = data[found : found + _MAX_JPEG_PADDING - padding + 2]
+        run = len(window) - len(window.lstrip(b"\xff"))  # the marker's 0xFF and its fill bytes
+        padding += run - 1
+        if padding > _MAX_JPEG_PADDING:
+            raise _bad("jpeg", f"more than {_MAX_JPEG_PADDING} stray or fill bytes between segments")
+        pos = found + run
         if pos >= n:
             raise _bad("jpeg", "truncated before the image data (no SOS marker)")
         marker = data[pos]
@@ -620,7 +702,12 @@ def _probe_jpeg(data: bytes) -> ImageHeader:
         if marker == 0xDA:
             if sof is None:
                 raise _bad("jpeg", "scan (SOS) before the frame header (SOF)")
-            if sof[0] in _JPEG_PROGRESSIVE and data.count(b"\xff\xda", pos - 2) > _MAX_JPEG_SCANS:
+            scan = pos - 2
+            for _ in range(_MAX_JPEG_SCANS):  # sequential files too; stops at the cap
+                scan = data.find(b"\xff\xda", scan + 2)
+                if scan < 0:
+                    break
+            else:
                 raise _bad("jpeg", f"more than {_MAX_JPEG_SCANS} scans")
             break
         if pos + 2 > n:
@@ -633,6 +720,7 @@ def _probe_jpeg(data: bytes) -> ImageHeader:
             if sof is not None:
                 raise _bad("jpeg", "two frame headers (SOF)")
             sof = _jpeg_sof(data, marker, start, end)
+            _check_size(limits, ImageFormat.JPEG, sof[2], sof[3])
         elif marker == 0xDB:
             _jpeg_dqt(data, start, end, tables)
         elif marker == 0xE0 and data.startswith(b"JFIF\x00", start) and length >= 16:
@@ -744,24 +832,44 @@ def _png_idat_bound(width: int, height: int, depth: int, color: int, interlace: 
     return raw + raw // 8 + 65_536
 
 
-def _png_check_idat(data: bytes, pos: int, bound: int) -> None:
-    """Refuse an IDAT run (starting at ``pos``) longer than ``bound`` bytes."""
+def _png_walk_rest(data: bytes, pos: int, bound: int, chunks: int, budget: list[int]) -> None:
+    """Walk the chunks from the first IDAT (at ``pos``) to IEND: refuse an IDAT run longer
+    than ``bound`` bytes (a zlib bomb), more than ``_MAX_PNG_CHUNKS`` chunks in the file or
+    ``_MAX_BLOCKS`` besides the image data (``chunks`` were before it), and compressed
+    metadata past the file's inflate ``budget``. A truncated or garbled tail ends the walk
+    quietly: it is the decoders' business."""
     n = len(data)
     total = 0
-    for _ in range(_MAX_BLOCKS):
-        if pos + 8 > n or data[pos + 4 : pos + 8] != b"IDAT":
-            return
-        length = _U32BE.unpack_from(data, pos)[0]
-        total += length
-        if total > bound:
-            raise _bad("png", f"the image data runs past {bound} bytes, more than the declared size can need")
-        pos += 12 + length
-    raise _bad("png", f"more than {_MAX_BLOCKS} IDAT chunks")
+    others = chunks
+    in_idat = True
+    unpack = _U32BE.unpack_from
+    while pos + 12 <= n:
+        chunks += 1
+        if chunks > _MAX_PNG_CHUNKS:
+            raise _bad("png", f"more than {_MAX_PNG_CHUNKS} chunks")
+        length, ctype = unpack(data, pos)[0], data[pos + 4 : pos + 8]
+        end = pos + 8 + length
+        if ctype == b"IDAT" and in_idat:
+            total += length
+            if total > bound:
+                raise _bad("png", f"the image data runs past {bound} bytes, more than the declared size can need")
+        else:
+            in_idat = False
+            if ctype == b"IEND" or length > 0x7FFFFFFF or end + 4 > n:
+                return
+            if ctype != b"fdAT":
+                others += 1
+                if others > _MAX_BLOCKS:
+                    raise _bad("png", f"more than {_MAX_BLOCKS} chunks besides the image data")
+            if ctype in (b"iCCP", b"zTXt", b"iTXt"):
+                _png_check_inflated(data, ctype, pos + 8, end, budget)
+        pos = end + 4
 
 
-def _png_check_inflated(data: bytes, ctype: bytes, start: int, end: int) -> None:
-    """Refuse a compressed iCCP, zTXt or iTXt chunk that inflates past ``_MAX_PNG_METADATA``
-    (inflating at most that much); a chunk too broken to read is left to the decoders."""
+def _png_check_inflated(data: bytes, ctype: bytes, start: int, end: int, budget: list[int]) -> None:
+    """Refuse a compressed iCCP, zTXt or iTXt chunk that inflates past ``_MAX_PNG_METADATA``,
+    or past what is left of the file's ``budget`` (``_MAX_PNG_METADATA_TOTAL``), inflating at
+    most that much; a chunk too broken to read is left to the decoders."""
     pos = data.find(b"\x00", start, min(end, start + 80))  # keyword / profile name
     if pos < 0:
         return
@@ -776,18 +884,23 @@ def _png_check_inflated(data: bytes, ctype: bytes, start: int, end: int) -> None
                 return
     else:
         pos += 1  # compression method
+    most = min(_MAX_PNG_METADATA, budget[0])
     try:
-        inflated = zlib.decompressobj().decompress(memoryview(data)[pos:end], _MAX_PNG_METADATA + 1)
+        inflated = len(zlib.decompressobj().decompress(memoryview(data)[pos:end], most + 1))
     except zlib.error:
         return
-    if len(inflated) > _MAX_PNG_METADATA:
+    if inflated > _MAX_PNG_METADATA:
         raise _bad("png", f"{ctype.decode('latin-1')} chunk inflates to more than {_MAX_PNG_METADATA} bytes")
+    if inflated > most:
+        raise _bad("png", f"the compressed metadata inflates to more than {_MAX_PNG_METADATA_TOTAL} bytes")
+    budget[0] -= inflated
 
 
-def _probe_png(data: bytes) -> ImageHeader:
+def _probe_png(data: bytes, limits: Limits | None = None) -> ImageHeader:
     """Read IHDR, then walk the chunks up to the first IDAT (tRNS, pHYs, iCCP, eXIf, acTL,
-    cICP); compressed metadata is inflated up to ``_MAX_PNG_METADATA`` bytes, and the IDAT run
-    is measured when the file is longer than the image can need. Chunk CRCs are not verified."""
+    cICP), then the rest of the chunks (:func:`_png_walk_rest`); compressed metadata is inflated
+    up to ``_MAX_PNG_METADATA`` bytes a chunk and ``_MAX_PNG_METADATA_TOTAL`` a file, and the
+    IDAT run is measured. Chunk CRCs are not verified."""
     n = len(data)
     if n < 33:
         raise _bad("png", "truncated IHDR chunk")
@@ -801,6 +914,9 @@ def _probe_png(data: bytes) -> ImageHeader:
         raise _bad("png", f"invalid bit depth {depth} for colour type {color}")
     if compression or filtering or interlace > 1:
         raise _bad("png", "unknown compression, filter or interlace method")
+    _check_size(limits, ImageFormat.PNG, width, height)
+    budget = [_MAX_PNG_METADATA_TOTAL]
+    chunks = 1
     has_alpha = color in (4, 6)
     dpi: tuple[float, float] | None = None
     icc = False
@@ -808,7 +924,7 @@ def _probe_png(data: bytes) -> ImageHeader:
     frames, loop = 1, None
     dynamic_range = "unknow"
     pos = 33
-    for _ in range(_MAX_BLOCKS):
+    for chunks in range(1, _MAX_BLOCKS + 1):  # noqa: B007 - the count goes on after the loop
         if pos + 8 > n:
             raise _bad("png", "truncated before the image data (no IDAT chunk)")
         length, ctype = _U32BE.unpack_from(data, pos)[0], data[pos + 4 : pos + 8]
@@ -820,7 +936,7 @@ def _probe_png(data: bytes) -> ImageHeader:
         if length > 0x7FFFFFFF or end + 4 > n:
             raise _bad("png", f"chunk {ctype!r} at offset {pos} runs past the end")
         if ctype in (b"iCCP", b"zTXt", b"iTXt"):
-            _png_check_inflated(data, ctype, start, end)
+            _png_check_inflated(data, ctype, start, end, budget)
         if ctype == b"tRNS":
             has_alpha = True
         elif ctype == b"pHYs" and length == 9 and data[start + 8] == 1:
@@ -834,14 +950,13 @@ def _probe_png(data: bytes) -> ImageHeader:
             num_frames, num_plays = struct.unpack_from(">II", data, start)
             if 0 < num_frames <= 0x7FFFFFFF:  # otherwise invalid APNG: the default image is shown
                 frames, loop = num_frames, num_plays
+                _check_size(limits, ImageFormat.PNG, width, height, frames)
         elif ctype == b"cICP" and length == 4:
             dynamic_range = _transfer_dynamic_range(data[start + 1])
         pos = end + 4
     else:
         raise _bad("png", f"more than {_MAX_BLOCKS} chunks before the image data")
-    bound = _png_idat_bound(width, height, depth, color, interlace)
-    if n - pos > bound:  # more bytes than the image can need: measure the IDAT run
-        _png_check_idat(data, pos, bound)
+    _png_walk_rest(data, pos, _png_idat_bound(width, height, depth, color, interlace), chunks, budget)
     return _header(
         ImageFormat.PNG,
         width,
@@ -872,12 +987,16 @@ def _transfer_dynamic_range(transfer: int) -> str:
 # -- GIF ----------------------------------------------------------------------------------------
 
 
-def _probe_gif(data: bytes) -> ImageHeader:
+def _probe_gif(data: bytes, limits: Limits | None = None) -> ImageHeader:
     """Read the logical screen, then walk the blocks counting the frames fully present.
 
-    Data sub-blocks are skipped by their length bytes, so the cost is one step per sub-block
-    and nothing is allocated per frame. A truncated file counts the frames that end before the
-    cut; an unknown block ends the walk. At least one frame is required.
+    Data sub-blocks are skipped by their length bytes: runs of full (255-byte) sub-blocks many
+    at a time, each other one in one step, capped at ``_MAX_GIF_BLOCKS`` a file; extension
+    blocks and their sub-blocks are capped at ``_MAX_GIF_EXTENSION_BLOCKS``. A frame whose own
+    rectangle is wider or taller than the logical screen is refused: decoders allocate the
+    frame (Pillow) or clip it (libvips), so the screen would not bound what they allocate. A
+    truncated file counts the frames that end before the cut; an unknown block ends the walk.
+    At least one frame is required.
     """
     n = len(data)
     if n < 13:
@@ -887,13 +1006,24 @@ def _probe_gif(data: bytes) -> ImageHeader:
     pos = 13
     if packed & 0x80:
         pos += 3 << ((packed & 7) + 1)
+    if pos >= n or data[pos] not in (0x21, 0x2C):  # text after the magic is no GIF, whatever it "declares"
+        raise _bad("gif", "no complete frame")
+    _check_size(limits, ImageFormat.GIF, width, height)
+    stop = _frame_stop(limits, ImageFormat.GIF)
     frames = 0
     has_alpha = interlaced = False
     loop: int | None = None
+    short = extensions = 0
     try:
-        while frames < _MAX_FRAMES:
+        while frames < stop:
             block = data[pos]
             if block == 0x2C:  # image descriptor
+                frame_width, frame_height = _U16LE.unpack_from(data, pos + 5)[0], _U16LE.unpack_from(data, pos + 7)[0]
+                if frame_width > width or frame_height > height:
+                    raise _bad(
+                        "gif",
+                        f"frame {frames + 1} is {frame_width}x{frame_height}, larger than the {width}x{height} screen",
+                    )
                 local = data[pos + 9]
                 pos += 10
                 if local & 0x80:
@@ -901,7 +1031,14 @@ def _probe_gif(data: bytes) -> ImageHeader:
                 pos += 1  # LZW minimum code size
                 size = data[pos]
                 while size:
-                    pos += size + 1
+                    if size == 255:  # a run of full sub-blocks: their length bytes are 256 apart
+                        lengths = data[pos : pos + (1 << 20) : 256]
+                        pos += 256 * (len(lengths) - len(lengths.lstrip(b"\xff")))
+                    else:
+                        short += 1
+                        if short > _MAX_GIF_BLOCKS:
+                            raise _bad("gif", f"more than {_MAX_GIF_BLOCKS} short image data sub-blocks")
+                        pos += size + 1
                     size = data[pos]
                 pos += 1
                 if frames == 0:
@@ -921,13 +1058,17 @@ def _probe_gif(data: bytes) -> ImageHeader:
                     and data[pos + 13] == 1
                 ):
                     loop = data[pos + 14] | data[pos + 15] << 8
-                while size:
+                extensions += 1
+                while size and extensions <= _MAX_GIF_EXTENSION_BLOCKS:
                     pos += size + 1
                     size = data[pos]
+                    extensions += 1
+                if extensions > _MAX_GIF_EXTENSION_BLOCKS:
+                    raise _bad("gif", f"more than {_MAX_GIF_EXTENSION_BLOCKS} extension blocks and sub-blocks")
                 pos += 1
             else:  # 0x3B trailer, or a byte that is no block: the stream ends here
                 break
-    except IndexError:
+    except (IndexError, struct.error):
         pass  # truncated: the frames counted are the complete ones
     if frames == 0:
         raise _bad("gif", "no complete frame")
@@ -945,9 +1086,11 @@ def _probe_gif(data: bytes) -> ImageHeader:
 # -- WebP ---------------------------------------------------------------------------------------
 
 
-def _probe_webp(data: bytes) -> ImageHeader:
+def _probe_webp(data: bytes, limits: Limits | None = None) -> ImageHeader:
     """Read the first chunk (VP8, VP8L or VP8X); for VP8X walk the chunks for ANIM, ANMF
-    (frame count) and EXIF (orientation)."""
+    (frame count) and EXIF (orientation). Every chunk is counted: more than ``_MAX_BLOCKS``
+    besides the frames is refused, and so is a frame whose rectangle leaves the canvas
+    (libwebp's demuxer refuses it too, after reading the whole file)."""
     n = len(data)
     riff_size = _U32LE.unpack_from(data, 4)[0]
     if riff_size < 4 + 8:
@@ -969,6 +1112,7 @@ def _probe_webp(data: bytes) -> ImageHeader:
             raise _bad("webp", "VP8 data does not start with a key frame")
         width = _U16LE.unpack_from(data, start + 6)[0] & 0x3FFF
         height = _U16LE.unpack_from(data, start + 8)[0] & 0x3FFF
+        _check_size(limits, ImageFormat.WEBP, width, height)
         return _header(ImageFormat.WEBP, width, height)
     if fourcc == b"VP8L":
         if data[start] != 0x2F:
@@ -976,18 +1120,22 @@ def _probe_webp(data: bytes) -> ImageHeader:
         bits = _U32LE.unpack_from(data, start + 1)[0]
         if bits >> 29:
             raise _bad("webp", f"unknown VP8L version {bits >> 29}")
+        _check_size(limits, ImageFormat.WEBP, (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
         return _header(
             ImageFormat.WEBP, (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, has_alpha=bool(bits >> 28 & 1)
         )
     flags = data[start]
     width = (data[start + 4] | data[start + 5] << 8 | data[start + 6] << 16) + 1
     height = (data[start + 7] | data[start + 8] << 8 | data[start + 9] << 16) + 1
+    _check_size(limits, ImageFormat.WEBP, width, height)
     animated = bool(flags & 0x02)
     frames, loop = 0, None
     exif: bytes | None = None
     unpack = _U32LE.unpack_from
     pos = start + size + (size & 1)
-    while pos + 8 <= end and frames < _MAX_FRAMES:  # the complete chunks after VP8X, one step each
+    stop = _frame_stop(limits, ImageFormat.WEBP)
+    others = 0
+    while pos + 8 <= end and frames < stop:  # the complete chunks after VP8X, one step each
         c_start = pos + 8
         c_end = c_start + unpack(data, pos + 4)[0]
         if c_end > end:
@@ -995,8 +1143,20 @@ def _probe_webp(data: bytes) -> ImageHeader:
         if data.startswith(b"ANMF", pos):
             if c_end - c_start < 24:  # 16-byte frame header + a bitstream chunk header
                 raise _bad("webp", f"ANMF chunk at offset {pos} is too small")
+            x, y = 2 * (unpack(data, c_start)[0] & 0xFFFFFF), 2 * (unpack(data, c_start + 3)[0] & 0xFFFFFF)
+            frame_width = (unpack(data, c_start + 6)[0] & 0xFFFFFF) + 1
+            frame_height = (unpack(data, c_start + 9)[0] & 0xFFFFFF) + 1
+            if x + frame_width > width or y + frame_height > height:
+                raise _bad(
+                    "webp",
+                    f"frame {frames + 1} ({frame_width}x{frame_height} at {x},{y}) leaves the {width}x{height} canvas",
+                )
             frames += 1
-        elif data.startswith(b"ANIM", pos) and c_end - c_start >= 6:
+        else:
+            others += 1
+            if others > _MAX_BLOCKS:
+                raise _bad("webp", f"more than {_MAX_BLOCKS} chunks besides the frames")
+        if data.startswith(b"ANIM", pos) and c_end - c_start >= 6:
             loop = _U16LE.unpack_from(data, c_start + 4)[0]
         elif data.startswith(b"EXIF", pos) and exif is None:
             exif = bytes(data[c_start:c_end])
@@ -1019,7 +1179,7 @@ def _probe_webp(data: bytes) -> ImageHeader:
 # -- BMP ----------------------------------------------------------------------------------------
 
 
-def _probe_bmp(data: bytes) -> ImageHeader:
+def _probe_bmp(data: bytes, limits: Limits | None = None) -> ImageHeader:
     """Read the DIB header: OS/2 core (12 bytes), OS/2 2.x (16/64), BITMAPINFOHEADER (40) and
     its V2..V5 extensions (52, 56, 108, 124).
 
@@ -1075,9 +1235,14 @@ _TIFF_WANTED = frozenset(
 )
 
 
-def _probe_tiff(data: bytes) -> ImageHeader:
+def _probe_tiff(data: bytes, limits: Limits | None = None) -> ImageHeader:
     """Read the first directory, then follow the directory chain to count the pages (a loop
-    or a pointer past the end ends the count; more than ``_MAX_TIFF_IFDS`` is refused)."""
+    or a pointer past the end ends the count; more than ``_MAX_TIFF_IFDS`` is refused).
+
+    A directory of more than ``_MAX_TIFF_ENTRIES`` entries, or of more than
+    ``_MAX_TIFF_SAMPLES`` samples per pixel, is refused; with ``limits``, so is an image whose
+    samples x bits would decode to more than ``_MAX_DECODED_BYTES_PER_PIXEL`` bytes a pixel at
+    the pixel limit."""
     tiff = _Tiff(data, "tiff")
     if tiff.first_ifd == 0:
         raise _bad("tiff", "no image directory")
@@ -1085,6 +1250,23 @@ def _probe_tiff(data: bytes) -> ImageHeader:
     width = _first_int(values, _TAG_WIDTH, 0)
     height = _first_int(values, _TAG_HEIGHT, 0)
     samples = _first_int(values, _TAG_SAMPLES, 1)
+    _check_size(limits, ImageFormat.TIFF, width, height)
+    if not 1 <= samples <= _MAX_TIFF_SAMPLES:
+        raise _bad("tiff", f"{samples} samples per pixel (at most {_MAX_TIFF_SAMPLES} can be decoded)")
+    bits = max((int(b) for b in values.get(_TAG_BITS, (1,)) if isinstance(b, int)), default=1)
+    if not 1 <= bits <= 64:
+        raise _bad("tiff", f"{bits} bits per sample")
+    if limits is not None and width > 0 and height > 0:
+        decoded = width * height * samples * ((bits + 7) // 8)
+        if decoded > limits.max_input_pixels * _MAX_DECODED_BYTES_PER_PIXEL:
+            raise ImageResolutionExceedError(
+                f"input: {width}x{height} x {samples} samples of {bits} bits decodes to {decoded} bytes, "
+                f"more than the {_MAX_DECODED_BYTES_PER_PIXEL} bytes a pixel the limit of "
+                f"{limits.max_input_pixels} pixels allows",
+                kind="input_pixels",
+                limit=limits.max_input_pixels,
+                actual=decoded // _MAX_DECODED_BYTES_PER_PIXEL,
+            )
     extra = values.get(_TAG_EXTRA_SAMPLES, ())
     photometric = _first_int(values, _TAG_PHOTOMETRIC, 2 if samples >= 3 else 1)
     if photometric in (0, 1):
@@ -1097,7 +1279,8 @@ def _probe_tiff(data: bytes) -> ImageHeader:
         color_space = "other"
     frames, seen = 1, {tiff.first_ifd}
     offset = _tiff_next(tiff, tiff.first_ifd)
-    while offset > 0 and offset not in seen:
+    stop = _frame_stop(limits, ImageFormat.TIFF) if limits is not None else _MAX_TIFF_IFDS + 1
+    while offset > 0 and offset not in seen and frames < stop:
         seen.add(offset)
         following = _tiff_next(tiff, offset)
         if following < 0:
@@ -1136,19 +1319,57 @@ _GAIN_MAP_AUX_TYPES = frozenset({b"urn:com:apple:photo:2020:aux:hdrgainmap"})
 _MAX_ITEMS = 10_000
 """Cap on items and associations read from ``iinf``/``ipma`` (real files have a few hundred)."""
 
+_MAX_HEIF_BOXES = 2 * _MAX_BLOCKS
+"""Most boxes walked in one HEIF/AVIF file, all containers together (a grid of 10,000 tiles
+has 10,000 ``infe`` boxes): the per-container cap alone let 400 ``iinf`` boxes of 10,000
+children each cost seconds."""
 
-def _boxes(data: bytes, pos: int, end: int, fmt: str) -> Iterator[tuple[bytes, int, int]]:
+_MAX_HEIF_ENTRIES = 100_000
+"""Most entries read from ``ipma`` (items and their associations), ``iref`` (references) and
+``iloc`` (items and extents) in one file, all boxes together. A grid of 10,000 tiles needs
+about 60,000; the per-box cap alone let a file repeat ``ipma`` boxes to 16 million
+associations (19 s, 700 MB)."""
+
+_HEIF_SINGLE_BOXES = frozenset({b"hdlr", b"pitm", b"iinf", b"iloc", b"iref", b"iprp", b"idat"})
+"""Boxes a ``meta`` holds at most once: two primary items (``pitm``), or two of any of these,
+are ambiguous (decoders pick the first, the probe would pick another), and refused."""
+
+
+class _HeifWalk:
+    """The per-file budgets of a HEIF/AVIF probe."""
+
+    __slots__ = ("boxes", "entries", "fmt")
+
+    def __init__(self, fmt: str) -> None:
+        self.fmt = fmt
+        self.boxes = _MAX_HEIF_BOXES
+        self.entries = _MAX_HEIF_ENTRIES
+
+    def spend(self, count: int, what: str) -> None:
+        self.entries -= count
+        if self.entries < 0:
+            raise _bad(self.fmt, f"more than {_MAX_HEIF_ENTRIES} {what} entries in the file")
+
+
+def _boxes(
+    data: bytes, pos: int, end: int, fmt: str, walk: _HeifWalk | None = None
+) -> Iterator[tuple[bytes, int, int]]:
     """(type, payload start, payload end) of the ISOBMFF boxes in ``data[pos:end]``.
 
     Size 0 means "to the end of the parent", size 1 a 64-bit ``largesize``; a box that is
     shorter than its header or runs past its parent raises ``InvalidImageFormatError``, and so
-    does a container of more than ``_MAX_BLOCKS`` boxes.
+    does a container of more than ``_MAX_BLOCKS`` boxes, or a file of more than
+    ``_MAX_HEIF_BOXES`` (counted in ``walk``).
     """
     count = 0
     while pos < end:
         count += 1
         if count > _MAX_BLOCKS:
             raise _bad(fmt, f"more than {_MAX_BLOCKS} boxes in one container")
+        if walk is not None:
+            walk.boxes -= 1
+            if walk.boxes < 0:
+                raise _bad(fmt, f"more than {_MAX_HEIF_BOXES} boxes in the file")
         if pos + 8 > end:
             raise _bad(fmt, f"truncated box header at offset {pos}")
         size = _U32BE.unpack_from(data, pos)[0]
@@ -1170,15 +1391,18 @@ def _boxes(data: bytes, pos: int, end: int, fmt: str) -> Iterator[tuple[bytes, i
 
 
 class _HeifItems:
-    """What ``meta`` says about the items: types, properties and references."""
+    """What ``meta`` says about the items: types, properties, references and locations."""
 
-    def __init__(self) -> None:
+    def __init__(self, walk: _HeifWalk) -> None:
+        self.walk = walk
         self.primary: int | None = None
         self.handler: bytes | None = None
         self.types: dict[int, bytes] = {}
         self.properties: list[tuple[bytes, int, int]] = []  # ipco children, index 1-based
         self.associations: dict[int, list[int]] = {}  # item id -> property indexes
         self.references: list[tuple[bytes, int, list[int]]] = []  # (type, from, to)
+        self.iloc: tuple[int, int] | None = None  # payload of the iloc box
+        self.idat: tuple[int, int] | None = None  # payload of the idat box
 
     def item_properties(self, item: int) -> list[tuple[bytes, int, int]]:
         return [self.properties[i - 1] for i in self.associations.get(item, ()) if 0 < i <= len(self.properties)]
@@ -1186,42 +1410,64 @@ class _HeifItems:
     def referenced(self, ref_type: bytes, source: int) -> list[int]:
         return [to for kind, frm, tos in self.references if kind == ref_type and frm == source for to in tos]
 
+    def size(self, data: bytes, item: int) -> tuple[int, int] | None:
+        """The item's ``ispe`` (the size its decoder allocates), None when it has none."""
+        ispe = next(((s, e) for t, s, e in self.item_properties(item) if t == b"ispe"), None)
+        if ispe is None or ispe[1] - ispe[0] < 12:
+            return None
+        width, height = struct.unpack_from(">II", data, ispe[0] + 4)
+        return int(width), int(height)
 
-def _probe_heif(data: bytes) -> ImageHeader:
-    """Walk the top-level boxes; from ``meta`` read hdlr, pitm, iinf, iref and iprp
+
+def _probe_heif(data: bytes, limits: Limits | None = None) -> ImageHeader:
+    """Walk the top-level boxes; from ``meta`` read hdlr, pitm, iinf, iref, iloc and iprp
     (ipco/ipma) to find the primary item's ``ispe`` (size), ``pixi``/``av1C``/``hvcC`` (bit
     depth, monochrome), ``colr`` (ICC, CICP transfer) and auxiliary alpha / gain-map images.
 
     The size reported is the one decoders deliver: ``clap`` (clean aperture, which encoders add
     when they pad odd sizes) crops it and ``irot`` by 90/270 degrees swaps it, in association
-    order, since libheif applies both.
+    order, since libheif applies both. The limits (when given) are checked on what decoders
+    allocate before that: the ``ispe`` size, a grid's output size and its tiles (which must
+    agree: see :func:`_heif_check_grid`) and the primary image's alpha plane.
     An ``avis`` sequence reports the sample count of its picture track.
+
+    Boxes and entries are counted per file (``_MAX_HEIF_BOXES``, ``_MAX_HEIF_ENTRIES``), and
+    an ambiguous file is refused: two ``meta`` boxes, two of a box ``meta`` holds once (two
+    ``pitm``: two primary items), an item declared twice, or an item in two ``ipma`` entries.
 
     The EXIF orientation of a HEIF is not reported: decoders (libheif) apply ``irot``/``imir``
     and the EXIF tag must then be ignored, so orientation is always 1.
     """
     fmt = sniff(data).value
+    image_format = ImageFormat(fmt)
     n = len(data)
+    walk = _HeifWalk(fmt)
     meta: tuple[int, int] | None = None
     moov: tuple[int, int] | None = None
-    for box_type, start, end in _boxes(data, 0, n, fmt):
-        if box_type == b"meta" and meta is None:
+    for box_type, start, end in _boxes(data, 0, n, fmt, walk):
+        if box_type == b"meta":
+            if meta is not None:
+                raise _bad(fmt, "two meta boxes at the top level")
             meta = (start, end)
         elif box_type == b"moov" and moov is None:
             moov = (start, end)
     if meta is None:
         raise _bad(fmt, "no meta box")
-    items = _heif_meta(data, meta[0], meta[1], fmt)
+    items = _heif_meta(data, meta[0], meta[1], fmt, walk)
     if items.handler != b"pict":
         raise _bad(fmt, f"meta handler is {items.handler!r}, not 'pict'")
     if items.primary is None:
         raise _bad(fmt, "no primary item (pitm)")
     primary = items.primary
     props = items.item_properties(primary)
-    ispe = next(((s, e) for t, s, e in props if t == b"ispe"), None)
-    if ispe is None or ispe[1] - ispe[0] < 12:
+    size = items.size(data, primary)
+    if size is None:
         raise _bad(fmt, "the primary item has no image size (ispe)")
-    width, height = struct.unpack_from(">II", data, ispe[0] + 4)
+    width, height = size
+    _check_size(limits, image_format, width, height)  # what is decoded, before clap crops it
+    tiles = items.referenced(b"dimg", primary)
+    if items.types.get(primary) == b"grid":
+        _heif_check_grid(data, items, primary, tiles, size, limits)
     for prop_type, s, e in props:  # transformative properties, in association order
         if prop_type == b"clap" and e - s >= 16:
             width_n, width_d, height_n, height_d = struct.unpack_from(">IIII", data, s)
@@ -1229,7 +1475,6 @@ def _probe_heif(data: bytes) -> ImageHeader:
                 width, height = (2 * width_n + width_d) // (2 * width_d), (2 * height_n + height_d) // (2 * height_d)
         elif prop_type == b"irot" and e > s and data[s] & 1:
             width, height = height, width
-    tiles = items.referenced(b"dimg", primary)
     detail = _heif_image_detail(data, props)
     if detail[0] is None and tiles:
         tile_detail = _heif_image_detail(data, items.item_properties(tiles[0]))
@@ -1247,19 +1492,22 @@ def _probe_heif(data: bytes) -> ImageHeader:
             is_aux_of_primary = item in auxiliaries or not auxl
             if aux_type in _ALPHA_AUX_TYPES and is_aux_of_primary:
                 has_alpha = True
+                alpha = items.size(data, item)
+                if alpha is not None:  # decoded with the primary image
+                    _check_size(limits, image_format, *alpha)
             elif aux_type in _GAIN_MAP_AUX_TYPES:
                 gain_map = True
     if b"tmap" in items.types.values():
         gain_map = True
     frames = 1
     if moov is not None and fmt == "avif":
-        frames = max(1, _isobmff_sample_count(data, moov[0], moov[1], fmt))
+        frames = max(1, _isobmff_sample_count(data, moov[0], moov[1], fmt, walk))
     if gain_map:
         dynamic_range = "gainmap hdr"
     else:
         dynamic_range = _transfer_dynamic_range(transfer) if transfer is not None else "unknow"
     return _header(
-        ImageFormat(fmt),
+        image_format,
         width,
         height,
         frames=frames,
@@ -1272,9 +1520,106 @@ def _probe_heif(data: bytes) -> ImageHeader:
     )
 
 
-def _heif_meta(data: bytes, start: int, end: int, fmt: str) -> _HeifItems:
-    items = _HeifItems()
-    for box_type, s, e in _boxes(data, start + 4, end, fmt):  # meta is a full box
+def _heif_check_grid(
+    data: bytes, items: _HeifItems, grid: int, tiles: list[int], size: tuple[int, int], limits: Limits | None
+) -> None:
+    """A grid item is decoded by allocating its output size (the descriptor's) and decoding
+    every tile at its own ``ispe`` size: refuse a descriptor that cannot be read or disagrees
+    with the grid's ``ispe``, a tile count other than rows x columns, tiles of different
+    sizes, and tiles that do not tile the output (more than one partial row or column), so
+    that what is decoded is bounded by the size checked; with ``limits``, check the tile."""
+    fmt = items.walk.fmt
+    descriptor = _heif_item_data(data, items, grid, 12)
+    if descriptor is None or len(descriptor) < 8:
+        raise _bad(fmt, f"cannot read the descriptor of grid item {grid}")
+    rows, columns = descriptor[2] + 1, descriptor[3] + 1
+    if descriptor[1] & 1:
+        if len(descriptor) < 12:
+            raise _bad(fmt, f"truncated descriptor of grid item {grid}")
+        output = struct.unpack_from(">II", descriptor, 4)
+    else:
+        output = struct.unpack_from(">HH", descriptor, 4)
+    if tuple(output) != size:
+        raise _bad(
+            fmt, f"grid item {grid} is {output[0]}x{output[1]} by its descriptor, {size[0]}x{size[1]} by its ispe"
+        )
+    if len(tiles) != rows * columns:
+        raise _bad(fmt, f"grid item {grid} has {len(tiles)} tiles, not {rows} x {columns}")
+    tile_size = items.size(data, tiles[0])
+    if tile_size is None or any(items.size(data, tile) != tile_size for tile in set(tiles)):
+        raise _bad(fmt, f"the tiles of grid item {grid} are not all of one size")
+    tile_width, tile_height = tile_size
+    if not (columns - 1) * tile_width < size[0] <= columns * tile_width or not (
+        (rows - 1) * tile_height < size[1] <= rows * tile_height
+    ):
+        raise _bad(
+            fmt, f"{rows} x {columns} tiles of {tile_width}x{tile_height} do not tile the {size[0]}x{size[1]} grid"
+        )
+    _check_size(limits, ImageFormat(fmt), tile_width, tile_height)
+
+
+def _heif_item_data(data: bytes, items: _HeifItems, item: int, most: int) -> bytes | None:
+    """The first ``most`` bytes of an item's first extent (``iloc``: in the file, or in
+    ``idat``), None when the item has no location that can be read."""
+    if items.iloc is None:
+        return None
+    fmt = items.walk.fmt
+    reader = _Reader(data, items.iloc[0], items.iloc[1], fmt)
+    version = reader.u8("iloc box")
+    reader.skip(3, "iloc box")
+    sizes = reader.u8("iloc box")
+    offset_size, length_size = sizes >> 4, sizes & 0x0F
+    sizes = reader.u8("iloc box")
+    base_size, index_size = sizes >> 4, (sizes & 0x0F) if version in (1, 2) else 0
+    if any(size not in (0, 4, 8) for size in (offset_size, length_size, base_size, index_size)):
+        raise _bad(fmt, "iloc box with a field size other than 0, 4 or 8")
+
+    def number(size: int) -> int:
+        return 0 if size == 0 else reader.u32("iloc entry") if size == 4 else reader.u64("iloc entry")
+
+    count = reader.u16("iloc box") if version < 2 else reader.u32("iloc box")
+    items.walk.spend(count, "iloc")
+    for _ in range(count):
+        item_id = reader.u16("iloc entry") if version < 2 else reader.u32("iloc entry")
+        method = reader.u16("iloc entry") & 0x0F if version in (1, 2) else 0
+        reader.skip(2, "iloc entry")  # data reference index
+        base = number(base_size)
+        extents = reader.u16("iloc entry")
+        items.walk.spend(extents, "iloc")
+        first: tuple[int, int] | None = None
+        for _ in range(extents):
+            number(index_size)
+            offset, length = number(offset_size), number(length_size)
+            if first is None:
+                first = (offset, length)
+        if item_id != item:
+            continue
+        if first is None or method not in (0, 1):
+            return None
+        start = base + first[0]
+        if method == 1:
+            if items.idat is None:
+                return None
+            start += items.idat[0]
+            limit = items.idat[1]
+        else:
+            limit = len(data)
+        end = min(limit, start + (first[1] or limit), start + most)
+        return bytes(data[start:end]) if start < end else None
+    return None
+
+
+def _heif_meta(data: bytes, start: int, end: int, fmt: str, walk: _HeifWalk) -> _HeifItems:
+    items = _HeifItems(walk)
+    seen: set[bytes] = set()
+    for box_type, s, e in _boxes(data, start + 4, end, fmt, walk):  # meta is a full box
+        if box_type in _HEIF_SINGLE_BOXES:
+            if box_type in seen:
+                what = "two primary items" if box_type == b"pitm" else "two of them"
+                raise _bad(fmt, f"meta holds two {box_type.decode('latin-1')} boxes ({what}): ambiguous")
+            seen.add(box_type)
+        if box_type not in _HEIF_SINGLE_BOXES:
+            continue
         reader = _Reader(data, s, e, fmt)
         if box_type == b"hdlr":
             reader.skip(8, "hdlr box")
@@ -1283,27 +1628,36 @@ def _heif_meta(data: bytes, start: int, end: int, fmt: str) -> _HeifItems:
             version = reader.u8("pitm box")
             reader.skip(3, "pitm box")
             items.primary = reader.u16("pitm box") if version == 0 else reader.u32("pitm box")
+        elif box_type == b"iloc":
+            items.iloc = (s, e)
+        elif box_type == b"idat":
+            items.idat = (s, e)
         elif box_type == b"iinf":
             version = reader.u8("iinf box")
             reader.skip(3, "iinf box")
             reader.skip(2 if version == 0 else 4, "iinf box")
-            for child, cs, ce in _boxes(data, reader.pos, e, fmt):
+            for child, cs, ce in _boxes(data, reader.pos, e, fmt, walk):
                 if child == b"infe" and len(items.types) < _MAX_ITEMS:
                     _heif_infe(data, cs, ce, fmt, items)
         elif box_type == b"iref":
             version = reader.u8("iref box")
             reader.skip(3, "iref box")
-            for ref_type, ref_start, ref_end in _boxes(data, reader.pos, e, fmt):
+            for ref_type, ref_start, ref_end in _boxes(data, reader.pos, e, fmt, walk):
                 ref = _Reader(data, ref_start, ref_end, fmt)
                 source = ref.u16("reference") if version == 0 else ref.u32("reference")
                 count = ref.u16("reference")
                 ref.need(count * (2 if version == 0 else 4), "reference list")
-                targets = [ref.u16() if version == 0 else ref.u32() for _ in range(count)]
+                walk.spend(count + 1, "iref")
+                targets = list(
+                    struct.unpack_from(f">{count}{'H' if version == 0 else 'I'}", data, ref.pos) if count else ()
+                )
                 items.references.append((ref_type, source, targets))
         elif box_type == b"iprp":
-            for child, cs, ce in _boxes(data, s, e, fmt):
-                if child == b"ipco" and not items.properties:
-                    items.properties = list(_boxes(data, cs, ce, fmt))
+            for child, cs, ce in _boxes(data, s, e, fmt, walk):
+                if child == b"ipco":
+                    if items.properties:
+                        raise _bad(fmt, "iprp holds two ipco boxes: ambiguous")
+                    items.properties = list(_boxes(data, cs, ce, fmt, walk))
                 elif child == b"ipma":
                     _heif_ipma(data, cs, ce, fmt, items)
     return items
@@ -1320,6 +1674,8 @@ def _heif_infe(data: bytes, start: int, end: int, fmt: str, items: _HeifItems) -
     if end - start < 10 + id_size:
         raise _bad(fmt, f"truncated infe box at offset {start}")
     item_id = (_U16BE if version == 2 else _U32BE).unpack_from(data, start + 4)[0]
+    if item_id in items.types:
+        raise _bad(fmt, f"item {item_id} is declared twice: ambiguous")
     items.types[item_id] = bytes(data[start + 6 + id_size : start + 10 + id_size])
 
 
@@ -1330,15 +1686,22 @@ def _heif_ipma(data: bytes, start: int, end: int, fmt: str, items: _HeifItems) -
     count = reader.u32("ipma box")
     if count > reader.remaining // 3 or count > _MAX_ITEMS:
         raise _bad(fmt, f"ipma declares {count} entries, past the end")
+    items.walk.spend(count, "ipma")
+    wide = flags & 1
     for _ in range(count):
         item_id = reader.u16("ipma entry") if version < 1 else reader.u32("ipma entry")
         associations = reader.u8("ipma entry")
-        indexes = items.associations.setdefault(item_id, [])
-        for _ in range(associations):
-            if flags & 1:
-                indexes.append(reader.u16("ipma entry") & 0x7FFF)
-            else:
-                indexes.append(reader.u8("ipma entry") & 0x7F)
+        if item_id in items.associations:
+            raise _bad(fmt, f"item {item_id} has two ipma entries: ambiguous")
+        items.walk.spend(associations, "ipma")
+        reader.need(associations * (2 if wide else 1), "ipma entry")
+        if wide:
+            raw = struct.unpack_from(f">{associations}H", data, reader.pos)
+            items.associations[item_id] = [index & 0x7FFF for index in raw]
+            reader.pos += 2 * associations
+        else:
+            items.associations[item_id] = [index & 0x7F for index in data[reader.pos : reader.pos + associations]]
+            reader.pos += associations
 
 
 def _heif_image_detail(data: bytes, props: list[tuple[bytes, int, int]]) -> tuple[int | None, bool, bool, int | None]:
@@ -1367,37 +1730,37 @@ def _heif_image_detail(data: bytes, props: list[tuple[bytes, int, int]]) -> tupl
     return depth, gray, icc, transfer
 
 
-def _isobmff_sample_count(data: bytes, start: int, end: int, fmt: str) -> int:
+def _isobmff_sample_count(data: bytes, start: int, end: int, fmt: str, walk: _HeifWalk) -> int:
     """Samples in the first picture track (``moov/trak/mdia/minf/stbl/stsz``), 0 if none."""
-    for trak_type, ts, te in _boxes(data, start, end, fmt):
+    for trak_type, ts, te in _boxes(data, start, end, fmt, walk):
         if trak_type != b"trak":
             continue
-        for mdia_type, ms, me in _boxes(data, ts, te, fmt):
+        for mdia_type, ms, me in _boxes(data, ts, te, fmt, walk):
             if mdia_type != b"mdia":
                 continue
             handler: bytes | None = None
             count = 0
-            for box_type, s, e in _boxes(data, ms, me, fmt):
+            for box_type, s, e in _boxes(data, ms, me, fmt, walk):
                 if box_type == b"hdlr" and e - s >= 12:
                     handler = bytes(data[s + 8 : s + 12])
                 elif box_type == b"minf":
-                    count = _stbl_sample_count(data, s, e, fmt)
+                    count = _stbl_sample_count(data, s, e, fmt, walk)
             if handler == b"pict":
                 return count
     return 0
 
 
-def _stbl_sample_count(data: bytes, start: int, end: int, fmt: str) -> int:
-    for box_type, s, e in _boxes(data, start, end, fmt):
+def _stbl_sample_count(data: bytes, start: int, end: int, fmt: str, walk: _HeifWalk) -> int:
+    for box_type, s, e in _boxes(data, start, end, fmt, walk):
         if box_type != b"stbl":
             continue
-        for child, cs, ce in _boxes(data, s, e, fmt):
+        for child, cs, ce in _boxes(data, s, e, fmt, walk):
             if child in (b"stsz", b"stz2") and ce - cs >= 12:
                 return int(_U32BE.unpack_from(data, cs + 8)[0])
     return 0
 
 
-_PROBES: dict[ImageFormat, Callable[[bytes], ImageHeader]] = {
+_PROBES: dict[ImageFormat, Callable[[bytes, Limits | None], ImageHeader]] = {
     ImageFormat.JPEG: _probe_jpeg,
     ImageFormat.PNG: _probe_png,
     ImageFormat.GIF: _probe_gif,

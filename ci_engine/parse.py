@@ -136,6 +136,7 @@ def load_tables() -> Any:
         patterns=T.PATTERNS,
         scanners=T.SCANNERS,
         chars=T.CHARS,
+        words=T.WORDS,
         literals=T.LITERALS,
         factories=T.FACTORIES,
     )

@@ -69,10 +69,11 @@ from ci_engine.errors import (
     InvalidArgumentError,
     InvalidImageFormatError,
     InvalidPicOperationsError,
+    LimitExceededError,
     NoSuchStyleError,
 )
 from ci_engine.info import original_image_info
-from ci_engine.limits import Limits, WorkBudget, check_header, check_input_bytes, request_budget
+from ci_engine.limits import Limits, WorkBudget, check_input_bytes, request_budget
 from ci_engine.parse import parse
 from ci_engine.plan import RULES, Plan, ResolvedPlan, plan, resolve
 from ci_engine.plan.rules.fold_shrink_on_load import fold_shrink_on_load
@@ -571,12 +572,14 @@ def _persist(
         budget.charge_bytes(len(source), "the source")
     except CIError as exc:
         input_error = exc
-    image_header = _probe(source)
     if input_error is None:
-        try:
-            check_header(image_header, limits)
-        except CIError as exc:
+        try:  # the limits checked while probing: on what decoders would allocate, and early
+            image_header = _probe(source, limits)
+        except LimitExceededError as exc:
             input_error = exc
+            image_header = _probe(source)
+    else:
+        image_header = _probe(source)
     for job in jobs:
         _resolve_job(job, image_header, input_error, budget)
     engine: Backend[Any] | None = None
@@ -686,11 +689,11 @@ def _persistent_errno(exc: InvalidImageFormatError) -> InvalidImageFormatError:
     return exc
 
 
-def _probe(source: bytes) -> ImageHeader:
+def _probe(source: bytes, limits: Limits | None = None) -> ImageHeader:
     from ci_engine.io import probe
 
     try:
-        return probe(source)
+        return probe(source, limits=limits)
     except InvalidImageFormatError as exc:
         raise _persistent_errno(exc) from None
 

@@ -8,7 +8,6 @@ until a subcommand touches pixels.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -196,13 +195,15 @@ def _cmd_process(args: argparse.Namespace) -> int:
             print(f"{PROG}: refusing to write {result.format} data to a terminal; use -o OUT", file=sys.stderr)
             return EXIT_USAGE
         sys.stdout.buffer.write(result.data)
+        if result.format == "json" and not result.data.endswith(b"\n"):
+            sys.stdout.buffer.write(b"\n")  # a text answer ends its line, as the other subcommands' do
         sys.stdout.buffer.flush()
         return EXIT_OK
     out = Path(args.output)
     named = _suffix_container(args.output)
     if named is not None and named != result.format and result.masked is None and result.format in SUFFIXES:
         print(f"{PROG}: warning: writing {result.format} data to {out} (the rule's format wins)", file=sys.stderr)
-    atomic_write(out, result.data)
+    atomic_write(out, result.data, make_parents=False)
     if not args.quiet:
         frames = f" x{result.frames} frames" if result.frames > 1 else ""
         geometry = f" {result.width}x{result.height}{frames}" if result.width else ""
@@ -241,6 +242,7 @@ def _add_format(pipeline: Any, fmt: Any, data: bytes) -> Any:
 def _cmd_info(args: argparse.Namespace) -> int:
     import dataclasses
     import enum
+    import json
 
     from ci_engine.api import process
     from ci_engine.io import probe

@@ -306,8 +306,12 @@ def run_batch(
     threads = max(1, cores // jobs)
     config = Config(pipeline, args.backend, limits, token, threads=threads, masked=masked, extras=extras or Extras())
 
-    progress = Progress(len(tasks), mode=args.progress)
+    # Sources that collide on one output name count as failed files, in the progress as in
+    # the summary, so the two agree ([20/20], "20 files").
+    progress = Progress(len(tasks) + len(plan.collisions), mode=args.progress)
     outcomes: list[Outcome] = list(plan.collisions)
+    for collision in plan.collisions:
+        progress.done(collision.task.name, ok=False, note=_note(collision))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     # A parent that ignores SIGINT (nohup, some job runners) passes that on to us: Ctrl-C
     # must still stop a batch cleanly.

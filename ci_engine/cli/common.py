@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import os
 import re
 import sys
@@ -368,15 +369,25 @@ def _removing(path: Path) -> Iterator[None]:
         raise
 
 
-def atomic_write(dest: Path, data: bytes) -> None:
+def atomic_write(dest: Path, data: bytes, *, make_parents: bool = True) -> None:
     """Write ``data`` to ``dest`` through a temporary file in the same directory and
     :func:`os.replace`: readers see the old file or the whole new one, and an interrupt
-    (``KeyboardInterrupt`` included) leaves no partial file."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.ci-engine-", suffix=".part", dir=dest.parent)
-    tmp = Path(name)
-    with _removing(tmp):
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
+    (``KeyboardInterrupt`` included) leaves no partial file. ``make_parents=False``
+    (``ci-engine process -o``) refuses a missing folder instead of creating it. A failure
+    is an ``OSError`` naming ``dest`` (the user's path), never the temporary file."""
+    try:
+        if make_parents:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        elif not dest.parent.is_dir():
+            raise FileNotFoundError(errno.ENOENT, f"the folder {str(dest.parent)!r} does not exist", str(dest))
+        fd, name = tempfile.mkstemp(prefix=f".{dest.name}.ci-engine-", suffix=".part", dir=dest.parent)
+        tmp = Path(name)
+        with _removing(tmp):
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, dest)
+    except OSError as exc:
+        if exc.filename == str(dest):
+            raise
+        raise type(exc)(exc.errno, exc.strerror or str(exc), str(dest)) from exc

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
-from ci_engine.limits import Limits, check_header, check_input_bytes
+from ci_engine.limits import Limits, check_input_bytes
 from ci_engine.plan import RULES, ResolvedPlan, Rule, plan, resolve
 from ci_engine.plan.steps import Composite
 
@@ -65,8 +65,7 @@ def decode(
 
     limits = limits or Limits()
     check_input_bytes(len(data), limits)
-    header = probe(data)
-    check_header(header, limits)
+    header = probe(data, limits=limits)  # the limits, on what decoders allocate (io.probe)
     symbolic = plan(pipeline or IDENTITY, rules=rules, limits=limits)
     resolved = resolve(symbolic, header)
     engine = get_backend(backend)

@@ -200,7 +200,7 @@ class _Context:
         # A nested request charged what it read itself; its result is read again here.
         budget.charge_bytes(len(data), f"watermark/1 image {url!r}")
         try:
-            header = probe(data)
+            header = probe(data, limits=self.limits)
         except InvalidImageFormatError as exc:
             raise InvalidImageFormatError(
                 f"watermark/1: the watermark image {url!r} is not an image ci_engine can read", detail=exc.message

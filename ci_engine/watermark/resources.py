@@ -432,8 +432,9 @@ class _NoResolver:
     def fetch(self, url: str) -> bytes:
         raise AccessDeniedError(
             f"watermark/1: no resource resolver is configured, so the watermark image {url!r} "
-            "cannot be fetched (pass process(..., resources=...): a mapping, a callable, "
-            "LocalDirectoryResolver(root) or NetworkResolver())",
+            "cannot be fetched (command line: --resources DIR, the folder standing in for the bucket; "
+            "library: process(..., resources=...) with a mapping, a callable, LocalDirectoryResolver(root) "
+            "or NetworkResolver())",
             x_errno=FETCH_ERRNO,
         )
 

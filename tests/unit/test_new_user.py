@@ -276,3 +276,62 @@ def test_the_gallery_auto_orient_example_turns_the_picture() -> None:
     with Image.open(gallery / "input-sideways.jpg") as stored, Image.open(gallery / "auto-orient.jpg") as upright:
         assert stored.size == (203, 360) and upright.size == (360, 203)
     assert ci_engine.process(sideways, "imageMogr2/auto-orient").width == 360
+
+
+# -- 7. the command line --------------------------------------------------------------------------------
+
+SAMPLE = REPO / "docs" / "samples" / "kleiber.jpg"
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "ci_engine", *args], capture_output=True, cwd=cwd or REPO, env=env, timeout=120
+    )
+
+
+def test_cli_output_errors_name_the_users_path_and_create_no_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "x.jpg"
+    proc = cli("process", str(SAMPLE), "imageMogr2/thumbnail/10x", "-o", str(missing))
+    assert proc.returncode == 3
+    assert proc.stderr.decode() == f"ci-engine: {missing}: the folder {str(missing.parent)!r} does not exist\n"
+    assert not (tmp_path / "no").exists()
+    folder = tmp_path / "taken.jpg"
+    folder.mkdir()
+    proc = cli("process", str(SAMPLE), "imageMogr2/thumbnail/10x", "-o", str(folder))
+    assert proc.returncode == 3
+    message = proc.stderr.decode()
+    assert message.startswith(f"ci-engine: {folder}: ") and ".part" not in message, message
+    assert list(folder.iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["taken.jpg"]
+
+
+def test_cli_json_on_stdout_ends_with_a_newline() -> None:
+    proc = cli("process", str(SAMPLE), "imageInfo", "-o", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.endswith(b"}\n") and json.loads(proc.stdout)["width"] == "1200"
+
+
+def test_cli_missing_resources_gives_the_option_not_python() -> None:
+    rule = f"watermark/1/image/{b64('http://example.com/logo.png')}"
+    proc = cli("process", str(SAMPLE), rule, "-o", "-")
+    assert proc.returncode == 3
+    assert "command line: --resources DIR" in proc.stderr.decode()
+
+
+def test_cli_batch_progress_counts_colliding_sources(tmp_path: Path) -> None:
+    import shutil
+
+    from PIL import Image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(SAMPLE, src / "a.jpg")
+    shutil.copy(SAMPLE, src / "b.jpg")
+    with Image.open(SAMPLE) as img:
+        img.save(src / "a.png")  # a.png and a.jpg both become out/a.jpg
+    proc = cli("batch", str(src), "imageMogr2/thumbnail/40x/format/jpg", str(tmp_path / "out"), "--progress", "lines")
+    lines = proc.stderr.decode().splitlines()
+    counters = [line.split("]")[0] + "]" for line in lines if line.startswith("[")]
+    assert sorted(counters) == ["[1/3]", "[2/3]", "[3/3]"], lines
+    assert any("a.png" in line and "OutputCollision" in line for line in lines), lines
+    assert "done: 2 written, 0 skipped (up to date), 1 failed" in proc.stdout.decode() + proc.stderr.decode()

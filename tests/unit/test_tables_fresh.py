@@ -103,6 +103,7 @@ def _generated() -> Tables:
         patterns=_tables.PATTERNS,
         scanners=_tables.SCANNERS,
         chars=_tables.CHARS,
+        words=_tables.WORDS,
         literals=_tables.LITERALS,
         factories=_tables.FACTORIES,
     )
@@ -128,9 +129,11 @@ import dataclasses, hashlib, importlib, json, pkgutil, sys, types
 import ci_engine
 from ci_engine import _dataclass_hook
 FIELDS = ("co_argcount", "co_posonlyargcount", "co_kwonlyargcount", "co_stacksize", "co_flags", "co_code",
-          "co_names", "co_varnames", "co_freevars", "co_cellvars", "co_filename", "co_name", "co_qualname",
-          "co_firstlineno", "co_linetable", "co_exceptiontable")
+          "co_names", "co_varnames", "co_freevars", "co_cellvars", "co_name", "co_qualname",
+          "co_linetable", "co_exceptiontable")
+FILES = set()
 def shape(code):
+    FILES.add(code.co_filename.rsplit("/", 1)[-1])
     consts = tuple(shape(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts)
     return repr((tuple(getattr(code, f) for f in FIELDS), consts))
 for info in pkgutil.walk_packages(ci_engine.__path__, "ci_engine."):
@@ -144,10 +147,11 @@ for name, module in sorted(sys.modules.items()):
         if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == name:
             for method in ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"):
                 fn = cls.__dict__.get(method)
+                fn = getattr(fn, "__wrapped__", fn)  # __repr__: inside dataclasses' recursion guard
                 if hasattr(fn, "__code__"):
                     code = shape(fn.__code__).encode()
                     digests[f"{cls.__qualname__}.{method}"] = [hashlib.sha256(code).hexdigest(), fn.__qualname__]
-print(json.dumps({"installed": _dataclass_hook.installed(), "digests": digests}))
+print(json.dumps({"installed": _dataclass_hook.installed(), "digests": digests, "files": sorted(FILES)}))
 """
 
 
@@ -164,11 +168,14 @@ def _methods(**env: str) -> dict[str, object]:
 
 
 def test_precompiled_dataclass_methods_are_identical_to_compiled_ones() -> None:
-    # Field by field: bytecode, constants, names, file name, line numbers, qualname.
+    # Field by field: bytecode, constants, names, qualname, line table; only the file (and
+    # so the first line) differs: the generated module instead of exec's "<string>".
     on = _methods()
     off = _methods(CI_ENGINE_NO_PRECOMPILED="1")
     assert on["installed"] is True
     assert off["installed"] is False
+    assert on["files"] == ["_dataclass_code.py"]
+    assert off["files"] == ["<string>"]
     assert len(on["digests"]) > 300  # type: ignore[arg-type]
     assert on["digests"] == off["digests"]
 
@@ -204,3 +211,32 @@ def test_the_hook_compiles_what_the_table_lacks() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == "ok"
+
+
+def test_word_scanners_find_what_the_state_regex_finds() -> None:
+    # States whose terminals are all plain literals scan with str.startswith in the order
+    # of the regex alternation; at every position of texts made of those literals, the
+    # result is the regex's (terminal, end).
+    import re
+
+    from ci_engine._lalr import _word_scanner
+
+    tables = load_tables()
+    checked = 0
+    for state, words in enumerate(tables.words):
+        if words is None:
+            continue
+        (index,) = tables.scanners[state]
+        regex = re.compile(*tables.patterns[index])
+        scan = _word_scanner(words)
+        literals = [word for word, _ in words]
+        texts = [*literals, "".join(literals), "".join(reversed(literals)), "x" + literals[0], literals[0][:-1]]
+        for text in texts:
+            for pos in range(len(text)):
+                want = regex.match(text, pos)
+                got = scan(text, pos)
+                expected = None if want is None else (want.lastgroup, want.end())
+                actual = None if got is None else (got.lastgroup, got.end())
+                assert actual == expected, (state, text, pos)
+                checked += 1
+    assert checked > 1000

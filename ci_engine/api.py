@@ -59,6 +59,7 @@ class Result:
             ``lquality``/``size-limit``), ``None`` for formats without one.
         plan: the resolved plan that ran (``None`` when the original was returned).
         masked: the error ``ignore-error/1`` masked, when the original was returned.
+        slim_flag: see below.
     """
 
     data: bytes
@@ -69,6 +70,8 @@ class Result:
     quality: int | None
     plan: ResolvedPlan | None = None
     masked: CIError | None = None
+    slim_flag: int | None = None
+    """``imageSlim``'s ``X-Slimflag`` (1 compressed, 2 the input returned), else ``None``."""
 
     @property
     def mime_type(self) -> str:
@@ -125,8 +128,9 @@ def process(
             the per-request work budget, unsupported feature), unless ``ignore-error/1``
             masks it.
         TypeError: a programming error: ``data`` is not bytes, bytearray or memoryview,
-            ``rule`` not a str, bytes or Pipeline, ``limits`` not a Limits, ``resources``
-            not a mapping, callable or Resolver (``docs/errors.md``).
+            ``rule`` not a str, bytes or Pipeline, ``limits`` not a Limits, ``backend`` not
+            a str, ``resources`` not a mapping, callable or Resolver, ``fonts`` not a
+            FontLibrary, ``styles`` not a StyleRegistry (``docs/errors.md``).
         ValueError: ``data`` is a released memoryview.
 
     Example:
@@ -139,10 +143,7 @@ def process(
     limits = _limits(limits)
     _check_backend(backend)
     data = read_input(data)
-    if resources is not None:
-        from ci_engine.watermark.resources import as_resolver
-
-        as_resolver(resources)  # a TypeError at the call, not when a logo is fetched
+    check_arguments(resources=resources, fonts=fonts, styles=styles)
     pipeline: A.Pipeline | None = None
     with request_budget(limits) as budget:
         try:
@@ -270,6 +271,26 @@ def read_input(data: object) -> bytes:
     return as_bytes(data, "data")
 
 
+def check_arguments(*, resources: object, fonts: object, styles: object) -> None:
+    """The types of the configuration arguments of :func:`process` and ``persist()``, checked
+    at the call: a ``TypeError`` now rather than an ``AttributeError`` (or a request error)
+    once a request needs them (``docs/errors.md``, "Programming errors")."""
+    if resources is not None:
+        from ci_engine.watermark.resources import as_resolver
+
+        as_resolver(resources)  # type: ignore[arg-type]  # raises TypeError for anything else
+    if fonts is not None:
+        from ci_engine.watermark.fonts import FontLibrary
+
+        if not isinstance(fonts, FontLibrary):
+            raise TypeError(f"fonts must be a ci_engine.watermark.FontLibrary, got {type(fonts).__name__}")
+    if styles is not None:
+        from ci_engine.styles import StyleRegistry
+
+        if not isinstance(styles, StyleRegistry):
+            raise TypeError(f"styles must be a ci_engine.StyleRegistry, got {type(styles).__name__}")
+
+
 def as_bytes(data: object, name: str) -> bytes:
     """``data`` (bytes, bytearray or a memoryview) as bytes; a programming error otherwise:
     ``TypeError`` for another type, ``ValueError`` for a released memoryview
@@ -361,7 +382,7 @@ def explain(
         if not isinstance(header, ImageHeader):
             from ci_engine.io import probe
 
-            header = probe(bytes(header))
+            header = probe(as_bytes(header, "header"))
         lines.append(
             f"image    {header.format.value} {header.width}x{header.height}"
             + (f" x{header.frames} frames" if header.frames > 1 else "")

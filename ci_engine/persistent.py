@@ -510,7 +510,7 @@ def persist(
         ImageResolutionExceedError ...: as :func:`ci_engine.process`, unless masked.
     """
     # 0. programming errors (docs/errors.md): the arguments' types, before anything else.
-    from ci_engine.api import _limits, as_bytes
+    from ci_engine.api import _limits, as_bytes, check_arguments
 
     limits = _limits(limits)
     parallel = _workers(workers)
@@ -521,10 +521,7 @@ def persist(
             raise ValueError("data must be None for in-cloud processing (the source is in the store)")
     else:
         data = as_bytes(data, "data")
-    if resources is not None:
-        from ci_engine.watermark.resources import as_resolver
-
-        as_resolver(resources)
+    check_arguments(resources=resources, fonts=fonts, styles=styles)
     with request_budget(limits) as budget:
         return _persist(
             key, data, header, store, bucket, region, styles, backend, limits, in_cloud, buckets, resources, fonts,

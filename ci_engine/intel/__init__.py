@@ -26,7 +26,7 @@ def handles(pipeline: A.Pipeline) -> bool:
     """``True`` when ``pipeline`` holds an operation of this package (so
     :func:`ci_engine.intel.run.run` must run it instead of the plain planner)."""
     for step in pipeline.steps:
-        if isinstance(step, (A.ImageInspect, A.QRCode, A.BlindWatermark, A.ExtractBlindWatermark)):
+        if isinstance(step, (A.ImageInspect, A.ImageSlim, A.QRCode, A.BlindWatermark, A.ExtractBlindWatermark)):
             return True
         if isinstance(step, A.CiProcess) and step.name in CI_PROCESSES:
             return True

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["run"]
 
-_TERMINAL: tuple[type[A.Step], ...] = (A.ImageInspect, A.QRCode, A.ExtractBlindWatermark)
+_TERMINAL: tuple[type[A.Step], ...] = (A.ImageInspect, A.ImageSlim, A.QRCode, A.ExtractBlindWatermark)
 
 
 def _json(body: bytes) -> Result:
@@ -144,6 +144,22 @@ def run(
             ).data
         else:
             check_input_bytes(len(data), limits)
+        if isinstance(last, A.ImageSlim):
+            from ci_engine.api import Result
+            from ci_engine.intel.slim import slim
+            from ci_engine.io import probe
+
+            slimmed = slim(body, backend=backend)
+            header = probe(slimmed.data)
+            return Result(
+                slimmed.data,
+                slimmed.format,
+                header.width,
+                header.height,
+                header.frames,
+                header.quality,
+                slim_flag=slimmed.flag,
+            )
         return _terminal(last, body)
     raise UnsupportedOperationError(f"{last.keyword}: not implemented by ci_engine", span=last.span)
 

@@ -308,6 +308,14 @@ def test_programming_errors_are_raised_at_the_call() -> None:
         ce.process(photo, 42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="resources must be"):  # before any logo is needed
         ce.process(photo, "imageInfo", resources=42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="fonts must be"):
+        ce.process(photo, "imageInfo", fonts="tahoma.ttf")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="styles must be"):
+        ce.persist("k.png", photo, "{}", MemoryStore(), styles={"card": "imageInfo"})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="backend must be"):
+        ce.process(photo, "imageInfo", backend=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="header: operation forbidden"):
+        ce.explain("imageInfo", released)
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ import gc
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -134,24 +135,34 @@ def measure_many(names: list[str], backend: str, root: Path = ROOT, timeout: flo
 
 def measure(name: str, backend: str, root: Path = ROOT, timeout: float = 600) -> dict[str, Any]:
     """Run ``name`` on ``backend`` with ci_engine from ``root``, in a fresh subprocess (started
-    through ``sh``, so that its peak RSS does not start from this process')."""
+    through ``sh``, so that its peak RSS does not start from this process'). Past ``timeout``
+    seconds the subprocess' whole process group is killed and the report says so."""
     env = {**os.environ, "PYTHONPATH": str(root)}
     env.pop("CI_ENGINE_BACKEND", None)
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         ["/bin/sh", "-c", '"$0" "$@"; exit $?', sys.executable, "-m", "tests.hostile.work_figures",
          "--one", name, "--backend", backend, "--root", str(root)],
-        capture_output=True, text=True, timeout=timeout, check=False, cwd=str(ROOT), env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT), env=env, start_new_session=True,
     )  # fmt: skip
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return {"name": name, "backend": backend, "outcome": f"timeout (> {timeout:.0f} s)", "kind": None,
+                "cpu_ms": float("nan"), "rss_mb": None}  # fmt: skip
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
     if not lines:
         return {"name": name, "backend": backend, "outcome": f"died:{proc.returncode}", "kind": None,
-                "cpu_ms": float("nan"), "rss_mb": None, "detail": proc.stderr[-500:]}  # fmt: skip
+                "cpu_ms": float("nan"), "rss_mb": None, "detail": stderr[-500:]}  # fmt: skip
     report: dict[str, Any] = json.loads(lines[-1])
     return report
 
 
 def _cell(report: dict[str, Any]) -> str:
     outcome = report["outcome"] + (f" ({report['kind']})" if report.get("kind") else "")
+    if report["outcome"].startswith("timeout"):
+        return report["outcome"]
     rss = "?" if report.get("rss_mb") is None else f"{report['rss_mb']:.0f}"
     return f"{outcome}, {report['cpu_ms']:.0f} ms, {rss} MB"
 
@@ -163,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", action="append", choices=["vips", "pillow"])
     parser.add_argument("--before", type=Path, help="a checkout of the code before (e.g. a snapshot of main)")
     parser.add_argument("--only", action="append", help="input names (default: all)")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per input and run (default 600)")
     args = parser.parse_args(argv)
     backends = args.backend or ["vips", "pillow"]
     if args.one:
@@ -183,8 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         for backend in backends:
             cells = []
             if args.before:
-                cells.append(_cell(measure(name, backend, args.before)))
-            cells.append(_cell(measure(name, backend)))
+                cells.append(_cell(measure(name, backend, args.before, args.timeout)))
+            cells.append(_cell(measure(name, backend, timeout=args.timeout)))
             print(f"| {klass.get(name, 5)} | `{name}` | {backend} | " + " | ".join(cells) + " |", flush=True)
     return 0
 

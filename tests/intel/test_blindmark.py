@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import ci_engine as ce
+from ci_engine.backends import available_backends
 from ci_engine.intel.blindmark import PAYLOAD_BYTES, extract_pixels, fingerprint, payload_for_text
 
 SAMPLES = Path(__file__).resolve().parents[2] / "docs" / "samples"
@@ -92,7 +93,7 @@ def test_unmarked_images_report_no_watermark(name: str) -> None:
 
 def test_jpeg_in_jpeg_out_on_both_backends() -> None:
     data = (SAMPLES / "ladybird.jpg").read_bytes()
-    for backend in ce.backends.available_backends():
+    for backend in available_backends():
         result = ce.process(data, f"imageMogr2/thumbnail/800x|watermark/3/type/3/text/{b64('abc123')}", backend=backend)
         assert (result.format, result.width) == ("jpeg", 800)
         assert _extract(result.data)["Text"] == "abc123"

@@ -15,6 +15,11 @@ Robustness rules, shared by every format reader:
   ``struct.error`` or ``ValueError``;
 * every loop advances through the data or is counted, so its cost is bounded by the input
   length (or a stated cap); nested containers are walked with explicit loops, never recursion;
+  what a file may repeat is capped per file, not only per structure (issue 12), so that a
+  32 MB file costs a few tens of milliseconds whatever it repeats;
+* with ``limits``, a size over them is refused as soon as the header states it, and the
+  limits are checked on what decoders allocate, not only on the size they deliver; a header
+  that can be read two ways (two primary items) is refused;
 * the header ends where the image data starts (JPEG ``SOS``, PNG ``IDAT``, the first GIF
   frame); truncation before that point is an error, truncation after it is the decoder's
   business. Frame counts of GIF, animated WebP and TIFF count the frames fully present
@@ -683,12 +688,14 @@ def _probe_jpeg(data: bytes, limits: Limits | None = None) -> ImageHeader:
                 raise _bad("jpeg", "truncated before the image data (no SOS marker)")
             raise _bad("jpeg", f"more than {_MAX_JPEG_PADDING} stray or fill bytes between segments")
         padding += found - pos
-        window = data[found : found + _MAX_JPEG_PADDING - padding + 2]
-        run = len(window) - len(window.lstrip(b"\xff"))  # the marker's 0xFF and its fill bytes
-        padding += run - 1
-        if padding > _MAX_JPEG_PADDING:
-            raise _bad("jpeg", f"more than {_MAX_JPEG_PADDING} stray or fill bytes between segments")
-        pos = found + run
+        pos = found + 1
+        if pos < n and data[pos] == 0xFF:  # fill bytes: skipped in one step, counted
+            window = data[pos : pos + _MAX_JPEG_PADDING - padding + 1]
+            run = len(window) - len(window.lstrip(b"\xff"))
+            padding += run
+            if padding > _MAX_JPEG_PADDING:
+                raise _bad("jpeg", f"more than {_MAX_JPEG_PADDING} stray or fill bytes between segments")
+            pos += run
         if pos >= n:
             raise _bad("jpeg", "truncated before the image data (no SOS marker)")
         marker = data[pos]

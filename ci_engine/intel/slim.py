@@ -1,10 +1,11 @@
 """``imageSlim``: the same format, a smaller file, no visible change (``extras.md`` section 3).
 
-Every candidate is judged by SSIM against the input (Gaussian window, sigma 1.5, the
-standard constants) over the whole image at full resolution, on the luminance and on alpha
-when there is one, and accepted only at :data:`MIN_SSIM` or more; a candidate that
-coarsens the chroma must also keep each chroma plane at :data:`MIN_CHROMA_SSIM`. The
-smallest accepted candidate wins; when none is smaller than the input, the input bytes come
+Candidates are judged by SSIM against the input (Gaussian window, sigma 1.5, the standard
+constants) on the luminance and on alpha when there is one, and accepted only at
+:data:`MIN_SSIM` or more; a candidate that coarsens the chroma must also keep each chroma
+plane at :data:`MIN_CHROMA_SSIM`. During the search a large image (over 2 MP) is judged on
+16 tiles of 256 x 256 px spread over it; the smallest candidate that then passes on the
+whole image at full resolution wins; when none is smaller than the input, the input bytes come
 back unchanged (``X-Slimflag: 2``), never a larger file.
 
 * **JPEG**: re-encoded with optimised Huffman tables and a progressive scan order, EXIF and
@@ -101,40 +102,72 @@ def _planes(data: bytes) -> tuple[Any, Any | None, Any | None]:
 Planes = tuple[Any, Any | None, Any | None]
 
 
-def _score(reference: Planes, candidate: bytes, *, chroma: bool = False) -> float:
+_SAMPLE_ABOVE = 2_000_000
+"""Images with more pixels than this are judged on a sample of tiles during the search; the
+candidate that wins is then checked on the whole image."""
+_TILE = 256
+
+
+def _sample(plane: Any) -> list[Any]:
+    """A 4 x 4 grid of 256 x 256 tiles, one centred in each cell, or the whole plane when
+    it is small."""
+    height, width = plane.shape[:2]
+    if height * width <= _SAMPLE_ABOVE or min(height, width) < 4 * _TILE:
+        return [plane]
+    tiles = []
+    for row in range(4):
+        for col in range(4):
+            top = (2 * row + 1) * height // 8 - _TILE // 2
+            left = (2 * col + 1) * width // 8 - _TILE // 2
+            tiles.append(plane[top : top + _TILE, left : left + _TILE])
+    return tiles
+
+
+def _ssim_of(a: Any, b: Any, full: bool) -> float:
+    if full:
+        return ssim(a, b)
+    pairs = list(zip(_sample(a), _sample(b)))
+    return sum(ssim(x, y) for x, y in pairs) / len(pairs)
+
+
+def _score(reference: Planes, candidate: bytes, *, chroma: bool = False, full: bool = False) -> float:
     """The lowest SSIM over luminance and alpha; with ``chroma``, 0 unless both chroma
-    planes score :data:`MIN_CHROMA_SSIM` or more."""
+    planes score :data:`MIN_CHROMA_SSIM` or more. ``full``: over the whole image, else
+    over :func:`_sample`'s tiles of a large one."""
     luma, colour, alpha = _planes(candidate)
     if luma.shape != reference[0].shape:
         return 0.0
-    value = ssim(reference[0], luma)
+    value = _ssim_of(reference[0], luma, full)
     if chroma and reference[1] is not None and value >= MIN_SSIM:
         if colour is None:
             return 0.0
-        if min(ssim(reference[1][0], colour[0]), ssim(reference[1][1], colour[1])) < MIN_CHROMA_SSIM:
+        worst = min(_ssim_of(reference[1][0], colour[0], full), _ssim_of(reference[1][1], colour[1], full))
+        if worst < MIN_CHROMA_SSIM:
             return 0.0
     if reference[2] is not None and value >= MIN_SSIM:
         if alpha is None:
             return 0.0
-        value = min(value, ssim(reference[2], alpha))
+        value = min(value, _ssim_of(reference[2], alpha, full))
     return value
 
 
-def _bisect(
-    encode: Callable[[int], bytes], reference: Planes, low: int, high: int, *, chroma: bool = False
-) -> tuple[bytes, float, int] | None:
-    """The lowest quality in ``low..high`` whose encoding passes :data:`MIN_SSIM`."""
-    best: tuple[bytes, float, int] | None = None
+Candidate = tuple[bytes, bool]
+"""An encoding and whether it coarsens the chroma (judged on chroma too)."""
+
+
+def _bisect(encode: Callable[[int], bytes], reference: Planes, low: int, high: int) -> list[tuple[bytes, int]]:
+    """Every encoding the bisection for the lowest passing quality in ``low..high`` found
+    passing (on the sample), lowest quality first."""
+    passing: list[tuple[bytes, int]] = []
     while low <= high:
         mid = (low + high) // 2
         data = encode(mid)
-        score = _score(reference, data, chroma=chroma)
-        if score >= MIN_SSIM:
-            best = (data, score, mid)
+        if _score(reference, data) >= MIN_SSIM:
+            passing.append((data, mid))
             high = mid - 1
         else:
             low = mid + 1
-    return best
+    return sorted(passing, key=lambda item: item[1])
 
 
 _LUMA_TABLE = (
@@ -154,7 +187,7 @@ def _table(base: tuple[int, ...], quality: int) -> list[int]:
     return [max(1, min(255, (value * scale + 50) // 100)) for value in base]
 
 
-def _jpeg(data: bytes, reference: Planes, quality: int | None) -> list[tuple[bytes, float]]:
+def _jpeg(data: bytes, reference: Planes, quality: int | None) -> list[Candidate]:
     from PIL import Image, JpegImagePlugin
 
     with Image.open(io.BytesIO(data)) as img:
@@ -186,24 +219,22 @@ def _jpeg(data: bytes, reference: Planes, quality: int | None) -> list[tuple[byt
     top = min(95, quality or 90)
     same = sampling if sampling >= 0 else 2
     # 1. the luminance quality, judged on luminance alone (the chroma tables follow it)
-    found = _bisect(encoder(same, lambda q: q), reference, 30, top)
-    if found is None:
+    passing = _bisect(encoder(same, lambda q: q), reference, 30, top)
+    if not passing:
         return []
-    q = found[2]
-    out = [found[:2]]
-    # 2. at that quality: the same subsampling, 4:2:0, and coarser chroma tables, each
-    #    judged on luminance and chroma
+    out: list[Candidate] = [(data, False) for data, _ in passing]
+    q = passing[0][1]
+    # 2. at that quality: 4:2:0 and coarser chroma tables, judged on chroma too
     variants = [] if not colour else [(same, 15), (2, 0), (2, 15), (2, 30)]
     for subsampling, offset in dict.fromkeys(v for v in variants if v != (same, 0)):
         candidate = encoder(subsampling, lambda lq, o=offset: max(30, lq - o))(q)  # type: ignore[misc]
-        score = _score(reference, candidate, chroma=True)
-        if score >= MIN_SSIM:
-            out.append((candidate, score))
+        if _score(reference, candidate, chroma=True) >= MIN_SSIM:
+            out.append((candidate, True))
     return out
 
 
-def _png(data: bytes, reference: Planes, backend: str) -> list[tuple[bytes, float]]:
-    out: list[tuple[bytes, float]] = []
+def _png(data: bytes, reference: Planes, backend: str) -> list[Candidate]:
+    out: list[Candidate] = []
     vips = None
     if backend != "pillow":
         try:
@@ -214,15 +245,13 @@ def _png(data: bytes, reference: Planes, backend: str) -> list[tuple[bytes, floa
             vips = None
     if vips is not None:
         lossless = vips.pngsave_buffer(compression=9, filter="all", effort=10)
-        out.append((lossless, 1.0))
+        out.append((lossless, False))
         try:
             palette = vips.pngsave_buffer(compression=9, palette=True, Q=100, dither=0.0, effort=10)
         except Exception:  # built without a quantiser
             palette = None
-        if palette is not None and len(palette) < len(lossless):
-            score = _score(reference, palette)
-            if score >= MIN_SSIM:
-                out.append((palette, score))
+        if palette is not None and len(palette) < len(lossless) and _score(reference, palette) >= MIN_SSIM:
+            out.append((palette, True))
         return out
     from PIL import Image
 
@@ -231,11 +260,11 @@ def _png(data: bytes, reference: Planes, backend: str) -> list[tuple[bytes, floa
         buf = io.BytesIO()
         extra = {k: img.info[k] for k in ("icc_profile", "transparency") if k in img.info}
         img.save(buf, "PNG", optimize=True, **extra)
-    out.append((buf.getvalue(), 1.0))
+    out.append((buf.getvalue(), False))
     return out
 
 
-def _webp(data: bytes, reference: Planes, quality: int | None) -> list[tuple[bytes, float]]:
+def _webp(data: bytes, reference: Planes, quality: int | None) -> list[Candidate]:
     from PIL import Image
 
     lossless = b"VP8L" in data[12:16] or b"VP8L" in data[:4096]
@@ -248,15 +277,14 @@ def _webp(data: bytes, reference: Planes, quality: int | None) -> list[tuple[byt
     if lossless:
         buf = io.BytesIO()
         image.save(buf, "WEBP", lossless=True, quality=100, method=6, **extra)
-        return [(buf.getvalue(), 1.0)]
+        return [(buf.getvalue(), False)]
 
     def encode(q: int) -> bytes:
         buf = io.BytesIO()
         image.save(buf, "WEBP", quality=q, method=6, **extra)
         return buf.getvalue()
 
-    found = _bisect(encode, reference, 30, min(95, quality or 90))
-    return [found[:2]] if found else []
+    return [(data, False) for data, _ in _bisect(encode, reference, 30, min(95, quality or 90))]
 
 
 def slim(data: bytes, *, backend: str = "auto", quality: int | None = None) -> Slimmed:
@@ -284,8 +312,8 @@ def slim(data: bytes, *, backend: str = "auto", quality: int | None = None) -> S
         candidates = _png(data, reference, backend)
     else:
         candidates = _webp(data, reference, quality)
-    smaller = [c for c in candidates if len(c[0]) < len(data)]
-    if not smaller:
-        return Slimmed(data, fmt, NOT_COMPRESSED, 1.0)
-    best, score = min(smaller, key=lambda c: len(c[0]))
-    return Slimmed(best, fmt, COMPRESSED, score)
+    for candidate, chroma in sorted((c for c in candidates if len(c[0]) < len(data)), key=lambda c: len(c[0])):
+        score = _score(reference, candidate, chroma=chroma, full=True)  # the whole image, always
+        if score >= MIN_SSIM:
+            return Slimmed(candidate, fmt, COMPRESSED, score)
+    return Slimmed(data, fmt, NOT_COMPRESSED, 1.0)

@@ -5,9 +5,11 @@
 processes by default, or the cluster whose scheduler is named), and commits what comes back.
 
 * **Dispatch**: one thread claims jobs (highest ``JobLevel`` first, then oldest) while fewer
-  than twice the cluster's worker threads are in flight, so the workers never wait for the
-  service and a paused queue never has more than a handful of jobs already handed out. A job
-  becomes ``Running`` when it is handed to the cluster.
+  than twice the cluster's worker threads tasks are in flight, so the workers never wait for
+  the service and a paused queue never has more than a handful of jobs already handed out. A
+  long backlog puts several jobs (up to :data:`MAX_GROUP`) in one Dask task, so that the
+  scheduler's cost per task is shared. A job becomes ``Running`` when it is handed to the
+  cluster.
 * **Pause**: a paused queue's ``Submitted`` jobs are not claimed; those already ``Running``
   finish.
 * **Commit**: a worker leaves its result under a staging key of the destination bucket. The

@@ -395,6 +395,7 @@ _MAX_TAG_VALUES = 16
 _TAG_WIDTH, _TAG_HEIGHT, _TAG_BITS, _TAG_PHOTOMETRIC = 256, 257, 258, 262
 _TAG_ORIENTATION, _TAG_SAMPLES, _TAG_XRES, _TAG_YRES = 274, 277, 282, 283
 _TAG_RES_UNIT, _TAG_EXTRA_SAMPLES, _TAG_EXIF_IFD, _TAG_ICC = 296, 338, 34665, 34675
+_TAG_TILE_WIDTH, _TAG_TILE_LENGTH = 322, 323
 
 
 class _Tiff:
@@ -1238,16 +1239,24 @@ _TIFF_WANTED = frozenset(
         _TAG_EXTRA_SAMPLES,
         _TAG_EXIF_IFD,
         _TAG_ICC,
+        _TAG_TILE_WIDTH,
+        _TAG_TILE_LENGTH,
     }
 )
+
+_MAX_TIFF_TILE_SLACK = 1_024
+"""A TIFF tile may be as large as its image (rounded up to 16, as tile sizes are) or this
+many pixels a side, not more: libtiff decodes whole tiles, so a 16 x 16 TIFF of one
+16,384 x 16,384 tile cost Pillow 1.2 s and 270 MB for 256 pixels."""
 
 
 def _probe_tiff(data: bytes, limits: Limits | None = None) -> ImageHeader:
     """Read the first directory, then follow the directory chain to count the pages (a loop
     or a pointer past the end ends the count; more than ``_MAX_TIFF_IFDS`` is refused).
 
-    A directory of more than ``_MAX_TIFF_ENTRIES`` entries, or of more than
-    ``_MAX_TIFF_SAMPLES`` samples per pixel, is refused; with ``limits``, so is an image whose
+    A directory of more than ``_MAX_TIFF_ENTRIES`` entries, of more than
+    ``_MAX_TIFF_SAMPLES`` samples per pixel, or of tiles larger than the image needs (see
+    ``_MAX_TIFF_TILE_SLACK``) is refused; with ``limits``, so is an image whose
     samples x bits would decode to more than ``_MAX_DECODED_BYTES_PER_PIXEL`` bytes a pixel at
     the pixel limit."""
     tiff = _Tiff(data, "tiff")
@@ -1263,6 +1272,10 @@ def _probe_tiff(data: bytes, limits: Limits | None = None) -> ImageHeader:
     bits = max((int(b) for b in values.get(_TAG_BITS, (1,)) if isinstance(b, int)), default=1)
     if not 1 <= bits <= 64:
         raise _bad("tiff", f"{bits} bits per sample")
+    tile = _first_int(values, _TAG_TILE_WIDTH, 0), _first_int(values, _TAG_TILE_LENGTH, 0)
+    for side, size in zip(tile, (width, height)):
+        if side > max(-(-size // 16) * 16, _MAX_TIFF_TILE_SLACK):
+            raise _bad("tiff", f"tiles of {tile[0]}x{tile[1]} for a {width}x{height} image")
     if limits is not None and width > 0 and height > 0:
         decoded = width * height * samples * ((bits + 7) // 8)
         if decoded > limits.max_input_pixels * _MAX_DECODED_BYTES_PER_PIXEL:

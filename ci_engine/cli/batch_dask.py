@@ -180,7 +180,9 @@ def run_batch_dask(
         return EXIT_USAGE
     config = DaskConfig(src, dest, endpoint, pipeline, args.backend, limits, masked, extras or Extras())
 
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, as_completed
+
+    from ci_engine.jobs.service import local_cluster
 
     cluster: Any = None
     client: Any
@@ -188,14 +190,7 @@ def run_batch_dask(
         client = Client(args.scheduler, timeout="20s")  # type: ignore[no-untyped-call]
     else:
         n = max(1, min(args.jobs or usable_cores(), len(plan.todo) or 1))
-        cluster = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            env={"VIPS_CONCURRENCY": str(max(1, usable_cores() // n))},
-        )
+        cluster = local_cluster(n)
         client = Client(cluster)  # type: ignore[no-untyped-call]
     progress = Progress(len(plan.todo), mode=args.progress)
     outcomes: list[Outcome] = list(plan.collisions)

@@ -359,6 +359,27 @@ class JobRecords:
         more = len(rows) > size
         return page, (page[-1].seq if more and page else None)
 
+    def pending(self) -> int:
+        """How many ``Submitted`` jobs of active queues wait to be claimed."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM jobs JOIN queues ON queues.id = jobs.queue_id "
+            "WHERE jobs.state = ? AND queues.state = ?",
+            (SUBMITTED, ACTIVE),
+        )
+        return int(rows[0]["n"])
+
+    def unfinished(self, ids: Sequence[str]) -> int:
+        """How many of these jobs are still ``Submitted`` or ``Running`` (one query per 500 ids)."""
+        total = 0
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows = self._query(
+                f"SELECT COUNT(*) AS n FROM jobs WHERE state IN (?, ?) AND id IN ({', '.join('?' * len(chunk))})",  # noqa: S608
+                (SUBMITTED, RUNNING, *chunk),
+            )
+            total += int(rows[0]["n"])
+        return total
+
     def count_unfinished(self, queue_id: str) -> int:
         rows = self._query(
             "SELECT COUNT(*) AS n FROM jobs WHERE queue_id = ? AND state IN (?, ?)", (queue_id, SUBMITTED, RUNNING)

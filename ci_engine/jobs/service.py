@@ -5,9 +5,11 @@
 processes by default, or the cluster whose scheduler is named), and commits what comes back.
 
 * **Dispatch**: one thread claims jobs (highest ``JobLevel`` first, then oldest) while fewer
-  than twice the cluster's worker threads are in flight, so the workers never wait for the
-  service and a paused queue never has more than a handful of jobs already handed out. A job
-  becomes ``Running`` when it is handed to the cluster.
+  than twice the cluster's worker threads tasks are in flight, so the workers never wait for
+  the service and a paused queue never has more than a handful of jobs already handed out. A
+  long backlog puts several jobs (up to :data:`MAX_GROUP`) in one Dask task, so that the
+  scheduler's cost per task is shared. A job becomes ``Running`` when it is handed to the
+  cluster.
 * **Pause**: a paused queue's ``Submitted`` jobs are not claimed; those already ``Running``
   finish.
 * **Commit**: a worker leaves its result under a staging key of the destination bucket. The
@@ -45,11 +47,14 @@ from ci_engine.jobs.records import (
     ci_time,
     new_id,
 )
-from ci_engine.jobs.work import JobSpec, run_pic_job
+from ci_engine.jobs.work import JobSpec, run_pic_job, run_pic_jobs
 
 __all__ = ["JobService", "Cluster", "JobRequest", "QueueFullError"]
 
 log = logging.getLogger("ci_engine.jobs")
+
+MAX_GROUP = 8
+"""At most this many jobs share one Dask task (see ``JobService._group_size``)."""
 
 SWEEP_SECONDS = 60.0
 """How often the dispatcher removes staged results that no attempt will commit."""
@@ -79,6 +84,37 @@ class JobRequest:
     tag: str = "PicProcess"
 
 
+QUIET_DASK: dict[str, Any] = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "500ms",
+    "distributed.admin.tick.interval": "200ms",
+}
+"""Dask settings of the clusters started here. The workers' statistical profiler (a stack
+sample every 10 ms) and the 100 ms monitors cost each idle worker 2.5 % of a core, and the
+scheduler 3.5 %; with these, measured on the 2-core development machine over 10 idle
+seconds, 0.4 % and 1.1 % (``benchmarks/jobs.py``, ``docs/scaling.md``)."""
+
+
+def local_cluster(workers: int) -> Any:
+    """An embedded ``LocalCluster``: ``workers`` processes of one thread each, bound to
+    127.0.0.1, libvips given ``cores // workers`` threads each, with :data:`QUIET_DASK`."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set(QUIET_DASK):
+        return LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            scheduler_port=0,
+            silence_logs=logging.ERROR,
+            env={"VIPS_CONCURRENCY": str(max(1, usable_cores() // workers))},
+        )
+
+
 def usable_cores() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
@@ -97,7 +133,7 @@ class Cluster:
     local: Any = field(default=None, init=False)
 
     def start(self) -> Any:
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         if self.scheduler:
             self.client = Client(self.scheduler, timeout="20s")  # type: ignore[no-untyped-call]
@@ -105,17 +141,7 @@ class Cluster:
         n = self.workers or usable_cores()
         if n < 1:
             raise ValueError(f"workers must be at least 1, got {n}")
-        threads = max(1, usable_cores() // n)
-        self.local = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=n,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            scheduler_port=0,
-            silence_logs=logging.ERROR,
-            env={"VIPS_CONCURRENCY": str(threads)},
-        )
+        self.local = local_cluster(n)
         self.client = Client(self.local)  # type: ignore[no-untyped-call]
         return self.client
 
@@ -170,8 +196,9 @@ class JobService:
         self.cluster = cluster or Cluster(workers=workers, scheduler=scheduler)
         self.region = region
         self.backend = backend
-        self._inflight: dict[str, tuple[int, Any]] = {}
-        self._done: _queue.SimpleQueue[tuple[str, int, Any]] = _queue.SimpleQueue()
+        self._inflight: dict[str, tuple[Any, list[tuple[str, int]]]] = {}
+        """Dask task key -> (future, the (job id, attempt) it runs)."""
+        self._done: _queue.SimpleQueue[tuple[str, Any]] = _queue.SimpleQueue()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -187,8 +214,9 @@ class JobService:
             self.cluster.start()
         self._stop.clear()
         # resume: every Running job goes back to the cluster as a new attempt.
-        for job in self.records.running():
-            self._submit(self.records.restart(job))
+        running = [self.records.restart(job) for job in self.records.running()]
+        for start in range(0, len(running), MAX_GROUP):
+            self._submit(running[start : start + MAX_GROUP])
         self._swept = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="ci-engine-jobs", daemon=True)
         self._thread.start()
@@ -206,7 +234,7 @@ class JobService:
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
-        for _, future in self._inflight.values():
+        for future, _ in self._inflight.values():
             future.release()
         self._inflight.clear()
         if self._own_cluster:
@@ -297,11 +325,9 @@ class JobService:
     def wait(self, bucket: str, ids: Sequence[str], timeout: float = 60.0) -> list[Job]:
         """Block until these jobs have ended (for tests and scripts)."""
         deadline = time.monotonic() + timeout
-        while True:
-            jobs, _ = self.records.jobs(bucket, ids)
-            if all(job.state not in (SUBMITTED, RUNNING) for job in jobs) or time.monotonic() > deadline:
-                return jobs
-            time.sleep(0.05)
+        while self.records.unfinished(ids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return self.records.jobs(bucket, ids)[0]
 
     def sweep(self) -> int:
         """Remove staged results that will never be committed: those of jobs that have ended
@@ -345,25 +371,35 @@ class JobService:
             self._wake.clear()
 
     def _capacity(self) -> int:
+        """Free task slots: twice the cluster's threads, minus the tasks in flight."""
         now = time.monotonic()
         if now - self._threads_checked > 1.0:
             self._threads = self.cluster.threads()
             self._threads_checked = now
         return 2 * self._threads - len(self._inflight)
 
+    def _group_size(self) -> int:
+        """Jobs per Dask task: 1 while the backlog is short (every job its own task, the
+        lowest latency), up to :data:`MAX_GROUP` when it is long (the scheduler's cost per
+        task and the commit transaction are shared by the group)."""
+        backlog = self.records.pending()
+        return max(1, min(MAX_GROUP, backlog // (4 * self._threads)))
+
     def _fill(self) -> None:
         while not self._stop.is_set():
             room = self._capacity()
             if room <= 0:
                 return
-            claimed = self.records.claim(room)
+            group = self._group_size()
+            claimed = self.records.claim(room * group)
             if not claimed:
                 return
-            for job in claimed:
-                self._submit(job)
+            size = max(1, -(-len(claimed) // room))
+            for start in range(0, len(claimed), size):
+                self._submit(claimed[start : start + size])
 
-    def _submit(self, job: Job) -> None:
-        spec = JobSpec(
+    def _spec(self, job: Job) -> JobSpec:
+        return JobSpec(
             job.id,
             job.attempts,
             self.buckets,
@@ -376,53 +412,69 @@ class JobService:
             job.is_pic_info,
             self.backend,
         )
-        future = self.cluster.client.submit(
-            run_pic_job, spec, key=f"pic-job-{job.id}-{job.attempts}", pure=False, priority=job.job_level
-        )
-        self._inflight[job.id] = (job.attempts, future)
 
-        def done(f: Any, job_id: str = job.id, attempt: int = job.attempts) -> None:
-            self._done.put((job_id, attempt, f))
+    def _submit(self, jobs: Sequence[Job]) -> None:
+        client = self.cluster.client
+        members = [(job.id, job.attempts) for job in jobs]
+        level = max(job.job_level for job in jobs)
+        key = f"pic-job-{jobs[0].id}-{jobs[0].attempts}" + (f"-x{len(jobs)}" if len(jobs) > 1 else "")
+        if len(jobs) == 1:
+            future = client.submit(run_pic_job, self._spec(jobs[0]), key=key, pure=False, priority=level)
+        else:
+            specs = [self._spec(job) for job in jobs]
+            future = client.submit(run_pic_jobs, specs, key=key, pure=False, priority=level)
+        self._inflight[key] = (future, members)
+
+        def done(f: Any, key: str = key) -> None:
+            self._done.put((key, f))
             self._wake.set()
 
         future.add_done_callback(done)
 
     def _drain(self) -> None:
+        finished: list[tuple[str, int, dict[str, Any]]] = []
         while True:
             try:
-                job_id, attempt, future = self._done.get_nowait()
+                key, future = self._done.get_nowait()
             except _queue.Empty:
-                return
-            current = self._inflight.get(job_id)
-            if current is not None and current[0] == attempt:
-                del self._inflight[job_id]
-            self._commit(job_id, attempt, future)
+                break
+            entry = self._inflight.pop(key, None)
+            if entry is None:
+                future.release()
+                continue
+            outcomes = self._outcomes(future, len(entry[1]))
+            finished += [(job_id, attempt, o) for (job_id, attempt), o in zip(entry[1], outcomes)]
+        if finished:
+            self._commit(finished)
 
-    def _outcome(self, future: Any) -> dict[str, Any]:
+    def _outcomes(self, future: Any, count: int) -> list[dict[str, Any]]:
         try:
-            outcome: dict[str, Any] = future.result(timeout=60)
-            return outcome
+            value = future.result(timeout=60)
         except Exception as exc:  # KilledWorker (too many worker deaths), a cancelled future ...
-            return {"ok": False, "code": "InternalError", "message": f"the cluster lost the job: {type(exc).__name__}"}
+            lost = {"ok": False, "code": "InternalError", "message": f"the cluster lost the job: {type(exc).__name__}"}
+            return [lost] * count
         finally:
             future.release()
+        return list(value) if isinstance(value, list) else [value]
 
-    def _commit(self, job_id: str, attempt: int, future: Any) -> None:
-        outcome = self._outcome(future)
-        staged = outcome.get("staged") if outcome.get("ok") else None
+    def _commit(self, finished: list[tuple[str, int, dict[str, Any]]]) -> None:
+        """Commit finished attempts, in one write transaction."""
+        drop: list[tuple[str, str]] = []
         try:
             with self.records.transaction() as db:
-                job = self.records.current(db, job_id)
-                if job.state != RUNNING or job.attempts != attempt:
-                    stale = True
-                else:
-                    stale = False
+                for job_id, attempt, outcome in finished:
+                    staged = outcome.get("staged") if outcome.get("ok") else None
+                    job = self.records.current(db, job_id)
+                    if job.state != RUNNING or job.attempts != attempt:
+                        # a cancelled job, or an older attempt: its result never becomes an output.
+                        if staged is not None:
+                            drop.append((job.output_bucket, str(staged)))
+                        continue
                     if staged is not None:
                         try:
                             promote(self.buckets.open(job.output_bucket), str(staged), job.output_object)
                         except CIError as exc:
                             outcome = {"ok": False, "code": exc.code, "message": exc.message}
-                            staged = None
                     if outcome.get("ok"):
                         self.records.finish(db, job_id, "Success", result=outcome["result"])
                         self.committed += 1
@@ -431,11 +483,10 @@ class JobService:
                             db, job_id, "Failed", code=str(outcome["code"]), message=str(outcome["message"])
                         )
         except Exception:
-            log.exception("committing job %s", job_id)
+            log.exception("committing %d jobs", len(finished))
             return
-        if stale and staged is not None:
-            # a cancelled job, or an older attempt: its result never becomes an output.
+        for bucket, staged in drop:
             try:
-                self.buckets.open(job.output_bucket).delete(str(staged))
+                self.buckets.open(bucket).delete(staged)
             except CIError:
-                log.warning("could not remove the staged result %s of job %s", staged, job_id)
+                log.warning("could not remove the staged result %s", staged)

@@ -21,7 +21,7 @@ from ci_engine.errors import CIError
 from ci_engine.jobs.buckets import Buckets, staging_key
 from ci_engine.store import Store
 
-__all__ = ["JobSpec", "run_pic_job", "Captured"]
+__all__ = ["JobSpec", "run_pic_job", "run_pic_jobs", "Captured"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,3 +136,9 @@ def run_pic_job(spec: JobSpec) -> dict[str, Any]:
         from ci_engine.errors import InternalError
 
         return _failure(InternalError(f"{type(exc).__name__}: {exc}"), time.perf_counter() - start)
+
+
+def run_pic_jobs(specs: list[JobSpec]) -> list[dict[str, Any]]:
+    """Several job attempts in one Dask task, one after the other (the service groups jobs
+    when its backlog is long, so that the scheduler's cost per task is shared)."""
+    return [run_pic_job(spec) for spec in specs]

@@ -105,3 +105,39 @@ def test_bad_s3_root_is_refused(tmp_path: Path) -> None:
     )
     assert out.returncode == 2
     assert "--s3-endpoint needs an s3:// --root" in out.stderr
+
+
+def test_settings_styles_and_in_cloud_processing_on_s3(
+    s3_server: tuple[Server, str],
+    moto_endpoint: str,  # noqa: F811
+    photo: bytes,
+) -> None:
+    import json
+
+    from qcloud_cos.cos_exception import CosServiceError
+
+    server, name = s3_server
+    sdk = make_client(server, "proxy")
+    sdk.put_object(Bucket=PHOTOS, Key="s/src.jpg", Body=photo)
+    body = "imageMogr2/thumbnail/120x/format/png"
+    sdk.ci_put_image_style(Bucket=PHOTOS, Request={"StyleName": "small", "StyleBody": body})
+    assert f"ci/.ci-meta/{PHOTOS}/styles.json" in raw_keys(moto_endpoint, name)
+    _, listed = sdk.ci_get_image_style(Bucket=PHOTOS, Request={"StyleName": "small"})
+    assert listed["StyleRule"] == {"StyleName": "small", "StyleBody": body}
+    styled = sdk.get_object(Bucket=PHOTOS, Key="s/src.jpg!small")["Body"].get_raw_stream().read()
+    assert styled == ci_engine.process(photo, body).data
+    ops = {"rules": [{"fileid": "cloud.webp", "rule": "imageMogr2/thumbnail/90x/format/webp"}]}
+    _, result = sdk.ci_image_process(Bucket=PHOTOS, Key="s/src.jpg", PicOperations=json.dumps(ops))
+    assert result["ProcessResults"]["Object"]["Key"] == "s/cloud.webp"
+    head = sdk.head_object(Bucket=PHOTOS, Key="s/cloud.webp")
+    assert int(head["Content-Length"]) == len(ci_engine.process(photo, "imageMogr2/thumbnail/90x/format/webp").data)
+    ranged = sdk.get_object(Bucket=PHOTOS, Key="s/src.jpg", Range="bytes=10-19")["Body"].get_raw_stream().read()
+    assert ranged == photo[10:20]
+    with pytest.raises(CosServiceError) as err:
+        sdk.get_object(Bucket=PHOTOS, Key="s/none.jpg")
+    assert (err.value.get_error_code(), err.value.get_status_code()) == ("NoSuchKey", 404)
+    sdk.ci_open_pic_bucket(Bucket=PHOTOS)
+    assert f"ci/.ci-meta/{PHOTOS}/picbucket.json" in raw_keys(moto_endpoint, name)
+    listed_buckets = sdk.list_buckets()["Buckets"]["Bucket"]
+    entries = listed_buckets if isinstance(listed_buckets, list) else [listed_buckets]
+    assert [b["Name"] for b in entries] == [PHOTOS]

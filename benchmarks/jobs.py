@@ -1,0 +1,258 @@
+"""Asynchronous image jobs on Dask: throughput, overhead per job, the scheduler's cost.
+
+Run ``python benchmarks/jobs.py`` from the repository root (``--help`` for options;
+``--jobs 200`` is the issue's size, the default is smaller for a shared machine).
+
+The input is the 12 MP JPEG of ``benchmarks/persistent.py`` (``docs/samples/kleiber.jpg``
+upscaled to 4000x3000, q90), hard-linked under N keys of a local bucket; every job is
+``imageMogr2/thumbnail/400x`` of one key to another bucket. Measured, in one process:
+
+* **direct**: the same work with no service, one image after the other in this process:
+  ``persist()`` in-cloud with the job's one-rule header (what a job runs) into the same
+  ``LocalStore``. This is "the image work" the overheads are relative to.
+* **jobs, 1 worker / 2 workers**: ``JobService`` on an embedded ``LocalCluster`` of 1 or 2
+  worker processes (one thread each); the time from the first submission to the last
+  ``Success`` (the cluster is started and warmed up before the clock starts).
+  ``overhead per job = (jobs_1 - direct) / N``, as a percentage of ``direct / N``.
+* **scheduler cost per task**: ``client.map`` of a no-op over 2,000 items on the 2-worker
+  cluster, wall time per task (submission, scheduling, execution of nothing, result).
+* **records**: SQLite (WAL) cost per job of ``add_jobs`` + ``claim`` + commit (``finish``),
+  measured on 2,000 records.
+* **batch**: ``ci-engine batch SRC RULE DEST --jobs 2`` against ``--scheduler`` (the
+  2-worker cluster, already running), each a fresh subprocess over the same N files.
+
+Every figure is wall time on whatever else the machine is running: the load average is
+printed at the start and the end. ``--json`` writes ``benchmarks/results/jobs.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RULE = "imageMogr2/thumbnail/400x"
+BUCKET, OUT = "photos-1250000000", "thumbs-1250000000"
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f} / {five:.1f}"
+
+
+def noop(x: int) -> int:
+    return x
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process, every thread (run on the workers through ``client.run``)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _warm() -> None:
+    """Load what a job needs in this worker process (run through ``client.run``)."""
+    import ci_engine.persistent  # noqa: F401
+    from ci_engine.backends import get_backend
+
+    get_backend("auto")
+
+
+def workers_cpu(cluster: Any) -> float:
+    return float(sum(cluster.client.run(cpu_seconds).values()))
+
+
+def prepare(root: Path, n: int) -> list[str]:
+    """N keys of the 12 MP JPEG in ``root/BUCKET`` (hard links of one file)."""
+    from benchmarks.persistent import source_image
+
+    data = source_image()
+    bucket = root / BUCKET
+    (bucket / "in").mkdir(parents=True, exist_ok=True)
+    first = bucket / "in" / "p0000.jpg"
+    first.write_bytes(data)
+    keys = ["in/p0000.jpg"]
+    for i in range(1, n):
+        os.link(first, bucket / "in" / f"p{i:04d}.jpg")
+        keys.append(f"in/p{i:04d}.jpg")
+    return keys
+
+
+def direct(root: Path, keys: list[str]) -> tuple[float, float]:
+    from ci_engine.persistent import persist
+    from ci_engine.store import LocalStore
+
+    source = LocalStore(root / BUCKET, fsync=False)
+    dest = LocalStore(root / "direct-out", fsync=False)
+    persist(keys[0], None, _header("warm.jpg"), source, in_cloud=True, buckets={OUT: dest}, bucket=BUCKET, workers=1)
+    start, cpu = time.perf_counter(), cpu_seconds()
+    for i, key in enumerate(keys):
+        header = _header(f"t/{i:04d}.jpg")
+        persist(key, None, header, source, in_cloud=True, buckets={OUT: dest}, bucket=BUCKET, workers=1)
+    return time.perf_counter() - start, cpu_seconds() - cpu
+
+
+def _header(out: str) -> dict[str, Any]:
+    return {"rules": [{"bucket": OUT, "fileid": "/" + out, "rule": RULE}]}
+
+
+def run_jobs(root: Path, keys: list[str], cluster: Any, tag: str) -> tuple[float, float, float]:
+    """Wall time, CPU time of this process (client, scheduler, dispatcher, SQLite, commits)
+    and CPU time of the workers, from the first submission to the last ``Success``."""
+    from ci_engine.jobs import Buckets, JobRequest, JobService
+
+    buckets = Buckets(str(root), fsync=False)
+    with JobService(root / f"jobs-{tag}.sqlite", buckets, cluster=cluster) as service:
+        # every worker process runs one job first (imports, libvips start-up), off the clock
+        threads = len(cluster.client.nthreads())
+        warm = service.submit(
+            BUCKET, [JobRequest(keys[0], OUT, f"{tag}/warm{i}.jpg", rule=RULE) for i in range(4 * threads)]
+        )
+        service.wait(BUCKET, [job.id for job in warm], timeout=300)
+        cluster.client.run(_warm)
+        requests = [JobRequest(key, OUT, f"{tag}/{i:04d}.jpg", rule=RULE) for i, key in enumerate(keys)]
+        start, cpu, wcpu = time.perf_counter(), cpu_seconds(), workers_cpu(cluster)
+        made = service.submit(BUCKET, requests)
+        ids = [job.id for job in made]
+        jobs = service.wait(BUCKET, ids, timeout=3600)
+        elapsed = time.perf_counter() - start
+        cpu, wcpu = cpu_seconds() - cpu, workers_cpu(cluster) - wcpu
+    bad = [j for j in jobs if j.state != "Success"]
+    if bad:
+        raise SystemExit(f"{len(bad)} jobs did not succeed: {bad[0].code} {bad[0].message}")
+    return elapsed, cpu, wcpu
+
+
+def scheduler_cost(cluster: Any, n: int = 2000) -> tuple[float, float]:
+    """Wall time per no-op task and CPU time of this process (client and scheduler) per task."""
+    client = cluster.client
+    client.gather(client.map(noop, range(100), pure=False))
+    start, cpu = time.perf_counter(), cpu_seconds()
+    futures = client.map(noop, range(n), pure=False)
+    client.gather(futures)
+    return (time.perf_counter() - start) / n, (cpu_seconds() - cpu) / n
+
+
+def records_cost(root: Path, n: int = 2000) -> tuple[float, float]:
+    from ci_engine.jobs import Job, JobRecords
+    from ci_engine.jobs.records import new_id
+
+    records = JobRecords(root / "records-bench.sqlite")
+    queue = records.queue_for(BUCKET)
+    start, cpu = time.perf_counter(), cpu_seconds()
+    for i in range(n):
+        (_job,) = records.add_jobs([Job(new_id("c"), BUCKET, queue.id, "in/a.jpg", OUT, f"o/{i}.jpg", RULE)])
+        (claimed,) = records.claim(1)
+        with records.transaction() as db:
+            records.current(db, claimed.id)
+            records.finish(db, claimed.id, "Success", result={"ObjectName": f"o/{i}.jpg"})
+    elapsed, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    records.close()
+    return elapsed / n, cpu / n
+
+
+def batch(src: Path, dest: Path, *extra: str) -> float:
+    shutil.rmtree(dest, ignore_errors=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "ci_engine", "batch", str(src), RULE, str(dest), "--progress", "none", *extra]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"batch failed: {done.stdout}{done.stderr}")
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=60, help="images per run (the issue's size: 200)")
+    parser.add_argument("--json", action="store_true", help="also write benchmarks/results/jobs.json")
+    parser.add_argument("--skip-batch", action="store_true")
+    args = parser.parse_args(argv)
+
+    from ci_engine.jobs import Cluster
+
+    n = args.jobs
+    print(f"load average (1 / 5 min) at start: {load()}; {os.cpu_count()} cores", flush=True)
+    results: dict[str, Any] = {"jobs": n, "rule": RULE, "load_start": load(), "machine": platform.platform()}
+    with tempfile.TemporaryDirectory(prefix="ci-jobs-bench-") as tmp:
+        root = Path(tmp)
+        keys = prepare(root, n)
+        t_direct, c_direct = direct(root, keys)
+        results.update(direct_s=t_direct, direct_cpu_s=c_direct)
+        print(
+            f"direct (one process, sequential): {t_direct:.2f} s wall, {c_direct:.2f} s CPU "
+            f"({c_direct / n * 1000:.1f} ms CPU/image)",
+            flush=True,
+        )
+        for workers in (1, 2):
+            cluster = Cluster(workers=workers)
+            cluster.start()
+            try:
+                wall, cpu, wcpu = run_jobs(root, keys, cluster, f"w{workers}")
+                results[f"jobs_{workers}_wall_s"] = wall
+                results[f"jobs_{workers}_service_cpu_s"] = cpu
+                results[f"jobs_{workers}_workers_cpu_s"] = wcpu
+                extra = (cpu + wcpu - c_direct) / n
+                results[f"jobs_{workers}_overhead_cpu_ms_per_job"] = extra * 1000
+                results[f"jobs_{workers}_overhead_cpu_pct"] = 100 * extra / (c_direct / n)
+                print(
+                    f"jobs, {workers} worker(s): {wall:.2f} s wall ({n / wall:.2f} jobs/s); CPU: service "
+                    f"{cpu:.2f} s + workers {wcpu:.2f} s; overhead per job {extra * 1000:.1f} ms CPU = "
+                    f"{100 * extra / (c_direct / n):.1f} % of the image work",
+                    flush=True,
+                )
+                if workers == 2:
+                    results["speedup_2_vs_1_wall"] = results["jobs_1_wall_s"] / wall
+                    print(f"2 workers vs 1, wall: {results['speedup_2_vs_1_wall']:.2f}x", flush=True)
+                    per_task, per_task_cpu = scheduler_cost(cluster)
+                    results.update(scheduler_wall_s_per_task=per_task, scheduler_cpu_s_per_task=per_task_cpu)
+                    print(
+                        f"Dask, 2,000 no-op tasks: {per_task * 1e6:.0f} us wall and {per_task_cpu * 1e6:.0f} us "
+                        "of client+scheduler CPU per task",
+                        flush=True,
+                    )
+                    if not args.skip_batch:
+                        src = root / BUCKET / "in"
+                        t_pool = batch(src, root / "batch-pool", "--jobs", "2")
+                        t_dask = batch(src, root / "batch-dask", "--scheduler", cluster.address)
+                        results.update(batch_jobs2_s=t_pool, batch_scheduler_s=t_dask)
+                        results["batch_scheduler_vs_jobs2"] = t_pool / t_dask
+                        print(
+                            f"batch --jobs 2: {t_pool:.2f} s; batch --scheduler (2 workers): {t_dask:.2f} s; "
+                            f"throughput scheduler/pool {t_pool / t_dask:.2f}",
+                            flush=True,
+                        )
+            finally:
+                cluster.close()
+        per_record, per_record_cpu = records_cost(root)
+        results.update(sqlite_wall_s_per_job=per_record, sqlite_cpu_s_per_job=per_record_cpu)
+        print(
+            f"SQLite per job (add + claim + commit, WAL): {per_record * 1e6:.0f} us wall, "
+            f"{per_record_cpu * 1e6:.0f} us CPU",
+            flush=True,
+        )
+    results["load_end"] = load()
+    print(f"load average (1 / 5 min) at the end: {load()}")
+    if args.json:
+        RESULTS_DIR.mkdir(exist_ok=True)
+        (RESULTS_DIR / "jobs.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -137,6 +137,8 @@ class ServerConfig:
         fsync: make every stored object durable before answering (on by default).
         backend: the imaging backend (``auto``, ``vips``, ``pillow``).
         vips_concurrency: libvips threads per operation, set once per process.
+        cors_origins: origins browsers may call the server from (the browser JS SDK):
+            ``("http://localhost:3000",)``, or ``("*",)`` for any; none by default.
         storage_factory: builds the :class:`~ci_engine.server.storage.Storage` (default: a
             :class:`~ci_engine.server.storage.LocalStorage` on ``root``); another storage
             (an S3-backed root) plugs in here.
@@ -162,6 +164,7 @@ class ServerConfig:
     fsync: bool = True
     backend: str = "auto"
     vips_concurrency: int = 1
+    cors_origins: tuple[str, ...] = ()
     storage_factory: Callable[[ServerConfig], Storage] | None = None
     job_workers: int | None = None
     scheduler: str | None = None
@@ -225,6 +228,7 @@ _TOP_KEYS = {
     "vips_concurrency",
     "keys",
     "buckets",
+    "cors_origins",
 }
 _BUCKET_KEYS = {"separators", "protection", "public_read", "hotlink"}
 _HOTLINK_KEYS = {"mode", "referers", "allow_empty"}
@@ -265,6 +269,9 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     for name in ("anonymous", "fsync"):
         if name in data:
             out[name] = _expect(data[name], bool, name)
+    if "cors_origins" in data:
+        origins = _expect(data["cors_origins"], list, "cors_origins")
+        out["cors_origins"] = tuple(_expect(o, str, "cors_origins") for o in origins)
     credentials: dict[str, str] = {}
     for i, entry in enumerate(_expect(data.get("keys", []), list, "keys")):
         _expect(entry, dict, f"keys[{i}]")

@@ -26,6 +26,7 @@ __all__ = [
     "BucketAlreadyExistsError",
     "EntityTooLargeError",
     "IncompleteBodyError",
+    "BadDigestError",
     "SlowDownError",
     "MethodNotAllowedError",
     "InvalidRequestError",
@@ -97,6 +98,11 @@ class EntityTooLargeError(CIError):
 
     code = "EntityTooLarge"
     status = 413
+
+
+class BadDigestError(CIError):
+    code = "BadDigest"
+    status = 400
 
 
 class IncompleteBodyError(CIError):

@@ -27,6 +27,7 @@ from starlette.responses import Response, StreamingResponse
 from ci_engine.api import process
 from ci_engine.errors import (
     AccessDeniedError,
+    CIError,
     ImageTooLargeError,
     InvalidArgumentError,
     InvalidPicOperationsError,
@@ -117,7 +118,9 @@ async def receive_body(ctx: Context, dest: Path, limit: int) -> tuple[int, str]:
             handle.close()
         _unlink(dest)
         raise
-    return size, digest.hexdigest()
+    etag = digest.hexdigest()
+    check_content_md5(ctx, etag, dest)
+    return size, etag
 
 
 def _unlink(path: Path) -> None:
@@ -206,7 +209,7 @@ async def handle(app: App, ctx: Context) -> Response:
         if ctx.has("partNumber") or ctx.has("uploadId"):
             return await multipart.upload_part(app, ctx)
         if "x-cos-copy-source" in ctx.headers:
-            raise UnsupportedOperationError("PUT Object - Copy (x-cos-copy-source) is not available in this server")
+            return await copy_object(app, ctx)
         return await put_object(app, ctx)
     if method == "POST":
         if ctx.has("uploads"):
@@ -277,6 +280,13 @@ async def download(app: App, ctx: Context) -> Response:
             name = ctx.param("ci-process") or ""
             raise UnsupportedOperationError(f"ci-process={name}: not implemented by this server") from None
         raise
+    except CIError as exc:
+        if not exc.masked:
+            raise
+        # A refused value with ignore-error/1 (blur/80x5/ignore-error/1): CI answers the
+        # original object, 200, as ci_engine.process_url does (docs/compatibility.md).
+        key, _ = await io(lambda: resolve_request(ctx.target.raw_path, state.styles, state.protection, exists=store))
+        pipeline = None
     if pipeline is None:
         return await _plain(app, ctx, store, key)
 
@@ -324,6 +334,9 @@ async def _plain(app: App, ctx: Context, store: Store, key: str) -> Response:
         "Accept-Ranges": "bytes",
     }
     _overrides(ctx, headers)
+    if _not_modified(ctx, info.etag, info.last_modified):
+        handle.close()
+        return Response(b"", status_code=304, headers={k: v for k, v in headers.items() if k != "Content-Type"})
     start, end, status = 0, size - 1, 200
     requested = ctx.headers.get("range")
     if requested:
@@ -361,6 +374,24 @@ async def _plain(app: App, ctx: Context, store: Store, key: str) -> Response:
             handle.close()
 
     return StreamingResponse(chunks(), status_code=status, headers=headers)
+
+
+def _not_modified(ctx: Context, etag: str, modified: float) -> bool:
+    """``If-None-Match`` (an ETag list or ``*``), else ``If-Modified-Since``."""
+    import email.utils
+
+    tags = ctx.headers.get("if-none-match")
+    if tags is not None:
+        wanted = {t.strip().removeprefix("W/").strip('"') for t in tags.split(",")}
+        return "*" in wanted or etag in wanted
+    since = ctx.headers.get("if-modified-since")
+    if since:
+        try:
+            when = email.utils.parsedate_to_datetime(since).timestamp()
+        except (TypeError, ValueError):
+            return False
+        return int(modified) <= when
+    return False
 
 
 def _size_of(handle: BinaryIO) -> int:
@@ -446,6 +477,26 @@ async def put_object(app: App, ctx: Context) -> Response:
     return await store_upload(app, ctx, key, tmp, etag)
 
 
+def check_content_md5(ctx: Context, etag: str, tmp: Path) -> None:
+    """``Content-MD5`` (Base64 of the MD5), when sent, must match the body: else
+    ``400 BadDigest`` and the body is dropped."""
+    import base64
+    import binascii
+
+    from ci_engine.server.errors import BadDigestError
+
+    sent = ctx.headers.get("content-md5")
+    if sent is None:
+        return
+    try:
+        wanted = base64.b64decode(sent.strip(), validate=True).hex()
+    except (binascii.Error, ValueError):
+        wanted = ""
+    if wanted != etag:
+        _unlink(tmp)
+        raise BadDigestError("Content-MD5: the body's MD5 does not match the Content-MD5 header")
+
+
 async def image_process(app: App, ctx: Context) -> Response:
     assert ctx.bucket is not None
     bucket = ctx.bucket
@@ -473,6 +524,47 @@ async def image_process(app: App, ctx: Context) -> Response:
 
     result = await app.pool.run(work)
     return Response(result.to_xml().encode("utf-8"), media_type="application/xml")
+
+
+async def copy_object(app: App, ctx: Context) -> Response:
+    """``PUT /<key>`` with ``x-cos-copy-source: <bucket>.cos.<region>.myqcloud.com/<key>``
+    (or ``/<bucket>/<key>``): a copy within this server, streamed through a temporary file."""
+    from ci_engine.server.addressing import locate
+    from ci_engine.server.errors import NoSuchBucketError
+
+    assert ctx.bucket is not None
+    key = _object_key(ctx)
+    source = ctx.headers["x-cos-copy-source"].strip()
+    bare = source.split("://", 1)[1] if "://" in source else source
+    if bare.startswith("/"):  # /<bucket>/<key>, path style
+        host, path = "", bare
+    else:
+        host, _, rest = bare.partition("/")
+        path = "/" + rest
+    origin = locate(path.split("?", 1)[0], host)
+    if origin.bucket is None or not origin.key:
+        raise InvalidArgumentError(f"x-cos-copy-source: not <bucket>.cos.<region>.myqcloud.com/<key>: {source!r}")
+    if not await io(app.storage.exists, origin.bucket):
+        raise NoSuchBucketError(f"bucket: {origin.bucket!r} does not exist")
+    src_store = await io(app.storage.store, origin.bucket)
+    dest_store = await io(app.storage.store, ctx.bucket)
+    tmp = await io(app.storage.temp_file, ctx.bucket)
+
+    def copy() -> str:
+        digest = hashlib.md5(usedforsecurity=False)
+        with src_store.open(check_key(origin.key)) as handle, open(tmp, "wb") as out:
+            while block := handle.read(_CHUNK):
+                out.write(block)
+                digest.update(block)
+        return dest_store.put_file(key, tmp, etag=digest.hexdigest())
+
+    try:
+        etag = await io(copy)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    info = await io(dest_store.head, key)
+    return xml_response("CopyObjectResult", [("ETag", _quoted(etag)), ("LastModified", iso_time(info.last_modified))])
 
 
 async def delete_object(app: App, ctx: Context) -> Response:
@@ -509,7 +601,37 @@ async def bucket_ops(app: App, ctx: Context) -> Response:
         if ctx.has("uploads"):
             return await multipart.list_uploads(app, ctx)
         return await list_objects(app, ctx)
+    if ctx.method == "POST" and ctx.has("delete"):
+        return await delete_objects(app, ctx)
     raise MethodNotAllowedError(f"{ctx.method}: not allowed on a bucket")
+
+
+async def delete_objects(app: App, ctx: Context) -> Response:
+    """``POST /?delete``: ``<Delete><Quiet/><Object><Key/></Object>...</Delete>`` →
+    ``<DeleteResult>`` (at most 1000 keys)."""
+    from ci_engine.errors import CIError
+    from ci_engine.server.xml import child_text, parse_xml
+
+    document = parse_xml(await read_small_body(ctx, 4 << 20), "Delete")
+    quiet = (child_text(document, "Quiet") or "").lower() == "true"
+    keys = [child_text(obj, "Key") or "" for obj in document.findall("Object")]
+    if not keys or len(keys) > 1000:
+        raise InvalidArgumentError(f"delete: between 1 and 1000 <Object> elements, got {len(keys)}", op="delete")
+    store = await io(app.storage.store, ctx.bucket)
+
+    def run() -> list[tuple[str, object]]:
+        out: list[tuple[str, object]] = []
+        for key in keys:
+            try:
+                store.delete(check_key(key))
+            except CIError as exc:
+                out.append(("Error", [("Key", key), ("Code", exc.code), ("Message", exc.message)]))
+                continue
+            if not quiet:
+                out.append(("Deleted", [("Key", key)]))
+        return out
+
+    return xml_response("DeleteResult", await io(run))
 
 
 def _int_param(ctx: Context, name: str, default: int, low: int, high: int) -> int:

@@ -379,6 +379,12 @@ class Driver:
         ]
         self._chars = tables.chars
         self._words = tables.words
+        # Per state: first character -> (literal, terminal) to try in order, for the states
+        # whose terminals are all plain literals (the parse loop scans them inline).
+        grouped: dict[tuple[tuple[str, str], ...], dict[str, tuple[tuple[str, str], ...]]] = {}
+        self._wordmaps: list[dict[str, tuple[tuple[str, str], ...]] | None] = [
+            None if words is None else grouped.setdefault(tuple(words), _by_first(words)) for words in tables.words
+        ]
         self.literals = tables.literals
 
     def _lazy_scanner(self, state: int) -> Callable[[str, int], re.Match[str] | None]:
@@ -418,6 +424,7 @@ class Driver:
         rules = self._rules
         scanners = self._scanners
         single = self._chars
+        wordmaps = self._wordmaps
         end_state = self._end
         state = self._start
         # One flat stack, four slots per entry: state, value, start offset, end offset.
@@ -433,6 +440,14 @@ class Driver:
                     term = chars[token]
                     tok_start = pos
                     pos += 1
+                elif (wordmap := wordmaps[state]) is not None:
+                    for token, term in wordmap.get(text[pos], ()):  # noqa: B007 - used after the break
+                        if text.startswith(token, pos):
+                            break
+                    else:
+                        raise SyntaxFailure(pos, text[pos], None, self.expected(state))
+                    tok_start = pos
+                    pos += len(token)
                 else:
                     match = scanners[state](text, pos)
                     if match is None:
@@ -488,10 +503,19 @@ class _Word:
         return self._end
 
 
-def _word_scanner(words: Sequence[tuple[str, str]]) -> Callable[[str, int], Any]:
+def _by_first(words: Sequence[tuple[str, str]]) -> dict[str, tuple[tuple[str, str], ...]]:
+    """First character -> the ``(literal, terminal)`` pairs starting with it, in the
+    alternation's order."""
     by_first: dict[str, list[tuple[str, str]]] = {}
-    for word, name in words:  # keeps the alternation's order within each first character
+    for word, name in words:
         by_first.setdefault(word[0], []).append((word, name))
+    return {first: tuple(pairs) for first, pairs in by_first.items()}
+
+
+def _word_scanner(words: Sequence[tuple[str, str]]) -> Callable[[str, int], Any]:
+    """The scan of a state whose terminals are all plain literals, as a function (the parse
+    loop does the same inline)."""
+    by_first = _by_first(words)
 
     def match(text: str, pos: int) -> _Word | None:
         for word, name in by_first.get(text[pos], ()):

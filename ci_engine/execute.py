@@ -112,8 +112,9 @@ def encode(plan: ResolvedPlan, backend: Backend[Any], image: Any, original: byte
     data = backend.encode(image, spec)
     if spec.size_limit is not None and len(data) > spec.size_limit and quality is not None:
         data, quality = _fit_size(backend, image, spec, quality, data)
-    if spec.keep_smaller and len(data) >= len(original):
-        if spec.aigc:
+    labelable = plan.header.format in (ImageFormat.JPEG, ImageFormat.PNG, ImageFormat.AVIF)
+    if spec.keep_smaller and len(data) >= len(original) and (labelable or not spec.aigc):
+        if spec.aigc:  # the original is returned, labelled
             original = _label(original, plan.header.format, spec)
         return Encoded(original, plan.header.width, plan.header.height, plan.header.frames, plan.header.quality, True)
     if spec.aigc:

@@ -92,6 +92,11 @@ _MAX_JPEG_PADDING = 1 << 16
 """Most fill bytes (``0xFF`` before a marker) and stray bytes between segments in one JPEG
 header. Real files have none or a few; Pillow steps over each in Python (0.3 us a byte)."""
 
+_MAX_JPEG_TABLES = 64
+"""Most quantisation tables defined before the first scan of a JPEG (real files define 2 to
+4). A DQT segment holds up to 1,008 tables: 490 of them in 32 MB cost the probe 0.6 s,
+libjpeg 1.1 s and Pillow, which reads each table in Python, 3.2 s."""
+
 _MAX_GIF_BLOCKS = 1 << 16
 """Most image data sub-blocks shorter than 255 bytes in one GIF. Encoders write full
 sub-blocks and one short one to end each frame; runs of full sub-blocks are skipped many at
@@ -395,6 +400,7 @@ _MAX_TAG_VALUES = 16
 _TAG_WIDTH, _TAG_HEIGHT, _TAG_BITS, _TAG_PHOTOMETRIC = 256, 257, 258, 262
 _TAG_ORIENTATION, _TAG_SAMPLES, _TAG_XRES, _TAG_YRES = 274, 277, 282, 283
 _TAG_RES_UNIT, _TAG_EXTRA_SAMPLES, _TAG_EXIF_IFD, _TAG_ICC = 296, 338, 34665, 34675
+_TAG_TILE_WIDTH, _TAG_TILE_LENGTH = 322, 323
 
 
 class _Tiff:
@@ -669,7 +675,8 @@ def _probe_jpeg(data: bytes, limits: Limits | None = None) -> ImageHeader:
     APP1 EXIF (orientation; dpi when JFIF states no unit), APP1 XMP and APP2 (Ultra HDR /
     ISO 21496-1 gain maps), APP2 ICC_PROFILE and APP14 Adobe (CMYK vs YCCK). Garbage between
     segments is skipped up to the next ``0xFF`` as libjpeg does, and runs of fill bytes in one
-    step; both together are capped at ``_MAX_JPEG_PADDING`` bytes. Every JPEG, progressive or
+    step; both together are capped at ``_MAX_JPEG_PADDING`` bytes, and quantisation tables at
+    ``_MAX_JPEG_TABLES``. Every JPEG, progressive or
     sequential, may hold at most ``_MAX_JPEG_SCANS`` scans.
     """
     n = len(data)
@@ -680,7 +687,7 @@ def _probe_jpeg(data: bytes, limits: Limits | None = None) -> ImageHeader:
     jfif_dpi: tuple[float, float] | None = None
     exif: bytes | None = None
     icc = gain_map = False
-    padding = 0
+    padding = defined = 0
     for _ in range(_MAX_BLOCKS):
         found = data.find(b"\xff", pos, pos + _MAX_JPEG_PADDING - padding + 1)
         if found < 0:
@@ -729,7 +736,7 @@ def _probe_jpeg(data: bytes, limits: Limits | None = None) -> ImageHeader:
             sof = _jpeg_sof(data, marker, start, end)
             _check_size(limits, ImageFormat.JPEG, sof[2], sof[3])
         elif marker == 0xDB:
-            _jpeg_dqt(data, start, end, tables)
+            defined = _jpeg_dqt(data, start, end, tables, defined)
         elif marker == 0xE0 and data.startswith(b"JFIF\x00", start) and length >= 16:
             units = data[start + 7]
             x, y = _U16BE.unpack_from(data, start + 8)[0], _U16BE.unpack_from(data, start + 10)[0]
@@ -808,9 +815,14 @@ def _jpeg_sof(data: bytes, marker: int, start: int, end: int) -> tuple[int, int,
     return marker, precision, width, height, table_ids
 
 
-def _jpeg_dqt(data: bytes, start: int, end: int, tables: dict[int, list[int]]) -> None:
+def _jpeg_dqt(data: bytes, start: int, end: int, tables: dict[int, list[int]], defined: int) -> int:
+    """Read the tables of one DQT segment into ``tables``; the count of tables defined so far
+    in the file (``defined`` before), at most ``_MAX_JPEG_TABLES``."""
     reader = _Reader(data, start, end, "jpeg")
     while reader.remaining > 0:
+        defined += 1
+        if defined > _MAX_JPEG_TABLES:
+            raise _bad("jpeg", f"more than {_MAX_JPEG_TABLES} quantisation tables")
         spec = reader.u8("quantisation table")
         precision, table_id = spec >> 4, spec & 0x0F
         if precision > 1 or table_id > 3:
@@ -821,6 +833,7 @@ def _jpeg_dqt(data: bytes, start: int, end: int, tables: dict[int, list[int]]) -
             reader.need(128, "quantisation table")
             tables[table_id] = list(struct.unpack_from(">64H", data, reader.pos))
             reader.pos += 128
+    return defined
 
 
 # -- PNG ----------------------------------------------------------------------------------------
@@ -1238,16 +1251,24 @@ _TIFF_WANTED = frozenset(
         _TAG_EXTRA_SAMPLES,
         _TAG_EXIF_IFD,
         _TAG_ICC,
+        _TAG_TILE_WIDTH,
+        _TAG_TILE_LENGTH,
     }
 )
+
+_MAX_TIFF_TILE_SLACK = 1_024
+"""A TIFF tile may be as large as its image (rounded up to 16, as tile sizes are) or this
+many pixels a side, not more: libtiff decodes whole tiles, so a 16 x 16 TIFF of one
+16,384 x 16,384 tile cost Pillow 1.2 s and 270 MB for 256 pixels."""
 
 
 def _probe_tiff(data: bytes, limits: Limits | None = None) -> ImageHeader:
     """Read the first directory, then follow the directory chain to count the pages (a loop
     or a pointer past the end ends the count; more than ``_MAX_TIFF_IFDS`` is refused).
 
-    A directory of more than ``_MAX_TIFF_ENTRIES`` entries, or of more than
-    ``_MAX_TIFF_SAMPLES`` samples per pixel, is refused; with ``limits``, so is an image whose
+    A directory of more than ``_MAX_TIFF_ENTRIES`` entries, of more than
+    ``_MAX_TIFF_SAMPLES`` samples per pixel, or of tiles larger than the image needs (see
+    ``_MAX_TIFF_TILE_SLACK``) is refused; with ``limits``, so is an image whose
     samples x bits would decode to more than ``_MAX_DECODED_BYTES_PER_PIXEL`` bytes a pixel at
     the pixel limit."""
     tiff = _Tiff(data, "tiff")
@@ -1263,6 +1284,10 @@ def _probe_tiff(data: bytes, limits: Limits | None = None) -> ImageHeader:
     bits = max((int(b) for b in values.get(_TAG_BITS, (1,)) if isinstance(b, int)), default=1)
     if not 1 <= bits <= 64:
         raise _bad("tiff", f"{bits} bits per sample")
+    tile = _first_int(values, _TAG_TILE_WIDTH, 0), _first_int(values, _TAG_TILE_LENGTH, 0)
+    for side, size in zip(tile, (width, height)):
+        if side > max(-(-size // 16) * 16, _MAX_TIFF_TILE_SLACK):
+            raise _bad("tiff", f"tiles of {tile[0]}x{tile[1]} for a {width}x{height} image")
     if limits is not None and width > 0 and height > 0:
         decoded = width * height * samples * ((bits + 7) // 8)
         if decoded > limits.max_input_pixels * _MAX_DECODED_BYTES_PER_PIXEL:

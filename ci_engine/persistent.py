@@ -71,6 +71,7 @@ from ci_engine.errors import (
     InvalidPicOperationsError,
     LimitExceededError,
     NoSuchStyleError,
+    UnsupportedOperationError,
 )
 from ci_engine.info import original_image_info
 from ci_engine.limits import Limits, WorkBudget, check_input_bytes, request_budget
@@ -396,8 +397,19 @@ class ProcessResult:
     frame_count: int = 1
     bucket: str = ""
     masked: CIError | None = field(default=None, compare=False)
+    extras: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+    """Operation-specific children of ``Object`` after ``FrameCount`` (``CodeStatus`` and
+    ``QRcodeInfo`` of ``QRcode``, ``WatermarkStatus`` of ``watermark/4/type/2``); a value
+    that is a tuple of pairs nests."""
+    top_level: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+    """Children of ``ProcessResults`` itself (``Text`` and ``WatermarkStatusCode`` of
+    ``watermark/4/type/3``, which stores no object)."""
+    stored: bool = True
+    """``False`` when the rule wrote no object (no ``Object`` element then)."""
 
     def xml_lines(self, depth: int = 0) -> list[str]:
+        if not self.stored:
+            return []
         inner = depth + 1
         return [
             f"{'  ' * depth}<Object>",
@@ -410,8 +422,21 @@ class ProcessResult:
             _element("Quality", self.quality, inner),
             _element("ETag", _quoted(self.etag), inner),
             _element("FrameCount", self.frame_count, inner),
+            *_extra_lines(self.extras, inner),
             f"{'  ' * depth}</Object>",
         ]
+
+
+def _extra_lines(items: tuple[tuple[str, Any], ...], depth: int) -> list[str]:
+    lines: list[str] = []
+    for name, value in items:
+        if isinstance(value, tuple):
+            lines.append(f"{'  ' * depth}<{name}>")
+            lines += _extra_lines(value, depth + 1)
+            lines.append(f"{'  ' * depth}</{name}>")
+        else:
+            lines.append(_element(name, value, depth))
+    return lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,6 +456,8 @@ class UploadResult:
         lines.append("  <ProcessResults>")
         for result in self.process_results:
             lines += result.xml_lines(2)
+        for result in self.process_results:
+            lines += _extra_lines(result.top_level, 2)
         lines.append("  </ProcessResults>")
         lines.append("</UploadResult>")
         return "\n".join(lines)
@@ -454,6 +481,10 @@ class _Job:
     symbolic: Plan | None = None
     resolved: ResolvedPlan | None = None
     masked: CIError | None = None
+    intel: str = ""
+    """``"process"``: runs through :func:`ci_engine.process` (``watermark/3``,
+    ``imageSlim``); ``"qrcode"``, ``"extract"``: a final ``QRcode`` / ``watermark/4`` step
+    whose findings go into the result XML (``docs/intel.md``)."""
 
 
 def persist(
@@ -577,6 +608,8 @@ def _persist(
             image_header = _probe(source)
     else:
         image_header = _probe(source)
+    if input_error is None:
+        _rewrite_face_crops(jobs, source, backend, limits)
     for job in jobs:
         _resolve_job(job, image_header, input_error, budget)
     engine: Backend[Any] | None = None
@@ -613,6 +646,12 @@ def _persist(
     results: list[ProcessResult] = []
     overwritten: str | None = None
     for job in jobs:
+        if job.intel and job.masked is None:
+            result = _write_intel(job, source, region, backend, limits, resources, fonts)
+            results.append(result)
+            if job.bucket == bucket and job.key == source_key:
+                overwritten = result.etag
+            continue
         resolved = plans.get(job.rule.index)
         outcome = outcomes.get(job.rule.index)
         if outcome is None and resolved is not None and job.masked is None:
@@ -653,6 +692,37 @@ def _job(
             ref = next(step for step in pipeline.steps if isinstance(step, A.StyleRef))
             raise NoSuchStyleError(f"style: {ref.name!r} does not exist (no styles configured)", span=ref.span)
         job.pipeline = pipeline
+        from ci_engine.intel import stored_by_process
+
+        by_process = stored_by_process(pipeline)
+        if by_process:  # docs/intel.md: blind watermarks, imageSlim
+            job.intel = "process"
+            return job
+        last = pipeline.steps[-1]
+        if (
+            by_process is False
+            and stored_by_process(
+                A.Pipeline(pipeline.steps[:-1]) if len(pipeline.steps) > 1 else A.Pipeline((A.ImageMogr2(),))
+            )
+            is None
+        ):
+            if isinstance(last, A.QRCode):
+                job.intel = "qrcode"
+                return job
+            if isinstance(last, A.ExtractBlindWatermark):
+                job.intel = "extract"
+                return job
+        if by_process is False:
+            reported = (A.QRCode, A.ExtractBlindWatermark, A.ImageInspect, A.CiProcess)
+            step = next(s for s in pipeline.steps if isinstance(s, reported))
+            what = f"ci-process={step.name.value}" if isinstance(step, A.CiProcess) else step.keyword
+            if isinstance(step, A.ExtractBlindWatermark):
+                what = "watermark/4"
+            raise UnsupportedOperationError(
+                f"{what} in a Pic-Operations rule: not implemented by ci_engine (its result is not reported "
+                "in ProcessResults yet)",
+                span=step.span,
+            )
         job.symbolic = plan(pipeline, rules=PERSIST_RULES, limits=limits)
     except CIError as exc:
         job.masked = _masked_or_raise(exc, rule.pipeline, rule.index)
@@ -693,6 +763,23 @@ def _probe(source: bytes, limits: Limits | None = None) -> ImageHeader:
         return probe(source, limits=limits)
     except InvalidImageFormatError as exc:
         raise _persistent_errno(exc) from None
+
+
+def _rewrite_face_crops(jobs: Sequence[_Job], source: bytes, backend: str, limits: Limits) -> None:
+    """``scrop`` crops around the faces of this source, as in :func:`ci_engine.process`
+    (``docs/intel.md``): each rule holding it is rewritten and planned again."""
+    from ci_engine.intel import has_scrop
+
+    for job in jobs:
+        if job.masked is not None or job.pipeline is None or not has_scrop(job.pipeline):
+            continue
+        from ci_engine.intel.faces import rewrite_scrop
+
+        try:
+            job.pipeline = rewrite_scrop(job.pipeline, source, backend=backend, limits=limits, rules=PERSIST_RULES)
+            job.symbolic = plan(job.pipeline, rules=PERSIST_RULES, limits=limits)
+        except CIError as exc:
+            job.masked = _masked_or_raise(exc, job.pipeline, job.rule.index)
 
 
 def _resolve_job(job: _Job, header: ImageHeader, input_error: CIError | None, budget: WorkBudget) -> None:
@@ -894,6 +981,82 @@ def _write(
         header.frames,
         job.bucket,
         masked=job.masked,
+    )
+
+
+def _write_intel(
+    job: _Job, source: bytes, region: str, backend: str, limits: Limits, resources: Any, fonts: Any
+) -> ProcessResult:
+    """A rule of ``ci_engine.intel`` (``job.intel``), written and described like any other,
+    with its findings in the XML."""
+    from ci_engine.api import process
+
+    assert job.pipeline is not None
+    steps = job.pipeline.steps
+    before = A.Pipeline(steps[:-1]) if len(steps) > 1 else None
+    kw: dict[str, Any] = {"backend": backend, "limits": limits, "resources": resources, "fonts": fonts}
+    extras: tuple[tuple[str, Any], ...] = ()
+    top: tuple[tuple[str, Any], ...] = ()
+    try:
+        if job.intel == "qrcode":
+            from ci_engine.intel.qrcode import recognize
+
+            last = steps[-1]
+            assert isinstance(last, A.QRCode)
+            # stored: the covered image with cover/1, else the image the steps before made
+            found = recognize(source, cover=bool(last.cover), bar_type=last.bar_type or 0, pipeline=before, **kw)
+            if found.image is not None and found.image_format is not None:
+                data, fmt = found.image, found.image_format
+            else:
+                out = process(source, before or A.Pipeline((A.ImageMogr2(),)), **kw)
+                data, fmt = out.data, out.format
+            infos = tuple(
+                (
+                    "QRcodeInfo",
+                    (("CodeUrl", c.text), ("CodeLocation", tuple(("Point", f"{x},{y}") for x, y in c.points))),
+                )
+                for c in found.codes
+            )
+            extras = (("CodeStatus", found.status), *infos)
+        elif job.intel == "extract":
+            from ci_engine.intel.blindmark import extract
+            from ci_engine.types import BlindType
+
+            last = steps[-1]
+            assert isinstance(last, A.ExtractBlindWatermark)
+            extraction, mark = extract(source, last, pipeline=before, **kw)
+            if last.type is BlindType.TEXT:  # CI: Text and WatermarkStatusCode, nothing stored
+                code = 0 if extraction.text is not None else 1
+                top = (("Text", extraction.text or ""), ("WatermarkStatusCode", code))
+                return ProcessResult(job.key, location(job.bucket, region, job.key), "", 0, 0, 0, 0, "",
+                                     bucket=job.bucket, top_level=top, stored=False)  # fmt: skip
+            assert mark is not None
+            data, fmt = mark, "png"
+            if last.type is BlindType.BLIND:
+                extras = (("WatermarkStatus", extraction.status),)
+        else:
+            out = process(source, job.pipeline, **kw)
+            data, fmt = out.data, out.format
+    except CIError as exc:
+        job.masked = _masked_or_raise(exc, job.pipeline, job.rule.index)
+        return _write(job, None, None, source, _probe(source), region)
+    from ci_engine.io import probe
+
+    header = probe(data)
+    etag = job.store.put(job.key, data)
+    quality = header.quality if fmt == "jpeg" and header.quality is not None else _LOSSLESS_QUALITY
+    return ProcessResult(
+        job.key,
+        location(job.bucket, region, job.key),
+        fmt,
+        header.width,
+        header.height,
+        len(data),
+        quality,
+        etag,
+        header.frames,
+        job.bucket,
+        extras=extras,
     )
 
 

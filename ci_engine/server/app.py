@@ -260,6 +260,23 @@ class App:
         from ci_engine.server.jobs import JobsEndpoint
 
         self.jobs: JobsHandler = JobsEndpoint(self)
+        from ci_engine.server.cache import ResultCache, engine_identity
+        from ci_engine.server.origin import OriginPuller
+
+        self.origin = OriginPuller(
+            self.storage,
+            max_bytes=self.limits.max_input_bytes,
+            connect_timeout=config.origin_connect_timeout,
+            read_timeout=config.origin_read_timeout,
+            total_timeout=config.request_timeout,
+        )
+        """Back-to-source for buckets with an ``origin``."""
+        self.cache: ResultCache | None = (
+            None
+            if config.cache_dir is None
+            else ResultCache(config.cache_dir, config.cache_size, engine=engine_identity(config.backend))
+        )
+        """The processed-result cache (``None`` without ``cache_dir``)."""
         self._states: dict[str, BucketState] = {}
         self._states_lock = threading.Lock()
         self._started = False
@@ -312,6 +329,12 @@ class App:
             await anyio.to_thread.run_sync(self.startup)
         request = Request(scope, receive)
         request_id = new_request_id()
+        origin = self._cors_origin(request.headers.get("origin"))
+        if origin is not None and scope["method"] == "OPTIONS":
+            preflight = Response(b"", headers=self._cors_headers(origin, request))
+            preflight.headers["x-cos-request-id"] = request_id
+            await preflight(scope, receive, send)
+            return
         ci_host = False
         resource = "/"
         head = scope["method"] == "HEAD"
@@ -339,6 +362,8 @@ class App:
         if ci_host:
             response.headers["x-ci-request-id"] = request_id
         response.headers.setdefault("Server", "ci-engine")
+        if origin is not None:
+            response.headers.update(self._cors_headers(origin, None))
         response.raw_headers = [(_CASED.get(name, name), value) for name, value in response.raw_headers]
         await response(scope, receive, send)
 
@@ -356,6 +381,30 @@ class App:
                 self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    # -- CORS (the browser SDK) ---------------------------------------------------------------------
+    def _cors_origin(self, origin: str | None) -> str | None:
+        allowed = self.config.cors_origins
+        if not origin or not allowed:
+            return None
+        if "*" in allowed:
+            return "*"
+        return origin if origin in allowed else None
+
+    def _cors_headers(self, origin: str, preflight: Request | None) -> dict[str, str]:
+        headers = {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Expose-Headers": "ETag, Content-Length, Content-Range, x-cos-request-id, X-ErrNo",
+        }
+        if origin != "*":
+            headers["Vary"] = "Origin"
+        if preflight is not None:
+            headers["Access-Control-Allow-Methods"] = "GET, PUT, POST, DELETE, HEAD"
+            asked = preflight.headers.get("access-control-request-headers")
+            if asked:
+                headers["Access-Control-Allow-Headers"] = asked
+            headers["Access-Control-Max-Age"] = "600"
+        return headers
 
     # -- helpers for the handlers ----------------------------------------------------------------------
     def authenticate(self, ctx: Context, *, public: bool = False) -> None:

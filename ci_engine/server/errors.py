@@ -26,11 +26,14 @@ __all__ = [
     "BucketAlreadyExistsError",
     "EntityTooLargeError",
     "IncompleteBodyError",
+    "BadDigestError",
     "SlowDownError",
     "MethodNotAllowedError",
     "InvalidRequestError",
     "MalformedXMLError",
     "TimeBudgetError",
+    "OriginError",
+    "OriginTimeoutError",
     "new_trace_id",
     "error_response",
 ]
@@ -99,6 +102,11 @@ class EntityTooLargeError(CIError):
     status = 413
 
 
+class BadDigestError(CIError):
+    code = "BadDigest"
+    status = 400
+
+
 class IncompleteBodyError(CIError):
     code = "IncompleteBody"
     status = 400
@@ -123,6 +131,21 @@ class InvalidRequestError(CIError):
 class MalformedXMLError(CIError):
     code = "MalformedXML"
     status = 400
+
+
+class OriginError(CIError):
+    """The bucket's origin (back-to-source) failed: unreachable, an answer that is not 200 /
+    304 / 404, a redirect off the origin, an object over the input limit, a cut body. 502."""
+
+    code = "BadGateway"
+    status = 502
+
+
+class OriginTimeoutError(CIError):
+    """The bucket's origin did not connect or went silent past its timeout. 504."""
+
+    code = "GatewayTimeout"
+    status = 504
 
 
 class TimeBudgetError(CIError):

@@ -27,16 +27,20 @@ from starlette.responses import Response, StreamingResponse
 from ci_engine.api import process
 from ci_engine.errors import (
     AccessDeniedError,
+    CIError,
     ImageTooLargeError,
     InvalidArgumentError,
     InvalidPicOperationsError,
+    NoSuchKeyError,
     ParseError,
     UnsupportedOperationError,
 )
 from ci_engine.limits import check_input_bytes
 from ci_engine.parse import KEYWORDS
 from ci_engine.persistent import parse_pic_operations, persist
+from ci_engine.render import render
 from ci_engine.server.app import App, Context, io
+from ci_engine.server.cache import CachedResult
 from ci_engine.server.config import BucketConfig
 from ci_engine.server.errors import (
     EntityTooLargeError,
@@ -117,7 +121,9 @@ async def receive_body(ctx: Context, dest: Path, limit: int) -> tuple[int, str]:
             handle.close()
         _unlink(dest)
         raise
-    return size, digest.hexdigest()
+    etag = digest.hexdigest()
+    check_content_md5(ctx, etag, dest)
+    return size, etag
 
 
 def _unlink(path: Path) -> None:
@@ -206,7 +212,7 @@ async def handle(app: App, ctx: Context) -> Response:
         if ctx.has("partNumber") or ctx.has("uploadId"):
             return await multipart.upload_part(app, ctx)
         if "x-cos-copy-source" in ctx.headers:
-            raise UnsupportedOperationError("PUT Object - Copy (x-cos-copy-source) is not available in this server")
+            return await copy_object(app, ctx)
         return await put_object(app, ctx)
     if method == "POST":
         if ctx.has("uploads"):
@@ -264,44 +270,98 @@ def _overrides(ctx: Context, headers: dict[str, str]) -> dict[str, str]:
 
 async def download(app: App, ctx: Context) -> Response:
     assert ctx.bucket is not None
-    cfg = app.config.bucket(ctx.bucket)
+    bucket = ctx.bucket
+    cfg = app.config.bucket(bucket)
     check_hotlink(cfg, ctx.headers.get("referer"))
-    state = await app.state_async(ctx.bucket)
-    store = await io(app.storage.store, ctx.bucket)
+    state = await app.state_async(bucket)
+    store = await io(app.storage.store, bucket)
     query = processing_query(ctx.raw_query) if ctx.method == "GET" else ""
     url = ctx.target.raw_path + (f"?{query}" if query else "")
+    pull = cfg.origin is not None and ctx.method == "GET"
+
+    def resolve(path: str) -> tuple[str, Any]:
+        try:
+            return resolve_request(path, state.styles, state.protection, exists=store)
+        except NoSuchKeyError:
+            if not pull:
+                raise
+            # absent here: the origin may have it (a style suffix is taken as a style)
+            return resolve_request(path, state.styles, state.protection)
+
     try:
-        key, pipeline = await io(lambda: resolve_request(url, state.styles, state.protection, exists=store))
+        key, pipeline = await io(resolve, url)
     except ParseError as exc:
         if getattr(exc, "op", None) == "ci-process":
             name = ctx.param("ci-process") or ""
             raise UnsupportedOperationError(f"ci-process={name}: not implemented by this server") from None
         raise
+    except CIError as exc:
+        if not exc.masked:
+            raise
+        # A refused value with ignore-error/1 (blur/80x5/ignore-error/1): CI answers the
+        # original object, 200, as ci_engine.process_url does (docs/compatibility.md).
+        key, _ = await io(resolve, ctx.target.raw_path)
+        pipeline = None
+    if pull:
+        await app.origin.ensure(cfg, store, key)
     if pipeline is None:
-        return await _plain(app, ctx, store, key)
+        return await _plain(app, ctx, store, key, cfg)
+    return await _processed(app, ctx, store, key, pipeline, cfg)
 
-    head = await io(store.head, key)
-    if head.size > app.limits.max_input_bytes and not pipeline.ignore_error:
-        # limits-and-errors.md 5.4: an oversized input on a download URL redirects to the
-        # original; known from the size, so the object is not even read
-        return _redirect_to_original(ctx)
 
-    def work() -> Any:
-        return process(store.get(key), pipeline, backend=app.config.backend, limits=app.limits)
+async def _processed(app: App, ctx: Context, store: Store, key: str, pipeline: Any, cfg: BucketConfig) -> Response:
+    """A processed download: from the result cache when it holds the output, else processed
+    (in the image pool) and cached. ``ETag`` is the MD5 of the output, ``Last-Modified`` the
+    source's; ``If-None-Match`` / ``If-Modified-Since`` answer 304; with a cache,
+    ``x-ci-cache: HIT`` or ``MISS``."""
+    cache = app.cache
+    bucket = cfg.name
 
-    try:
-        result = await app.pool.run(work)
-    except ImageTooLargeError:
-        return _redirect_to_original(ctx)
+    def lookup() -> tuple[Any, str | None, CachedResult | None]:
+        head = store.head(key)
+        if cache is None:
+            return head, None, None
+        name = cache.key(bucket, key, head.etag, render(pipeline))
+        return head, name, cache.get(name)
+
+    head, name, entry = await io(lookup)
     modified = head.last_modified
-    headers = {
-        "ETag": _quoted(hashlib.md5(result.data, usedforsecurity=False).hexdigest()),
-        "Last-Modified": http_date(modified),
-        "Content-Type": result.mime_type,
-    }
-    if result.masked is not None:
-        headers["x-ci-masked-error"] = result.masked.code
-    return Response(result.data, headers=_overrides(ctx, headers))
+    headers = {"Last-Modified": http_date(modified)}
+    if cache is not None:
+        headers["x-ci-cache"] = "MISS" if entry is None else "HIT"
+    if cfg.cache_control:
+        headers["Cache-Control"] = cfg.cache_control
+    if entry is None and "if-none-match" not in ctx.headers and _not_modified(ctx, "", modified):
+        # If-Modified-Since alone: the output changes only with the source, no need to make it
+        return _not_modified_response(_overrides(ctx, headers))
+    if entry is None:
+        if head.size > app.limits.max_input_bytes and not pipeline.ignore_error:
+            # limits-and-errors.md 5.4: an oversized input on a download URL redirects to the
+            # original; known from the size, so the object is not even read
+            return _redirect_to_original(ctx)
+
+        def work() -> Any:
+            return process(store.get(key), pipeline, backend=app.config.backend, limits=app.limits)
+
+        try:
+            result = await app.pool.run(work)
+        except ImageTooLargeError:
+            return _redirect_to_original(ctx)
+        entry = CachedResult(
+            result.data,
+            result.mime_type,
+            hashlib.md5(result.data, usedforsecurity=False).hexdigest(),
+            None if result.masked is None else result.masked.code,
+        )
+        if cache is not None and name is not None:
+            await io(cache.put, name, entry)
+    headers["ETag"] = _quoted(entry.etag)
+    if _not_modified(ctx, entry.etag, modified):
+        return _not_modified_response(_overrides(ctx, headers))
+    headers["Content-Type"] = entry.mime_type
+    if entry.masked is not None:
+        headers["x-ci-masked-error"] = entry.masked
+    return Response(entry.data, headers=_overrides(ctx, headers))
 
 
 def _redirect_to_original(ctx: Context) -> Response:
@@ -309,7 +369,7 @@ def _redirect_to_original(ctx: Context) -> Response:
     return Response(b"", status_code=302, headers={"Location": location})
 
 
-async def _plain(app: App, ctx: Context, store: Store, key: str) -> Response:
+async def _plain(app: App, ctx: Context, store: Store, key: str, cfg: BucketConfig) -> Response:
     handle: BinaryIO = await io(store.open, key)
     try:
         size = await io(_size_of, handle)
@@ -323,7 +383,12 @@ async def _plain(app: App, ctx: Context, store: Store, key: str) -> Response:
         "Content-Type": _content_type(key),
         "Accept-Ranges": "bytes",
     }
+    if cfg.cache_control:
+        headers["Cache-Control"] = cfg.cache_control
     _overrides(ctx, headers)
+    if _not_modified(ctx, info.etag, info.last_modified):
+        handle.close()
+        return _not_modified_response({k: v for k, v in headers.items() if k != "Content-Type"})
     start, end, status = 0, size - 1, 200
     requested = ctx.headers.get("range")
     if requested:
@@ -361,6 +426,30 @@ async def _plain(app: App, ctx: Context, store: Store, key: str) -> Response:
             handle.close()
 
     return StreamingResponse(chunks(), status_code=status, headers=headers)
+
+
+def _not_modified_response(headers: dict[str, str]) -> Response:
+    """304 with ``Content-Length: 0``: the official Python SDK's ``get_object`` reads a
+    response only when it has a length (or is chunked)."""
+    return Response(b"", status_code=304, headers={**headers, "Content-Length": "0"})
+
+
+def _not_modified(ctx: Context, etag: str, modified: float) -> bool:
+    """``If-None-Match`` (an ETag list or ``*``), else ``If-Modified-Since``."""
+    import email.utils
+
+    tags = ctx.headers.get("if-none-match")
+    if tags is not None:
+        wanted = {t.strip().removeprefix("W/").strip('"') for t in tags.split(",")}
+        return "*" in wanted or etag in wanted
+    since = ctx.headers.get("if-modified-since")
+    if since:
+        try:
+            when = email.utils.parsedate_to_datetime(since).timestamp()
+        except (TypeError, ValueError):
+            return False
+        return int(modified) <= when
+    return False
 
 
 def _size_of(handle: BinaryIO) -> int:
@@ -446,6 +535,26 @@ async def put_object(app: App, ctx: Context) -> Response:
     return await store_upload(app, ctx, key, tmp, etag)
 
 
+def check_content_md5(ctx: Context, etag: str, tmp: Path) -> None:
+    """``Content-MD5`` (Base64 of the MD5), when sent, must match the body: else
+    ``400 BadDigest`` and the body is dropped."""
+    import base64
+    import binascii
+
+    from ci_engine.server.errors import BadDigestError
+
+    sent = ctx.headers.get("content-md5")
+    if sent is None:
+        return
+    try:
+        wanted = base64.b64decode(sent.strip(), validate=True).hex()
+    except (binascii.Error, ValueError):
+        wanted = ""
+    if wanted != etag:
+        _unlink(tmp)
+        raise BadDigestError("Content-MD5: the body's MD5 does not match the Content-MD5 header")
+
+
 async def image_process(app: App, ctx: Context) -> Response:
     assert ctx.bucket is not None
     bucket = ctx.bucket
@@ -473,6 +582,47 @@ async def image_process(app: App, ctx: Context) -> Response:
 
     result = await app.pool.run(work)
     return Response(result.to_xml().encode("utf-8"), media_type="application/xml")
+
+
+async def copy_object(app: App, ctx: Context) -> Response:
+    """``PUT /<key>`` with ``x-cos-copy-source: <bucket>.cos.<region>.myqcloud.com/<key>``
+    (or ``/<bucket>/<key>``): a copy within this server, streamed through a temporary file."""
+    from ci_engine.server.addressing import locate
+    from ci_engine.server.errors import NoSuchBucketError
+
+    assert ctx.bucket is not None
+    key = _object_key(ctx)
+    source = ctx.headers["x-cos-copy-source"].strip()
+    bare = source.split("://", 1)[1] if "://" in source else source
+    if bare.startswith("/"):  # /<bucket>/<key>, path style
+        host, path = "", bare
+    else:
+        host, _, rest = bare.partition("/")
+        path = "/" + rest
+    origin = locate(path.split("?", 1)[0], host)
+    if origin.bucket is None or not origin.key:
+        raise InvalidArgumentError(f"x-cos-copy-source: not <bucket>.cos.<region>.myqcloud.com/<key>: {source!r}")
+    if not await io(app.storage.exists, origin.bucket):
+        raise NoSuchBucketError(f"bucket: {origin.bucket!r} does not exist")
+    src_store = await io(app.storage.store, origin.bucket)
+    dest_store = await io(app.storage.store, ctx.bucket)
+    tmp = await io(app.storage.temp_file, ctx.bucket)
+
+    def copy() -> str:
+        digest = hashlib.md5(usedforsecurity=False)
+        with src_store.open(check_key(origin.key)) as handle, open(tmp, "wb") as out:
+            while block := handle.read(_CHUNK):
+                out.write(block)
+                digest.update(block)
+        return dest_store.put_file(key, tmp, etag=digest.hexdigest())
+
+    try:
+        etag = await io(copy)
+    except BaseException:
+        _unlink(tmp)
+        raise
+    info = await io(dest_store.head, key)
+    return xml_response("CopyObjectResult", [("ETag", _quoted(etag)), ("LastModified", iso_time(info.last_modified))])
 
 
 async def delete_object(app: App, ctx: Context) -> Response:
@@ -509,7 +659,37 @@ async def bucket_ops(app: App, ctx: Context) -> Response:
         if ctx.has("uploads"):
             return await multipart.list_uploads(app, ctx)
         return await list_objects(app, ctx)
+    if ctx.method == "POST" and ctx.has("delete"):
+        return await delete_objects(app, ctx)
     raise MethodNotAllowedError(f"{ctx.method}: not allowed on a bucket")
+
+
+async def delete_objects(app: App, ctx: Context) -> Response:
+    """``POST /?delete``: ``<Delete><Quiet/><Object><Key/></Object>...</Delete>`` →
+    ``<DeleteResult>`` (at most 1000 keys)."""
+    from ci_engine.errors import CIError
+    from ci_engine.server.xml import child_text, parse_xml
+
+    document = parse_xml(await read_small_body(ctx, 4 << 20), "Delete")
+    quiet = (child_text(document, "Quiet") or "").lower() == "true"
+    keys = [child_text(obj, "Key") or "" for obj in document.findall("Object")]
+    if not keys or len(keys) > 1000:
+        raise InvalidArgumentError(f"delete: between 1 and 1000 <Object> elements, got {len(keys)}", op="delete")
+    store = await io(app.storage.store, ctx.bucket)
+
+    def run() -> list[tuple[str, object]]:
+        out: list[tuple[str, object]] = []
+        for key in keys:
+            try:
+                store.delete(check_key(key))
+            except CIError as exc:
+                out.append(("Error", [("Key", key), ("Code", exc.code), ("Message", exc.message)]))
+                continue
+            if not quiet:
+                out.append(("Deleted", [("Key", key)]))
+        return out
+
+    return xml_response("DeleteResult", await io(run))
 
 
 def _int_param(ctx: Context, name: str, default: int, low: int, high: int) -> int:

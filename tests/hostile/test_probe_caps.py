@@ -61,6 +61,13 @@ def test_jpeg_fill_and_stray_bytes_are_capped_per_file() -> None:
     assert probe(mb.jpeg_padding(60_000, before=b"\xff\xfe\x00\x02", fill=b"\x00")).width == 16
 
 
+def test_jpeg_quantisation_tables_are_capped_per_file() -> None:
+    table = b"\x00" + bytes([1] * 64)
+    refused(mb.jpeg_with(mb.jpeg_segment(0xDB, table * 1_008) * 490), "more than 64 quantisation tables")
+    refused(mb.jpeg_with(mb.jpeg_segment(0xDB, table) * 64), "more than 64 quantisation tables")  # with TINY_JPEG's
+    assert probe(mb.jpeg_with(mb.jpeg_segment(0xDB, table) * 63)).width == 16
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fill_bytes_under_the_cap_still_decode(backend: str) -> None:
     result = ci_engine.process(mb.jpeg_fill_segments(10, 100), "imageMogr2/format/png", backend=backend)
@@ -310,6 +317,19 @@ def test_tiff_samples_times_bits_are_checked() -> None:
     assert "6 samples of 64 bits" in error.message
     assert probe(big, limits=Limits(max_input_pixels=400_000_000)).width == 8_000
     assert probe(mb.tiff_samples(8_000, 8_000, 4, 16, data=False), limits=LIMITS).width == 8_000  # 16-bit RGBA
+
+
+def test_tiff_tiles_no_larger_than_the_image_needs() -> None:
+    refused(mb.tiff_tiled(16, 16, 16_384, data=False), "tiles of 16384x16384 for a 16x16 image")
+    refused(mb.tiff_tiled(3_000, 2_000, 4_096, data=False), "tiles of 4096x4096 for a 3000x2000 image")
+    assert probe(mb.tiff_tiled(16, 16, 1_024, data=False)).width == 16  # a fixed tile size on a small image
+    assert probe(mb.tiff_tiled(3_000, 3_000, 3_008, data=False)).width == 3_000  # one tile, rounded up to 16
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_tiled_tiff_still_decodes(backend: str) -> None:
+    result = ci_engine.process(mb.tiff_tiled(100, 60, 256), "imageMogr2/format/png", backend=backend)
+    assert (result.width, result.height) == (100, 60)
 
 
 def test_the_scan_cap_holds_for_sequential_jpegs() -> None:

@@ -36,6 +36,7 @@ max_body_bytes = {MAX_BODY}
 workers = 2
 max_pending = 32
 fsync = false
+cors_origins = ["http://localhost:3000"]
 
 [buckets."{PHOTOS}"]
 separators = "!-"

@@ -433,3 +433,42 @@ def test_oversized_source_redirects_to_the_original(server: Server) -> None:
     assert status == 302
     assert headers["location"] == f"/{PHOTOS}/raw/huge.jpg"
     huge.unlink()
+
+
+def test_content_md5_conditional_get_and_cors(server: Server, photo: bytes) -> None:
+    import base64
+
+    key = "raw/md5.jpg"
+    auth = sign(server, "PUT", key)
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    status, _, body = request(server, "PUT", f"/{PHOTOS}/{key}", photo, {"Authorization": auth, "Content-MD5": wrong})
+    assert status == 400 and error_fields(body)["Code"] == "BadDigest"
+    assert key not in bucket_files(server, PHOTOS)
+    right = base64.b64encode(hashlib.md5(photo).digest()).decode()
+    checked = {"Authorization": auth, "Content-MD5": right}
+    status, headers, _ = request(server, "PUT", f"/{PHOTOS}/{key}", photo, checked)
+    assert status == 200
+    etag = headers["etag"]
+    get = sign(server, "GET", key)
+    status, _, body = request(server, "GET", f"/{PHOTOS}/{key}", headers={"Authorization": get, "If-None-Match": etag})
+    assert (status, body) == (304, b"")
+    status, _, body = request(server, "GET", f"/{PHOTOS}/{key}", headers={"Authorization": get, "If-None-Match": '"x"'})
+    assert status == 200 and body == photo
+    # CORS: the configured origin gets a preflight answer and the header on responses; others do not
+    preflight = {
+        "Origin": "http://localhost:3000",
+        "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    status, headers, _ = request(server, "OPTIONS", f"/{PHOTOS}/{key}", headers=preflight)
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert headers["access-control-allow-headers"] == "authorization,content-type"
+    status, headers, _ = request(
+        server, "GET", f"/{PHOTOS}/{key}", headers={"Authorization": get, "Origin": "http://localhost:3000"}
+    )
+    assert status == 200 and "etag" in headers["access-control-expose-headers"].lower()
+    status, headers, _ = request(
+        server, "GET", f"/{PHOTOS}/{key}", headers={"Authorization": get, "Origin": "https://elsewhere.example"}
+    )
+    assert status == 200 and "access-control-allow-origin" not in headers

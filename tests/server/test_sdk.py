@@ -305,3 +305,22 @@ def test_compress_inspect_and_qrcode(client: Any, mode: str, photo: bytes, tmp_p
     assert inspect == ci_engine.process(photo, "imageInspect").data  # the SDK hands back the raw JSON
     _, qr = client.ci_get_object_qrcode(Bucket=PHOTOS, Key=key, Cover=0)
     assert qr["CodeStatus"] == "0"  # a photograph without a QR code
+
+
+def test_copy_md5_and_delete_objects(client: Any, mode: str, photo: bytes) -> None:
+    src = key_for(mode, "copy/src.jpg")
+    client.put_object(Bucket=PHOTOS, Body=photo, Key=src, EnableMD5=True)  # sends Content-MD5
+    dest = key_for(mode, "copy/dest.jpg")
+    copied = client.copy_object(
+        Bucket=PHOTOS, Key=dest, CopySource={"Bucket": PHOTOS, "Key": src, "Region": REGION}
+    )
+    assert copied["ETag"] == f'"{md5(photo)}"'
+    head = client.head_object(Bucket=PHOTOS, Key=dest)
+    assert head["ETag"] == f'"{md5(photo)}"' and head["Content-Length"] == str(len(photo))
+    result = client.delete_objects(
+        Bucket=PHOTOS, Delete={"Object": [{"Key": src}, {"Key": key_for(mode, "copy/never.jpg")}], "Quiet": "false"}
+    )
+    assert sorted(d["Key"] for d in result["Deleted"]) == sorted([src, key_for(mode, "copy/never.jpg")])
+    with pytest.raises(CosServiceError):
+        client.head_object(Bucket=PHOTOS, Key=src)
+    client.delete_object(Bucket=PHOTOS, Key=dest)

@@ -253,3 +253,13 @@ def test_reader_errors() -> None:
     jpeg = encode(gradient(8, 8), "JPEG")
     with pytest.raises(InvalidImageFormatError):
         read_aigc_metadata(jpeg[:2] + b"\xff\xe1\xff\xff" + jpeg[2:40])
+
+
+def test_size_limit_keeping_the_original_keeps_the_label() -> None:
+    jpeg = encode(gradient(64, 48), "JPEG", quality=5)
+    result = ci_engine.process(jpeg, "imageMogr2/format/jpg/size-limit/100k!/AIGCMetadata/Label/MQ")
+    assert read_aigc_metadata(result.data) == {"AIGC": {"Label": "1"}}
+    assert np.array_equal(to_array(result.data), to_array(jpeg))  # the original's pixels, labelled
+    webp = encode(gradient(64, 48), "WEBP", quality=10)  # an original that cannot carry it
+    result = ci_engine.process(webp, "imageMogr2/format/jpg/size-limit/1k!/AIGCMetadata/Label/MQ")
+    assert result.format == "jpeg" and read_aigc_metadata(result.data) == {"AIGC": {"Label": "1"}}

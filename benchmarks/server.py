@@ -22,7 +22,8 @@ Everything listens on 127.0.0.1 and every run is a fixed number of requests.
 **Contenders** (all on the same bytes, each output decoded once to check its geometry):
 
 - ``server c=N``: ``ci-engine serve --anonymous`` in a subprocess with its defaults (image
-  workers = the cores) except ``max_pending = 32`` (the default, 4 per worker, would answer
+  workers = the cores, no result cache: every request does its image work) except
+  ``max_pending = 32`` (the default, 4 per worker, would answer
   16 concurrent clients with some ``503 SlowDown``: the bounded line working as designed,
   not what a throughput figure should count) and ``fsync = false`` (no uploads are timed);
   N keep-alive connections of the load generator below.

@@ -269,11 +269,18 @@ async def download(app: App, ctx: Context) -> Response:
     cfg = app.config.bucket(ctx.bucket)
     check_hotlink(cfg, ctx.headers.get("referer"))
     state = await app.state_async(ctx.bucket)
-    store = await io(app.storage.store, ctx.bucket)
+    bucket = ctx.bucket
     query = processing_query(ctx.raw_query) if ctx.method == "GET" else ""
     url = ctx.target.raw_path + (f"?{query}" if query else "")
+
+    def locate_object() -> tuple[Store, str, Any, Any]:
+        # one trip to a worker thread: the store, the key and pipeline, the object's metadata
+        store = app.storage.store(bucket)
+        key, pipeline = resolve_request(url, state.styles, state.protection, exists=store)
+        return store, key, pipeline, (store.head(key) if pipeline is not None else None)
+
     try:
-        key, pipeline = await io(lambda: resolve_request(url, state.styles, state.protection, exists=store))
+        store, key, pipeline, head = await io(locate_object)
     except ParseError as exc:
         if getattr(exc, "op", None) == "ci-process":
             name = ctx.param("ci-process") or ""
@@ -282,7 +289,6 @@ async def download(app: App, ctx: Context) -> Response:
     if pipeline is None:
         return await _plain(app, ctx, store, key)
 
-    head = await io(store.head, key)
     if head.size > app.limits.max_input_bytes and not pipeline.ignore_error:
         # limits-and-errors.md 5.4: an oversized input on a download URL redirects to the
         # original; known from the size, so the object is not even read
@@ -312,13 +318,15 @@ def _redirect_to_original(ctx: Context) -> Response:
 
 
 async def _plain(app: App, ctx: Context, store: Store, key: str) -> Response:
-    handle: BinaryIO = await io(store.open, key)
-    try:
-        size = await io(_size_of, handle)
-        info = await io(store.head, key)
-    except BaseException:
-        handle.close()
-        raise
+    def opened() -> tuple[BinaryIO, int, Any]:
+        handle = store.open(key)
+        try:
+            return handle, _size_of(handle), store.head(key)
+        except BaseException:
+            handle.close()
+            raise
+
+    handle, size, info = await io(opened)
     headers = {
         "ETag": _quoted(info.etag),
         "Last-Modified": http_date(info.last_modified),

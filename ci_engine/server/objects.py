@@ -27,6 +27,7 @@ from starlette.responses import Response, StreamingResponse
 from ci_engine.api import process
 from ci_engine.errors import (
     AccessDeniedError,
+    CIError,
     ImageTooLargeError,
     InvalidArgumentError,
     InvalidPicOperationsError,
@@ -286,6 +287,13 @@ async def download(app: App, ctx: Context) -> Response:
             name = ctx.param("ci-process") or ""
             raise UnsupportedOperationError(f"ci-process={name}: not implemented by this server") from None
         raise
+    except CIError as exc:
+        if not exc.masked:
+            raise
+        # A refused value with ignore-error/1 (blur/80x5/ignore-error/1): CI answers the
+        # original object, 200, as ci_engine.process_url does (docs/compatibility.md).
+        key, _ = await io(lambda: resolve_request(ctx.target.raw_path, state.styles, state.protection, exists=store))
+        pipeline = None
     if pipeline is None:
         return await _plain(app, ctx, store, key)
 

@@ -94,3 +94,17 @@ def test_unreachable_s3_fails_each_file_cleanly(
     captured = capsys.readouterr()
     assert code == 2, captured  # listing DEST fails before any work: a usage error
     assert "ServiceUnavailable" in captured.err and "127.0.0.1:9" in captured.err
+
+
+def test_s3_without_a_scheduler_uses_a_local_cluster(
+    moto_endpoint: str, s3_bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    s3.put_object(Bucket=s3_bucket, Key="in/x.jpg", Body=PHOTO)
+    args = ["batch", f"s3://{s3_bucket}/in", RULE, f"s3://{s3_bucket}/out", "--s3-endpoint", moto_endpoint]
+    assert main([*args, "--jobs", "1", "--progress", "none"]) == 0, capsys.readouterr()
+    assert "1 written, 0 skipped (up to date), 0 failed" in capsys.readouterr().out
+    assert s3.get_object(Bucket=s3_bucket, Key="out/x.webp")["Body"].read() == ci_engine.process(PHOTO, RULE).data
+    # up to date: skipped the second time
+    assert main([*args, "--jobs", "1", "--progress", "none"]) == 0
+    assert "0 written, 1 skipped (up to date), 0 failed" in capsys.readouterr().out

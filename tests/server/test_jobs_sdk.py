@@ -13,6 +13,7 @@ from qcloud_cos.cos_exception import CosServiceError
 
 from ci_engine.persistent import persist
 from ci_engine.store import MemoryStore
+from tests.jobs.conftest import aws_env, cluster  # noqa: F401 - fixtures
 from tests.server.conftest import PHOTOS, REGION, Server, make_client
 
 RULES = [
@@ -194,3 +195,34 @@ def test_restart_with_jobs_queued(tmp_path: Any, photo: bytes) -> None:
             assert client.get_object(Bucket=PHOTOS, Key=f"out/{i}.jpg")["Body"].get_raw_stream().read() == want
     finally:
         assert stop_server(second) == 0, second.log_text()
+
+
+def test_serve_with_a_named_scheduler(tmp_path: Any, photo: bytes, cluster: Any) -> None:  # noqa: F811
+    """``serve --scheduler tcp://...``: the jobs run on that cluster (its workers run the
+    job: their pids are the ones the cluster reports)."""
+    from tests.server.conftest import SECRET_ID, SECRET_KEY, start_server, stop_server
+
+    server = start_server(
+        tmp_path / "root",
+        *("--secret-id", SECRET_ID, "--secret-key", SECRET_KEY, "--bucket", PHOTOS),
+        *("--scheduler", cluster.address),
+    )
+    try:
+        client = make_client(server, "proxy")
+        client.put_object(Bucket=PHOTOS, Key="in/src.jpg", Body=photo)
+        ids = [create(client, job("in/src.jpg", f"out/{i}.jpg", RULES[0]))["JobId"] for i in range(3)]
+        details = wait(client, ids)
+        assert [d["State"] for d in details] == ["Success"] * 3, details
+        want = persisted(photo, RULES[0])
+        assert client.get_object(Bucket=PHOTOS, Key="out/2.jpg")["Body"].get_raw_stream().read() == want
+        # the server's jobs went through this scheduler: it knows their task keys
+        seen = cluster.client.run_on_scheduler(_task_keys)
+        assert any(str(key).startswith("pic-job") for key in seen), (seen, server.log_text())
+    finally:
+        assert stop_server(server) == 0, server.log_text()
+
+
+def _task_keys(dask_scheduler: Any) -> list[str]:
+    return [str(ts.key) for ts in dask_scheduler.tasks.values()] + [
+        str(key) for key in getattr(dask_scheduler, "task_prefixes", {})
+    ]

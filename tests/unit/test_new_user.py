@@ -335,3 +335,62 @@ def test_cli_batch_progress_counts_colliding_sources(tmp_path: Path) -> None:
     assert sorted(counters) == ["[1/3]", "[2/3]", "[3/3]"], lines
     assert any("a.png" in line and "OutputCollision" in line for line in lines), lines
     assert "done: 2 written, 0 skipped (up to date), 1 failed" in proc.stdout.decode() + proc.stderr.decode()
+
+
+# -- 2 (continued). the HTTP service built on the library gives CI's answer too ------------------------
+
+
+LOOPBACK = ("--host", "127.0.0.1", "--port", "0")
+
+
+def test_server_masks_a_refused_value_and_serves_the_aigc_label(tmp_path: Path) -> None:
+    """The real server (``ci-engine serve``, uvicorn, 127.0.0.1, stopped by the test):
+    ``blur/80x5/ignore-error/1`` answers the original with 200, and
+    ``ci-process=ImageAIGCMetadata`` the label as JSON."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    import ci_engine
+
+    bucket = "photos-1250000000"
+    root = tmp_path / "buckets"
+    (root / bucket).mkdir(parents=True)
+    photo = SAMPLE.read_bytes()
+    (root / bucket / "b.jpg").write_bytes(photo)
+    labelled = ci_engine.process(photo, f"imageMogr2/thumbnail/64x/AIGCMetadata/Label/{b64('1')}").data
+    (root / bucket / "a.jpg").write_bytes(labelled)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ci_engine", "serve", "--root", str(root), "--bucket", bucket, "--anonymous", *LOOPBACK],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        base = None
+        assert server.stdout is not None
+        while base is None and time.monotonic() < deadline:
+            line = server.stdout.readline()
+            if line.startswith("listening on "):
+                base = line.split()[-1].rstrip("/")
+        assert base is not None, "the server did not start"
+
+        def get(path: str) -> tuple[int, bytes]:
+            request = urllib.request.Request(base + path, headers={"Host": f"{bucket}.cos.ap-guangzhou.myqcloud.com"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status, response.read()
+            except urllib.error.HTTPError as exc:
+                return exc.code, exc.read()
+
+        assert get("/b.jpg?imageMogr2/blur/80x5/ignore-error/1") == (200, photo)
+        status, body = get("/b.jpg?imageMogr2/blur/80x5")
+        assert status == 400 and b"<Code>InvalidArgument</Code>" in body
+        assert get("/a.jpg?ci-process=ImageAIGCMetadata") == (200, b'{"AIGC": {"Label": "1"}}')
+        assert get("/b.jpg?ci-process=ImageAIGCMetadata") == (200, b"{}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

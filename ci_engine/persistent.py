@@ -71,6 +71,7 @@ from ci_engine.errors import (
     InvalidPicOperationsError,
     LimitExceededError,
     NoSuchStyleError,
+    UnsupportedOperationError,
 )
 from ci_engine.info import original_image_info
 from ci_engine.limits import Limits, WorkBudget, check_input_bytes, request_budget
@@ -454,6 +455,8 @@ class _Job:
     symbolic: Plan | None = None
     resolved: ResolvedPlan | None = None
     masked: CIError | None = None
+    intel: bool = False
+    """Runs through :func:`ci_engine.process` (``watermark/3``, ``imageSlim``)."""
 
 
 def persist(
@@ -577,6 +580,8 @@ def _persist(
             image_header = _probe(source)
     else:
         image_header = _probe(source)
+    if input_error is None:
+        _rewrite_face_crops(jobs, source, backend, limits)
     for job in jobs:
         _resolve_job(job, image_header, input_error, budget)
     engine: Backend[Any] | None = None
@@ -613,6 +618,12 @@ def _persist(
     results: list[ProcessResult] = []
     overwritten: str | None = None
     for job in jobs:
+        if job.intel and job.masked is None:
+            result = _write_processed(job, source, region, backend, limits, resources, fonts)
+            results.append(result)
+            if job.bucket == bucket and job.key == source_key:
+                overwritten = result.etag
+            continue
         resolved = plans.get(job.rule.index)
         outcome = outcomes.get(job.rule.index)
         if outcome is None and resolved is not None and job.masked is None:
@@ -653,6 +664,23 @@ def _job(
             ref = next(step for step in pipeline.steps if isinstance(step, A.StyleRef))
             raise NoSuchStyleError(f"style: {ref.name!r} does not exist (no styles configured)", span=ref.span)
         job.pipeline = pipeline
+        from ci_engine.intel import stored_by_process
+
+        by_process = stored_by_process(pipeline)
+        if by_process:  # docs/intel.md: blind watermarks, imageSlim
+            job.intel = True
+            return job
+        if by_process is False:
+            reported = (A.QRCode, A.ExtractBlindWatermark, A.ImageInspect, A.CiProcess)
+            step = next(s for s in pipeline.steps if isinstance(s, reported))
+            what = f"ci-process={step.name.value}" if isinstance(step, A.CiProcess) else step.keyword
+            if isinstance(step, A.ExtractBlindWatermark):
+                what = "watermark/4"
+            raise UnsupportedOperationError(
+                f"{what} in a Pic-Operations rule: not implemented by ci_engine (its result is not reported "
+                "in ProcessResults yet)",
+                span=step.span,
+            )
         job.symbolic = plan(pipeline, rules=PERSIST_RULES, limits=limits)
     except CIError as exc:
         job.masked = _masked_or_raise(exc, rule.pipeline, rule.index)
@@ -693,6 +721,23 @@ def _probe(source: bytes, limits: Limits | None = None) -> ImageHeader:
         return probe(source, limits=limits)
     except InvalidImageFormatError as exc:
         raise _persistent_errno(exc) from None
+
+
+def _rewrite_face_crops(jobs: Sequence[_Job], source: bytes, backend: str, limits: Limits) -> None:
+    """``scrop`` crops around the faces of this source, as in :func:`ci_engine.process`
+    (``docs/intel.md``): each rule holding it is rewritten and planned again."""
+    from ci_engine.intel import has_scrop
+
+    for job in jobs:
+        if job.masked is not None or job.pipeline is None or not has_scrop(job.pipeline):
+            continue
+        from ci_engine.intel.faces import rewrite_scrop
+
+        try:
+            job.pipeline = rewrite_scrop(job.pipeline, source, backend=backend, limits=limits, rules=PERSIST_RULES)
+            job.symbolic = plan(job.pipeline, rules=PERSIST_RULES, limits=limits)
+        except CIError as exc:
+            job.masked = _masked_or_raise(exc, job.pipeline, job.rule.index)
 
 
 def _resolve_job(job: _Job, header: ImageHeader, input_error: CIError | None, budget: WorkBudget) -> None:
@@ -894,6 +939,36 @@ def _write(
         header.frames,
         job.bucket,
         masked=job.masked,
+    )
+
+
+def _write_processed(
+    job: _Job, source: bytes, region: str, backend: str, limits: Limits, resources: Any, fonts: Any
+) -> ProcessResult:
+    """A rule :func:`ci_engine.process` runs (``job.intel``), written like any other."""
+    from ci_engine.api import process
+
+    assert job.pipeline is not None
+    try:
+        out = process(source, job.pipeline, backend=backend, limits=limits, resources=resources, fonts=fonts)
+    except CIError as exc:
+        job.masked = _masked_or_raise(exc, job.pipeline, job.rule.index)
+        header = _probe(source)
+        return _write(job, None, None, source, header, region)
+    etag = job.store.put(job.key, out.data)
+    quality = out.quality if out.quality is not None else _LOSSLESS_QUALITY
+    return ProcessResult(
+        job.key,
+        location(job.bucket, region, job.key),
+        out.format,
+        out.width,
+        out.height,
+        len(out.data),
+        quality,
+        etag,
+        out.frames,
+        job.bucket,
+        masked=out.masked,
     )
 
 

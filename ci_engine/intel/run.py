@@ -80,7 +80,9 @@ def run(
     """
     limits = limits or Limits()
     kw: dict[str, Any] = {"limits": limits, "rules": rules, "resources": resources, "fonts": fonts}
-    if any(isinstance(op, A.SmartCrop) for step in pipeline.steps if isinstance(step, A.ImageMogr2) for op in step.ops):
+    from ci_engine.intel import has_scrop
+
+    if has_scrop(pipeline):
         from ci_engine.intel.faces import rewrite_scrop
 
         check_input_bytes(len(data), limits)

@@ -143,3 +143,21 @@ def test_extraction_scores_are_low_on_noise() -> None:
         noise = rng.integers(0, 256, (400, 500, 3), dtype=np.uint8)
         found, _ = extract_pixels(noise)
         assert found.status < 60 and found.payload is None
+
+
+def test_pic_operations_embed_rules_and_refused_ones(tmp_path: Path) -> None:
+    from ci_engine.persistent import persist
+    from ci_engine.store import LocalStore
+
+    store = LocalStore(tmp_path)
+    data = (SAMPLES / "kleiber.jpg").read_bytes()
+    header = (
+        '{"rules":[{"fileid":"marked.jpg","rule":"watermark/3/type/3/text/' + b64(TEXT) + '"},'
+        '{"fileid":"slim.jpg","rule":"imageSlim"}]}'
+    )
+    marked, slim = persist("in/k.jpg", data, header, store, bucket="demo-1250000000").process_results
+    assert (marked.format, marked.width, marked.height) == ("jpeg", 1200, 675)
+    assert _extract((tmp_path / "in" / "marked.jpg").read_bytes())["Text"] == TEXT
+    assert slim.format == "jpeg" and slim.size < len(data) == (tmp_path / "in" / "k.jpg").stat().st_size
+    with pytest.raises(ce.UnsupportedOperationError):
+        persist("in/k.jpg", data, '{"rules":[{"fileid":"q.jpg","rule":"QRcode/cover/1"}]}', store)

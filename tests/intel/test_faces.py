@@ -99,3 +99,20 @@ def test_window_is_centred_on_the_faces_and_clamped() -> None:
     assert window(1000, 500, 200, 200, [Face(950, 450, 50, 50)]) == (800, 300)
     # faces wider than the window: the area-weighted centre (the big face wins)
     assert window(1000, 500, 200, 200, [Face(0, 0, 40, 40), Face(800, 200, 160, 160)]) == (729, 164)
+
+
+def test_pic_operations_rules_crop_around_faces_too(tmp_path: Path) -> None:
+    from ci_engine.persistent import persist
+    from ci_engine.store import LocalStore
+
+    store = LocalStore(tmp_path)
+    header = '{"rules":[{"fileid":"out.png","rule":"imageMogr2/scrop/150x240/format/png"}]}'
+    data = (FACES / "grace_hopper.jpg").read_bytes()
+    (face,) = persist("in/hopper.jpg", data, header, store, bucket="demo-1250000000").process_results
+    assert (face.key, face.format, face.width, face.height) == ("in/out.png", "png", 150, 240)
+    stored = np.asarray(Image.open(tmp_path / "in" / "out.png").convert("RGB"), np.int16)
+    direct = ce.process(data, "imageMogr2/scrop/150x240/format/png")
+    assert np.abs(stored - np.asarray(Image.open(io.BytesIO(direct.data)).convert("RGB"), np.int16)).mean() < 1
+    cat = (FACES / "chelsea.jpg").read_bytes()
+    (same,) = persist("in/cat.jpg", cat, header, store, bucket="demo-1250000000").process_results
+    assert (same.format, same.width, same.height) == ("png", *Image.open(FACES / "chelsea.jpg").size)

@@ -38,7 +38,7 @@ WORST = {
     1: ("jpeg-fill-30mb.jpg", "gif-10m-comments.gif", "gif-15m-subblocks.gif", "webp-3m-junk.webp",
         "png-8000-ztxt.png", "bigtiff-1.5m-entries.tif", "heif-ipma-30m.heic"),
     2: ("heif-clap-grid-20480.heic", "heif-two-pitm.heic", "gif-frame-13000.gif", "tiff-255-samples.tif",
-        "jpeg-baseline-7500-scans.jpg"),
+        "tiff-tile-16384.tif", "jpeg-baseline-7500-scans.jpg"),
 }  # fmt: skip
 """The inputs measured by default: per format, the one the issue found most costly."""
 

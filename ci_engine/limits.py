@@ -68,7 +68,8 @@ class Limits:
 
     Two presets name CI's two sets of pages (``docs/compatibility.md``, "Output sides"):
     :attr:`INTERNATIONAL` (the default: 30,000 px in, 9,999 px out) and :attr:`MAINLAND`
-    (50,000 px in and out, WebP 16,383).
+    (50,000 px in and out, WebP 16,383, and a work budget of 6 G pixels: one step at those
+    sides, a 250 MP decode and a 2.5 GP output encoded once, fits it).
     """
 
     INTERNATIONAL: ClassVar[Limits]
@@ -96,7 +97,7 @@ class Limits:
 
 
 Limits.INTERNATIONAL = Limits()
-Limits.MAINLAND = Limits(max_input_side=50_000, max_output_side=50_000)
+Limits.MAINLAND = Limits(max_input_side=50_000, max_output_side=50_000, max_work_pixels=6_000_000_000)
 
 
 def check_input_bytes(size: int, limits: Limits, *, persistent: bool = False) -> None:

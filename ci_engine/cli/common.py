@@ -145,6 +145,10 @@ _FIELD_HELP = {
     "max_steps": "'|' steps in a processing string (default 10)",
     "max_image_watermarks": "image watermarks on one image (default 10)",
     "max_param_value": "width/height-type parameters are clamped to this (default 10000)",
+    "max_work_pixels": "per-request work budget: pixels decoded, computed and encoded, nested requests "
+    "included (default 1000000000)",
+    "max_request_images": "watermark images one request may fetch, nested ones included (default 20)",
+    "max_request_bytes": "bytes one request reads: input, watermark images, nested results (default 96M)",
 }
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)

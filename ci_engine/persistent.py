@@ -397,8 +397,19 @@ class ProcessResult:
     frame_count: int = 1
     bucket: str = ""
     masked: CIError | None = field(default=None, compare=False)
+    extras: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+    """Operation-specific children of ``Object`` after ``FrameCount`` (``CodeStatus`` and
+    ``QRcodeInfo`` of ``QRcode``, ``WatermarkStatus`` of ``watermark/4/type/2``); a value
+    that is a tuple of pairs nests."""
+    top_level: tuple[tuple[str, Any], ...] = field(default=(), compare=False)
+    """Children of ``ProcessResults`` itself (``Text`` and ``WatermarkStatusCode`` of
+    ``watermark/4/type/3``, which stores no object)."""
+    stored: bool = True
+    """``False`` when the rule wrote no object (no ``Object`` element then)."""
 
     def xml_lines(self, depth: int = 0) -> list[str]:
+        if not self.stored:
+            return []
         inner = depth + 1
         return [
             f"{'  ' * depth}<Object>",
@@ -411,8 +422,21 @@ class ProcessResult:
             _element("Quality", self.quality, inner),
             _element("ETag", _quoted(self.etag), inner),
             _element("FrameCount", self.frame_count, inner),
+            *_extra_lines(self.extras, inner),
             f"{'  ' * depth}</Object>",
         ]
+
+
+def _extra_lines(items: tuple[tuple[str, Any], ...], depth: int) -> list[str]:
+    lines: list[str] = []
+    for name, value in items:
+        if isinstance(value, tuple):
+            lines.append(f"{'  ' * depth}<{name}>")
+            lines += _extra_lines(value, depth + 1)
+            lines.append(f"{'  ' * depth}</{name}>")
+        else:
+            lines.append(_element(name, value, depth))
+    return lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +456,8 @@ class UploadResult:
         lines.append("  <ProcessResults>")
         for result in self.process_results:
             lines += result.xml_lines(2)
+        for result in self.process_results:
+            lines += _extra_lines(result.top_level, 2)
         lines.append("  </ProcessResults>")
         lines.append("</UploadResult>")
         return "\n".join(lines)
@@ -455,8 +481,10 @@ class _Job:
     symbolic: Plan | None = None
     resolved: ResolvedPlan | None = None
     masked: CIError | None = None
-    intel: bool = False
-    """Runs through :func:`ci_engine.process` (``watermark/3``, ``imageSlim``)."""
+    intel: str = ""
+    """``"process"``: runs through :func:`ci_engine.process` (``watermark/3``,
+    ``imageSlim``); ``"qrcode"``, ``"extract"``: a final ``QRcode`` / ``watermark/4`` step
+    whose findings go into the result XML (``docs/intel.md``)."""
 
 
 def persist(
@@ -619,7 +647,7 @@ def _persist(
     overwritten: str | None = None
     for job in jobs:
         if job.intel and job.masked is None:
-            result = _write_processed(job, source, region, backend, limits, resources, fonts)
+            result = _write_intel(job, source, region, backend, limits, resources, fonts)
             results.append(result)
             if job.bucket == bucket and job.key == source_key:
                 overwritten = result.etag
@@ -668,8 +696,22 @@ def _job(
 
         by_process = stored_by_process(pipeline)
         if by_process:  # docs/intel.md: blind watermarks, imageSlim
-            job.intel = True
+            job.intel = "process"
             return job
+        last = pipeline.steps[-1]
+        if (
+            by_process is False
+            and stored_by_process(
+                A.Pipeline(pipeline.steps[:-1]) if len(pipeline.steps) > 1 else A.Pipeline((A.ImageMogr2(),))
+            )
+            is None
+        ):
+            if isinstance(last, A.QRCode):
+                job.intel = "qrcode"
+                return job
+            if isinstance(last, A.ExtractBlindWatermark):
+                job.intel = "extract"
+                return job
         if by_process is False:
             reported = (A.QRCode, A.ExtractBlindWatermark, A.ImageInspect, A.CiProcess)
             step = next(s for s in pipeline.steps if isinstance(s, reported))
@@ -942,33 +984,79 @@ def _write(
     )
 
 
-def _write_processed(
+def _write_intel(
     job: _Job, source: bytes, region: str, backend: str, limits: Limits, resources: Any, fonts: Any
 ) -> ProcessResult:
-    """A rule :func:`ci_engine.process` runs (``job.intel``), written like any other."""
+    """A rule of ``ci_engine.intel`` (``job.intel``), written and described like any other,
+    with its findings in the XML."""
     from ci_engine.api import process
 
     assert job.pipeline is not None
+    steps = job.pipeline.steps
+    before = A.Pipeline(steps[:-1]) if len(steps) > 1 else None
+    kw: dict[str, Any] = {"backend": backend, "limits": limits, "resources": resources, "fonts": fonts}
+    extras: tuple[tuple[str, Any], ...] = ()
+    top: tuple[tuple[str, Any], ...] = ()
     try:
-        out = process(source, job.pipeline, backend=backend, limits=limits, resources=resources, fonts=fonts)
+        if job.intel == "qrcode":
+            from ci_engine.intel.qrcode import recognize
+
+            last = steps[-1]
+            assert isinstance(last, A.QRCode)
+            # stored: the covered image with cover/1, else the image the steps before made
+            found = recognize(source, cover=bool(last.cover), bar_type=last.bar_type or 0, pipeline=before, **kw)
+            if found.image is not None and found.image_format is not None:
+                data, fmt = found.image, found.image_format
+            else:
+                out = process(source, before or A.Pipeline((A.ImageMogr2(),)), **kw)
+                data, fmt = out.data, out.format
+            infos = tuple(
+                (
+                    "QRcodeInfo",
+                    (("CodeUrl", c.text), ("CodeLocation", tuple(("Point", f"{x},{y}") for x, y in c.points))),
+                )
+                for c in found.codes
+            )
+            extras = (("CodeStatus", found.status), *infos)
+        elif job.intel == "extract":
+            from ci_engine.intel.blindmark import extract
+            from ci_engine.types import BlindType
+
+            last = steps[-1]
+            assert isinstance(last, A.ExtractBlindWatermark)
+            extraction, mark = extract(source, last, pipeline=before, **kw)
+            if last.type is BlindType.TEXT:  # CI: Text and WatermarkStatusCode, nothing stored
+                code = 0 if extraction.text is not None else 1
+                top = (("Text", extraction.text or ""), ("WatermarkStatusCode", code))
+                return ProcessResult(job.key, location(job.bucket, region, job.key), "", 0, 0, 0, 0, "",
+                                     bucket=job.bucket, top_level=top, stored=False)  # fmt: skip
+            assert mark is not None
+            data, fmt = mark, "png"
+            if last.type is BlindType.BLIND:
+                extras = (("WatermarkStatus", extraction.status),)
+        else:
+            out = process(source, job.pipeline, **kw)
+            data, fmt = out.data, out.format
     except CIError as exc:
         job.masked = _masked_or_raise(exc, job.pipeline, job.rule.index)
-        header = _probe(source)
-        return _write(job, None, None, source, header, region)
-    etag = job.store.put(job.key, out.data)
-    quality = out.quality if out.quality is not None else _LOSSLESS_QUALITY
+        return _write(job, None, None, source, _probe(source), region)
+    from ci_engine.io import probe
+
+    header = probe(data)
+    etag = job.store.put(job.key, data)
+    quality = header.quality if fmt == "jpeg" and header.quality is not None else _LOSSLESS_QUALITY
     return ProcessResult(
         job.key,
         location(job.bucket, region, job.key),
-        out.format,
-        out.width,
-        out.height,
-        len(out.data),
+        fmt,
+        header.width,
+        header.height,
+        len(data),
         quality,
         etag,
-        out.frames,
+        header.frames,
         job.bucket,
-        masked=out.masked,
+        extras=extras,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 __all__ = ["add_serve_parser", "cmd_serve"]
@@ -76,6 +77,27 @@ def add_serve_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="image-processing threads, and worker processes of the local Dask cluster that runs the "
         "asynchronous jobs (started on the first job request; default: the cores)",
     )
+    p.add_argument(
+        "--origin",
+        action="append",
+        default=[],
+        metavar="NAME-APPID=URL",
+        help="back-to-source: a GET for a key missing in bucket NAME-APPID fetches URL + key, stores it "
+        "and serves it (repeatable; the config file also sets origin_mode per bucket)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        metavar="DIR",
+        help="cache processed outputs in DIR (kept across restarts; no result cache without it)",
+    )
+    p.add_argument(
+        "--cache-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="bytes the result cache may hold on disk (default 1 GiB; least recently used entries go first)",
+    )
     p.add_argument("--max-body", type=int, default=None, metavar="BYTES", help="largest request body (default 5 GB)")
 
 
@@ -87,6 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ConfigError,
         ServerConfig,
         load_toml,
+        parse_origin_flag,
     )
 
     try:
@@ -126,7 +149,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         buckets = dict(settings.get("buckets", {}))
         for name in args.bucket:
             buckets.setdefault(name, BucketConfig(name))
+        for flag in args.origin:
+            name, url = parse_origin_flag(flag)
+            found = buckets.get(name)
+            buckets[name] = BucketConfig(name, origin=url) if found is None else replace(found, origin=url)
         settings["buckets"] = buckets
+        if args.cache_dir is not None:
+            settings["cache_dir"] = args.cache_dir
+        if args.cache_size is not None:
+            settings["cache_size"] = args.cache_size
         config = ServerConfig(**settings)
         config.check_auth()
     except ConfigError as exc:

@@ -260,6 +260,23 @@ class App:
         from ci_engine.server.jobs import JobsEndpoint
 
         self.jobs: JobsHandler = JobsEndpoint(self)
+        from ci_engine.server.cache import ResultCache, engine_identity
+        from ci_engine.server.origin import OriginPuller
+
+        self.origin = OriginPuller(
+            self.storage,
+            max_bytes=self.limits.max_input_bytes,
+            connect_timeout=config.origin_connect_timeout,
+            read_timeout=config.origin_read_timeout,
+            total_timeout=config.request_timeout,
+        )
+        """Back-to-source for buckets with an ``origin``."""
+        self.cache: ResultCache | None = (
+            None
+            if config.cache_dir is None
+            else ResultCache(config.cache_dir, config.cache_size, engine=engine_identity(config.backend))
+        )
+        """The processed-result cache (``None`` without ``cache_dir``)."""
         self._states: dict[str, BucketState] = {}
         self._states_lock = threading.Lock()
         self._known: set[str] = set()

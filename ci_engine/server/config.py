@@ -22,7 +22,17 @@ separators = "!-"            # style separators among - _ / !
 protection = false           # original-image protection
 public_read = false          # unsigned GET/HEAD allowed even with keys
 hotlink = { mode = "allow", referers = ["*.example.com"], allow_empty = true }
+origin = "https://img.example.com/"   # back-to-source: a missing key K is fetched from URL + K
+origin_mode = "missing"      # "missing" (only absent keys) or "revalidate" (ask the origin each GET)
+cache_control = "max-age=86400"       # Cache-Control of downloads (none by default)
 ```
+
+Top level, the processed-result cache and the origin's limits::
+
+    cache_dir = "/var/cache/ci-engine"   # processed outputs cached on disk (none without it)
+    cache_size = 1073741824              # bytes the cache may hold (LRU eviction beyond)
+    origin_connect_timeout = 5           # seconds to connect to an origin
+    origin_read_timeout = 30             # seconds an origin may stay silent
 
 This module imports neither Starlette nor an imaging library.
 """
@@ -48,6 +58,9 @@ __all__ = [
     "ServerConfig",
     "load_toml",
     "DEFAULT_MAX_BODY",
+    "DEFAULT_CACHE_SIZE",
+    "ORIGIN_MODES",
+    "parse_origin_flag",
 ]
 
 BUCKET_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?-[0-9]{1,20}")
@@ -55,6 +68,14 @@ BUCKET_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?-[0-9]{1,20}")
 
 DEFAULT_MAX_BODY = 5 * 1024**3
 """COS's limit on one PUT Object or one part: 5 GB."""
+
+DEFAULT_CACHE_SIZE = 1024**3
+"""The processed-result cache's default bound: 1 GiB on disk."""
+
+ORIGIN_MODES = ("missing", "revalidate")
+"""``missing``: the origin is asked only for keys absent from the bucket (COS's origin-pull
+on 404). ``revalidate``: every GET asks the origin whether its copy changed (a conditional
+request); a changed object replaces the stored one."""
 
 SECRET_ID_ENV = "CI_ENGINE_SECRET_ID"  # noqa: S105 - the name of a variable, not a secret
 SECRET_KEY_ENV = "CI_ENGINE_SECRET_KEY"  # noqa: S105
@@ -97,13 +118,53 @@ class BucketConfig:
     protection: bool = False
     public_read: bool = False
     hotlink: HotlinkConfig = field(default_factory=HotlinkConfig)
+    origin: str | None = None
+    """Back-to-source: ``http(s)://host[:port][/prefix/]``; a missing key ``K`` is fetched
+    from ``origin + K`` (a ``/`` is added when the URL does not end with one)."""
+    origin_mode: str = "missing"
+    """One of :data:`ORIGIN_MODES`."""
+    cache_control: str | None = None
+    """``Cache-Control`` of this bucket's downloads (plain and processed)."""
 
     def __post_init__(self) -> None:
         if not BUCKET_RE.fullmatch(self.name):
             raise ConfigError(f"bucket {self.name!r}: the name must be BucketName-APPID (e.g. photos-1250000000)")
+        if self.origin is not None:
+            object.__setattr__(self, "origin", check_origin_url(self.origin, self.name))
+        if self.origin_mode not in ORIGIN_MODES:
+            raise ConfigError(
+                f"bucket {self.name!r}: origin_mode must be missing or revalidate, got {self.origin_mode!r}"
+            )
+        if self.cache_control is not None and any(c in self.cache_control for c in "\r\n"):
+            raise ConfigError(f"bucket {self.name!r}: cache_control must be one line")
         bad = [s for s in self.separators if s not in _SEPARATORS]
         if bad:
             raise ConfigError(f"bucket {self.name!r}: separators must be among - _ / !, got {bad[0]!r}")
+
+
+def check_origin_url(url: str, bucket: str) -> str:
+    """``url`` normalised to end with ``/``; refused unless ``http(s)://host[:port][/path]``
+    without query, fragment or credentials."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ConfigError(f"bucket {bucket!r}: origin {url!r} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"bucket {bucket!r}: origin must be an http:// or https:// URL with a host, got {url!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(f"bucket {bucket!r}: origin {url!r} may not carry a query, a fragment or credentials")
+    return url if url.endswith("/") else url + "/"
+
+
+def parse_origin_flag(value: str) -> tuple[str, str]:
+    """``NAME-APPID=URL`` (the ``--origin`` flag) as ``(bucket, url)``."""
+    name, sep, url = value.partition("=")
+    if not sep or not BUCKET_RE.fullmatch(name):
+        raise ConfigError(f"--origin must be NAME-APPID=URL, got {value!r}")
+    return name, check_origin_url(url, name)
 
 
 def _cpu_count() -> int:
@@ -139,6 +200,12 @@ class ServerConfig:
         vips_concurrency: libvips threads per operation, set once per process.
         cors_origins: origins browsers may call the server from (the browser JS SDK):
             ``("http://localhost:3000",)``, or ``("*",)`` for any; none by default.
+        cache_dir: where processed outputs are cached (:mod:`~ci_engine.server.cache`);
+            ``None``: no result cache.
+        cache_size: the bytes the cache may hold on disk; least recently used entries go
+            first.
+        origin_connect_timeout, origin_read_timeout: seconds to connect to an origin, and
+            that an origin may stay silent while answering (then 504).
         storage_factory: builds the :class:`~ci_engine.server.storage.Storage` (default: a
             :class:`~ci_engine.server.storage.LocalStorage` on ``root``); another storage
             (an S3-backed root) plugs in here.
@@ -168,9 +235,19 @@ class ServerConfig:
     storage_factory: Callable[[ServerConfig], Storage] | None = None
     job_workers: int | None = None
     scheduler: str | None = None
+    cache_dir: Path | None = None
+    cache_size: int = DEFAULT_CACHE_SIZE
+    origin_connect_timeout: float = 5.0
+    origin_read_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", Path(self.cache_dir))
+        if self.cache_size < 1:
+            raise ConfigError(f"cache_size must be positive, got {self.cache_size}")
+        if self.origin_connect_timeout <= 0 or self.origin_read_timeout <= 0:
+            raise ConfigError("origin_connect_timeout and origin_read_timeout must be positive")
         if not re.fullmatch(r"[a-z]+(?:-[a-z]+)+(?:-\d+)?", self.region):
             raise ConfigError(f"region must look like ap-guangzhou, got {self.region!r}")
         if self.workers < 1:
@@ -229,8 +306,12 @@ _TOP_KEYS = {
     "keys",
     "buckets",
     "cors_origins",
+    "cache_dir",
+    "cache_size",
+    "origin_connect_timeout",
+    "origin_read_timeout",
 }
-_BUCKET_KEYS = {"separators", "protection", "public_read", "hotlink"}
+_BUCKET_KEYS = {"separators", "protection", "public_read", "hotlink", "origin", "origin_mode", "cache_control"}
 _HOTLINK_KEYS = {"mode", "referers", "allow_empty"}
 
 
@@ -257,13 +338,13 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"--config {path}: unknown setting {unknown[0]!r}")
     out: dict[str, Any] = {}
-    for name in ("root", "host", "region", "default_bucket", "backend", "scheduler", "s3_endpoint"):
+    for name in ("root", "host", "region", "default_bucket", "backend", "scheduler", "s3_endpoint", "cache_dir"):
         if name in data:
             out[name] = _expect(data[name], str, name)
-    for name in ("port", "max_body_bytes", "workers", "max_pending", "vips_concurrency", "job_workers"):
+    for name in ("port", "max_body_bytes", "workers", "max_pending", "vips_concurrency", "job_workers", "cache_size"):
         if name in data:
             out[name] = _expect(data[name], int, name)
-    for name in ("request_timeout", "grace_period"):
+    for name in ("request_timeout", "grace_period", "origin_connect_timeout", "origin_read_timeout"):
         if name in data:
             out[name] = float(_expect(data[name], (int, float), name))
     for name in ("anonymous", "fsync"):
@@ -303,6 +384,13 @@ def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
             protection=_expect(entry.get("protection", False), bool, f"{where}.protection"),
             public_read=_expect(entry.get("public_read", False), bool, f"{where}.public_read"),
             hotlink=hotlink,
+            origin=None if entry.get("origin") is None else _expect(entry["origin"], str, f"{where}.origin"),
+            origin_mode=_expect(entry.get("origin_mode", "missing"), str, f"{where}.origin_mode"),
+            cache_control=(
+                None
+                if entry.get("cache_control") is None
+                else _expect(entry["cache_control"], str, f"{where}.cache_control")
+            ),
         )
     if buckets:
         out["buckets"] = buckets

@@ -32,6 +32,8 @@ __all__ = [
     "InvalidRequestError",
     "MalformedXMLError",
     "TimeBudgetError",
+    "OriginError",
+    "OriginTimeoutError",
     "new_trace_id",
     "error_response",
 ]
@@ -129,6 +131,21 @@ class InvalidRequestError(CIError):
 class MalformedXMLError(CIError):
     code = "MalformedXML"
     status = 400
+
+
+class OriginError(CIError):
+    """The bucket's origin (back-to-source) failed: unreachable, an answer that is not 200 /
+    304 / 404, a redirect off the origin, an object over the input limit, a cut body. 502."""
+
+    code = "BadGateway"
+    status = 502
+
+
+class OriginTimeoutError(CIError):
+    """The bucket's origin did not connect or went silent past its timeout. 504."""
+
+    code = "GatewayTimeout"
+    status = 504
 
 
 class TimeBudgetError(CIError):

@@ -31,13 +31,16 @@ from ci_engine.errors import (
     ImageTooLargeError,
     InvalidArgumentError,
     InvalidPicOperationsError,
+    NoSuchKeyError,
     ParseError,
     UnsupportedOperationError,
 )
 from ci_engine.limits import check_input_bytes
 from ci_engine.parse import KEYWORDS
 from ci_engine.persistent import parse_pic_operations, persist
+from ci_engine.render import render
 from ci_engine.server.app import App, Context, io
+from ci_engine.server.cache import CachedResult
 from ci_engine.server.config import BucketConfig
 from ci_engine.server.errors import (
     EntityTooLargeError,
@@ -267,21 +270,26 @@ def _overrides(ctx: Context, headers: dict[str, str]) -> dict[str, str]:
 
 async def download(app: App, ctx: Context) -> Response:
     assert ctx.bucket is not None
-    cfg = app.config.bucket(ctx.bucket)
-    check_hotlink(cfg, ctx.headers.get("referer"))
-    state = await app.state_async(ctx.bucket)
     bucket = ctx.bucket
+    cfg = app.config.bucket(bucket)
+    check_hotlink(cfg, ctx.headers.get("referer"))
+    state = await app.state_async(bucket)
+    store = await io(app.storage.store, bucket)
     query = processing_query(ctx.raw_query) if ctx.method == "GET" else ""
     url = ctx.target.raw_path + (f"?{query}" if query else "")
+    pull = cfg.origin is not None and ctx.method == "GET"
 
-    def locate_object() -> tuple[Store, str, Any, Any]:
-        # one trip to a worker thread: the store, the key and pipeline, the object's metadata
-        store = app.storage.store(bucket)
-        key, pipeline = resolve_request(url, state.styles, state.protection, exists=store)
-        return store, key, pipeline, (store.head(key) if pipeline is not None else None)
+    def resolve(path: str) -> tuple[str, Any]:
+        try:
+            return resolve_request(path, state.styles, state.protection, exists=store)
+        except NoSuchKeyError:
+            if not pull:
+                raise
+            # absent here: the origin may have it (a style suffix is taken as a style)
+            return resolve_request(path, state.styles, state.protection)
 
     try:
-        store, key, pipeline, head = await io(locate_object)
+        key, pipeline = await io(resolve, url)
     except ParseError as exc:
         if getattr(exc, "op", None) == "ci-process":
             name = ctx.param("ci-process") or ""
@@ -292,32 +300,68 @@ async def download(app: App, ctx: Context) -> Response:
             raise
         # A refused value with ignore-error/1 (blur/80x5/ignore-error/1): CI answers the
         # original object, 200, as ci_engine.process_url does (docs/compatibility.md).
-        key, _ = await io(lambda: resolve_request(ctx.target.raw_path, state.styles, state.protection, exists=store))
+        key, _ = await io(resolve, ctx.target.raw_path)
         pipeline = None
+    if pull:
+        await app.origin.ensure(cfg, store, key)
     if pipeline is None:
-        return await _plain(app, ctx, store, key)
+        return await _plain(app, ctx, store, key, cfg)
+    return await _processed(app, ctx, store, key, pipeline, cfg)
 
-    if head.size > app.limits.max_input_bytes and not pipeline.ignore_error:
-        # limits-and-errors.md 5.4: an oversized input on a download URL redirects to the
-        # original; known from the size, so the object is not even read
-        return _redirect_to_original(ctx)
 
-    def work() -> Any:
-        return process(store.get(key), pipeline, backend=app.config.backend, limits=app.limits)
+async def _processed(app: App, ctx: Context, store: Store, key: str, pipeline: Any, cfg: BucketConfig) -> Response:
+    """A processed download: from the result cache when it holds the output, else processed
+    (in the image pool) and cached. ``ETag`` is the MD5 of the output, ``Last-Modified`` the
+    source's; ``If-None-Match`` / ``If-Modified-Since`` answer 304; with a cache,
+    ``x-ci-cache: HIT`` or ``MISS``."""
+    cache = app.cache
+    bucket = cfg.name
 
-    try:
-        result = await app.pool.run(work)
-    except ImageTooLargeError:
-        return _redirect_to_original(ctx)
+    def lookup() -> tuple[Any, str | None, CachedResult | None]:
+        head = store.head(key)
+        if cache is None:
+            return head, None, None
+        name = cache.key(bucket, key, head.etag, render(pipeline))
+        return head, name, cache.get(name)
+
+    head, name, entry = await io(lookup)
     modified = head.last_modified
-    headers = {
-        "ETag": _quoted(hashlib.md5(result.data, usedforsecurity=False).hexdigest()),
-        "Last-Modified": http_date(modified),
-        "Content-Type": result.mime_type,
-    }
-    if result.masked is not None:
-        headers["x-ci-masked-error"] = result.masked.code
-    return Response(result.data, headers=_overrides(ctx, headers))
+    headers = {"Last-Modified": http_date(modified)}
+    if cache is not None:
+        headers["x-ci-cache"] = "MISS" if entry is None else "HIT"
+    if cfg.cache_control:
+        headers["Cache-Control"] = cfg.cache_control
+    if entry is None and "if-none-match" not in ctx.headers and _not_modified(ctx, "", modified):
+        # If-Modified-Since alone: the output changes only with the source, no need to make it
+        return _not_modified_response(_overrides(ctx, headers))
+    if entry is None:
+        if head.size > app.limits.max_input_bytes and not pipeline.ignore_error:
+            # limits-and-errors.md 5.4: an oversized input on a download URL redirects to the
+            # original; known from the size, so the object is not even read
+            return _redirect_to_original(ctx)
+
+        def work() -> Any:
+            return process(store.get(key), pipeline, backend=app.config.backend, limits=app.limits)
+
+        try:
+            result = await app.pool.run(work)
+        except ImageTooLargeError:
+            return _redirect_to_original(ctx)
+        entry = CachedResult(
+            result.data,
+            result.mime_type,
+            hashlib.md5(result.data, usedforsecurity=False).hexdigest(),
+            None if result.masked is None else result.masked.code,
+        )
+        if cache is not None and name is not None:
+            await io(cache.put, name, entry)
+    headers["ETag"] = _quoted(entry.etag)
+    if _not_modified(ctx, entry.etag, modified):
+        return _not_modified_response(_overrides(ctx, headers))
+    headers["Content-Type"] = entry.mime_type
+    if entry.masked is not None:
+        headers["x-ci-masked-error"] = entry.masked
+    return Response(entry.data, headers=_overrides(ctx, headers))
 
 
 def _redirect_to_original(ctx: Context) -> Response:
@@ -325,8 +369,8 @@ def _redirect_to_original(ctx: Context) -> Response:
     return Response(b"", status_code=302, headers={"Location": location})
 
 
-async def _plain(app: App, ctx: Context, store: Store, key: str) -> Response:
-    def opened() -> tuple[BinaryIO, int, Any]:
+async def _plain(app: App, ctx: Context, store: Store, key: str, cfg: BucketConfig) -> Response:
+    def opened() -> tuple[BinaryIO, int, Any]:  # one trip to a worker thread
         handle = store.open(key)
         try:
             return handle, _size_of(handle), store.head(key)
@@ -341,10 +385,12 @@ async def _plain(app: App, ctx: Context, store: Store, key: str) -> Response:
         "Content-Type": _content_type(key),
         "Accept-Ranges": "bytes",
     }
+    if cfg.cache_control:
+        headers["Cache-Control"] = cfg.cache_control
     _overrides(ctx, headers)
     if _not_modified(ctx, info.etag, info.last_modified):
         handle.close()
-        return Response(b"", status_code=304, headers={k: v for k, v in headers.items() if k != "Content-Type"})
+        return _not_modified_response({k: v for k, v in headers.items() if k != "Content-Type"})
     start, end, status = 0, size - 1, 200
     requested = ctx.headers.get("range")
     if requested:
@@ -382,6 +428,12 @@ async def _plain(app: App, ctx: Context, store: Store, key: str) -> Response:
             handle.close()
 
     return StreamingResponse(chunks(), status_code=status, headers=headers)
+
+
+def _not_modified_response(headers: dict[str, str]) -> Response:
+    """304 with ``Content-Length: 0``: the official Python SDK's ``get_object`` reads a
+    response only when it has a length (or is chunked)."""
+    return Response(b"", status_code=304, headers={**headers, "Content-Length": "0"})
 
 
 def _not_modified(ctx: Context, etag: str, modified: float) -> bool:

@@ -160,4 +160,14 @@ def test_pic_operations_embed_rules_and_refused_ones(tmp_path: Path) -> None:
     assert _extract((tmp_path / "in" / "marked.jpg").read_bytes())["Text"] == TEXT
     assert slim.format == "jpeg" and slim.size < len(data) == (tmp_path / "in" / "k.jpg").stat().st_size
     with pytest.raises(ce.UnsupportedOperationError):
-        persist("in/k.jpg", data, '{"rules":[{"fileid":"q.jpg","rule":"QRcode/cover/1"}]}', store)
+        persist("in/k.jpg", data, '{"rules":[{"fileid":"q.json","rule":"imageInspect"}]}', store)
+    # extraction: type 3 stores nothing and answers Text / WatermarkStatusCode under ProcessResults
+    marked_bytes = (tmp_path / "in" / "marked.jpg").read_bytes()
+    header = '{"rules":[{"fileid":"x.txt","rule":"watermark/4/type/3"}]}'
+    for source, text, code in ((marked_bytes, TEXT, "0"), (data, "", "1")):
+        upload = persist("in/suspect.jpg", source, header, store, bucket="demo-1250000000")
+        root = ET.fromstring(upload.to_xml().encode())
+        results = root.find("ProcessResults")
+        assert [c.tag for c in results] == ["Text", "WatermarkStatusCode"]
+        assert (results.findtext("Text") or "", results.findtext("WatermarkStatusCode")) == (text, code)
+        assert not (tmp_path / "in" / "x.txt").exists()

@@ -167,3 +167,29 @@ def test_bad_parameters_are_typed_errors(rule: str, error: type) -> None:
     photo = (SAMPLES / "kleiber.jpg").read_bytes()
     with pytest.raises(error):
         ce.process(photo, rule)
+
+
+def test_pic_operations_rule_stores_the_covered_image_and_reports_the_codes(tmp_path: Path) -> None:
+    from ci_engine.persistent import persist
+    from ci_engine.store import LocalStore
+
+    data, corners = _place((SAMPLES / "kleiber.jpg").read_bytes(), "https://example.org/p/9", 6, 0, (0.1, 0.2))
+    store = LocalStore(tmp_path)
+    header = (
+        '{"rules":[{"fileid":"covered.jpg","rule":"QRcode/cover/1"},{"fileid":"plain.jpg","rule":"QRcode/cover/0"}]}'
+    )
+    upload = persist("in/qr.jpg", data, header, store, bucket="demo-1250000000")
+    root = ET.fromstring(upload.to_xml().encode())
+    covered, plain = root.find("ProcessResults").findall("Object")
+    tags = [c.tag for c in covered]
+    assert tags[: tags.index("FrameCount") + 1][-1] == "FrameCount"
+    assert tags[tags.index("FrameCount") + 1 :] == ["CodeStatus", "QRcodeInfo"]
+    assert covered.findtext("CodeStatus") == "1"
+    assert covered.find("QRcodeInfo").findtext("CodeUrl") == "https://example.org/p/9"
+    points = [tuple(int(v) for v in p.text.split(",")) for p in covered.find("QRcodeInfo").find("CodeLocation")]
+    assert all(math.dist(got, want) <= 6 for got, want in zip(points, corners))
+    assert recognize((tmp_path / "in" / "covered.jpg").read_bytes()).codes == ()  # stored: the mosaic
+    assert [c.text for c in recognize((tmp_path / "in" / "plain.jpg").read_bytes()).codes] == [
+        "https://example.org/p/9"
+    ]
+    assert plain.findtext("CodeStatus") == "1" and plain.findtext("Format") == "jpeg"

@@ -1259,7 +1259,7 @@ _TIFF_WANTED = frozenset(
 _MAX_TIFF_TILE_SLACK = 1_024
 """A TIFF tile may be as large as its image (rounded up to 16, as tile sizes are) or this
 many pixels a side, not more: libtiff decodes whole tiles, so a 16 x 16 TIFF of one
-16,384 x 16,384 tile cost Pillow 1.2 s and 270 MB for 256 pixels."""
+16,384 x 16,384 tile cost Pillow 0.8-1.2 s and 256 MB for 256 pixels."""
 
 
 def _probe_tiff(data: bytes, limits: Limits | None = None) -> ImageHeader:

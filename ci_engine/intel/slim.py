@@ -16,9 +16,10 @@ back unchanged (``X-Slimflag: 2``), never a larger file.
   Cr passes :data:`MIN_CHROMA_SSIM` too (the better quantisation choice: colour detail is where photographs hide
   the most bits the eye does not miss).
 * **PNG**: lossless recompression (libvips: zlib level 9 with every row filter tried;
-  Pillow when libvips is absent or ``backend="pillow"``), and a 256-colour palette
-  (libimagequant through libvips, no dithering) only where it passes the SSIM bound, i.e.
-  where it is visually lossless (graphics, screenshots; rarely photographs).
+  Pillow's ``optimize`` when libvips is absent or ``backend="pillow"``), and a 256-colour
+  palette (libimagequant through libvips; on Pillow libimagequant when built in, else
+  median cut / fast octree; no dithering) only where it passes the SSIM bound, i.e. where
+  it is visually lossless (graphics, screenshots; rarely photographs).
 * **WebP**: a lossless file is re-encoded losslessly at the slowest, densest setting; a
   lossy one gets the JPEG treatment (quality bisection, method 6).
 * Other formats (GIF, BMP, HEIF, AVIF, TIFF) come back unchanged (``X-Slimflag: 2``).
@@ -253,14 +254,25 @@ def _png(data: bytes, reference: Planes, backend: str) -> list[Candidate]:
         if palette is not None and len(palette) < len(lossless) and _score(reference, palette) >= MIN_SSIM:
             out.append((palette, True))
         return out
-    from PIL import Image
+    from PIL import Image, features
 
     with Image.open(io.BytesIO(data)) as img:
         img.load()
         buf = io.BytesIO()
         extra = {k: img.info[k] for k in ("icc_profile", "transparency") if k in img.info}
         img.save(buf, "PNG", optimize=True, **extra)
-    out.append((buf.getvalue(), False))
+        out.append((buf.getvalue(), False))
+        if img.mode in ("RGB", "RGBA"):
+            if features.check_feature("libimagequant"):
+                method = Image.Quantize.LIBIMAGEQUANT
+            else:
+                method = Image.Quantize.FASTOCTREE if img.mode == "RGBA" else Image.Quantize.MEDIANCUT
+            quantised = img.quantize(256, method=method, dither=Image.Dither.NONE)
+            buf = io.BytesIO()
+            quantised.save(buf, "PNG", optimize=True, **{k: v for k, v in extra.items() if k == "icc_profile"})
+            palette = buf.getvalue()
+            if len(palette) < len(out[0][0]) and _score(reference, palette) >= MIN_SSIM:
+                out.append((palette, True))
     return out
 
 

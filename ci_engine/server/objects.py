@@ -374,13 +374,15 @@ def _redirect_to_original(ctx: Context) -> Response:
 
 
 async def _plain(app: App, ctx: Context, store: Store, key: str, cfg: BucketConfig) -> Response:
-    handle: BinaryIO = await io(store.open, key)
-    try:
-        size = await io(_size_of, handle)
-        info = await io(store.head, key)
-    except BaseException:
-        handle.close()
-        raise
+    def opened() -> tuple[BinaryIO, int, Any]:  # one trip to a worker thread
+        handle = store.open(key)
+        try:
+            return handle, _size_of(handle), store.head(key)
+        except BaseException:
+            handle.close()
+            raise
+
+    handle, size, info = await io(opened)
     headers = {
         "ETag": _quoted(info.etag),
         "Last-Modified": http_date(info.last_modified),

@@ -52,6 +52,10 @@ from ci_engine.server.xml import http_date, iso_time, xml_response
 from ci_engine.store import Store, check_key
 from ci_engine.styles import resolve_request
 
+STAGING_PREFIX = ".ci-jobs/"
+"""Where a running job leaves its result (``ci_engine.jobs.buckets.STAGING_PREFIX``, not
+imported: the job package loads on the first job request): hidden from bucket listings."""
+
 __all__ = [
     "handle",
     "receive_body",
@@ -723,7 +727,7 @@ async def list_objects(app: App, ctx: Context) -> Response:
         truncated = False
         last = ""
         for key in store.keys(prefix):
-            if key <= marker:
+            if key <= marker or key.startswith(STAGING_PREFIX):  # a running job's staged result
                 continue
             if delimiter:
                 cut = key.find(delimiter, len(prefix))

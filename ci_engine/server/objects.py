@@ -49,7 +49,7 @@ from ci_engine.server.errors import (
     MethodNotAllowedError,
 )
 from ci_engine.server.xml import http_date, iso_time, xml_response
-from ci_engine.store import Store, check_key
+from ci_engine.store import ObjectInfo, Store, check_key
 from ci_engine.styles import resolve_request
 
 __all__ = [
@@ -274,12 +274,11 @@ async def download(app: App, ctx: Context) -> Response:
     cfg = app.config.bucket(bucket)
     check_hotlink(cfg, ctx.headers.get("referer"))
     state = await app.state_async(bucket)
-    store = await io(app.storage.store, bucket)
     query = processing_query(ctx.raw_query) if ctx.method == "GET" else ""
     url = ctx.target.raw_path + (f"?{query}" if query else "")
     pull = cfg.origin is not None and ctx.method == "GET"
 
-    def resolve(path: str) -> tuple[str, Any]:
+    def resolve(store: Store, path: str) -> tuple[str, Any]:
         try:
             return resolve_request(path, state.styles, state.protection, exists=store)
         except NoSuchKeyError:
@@ -288,8 +287,21 @@ async def download(app: App, ctx: Context) -> Response:
             # absent here: the origin may have it (a style suffix is taken as a style)
             return resolve_request(path, state.styles, state.protection)
 
+    def first() -> tuple[Store, str, Any, _Found | None]:
+        # one thread hop for the common case: the store, the key and pipeline, and (no origin
+        # to ask first) the source's head and the cached output
+        store = app.storage.store(bucket)
+        key, pipeline = resolve(store, url)
+        found = None if pipeline is None or pull else _lookup(app, store, bucket, key, pipeline)
+        return store, key, pipeline, found
+
+    def original() -> tuple[Store, str]:
+        store = app.storage.store(bucket)
+        return store, resolve(store, ctx.target.raw_path)[0]
+
+    found: _Found | None = None
     try:
-        key, pipeline = await io(resolve, url)
+        store, key, pipeline, found = await io(first)
     except ParseError as exc:
         if getattr(exc, "op", None) == "ci-process":
             name = ctx.param("ci-process") or ""
@@ -300,31 +312,39 @@ async def download(app: App, ctx: Context) -> Response:
             raise
         # A refused value with ignore-error/1 (blur/80x5/ignore-error/1): CI answers the
         # original object, 200, as ci_engine.process_url does (docs/compatibility.md).
-        key, _ = await io(resolve, ctx.target.raw_path)
+        store, key = await io(original)
         pipeline = None
     if pull:
         await app.origin.ensure(cfg, store, key)
     if pipeline is None:
         return await _plain(app, ctx, store, key, cfg)
-    return await _processed(app, ctx, store, key, pipeline, cfg)
+    if found is None:
+        found = await io(_lookup, app, store, bucket, key, pipeline)
+    return await _processed(app, ctx, store, key, pipeline, cfg, found)
 
 
-async def _processed(app: App, ctx: Context, store: Store, key: str, pipeline: Any, cfg: BucketConfig) -> Response:
+_Found = tuple[ObjectInfo, str | None, CachedResult | None]
+"""The source's head, the cache entry's name and the cached output (``None``: a miss)."""
+
+
+def _lookup(app: App, store: Store, bucket: str, key: str, pipeline: Any) -> _Found:
+    head = store.head(key)
+    cache = app.cache
+    if cache is None:
+        return head, None, None
+    name = cache.key(bucket, key, head.etag, render(pipeline))
+    return head, name, cache.get(name)
+
+
+async def _processed(
+    app: App, ctx: Context, store: Store, key: str, pipeline: Any, cfg: BucketConfig, found: _Found
+) -> Response:
     """A processed download: from the result cache when it holds the output, else processed
     (in the image pool) and cached. ``ETag`` is the MD5 of the output, ``Last-Modified`` the
     source's; ``If-None-Match`` / ``If-Modified-Since`` answer 304; with a cache,
     ``x-ci-cache: HIT`` or ``MISS``."""
     cache = app.cache
-    bucket = cfg.name
-
-    def lookup() -> tuple[Any, str | None, CachedResult | None]:
-        head = store.head(key)
-        if cache is None:
-            return head, None, None
-        name = cache.key(bucket, key, head.etag, render(pipeline))
-        return head, name, cache.get(name)
-
-    head, name, entry = await io(lookup)
+    head, name, entry = found
     modified = head.last_modified
     headers = {"Last-Modified": http_date(modified)}
     if cache is not None:

@@ -22,20 +22,25 @@ Everything listens on 127.0.0.1 and every run is a fixed number of requests.
 **Contenders** (all on the same bytes, each output decoded once to check its geometry):
 
 - ``server c=N``: ``ci-engine serve --anonymous`` in a subprocess with its defaults (image
-  workers = the cores) except ``max_pending = 32`` (the default, 4 per worker, would answer
+  workers = the cores, no result cache: every request does its image work) except
+  ``max_pending = 32`` (the default, 4 per worker, would answer
   16 concurrent clients with some ``503 SlowDown``: the bounded line working as designed,
   not what a throughput figure should count) and ``fsync = false`` (no uploads are timed);
   N keep-alive connections of the load generator below.
 - ``ci_engine.process, 2 threads``: the library in this process, ``process(data, rule)``
   called from a pool of 2 threads (the cores), library defaults; the data already in memory.
-- ``thumbor c=N``: thumbor 7.8.0's own HTTP server with ``--processes 2`` (one process per
-  core, the way to use both cores), its PIL engine (which uses JPEG draft mode, the same
-  DCT-domain downscale as ci_engine's shrink-on-load), the file loader pointed at a directory
-  holding the same JPEG, no storage, no result storage, ``QUALITY = 90`` (ci_engine keeps the
-  input's quality, 90 here); URL ``/unsafe/400x0/photo12.jpg``. ``thumbor, 1 process, c=4``:
-  the same with thumbor's default of one process. Both are reported against the 1.5x target:
-  the default one cannot use the second core; the per-core one does the same work per
-  request as the server. thumbor lives in its own virtual environment,
+- ``thumbor c=N``: thumbor 7.8.0's own HTTP server, one instance per core (2 instances of
+  thumbor's default single process on two ports, the load generator's connections alternating
+  between them, as a load balancer in front would spread them), its PIL engine (which uses
+  JPEG draft mode, the same DCT-domain downscale as ci_engine's shrink-on-load), the file
+  loader pointed at a directory holding the same JPEG, no storage, no result storage,
+  ``QUALITY = 90`` (ci_engine keeps the input's quality, 90 here); URL
+  ``/unsafe/400x0/photo12.jpg``. Not ``thumbor --processes 2``: its forks share one listening
+  socket, and a burst of new connections all went to one of them (measured: 4 and 16
+  connections, one child did all the work, the other none), so it used one core.
+  ``thumbor, 1 process, c=4``: one instance alone, thumbor's default. Both are reported
+  against the 1.5x target: the default cannot use the second core; one instance per core does
+  the same work per request as the server. thumbor lives in its own virtual environment,
   ``benchmarks/.venv-thumbor`` (git-ignored; a benchmark-only dependency, not one of the
   project's), which this script creates with ``pip install thumbor==7.8.0`` when it is
   missing; by hand::
@@ -50,15 +55,19 @@ requests / wall time; latencies are per request (p50, p99 over every round). Any
 than 200 counts as a failure (none is retried). The client's own CPU time per request is
 reported: it runs on the same 2 cores as the servers.
 
-**Method.** Timing on this shared VM drifts, so the contenders run interleaved in rounds
-(each round every contender once, the starting one rotating); a ratio is the median of the
-per-round ratios (both contenders ran minutes apart at most), with its range. Wall-time
-figures on a loaded machine mostly measure the share of the cores each contender got, so
-the CPU time per request of each contender (its processes' user + system time over the timed
-requests) and the cores it used (CPU time / wall time) are reported next to them. **Peak RSS**
-of a server is ``VmHWM`` from ``/proc/<pid>/status``, reset before each contender's run by
-writing ``5`` to ``/proc/<pid>/clear_refs`` (the maximum over rounds is reported); for
-thumbor it is the sum over its processes.
+**Method.** Every server runs in this script's session, so that under Linux's autogroup
+scheduling (on here) each contender, and the load generator with it, competes for the CPU as
+the same one group (a server started in a session of its own, or thumbor's two instances in
+two, would get one or two groups' share of a loaded machine). Timing on this shared VM
+drifts, so the contenders run interleaved in rounds (each round every contender once, the
+starting one rotating); a ratio is the median of the per-round ratios (both contenders ran
+minutes apart at most), with its range. Wall-time figures on a loaded machine mostly measure
+the share of the cores each contender got, so the CPU time per request of each contender
+(its processes' user + system time over the timed requests) and the cores it used (CPU time
+/ wall time) are reported next to them. **Peak RSS** of a server is ``VmHWM`` from
+``/proc/<pid>/status``, reset before each contender's run by writing ``5`` to
+``/proc/<pid>/clear_refs`` (the maximum over rounds is reported); for thumbor it is the sum
+over its processes.
 
 **Server time beyond the image work** (small workload): ``1 / throughput`` of the server at
 concurrency 16 minus ``1 / throughput`` of ``ci_engine.process`` on 2 threads on the same
@@ -199,6 +208,10 @@ class Service:
     port: int
     log: Path
 
+    @property
+    def ports(self) -> list[int]:
+        return [self.port]
+
     def pids(self) -> list[int]:
         return [self.process.pid, *children(self.process.pid)]
 
@@ -214,20 +227,51 @@ class Service:
         return sum(cpu_seconds(pid) for pid in self.pids())
 
     def loop_cpu(self) -> float:
-        """CPU seconds of the main process's main thread (ci-engine's event loop)."""
-        return cpu_seconds(self.process.pid, self.process.pid)
+        """CPU seconds of the main process's main thread (ci-engine's event loop), from
+        ``schedstat`` (nanoseconds; ``stat`` counts 10 ms ticks)."""
+        pid = self.process.pid
+        try:
+            return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            return cpu_seconds(pid, pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)  # its own session: the process and its forks
-            except ProcessLookupError:
-                pass
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(15)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.kill()
                 self.process.wait(5)
+
+
+@dataclass
+class Group:
+    """Several single-process instances of one server, used together: the load generator
+    spreads its connections over their ports, as a load balancer in front of them would."""
+
+    name: str
+    members: list[Service]
+
+    @property
+    def ports(self) -> list[int]:
+        return [m.port for m in self.members]
+
+    def pids(self) -> list[int]:
+        return [pid for m in self.members for pid in m.pids()]
+
+    def reset_rss(self) -> None:
+        for m in self.members:
+            m.reset_rss()
+
+    def peak_rss(self) -> int:
+        return sum(m.peak_rss() for m in self.members)
+
+    def cpu(self) -> float:
+        return sum(m.cpu() for m in self.members)
+
+    def loop_cpu(self) -> float:
+        return sum(m.loop_cpu() for m in self.members)
 
 
 def start_ci_engine(workdir: Path, *extra: str) -> Service:
@@ -239,7 +283,7 @@ def start_ci_engine(workdir: Path, *extra: str) -> Service:
     cmd += ["--anonymous", "--bucket", BUCKET, "--config", str(config), *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open(log, "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, cwd=ROOT, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, cwd=ROOT)
     assert proc.stdout is not None
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
@@ -293,8 +337,9 @@ def ensure_thumbor(install: bool) -> tuple[Path | None, str]:
     return exe, version
 
 
-def start_thumbor(exe: Path, workdir: Path, image_dir: Path, processes: int) -> Service:
-    config = workdir / f"thumbor-{processes}.conf"
+def start_thumbor(exe: Path, workdir: Path, image_dir: Path, tag: int) -> Service:
+    """One thumbor instance (its default: one process) on a free port."""
+    config = workdir / f"thumbor-{tag}.conf"
     config.write_text(
         "LOADER = 'thumbor.loaders.file_loader'\n"
         f"FILE_LOADER_ROOT_PATH = {str(image_dir)!r}\n"
@@ -304,10 +349,10 @@ def start_thumbor(exe: Path, workdir: Path, image_dir: Path, processes: int) -> 
         "QUALITY = 90\n"
     )
     port = _free_port()
-    log = workdir / f"thumbor-{processes}.log"
-    cmd = [str(exe), "-i", HOST, "-p", str(port), "-c", str(config), "-l", "warning", "--processes", str(processes)]
+    log = workdir / f"thumbor-{tag}.log"
+    cmd = [str(exe), "-i", HOST, "-p", str(port), "-c", str(config), "-l", "warning"]
     with open(log, "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=err, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=err, stderr=err)
     service = Service("thumbor", proc, port, log)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -391,14 +436,14 @@ class Run:
 
 
 async def _load(
-    port: int,
+    ports: list[int],
     path: str,
     requests: int,
     concurrency: int,
     server_cpu: Callable[[], float],
     loop_cpu: Callable[[], float],
 ) -> Run:
-    conns = [Connection(port) for _ in range(concurrency)]
+    conns = [Connection(ports[i % len(ports)]) for i in range(concurrency)]
     failures: list[str] = []
     # warm-up: one untimed request per connection (opens it; the sample output comes from here)
     warm = await asyncio.gather(*(c.get(path) for c in conns))
@@ -437,9 +482,9 @@ async def _load(
     )
 
 
-def http_load(service: Service, path: str, requests: int, concurrency: int) -> Run:
+def http_load(service: Service | Group, path: str, requests: int, concurrency: int) -> Run:
     service.reset_rss()
-    run = asyncio.run(_load(service.port, path, requests, concurrency, service.cpu, service.loop_cpu))
+    run = asyncio.run(_load(service.ports, path, requests, concurrency, service.cpu, service.loop_cpu))
     run.peak_rss = service.peak_rss()
     return run
 
@@ -693,16 +738,16 @@ def main(argv: list[str] | None = None) -> int:
             services.append(server)
             put_object(server.port, "photo12.jpg", big)
             put_object(server.port, "kleiber.jpg", small)
-            thumbor: Service | None = None
+            thumbor: Group | None = None
             thumbor_1: Service | None = None
             if thumbor_exe is not None:
                 image_dir = work / "images"
                 image_dir.mkdir()
                 (image_dir / "photo12.jpg").write_bytes(big)
-                thumbor = start_thumbor(thumbor_exe, work, image_dir, os.cpu_count() or 1)
-                services.append(thumbor)
-                thumbor_1 = start_thumbor(thumbor_exe, work, image_dir, 1)
-                services.append(thumbor_1)
+                members = [start_thumbor(thumbor_exe, work, image_dir, i) for i in range(os.cpu_count() or 1)]
+                services.extend(members)
+                thumbor = Group("thumbor", members)
+                thumbor_1 = members[0]
 
             big_url = f"/{BUCKET}/photo12.jpg?{BIG_RULE}"
             small_url = f"/{BUCKET}/kleiber.jpg?{SMALL_RULE}"
@@ -783,7 +828,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     if "thumbor c=4" in big_runs:
         th_ratio = ratio(big_runs["server c=4"], big_runs["thumbor c=4"])
-        targets["server c=4 / thumbor c=4, thumbor with 1 process per core"] = {
+        targets["server c=4 / thumbor c=4, thumbor with one instance per core"] = {
             **th_ratio,
             "target": TARGET_THUMBOR,
             "met": th_ratio["median"] >= TARGET_THUMBOR,
@@ -812,7 +857,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     if "thumbor c=4" in cpu["big"]:
-        estimates["server c=4 / thumbor c=4, 1 process per core (thumbor CPU / server CPU; both use 2 cores)"] = {
+        estimates["server c=4 / thumbor c=4, one instance per core (thumbor CPU / server CPU; both use 2 cores)"] = {
             "value": cpu["big"]["thumbor c=4"] / server_cpu,
             "target": TARGET_THUMBOR,
         }
@@ -905,7 +950,7 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"The server's output equals `ci_engine.process` byte for byte: {res['server_output_equals_process']}. "
         "p50 and p99 are over every request of every round (a p99 of a few dozen requests is close to the "
-        "maximum). Peak RSS: `VmHWM` of the server process (for thumbor the sum over its processes), reset "
+        "maximum). Peak RSS: `VmHWM` of the server process (for thumbor the sum over its instances), reset "
         "before each run, maximum over rounds; the in-process contender has none of its own. CPU ms/req: "
         "user + system CPU time of the server's processes (of this process's threads for the in-process "
         "contender) over the timed requests, divided by their number, median over rounds; cores used: CPU "
@@ -916,7 +961,7 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         "CPU time per request is far less disturbed by the machine's other work than wall time. From it, "
         "the throughput each contender would reach on otherwise idle cores is cores it can use / CPU per "
-        "request (the server, `process` on 2 threads and thumbor with a process per core can use both "
+        "request (the server, `process` on 2 threads and thumbor with an instance per core can use both "
         "cores; thumbor's default single process runs its engine on its one event-loop thread), and the "
         "server's time per request beyond the image work at concurrency 16 is its extra CPU per request "
         "spread over the 2 cores, or its event loop's CPU per request if that (one thread) is larger. "

@@ -12,6 +12,7 @@ request                                        function
 ``PUT /jobs/<id>?cancel``                       :meth:`JobsAPI.cancel_job`
 ``POST /template`` (``<Request>``)               :meth:`JobsAPI.create_template`
 ``GET /template?ids=&name=&pageNumber=``        :meth:`JobsAPI.get_templates`
+``PUT /template/<id>`` (``<Request>``)           :meth:`JobsAPI.update_template`
 ``DELETE /template/<id>``                       :meth:`JobsAPI.delete_template`
 =============================================  ============================================
 
@@ -224,6 +225,30 @@ def _template_xml(xml: _XML, name: str, template: Template) -> None:
     xml.close(name)
 
 
+def _template_request(body: bytes | str) -> tuple[str, str, bool]:
+    """Name, rule and ``IsPicInfo`` of a template create or update body."""
+    request = parse_request(body)
+    tag = _text(request, "Tag")
+    if tag != "PicProcess":
+        raise _bad(f"Tag: must be PicProcess (the only template kind of this service), got {tag!r}")
+    name = _text(request, "Name")
+    if not name or len(name.encode("utf-8")) > 64:
+        raise _bad("Name: is required, at most 64 bytes")
+    rule = _text(request, "PicProcess/ProcessRule")
+    if not rule:
+        raise _bad("PicProcess/ProcessRule: is required")
+    return name, rule, _bool(_text(request, "PicProcess/IsPicInfo"), "PicProcess/IsPicInfo")
+
+
+def _template_response(template: Template) -> str:
+    xml = _XML()
+    xml.open("Response")
+    xml.leaf("RequestId", _request_id())
+    _template_xml(xml, "Template", template)
+    xml.close("Response")
+    return xml.text()
+
+
 def _ids(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
@@ -406,24 +431,16 @@ class JobsAPI:
 
     # -- templates ----------------------------------------------------------------------------------
     def create_template(self, bucket: str, body: bytes | str) -> str:
-        request = parse_request(body)
-        tag = _text(request, "Tag")
-        if tag != "PicProcess":
-            raise _bad(f"Tag: must be PicProcess (the only template kind of this service), got {tag!r}")
-        name = _text(request, "Name")
-        if not name or len(name.encode("utf-8")) > 64:
-            raise _bad("Name: is required, at most 64 bytes")
-        rule = _text(request, "PicProcess/ProcessRule")
-        if not rule:
-            raise _bad("PicProcess/ProcessRule: is required")
-        is_pic_info = _bool(_text(request, "PicProcess/IsPicInfo"), "PicProcess/IsPicInfo")
+        name, rule, is_pic_info = _template_request(body)
         template = self.service.add_template(bucket, name, rule, is_pic_info)
-        xml = _XML()
-        xml.open("Response")
-        xml.leaf("RequestId", _request_id())
-        _template_xml(xml, "Template", template)
-        xml.close("Response")
-        return xml.text()
+        return _template_response(template)
+
+    def update_template(self, bucket: str, template_id: str, body: bytes | str) -> str:
+        """``PUT /template/<id>`` (the SDK's ``ci_update_template``): the same body as a
+        create; answers ``Response{RequestId, Template}`` with the new ``UpdateTime``."""
+        name, rule, is_pic_info = _template_request(body)
+        template = self.service.records.update_template(bucket, template_id, name, rule, is_pic_info)
+        return _template_response(template)
 
     def get_templates(self, bucket: str, query: Mapping[str, str]) -> str:
         category = query.get("category", "") or "Custom"

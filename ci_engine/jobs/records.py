@@ -245,10 +245,19 @@ class JobRecords:
             )
         return _queue(self._query("SELECT * FROM queues WHERE bucket = ?", (bucket,))[0])
 
-    def drop_queue(self, bucket: str) -> None:
-        """Remove the bucket's queue record (the service was disabled); jobs stay."""
+    def drop_queue(self, bucket: str) -> int:
+        """The service was disabled: cancel the bucket's unfinished jobs (``Submitted`` and
+        ``Running``: the commit of a running one then drops its result) and remove its queue
+        record, in one transaction; the ended jobs stay listable. Returns how many jobs were
+        cancelled."""
         with self.transaction() as db:
+            rows = list(
+                db.execute("SELECT id FROM jobs WHERE bucket = ? AND state IN (?, ?)", (bucket, SUBMITTED, RUNNING))
+            )
+            for row in rows:
+                self.finish(db, row["id"], CANCEL, code="Cancel", message="the bucket's image service was disabled")
             db.execute("DELETE FROM queues WHERE bucket = ?", (bucket,))
+        return len(rows)
 
     def queue(self, bucket: str, queue_id: str) -> Queue:
         rows = self._query("SELECT * FROM queues WHERE bucket = ? AND id = ?", (bucket, queue_id))
@@ -472,6 +481,22 @@ class JobRecords:
                 (template.id, bucket, name, template.tag, rule, int(is_pic_info), now, now),
             )
         return template
+
+    def update_template(self, bucket: str, template_id: str, name: str, rule: str, is_pic_info: bool) -> Template:
+        """Replace a template's name and rule (``PUT /template/<id>``); jobs already created
+        from it keep the rule they were given."""
+        with self.transaction() as db:
+            rows = list(db.execute("SELECT * FROM templates WHERE bucket = ? AND id = ?", (bucket, template_id)))
+            if not rows:
+                raise TemplateNotFoundError(f"template: no template {template_id!r} in bucket {bucket!r}")
+            clash = "SELECT id FROM templates WHERE bucket = ? AND name = ? AND id != ?"
+            if list(db.execute(clash, (bucket, name, template_id))):
+                raise JobStateError(f"template: a template named {name!r} already exists")
+            db.execute(
+                "UPDATE templates SET name = ?, rule = ?, is_pic_info = ?, update_time = ? WHERE id = ?",
+                (name, rule, int(is_pic_info), ci_time(), template_id),
+            )
+        return self.template(bucket, template_id)
 
     def template(self, bucket: str, template_id: str) -> Template:
         rows = self._query("SELECT * FROM templates WHERE bucket = ? AND id = ?", (bucket, template_id))

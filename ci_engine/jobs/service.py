@@ -319,6 +319,10 @@ class JobService:
         self._wake.set()
         return job
 
+    def wake(self) -> None:
+        """Have the dispatcher look at the records again (after a change made to them directly)."""
+        self._wake.set()
+
     def add_template(self, bucket: str, name: str, rule: str, is_pic_info: bool = False) -> Template:
         return self.records.add_template(bucket, name, rule, is_pic_info)
 

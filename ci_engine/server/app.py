@@ -279,6 +279,7 @@ class App:
         """The processed-result cache (``None`` without ``cache_dir``)."""
         self._states: dict[str, BucketState] = {}
         self._states_lock = threading.Lock()
+        self._known: set[str] = set()
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -309,12 +310,23 @@ class App:
                 found = self._states[bucket] = BucketState(self, bucket)
             return found
 
+    async def bucket_exists(self, bucket: str) -> bool:
+        """Whether ``bucket`` exists; remembered once seen (buckets are only removed through
+        this server, which forgets them then)."""
+        if bucket in self._known:
+            return True
+        found = await io(self.storage.exists, bucket)
+        if found:
+            self._known.add(bucket)
+        return found
+
     async def state_async(self, bucket: str) -> BucketState:
         """:meth:`state` without a thread hop once the bucket's state is loaded."""
         found = self._states.get(bucket)
         return found if found is not None else await io(self.state, bucket)
 
     def forget(self, bucket: str) -> None:
+        self._known.discard(bucket)
         with self._states_lock:
             self._states.pop(bucket, None)
 

@@ -203,6 +203,9 @@ async def _picbucket(app: App, ctx: Context, bucket: str) -> Response:
         found = await io(picbucket_record, app, bucket)
         record = found or {"bucket": bucket, "region": app.config.region, "create_time": time.time()}
         await io(app.storage.delete_meta, bucket, "picbucket.json")
+        disable = getattr(app.jobs, "disable", None)
+        if disable is not None:  # the queue goes with the service: its unfinished jobs are cancelled
+            await io(disable, bucket)
     elif ctx.method == "GET":
         return await _list(app, ctx, only=bucket)
     else:

@@ -21,7 +21,8 @@ from typing import Any
 from starlette.responses import Response
 
 from ci_engine.errors import UnsupportedOperationError
-from ci_engine.jobs import Buckets, JobsAPI, JobService
+from ci_engine.jobs import Buckets, JobRecords, JobsAPI, JobService
+from ci_engine.jobs.records import QueueNotFoundError
 from ci_engine.server.app import App, Context, io
 from ci_engine.server.errors import MethodNotAllowedError, NoSuchBucketError
 from ci_engine.server.objects import read_small_body
@@ -116,10 +117,14 @@ class JobsEndpoint:
             raise MethodNotAllowedError(f"{ctx.method} {ctx.target.path}: not a job API")
         if not await io(app.storage.exists, bucket):
             raise NoSuchBucketError(f"bucket: {bucket!r} does not exist")
+        name, ident = route
+        if name in _NEED_PICBUCKET and await io(_picbucket, self.app, bucket) is None:
+            raise QueueNotFoundError(
+                f"queue: the asynchronous image service is off for bucket {bucket!r} (POST /picbucket turns it on)"
+            )
         service = await io(self.service)
         await io(self._adopt_queue, service, bucket)
         api = JobsAPI(service)
-        name, ident = route
         params = {k: v for k, v in ctx.request_params}
         body = await read_small_body(ctx) if ctx.method in ("POST", "PUT") else b""
         calls: dict[str, Any] = {
@@ -131,20 +136,51 @@ class JobsEndpoint:
             "list_jobs": lambda: api.list_jobs(bucket, params),
             "create_template": lambda: api.create_template(bucket, body),
             "get_templates": lambda: api.get_templates(bucket, params),
+            "update_template": lambda: api.update_template(bucket, ident, body),
             "delete_template": lambda: api.delete_template(bucket, ident),
         }
-        if name == "update_template":
-            raise UnsupportedOperationError("template: updating a template is not implemented; delete and create")
         answer: str = await io(calls[name])
         return Response(answer.encode("utf-8"), media_type="application/xml")
 
     def _adopt_queue(self, service: JobService, bucket: str) -> None:
-        """Use the queue id that ``POST /picbucket`` announced for the bucket, if any."""
-        from ci_engine.server.ci_api import picbucket_record
-
-        record: Any = picbucket_record(self.app, bucket)
-        queue = record.get("queue", {}) if isinstance(record, dict) else {}
+        """Use the queue id that ``POST /picbucket`` announced for the bucket (no queue is
+        made for a bucket whose service is off)."""
+        record: Any = _picbucket(self.app, bucket)
+        if not isinstance(record, dict):
+            return
+        queue = record.get("queue", {})
         service.records.queue_for(bucket, queue_id=queue.get("QueueId"), name=queue.get("Name"))
+
+    def disable(self, bucket: str) -> int:
+        """``DELETE /picbucket``: cancel the bucket's unfinished jobs (no output of theirs
+        appears afterwards) and remove its queue. Works on the records alone when the job
+        service has not started (no cluster is started for this). Returns how many jobs
+        were cancelled."""
+        with self._lock:
+            service = self._service
+        if service is not None:
+            cancelled = service.records.drop_queue(bucket)
+            service.wake()
+            return cancelled
+        path = records_path(self.app)
+        if not path.exists():
+            return 0
+        records = JobRecords(path)
+        try:
+            return records.drop_queue(bucket)
+        finally:
+            records.close()
+
+
+_NEED_PICBUCKET = frozenset({"get_queues", "update_queue", "create_jobs"})
+"""The job APIs that need the bucket's asynchronous image service on (``POST /picbucket``);
+reading, listing and cancelling jobs and the templates work without it."""
+
+
+def _picbucket(app: App, bucket: str) -> Any:
+    from ci_engine.server.ci_api import picbucket_record
+
+    return picbucket_record(app, bucket)
 
 
 def _route(ctx: Context) -> tuple[str, str] | None:

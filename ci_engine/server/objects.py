@@ -52,6 +52,10 @@ from ci_engine.server.xml import http_date, iso_time, xml_response
 from ci_engine.store import ObjectInfo, Store, check_key
 from ci_engine.styles import resolve_request
 
+STAGING_PREFIX = ".ci-jobs/"
+"""Where a running job leaves its result (``ci_engine.jobs.buckets.STAGING_PREFIX``, not
+imported: the job package loads on the first job request): hidden from bucket listings."""
+
 __all__ = [
     "handle",
     "receive_body",
@@ -390,13 +394,15 @@ def _redirect_to_original(ctx: Context) -> Response:
 
 
 async def _plain(app: App, ctx: Context, store: Store, key: str, cfg: BucketConfig) -> Response:
-    handle: BinaryIO = await io(store.open, key)
-    try:
-        size = await io(_size_of, handle)
-        info = await io(store.head, key)
-    except BaseException:
-        handle.close()
-        raise
+    def opened() -> tuple[BinaryIO, int, Any]:  # one trip to a worker thread
+        handle = store.open(key)
+        try:
+            return handle, _size_of(handle), store.head(key)
+        except BaseException:
+            handle.close()
+            raise
+
+    handle, size, info = await io(opened)
     headers = {
         "ETag": _quoted(info.etag),
         "Last-Modified": http_date(info.last_modified),
@@ -741,7 +747,7 @@ async def list_objects(app: App, ctx: Context) -> Response:
         truncated = False
         last = ""
         for key in store.keys(prefix):
-            if key <= marker:
+            if key <= marker or key.startswith(STAGING_PREFIX):  # a running job's staged result
                 continue
             if delimiter:
                 cut = key.find(delimiter, len(prefix))

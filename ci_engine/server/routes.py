@@ -59,7 +59,7 @@ async def dispatch(app: App, ctx: Context) -> Response:
         if target.kind == "pic":
             return await ci_api.pic_binding(app, ctx)
         return await objects.bucket_ops(app, ctx)
-    if not await io(app.storage.exists, bucket):
+    if not await app.bucket_exists(bucket):
         raise NoSuchBucketError(f"bucket: {bucket!r} does not exist")
     if target.kind == "cos" and not target.path_style and ci_path(target.path):
         store = await io(app.storage.store, bucket)

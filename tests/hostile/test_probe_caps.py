@@ -61,6 +61,13 @@ def test_jpeg_fill_and_stray_bytes_are_capped_per_file() -> None:
     assert probe(mb.jpeg_padding(60_000, before=b"\xff\xfe\x00\x02", fill=b"\x00")).width == 16
 
 
+def test_jpeg_quantisation_tables_are_capped_per_file() -> None:
+    table = b"\x00" + bytes([1] * 64)
+    refused(mb.jpeg_with(mb.jpeg_segment(0xDB, table * 1_008) * 490), "more than 64 quantisation tables")
+    refused(mb.jpeg_with(mb.jpeg_segment(0xDB, table) * 64), "more than 64 quantisation tables")  # with TINY_JPEG's
+    assert probe(mb.jpeg_with(mb.jpeg_segment(0xDB, table) * 63)).width == 16
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fill_bytes_under_the_cap_still_decode(backend: str) -> None:
     result = ci_engine.process(mb.jpeg_fill_segments(10, 100), "imageMogr2/format/png", backend=backend)

@@ -201,3 +201,64 @@ def test_values_are_escaped(api: JobsAPI) -> None:
     assert detail is not None
     assert detail.findtext("Operation/PicProcess/ProcessRule") == "imageMogr2/thumbnail/100x&<x"
     assert detail.findtext("Operation/UserData") == "a&b"
+
+
+def template_body(name: str, rule: str, is_pic_info: str = "false") -> str:
+    return (
+        f"<Request><Tag>PicProcess</Tag><Name>{name}</Name><PicProcess><IsPicInfo>{is_pic_info}</IsPicInfo>"
+        f"<ProcessRule>{rule}</ProcessRule></PicProcess></Request>"
+    )
+
+
+def test_update_template(api: JobsAPI) -> None:
+    made = xml(api.create_template(BUCKET, template_body("small", "imageMogr2/thumbnail/64x")))
+    template_id = made.findtext("Template/TemplateId", "")
+    xml(api.create_template(BUCKET, template_body("other", "imageMogr2/thumbnail/32x")))
+    job_before = xml(api.create_jobs(BUCKET, job_body()))  # a job made from a PicProcess rule
+    updated = xml(api.update_template(BUCKET, template_id, template_body("large", "imageMogr2/thumbnail/800x", "true")))
+    assert updated.findtext("Template/TemplateId") == template_id
+    assert updated.findtext("Template/Name") == "large"
+    assert updated.findtext("Template/PicProcess/ProcessRule") == "imageMogr2/thumbnail/800x"
+    assert updated.findtext("Template/PicProcess/IsPicInfo") == "true"
+    assert updated.findtext("Template/CreateTime") == made.findtext("Template/CreateTime")
+    listed = xml(api.get_templates(BUCKET, {"ids": template_id}))
+    assert listed.findtext("TemplateList/Name") == "large"
+    assert listed.findtext("TemplateList/PicProcess/ProcessRule") == "imageMogr2/thumbnail/800x"
+    # a job from the template takes the new rule
+    body = job_body().replace(
+        "<PicProcess><IsPicInfo>true</IsPicInfo><ProcessRule>imageMogr2/thumbnail/100x</ProcessRule></PicProcess>",
+        f"<TemplateId>{template_id}</TemplateId>",
+    )
+    detail = xml(api.create_jobs(BUCKET, body)).find("JobsDetail")
+    assert detail is not None
+    assert detail.findtext("Operation/PicProcess/ProcessRule") == "imageMogr2/thumbnail/800x"
+    assert detail.findtext("Operation/TemplateName") == "large"
+    assert job_before.findtext("JobsDetail/Operation/PicProcess/ProcessRule") == "imageMogr2/thumbnail/100x"
+    with pytest.raises(CIError) as err:
+        api.update_template(BUCKET, "tnosuch", template_body("x", "imageMogr2/thumbnail/10x"))
+    assert (err.value.code, err.value.status) == ("TemplateNotFound", 404)
+    with pytest.raises(CIError) as err:
+        api.update_template(BUCKET, template_id, template_body("other", "imageMogr2/thumbnail/10x"))
+    assert (err.value.code, err.value.status) == ("InvalidArgument", 400)
+    with pytest.raises(InvalidArgumentError):
+        api.update_template(BUCKET, template_id, template_body("large", ""))
+    with pytest.raises(CIError) as err:  # another bucket's template is not this bucket's
+        api.update_template("other-1250000000", template_id, template_body("y", "imageMogr2/thumbnail/10x"))
+    assert err.value.code == "TemplateNotFound"
+
+
+def test_drop_queue_cancels_unfinished_jobs(api: JobsAPI) -> None:
+    records = api.service.records
+    made = [xml(api.create_jobs(BUCKET, job_body(out=f"out/{i}.jpg"))) for i in range(3)]
+    ids = [answer.findtext("JobsDetail/JobId", "") for answer in made]
+    other = xml(api.create_jobs("other-1250000000", job_body())).findtext("JobsDetail/JobId", "")
+    (claimed,) = records.claim(1)  # one of them Running
+    assert claimed.id == ids[0]
+    old_queue = records.queue_for(BUCKET).id
+    assert records.drop_queue(BUCKET) == 3
+    jobs, missing = records.jobs(BUCKET, ids)
+    assert not missing
+    assert [(j.state, j.code) for j in jobs] == [("Cancel", "Cancel")] * 3
+    assert records.job(other).state == "Submitted"  # another bucket's jobs are untouched
+    assert records.queue_for(BUCKET).id != old_queue  # a new queue when the service is on again
+    assert records.drop_queue(BUCKET) == 0

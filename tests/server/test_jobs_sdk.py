@@ -26,7 +26,9 @@ RULES = [
 
 @pytest.fixture(scope="module")
 def sdk(server: Server) -> Any:
-    return make_client(server, "proxy")
+    client = make_client(server, "proxy")
+    client.ci_open_pic_bucket(Bucket=PHOTOS)  # the job APIs need the bucket's image service on
+    return client
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +167,69 @@ def test_templates(sdk: Any, source: str, photo: bytes) -> None:
     assert err.value.get_error_code() == "TemplateNotFound"
 
 
+def test_update_template(sdk: Any, source: str, photo: bytes) -> None:
+    """``ci_update_template`` (``PUT /template/<id>``): the next job from it takes the new rule."""
+    template = {"Tag": "PicProcess", "Name": "to-update", "PicProcess": {"ProcessRule": "imageMogr2/thumbnail/64x"}}
+    template_id = sdk.ci_create_template(Bucket=PHOTOS, Template=template)["Template"]["TemplateId"]
+    template = {"Tag": "PicProcess", "Name": "updated", "PicProcess": {"ProcessRule": "imageMogr2/thumbnail/90x"}}
+    answer = sdk.ci_update_template(Bucket=PHOTOS, TemplateId=template_id, Template=template)
+    assert answer["Template"]["TemplateId"] == template_id
+    assert answer["Template"]["Name"] == "updated"
+    assert answer["Template"]["PicProcess"]["ProcessRule"] == "imageMogr2/thumbnail/90x"
+    (done,) = wait(sdk, [create(sdk, job(source, "jobs/tpl-updated.jpg", template=template_id))["JobId"]])
+    assert (done["State"], done["Operation"]["TemplateName"]) == ("Success", "updated")
+    assert done["Operation"]["PicProcessResult"]["ProcessResult"]["Width"] == "90"
+    body = sdk.get_object(Bucket=PHOTOS, Key="jobs/tpl-updated.jpg")["Body"].get_raw_stream().read()
+    assert body == persisted(photo, "imageMogr2/thumbnail/90x")
+    with pytest.raises(CosServiceError) as err:
+        sdk.ci_update_template(Bucket=PHOTOS, TemplateId="tnosuchtemplate", Template=template)
+    assert (err.value.get_error_code(), err.value.get_status_code()) == ("TemplateNotFound", 404)
+    sdk.ci_delete_template(Bucket=PHOTOS, TemplateId=template_id)
+
+
+def test_staged_results_are_hidden_from_listings(sdk: Any) -> None:
+    """Objects under ``.ci-jobs/`` (where a running job leaves its result) are not listed."""
+    sdk.put_object(Bucket=PHOTOS, Key=".ci-jobs/cstaged-1", Body=b"staged")
+    sdk.put_object(Bucket=PHOTOS, Key="listing/visible.txt", Body=b"visible")
+    listed = sdk.list_objects(Bucket=PHOTOS, Prefix="")
+    keys = [c["Key"] for c in listed.get("Contents", [])]
+    assert "listing/visible.txt" in keys
+    assert not any(k.startswith(".ci-jobs/") for k in keys), keys
+    assert "Contents" not in sdk.list_objects(Bucket=PHOTOS, Prefix=".ci-jobs/")
+    folders = sdk.list_objects(Bucket=PHOTOS, Prefix="", Delimiter="/")
+    assert ".ci-jobs/" not in [p["Prefix"] for p in folders.get("CommonPrefixes", [])]
+    sdk.delete_object(Bucket=PHOTOS, Key=".ci-jobs/cstaged-1")
+
+
+def test_picbucket_off_refuses_jobs_and_drops_the_queue(sdk: Any, source: str) -> None:
+    """Disabling the bucket's image service cancels its unfinished jobs (no output appears)
+    and removes its queue; while it is off, creating a job or reading the queue answers
+    ``404 QueueNotFound``; turned on again, a new queue runs new jobs."""
+    old_queue = queue_id(sdk)
+    set_queue(sdk, "Paused")
+    ids = [create(sdk, job(source, f"jobs/off/{i}.jpg", RULES[0]))["JobId"] for i in range(3)]
+    sdk.ci_close_pic_bucket(Bucket=PHOTOS)
+    try:
+        details = sdk.ci_get_media_pic_jobs(Bucket=PHOTOS, JobIDs=",".join(ids))["JobsDetail"]
+        assert [d["State"] for d in details] == ["Cancel"] * 3
+        for call in (
+            lambda: create(sdk, job(source, "jobs/off/refused.jpg", RULES[0])),
+            lambda: sdk.ci_get_media_pic_queue(Bucket=PHOTOS),
+        ):
+            with pytest.raises(CosServiceError) as err:
+                call()
+            assert (err.value.get_error_code(), err.value.get_status_code()) == ("QueueNotFound", 404)
+            assert "picbucket" in err.value.get_error_msg()
+    finally:
+        sdk.ci_open_pic_bucket(Bucket=PHOTOS)
+    assert queue_id(sdk) != old_queue
+    (done,) = wait(sdk, [create(sdk, job(source, "jobs/off/after.jpg", RULES[0]))["JobId"]])
+    assert done["State"] == "Success"
+    time.sleep(0.5)
+    for i in range(3):
+        assert not sdk.object_exists(Bucket=PHOTOS, Key=f"jobs/off/{i}.jpg")
+
+
 def test_ip_mode_reaches_the_same_queue(server: Server, sdk: Any) -> None:
     ip = make_client(server, "ip")
     assert queue_id(ip) == queue_id(sdk)
@@ -180,6 +245,7 @@ def test_restart_with_jobs_queued(tmp_path: Any, photo: bytes) -> None:
     first = start_server(root, *args)
     try:
         client = make_client(first, "proxy")
+        client.ci_open_pic_bucket(Bucket=PHOTOS)
         client.put_object(Bucket=PHOTOS, Key="in/src.jpg", Body=photo)
         slow = "imageMogr2/blur/20x10/thumbnail/300x"
         ids = [create(client, job("in/src.jpg", f"out/{i}.jpg", slow))["JobId"] for i in range(6)]
@@ -209,6 +275,7 @@ def test_serve_with_a_named_scheduler(tmp_path: Any, photo: bytes, cluster: Any)
     )
     try:
         client = make_client(server, "proxy")
+        client.ci_open_pic_bucket(Bucket=PHOTOS)
         client.put_object(Bucket=PHOTOS, Key="in/src.jpg", Body=photo)
         ids = [create(client, job("in/src.jpg", f"out/{i}.jpg", RULES[0]))["JobId"] for i in range(3)]
         details = wait(client, ids)

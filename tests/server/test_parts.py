@@ -194,3 +194,22 @@ def test_store_put_file_consumes_and_replaces(tmp_path: Path, kind: str) -> None
     with pytest.raises(Exception):  # noqa: B017 - a bad key, whatever the store's exact error
         store.put_file("../escape", src)
     assert not src.exists()
+
+
+def test_default_bucket_of_bucketless_ip_mode_calls(tmp_path: Path) -> None:
+    from ci_engine.server import create_app
+    from ci_engine.server.ci_api import default_bucket
+    from ci_engine.server.errors import InvalidRequestError
+
+    app = create_app(ServerConfig(root=tmp_path, anonymous=True))
+    try:
+        app.storage.create("one-1250000000")
+        assert default_bucket(app) == "one-1250000000"  # the only bucket
+        app.storage.create("two-1250000000")
+        with pytest.raises(InvalidRequestError, match="default_bucket"):
+            default_bucket(app)
+        chosen = create_app(ServerConfig(root=tmp_path, anonymous=True, default_bucket="two-1250000000"))
+        assert default_bucket(chosen) == "two-1250000000"
+        chosen.shutdown()
+    finally:
+        app.shutdown()

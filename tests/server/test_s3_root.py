@@ -82,6 +82,7 @@ def test_objects_live_in_s3(s3_server: tuple[Server, str], moto_endpoint: str, p
 def test_jobs_on_s3(s3_server: tuple[Server, str], moto_endpoint: str, photo: bytes) -> None:  # noqa: F811
     server, name = s3_server
     sdk = make_client(server, "proxy")
+    sdk.ci_open_pic_bucket(Bucket=PHOTOS)
     sdk.put_object(Bucket=PHOTOS, Key="src.jpg", Body=photo)
     rules = ["imageMogr2/thumbnail/200x", "imageMogr2/thumbnail/320x/format/webp"]
     ids = [create(sdk, job("src.jpg", f"out/{i}.img", rules[i % 2]))["JobId"] for i in range(6)]

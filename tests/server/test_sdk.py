@@ -324,3 +324,36 @@ def test_copy_md5_and_delete_objects(client: Any, mode: str, photo: bytes) -> No
     with pytest.raises(CosServiceError):
         client.head_object(Bucket=PHOTOS, Key=src)
     client.delete_object(Bucket=PHOTOS, Key=dest)
+
+
+def test_bucket_create_list_delete(client: Any, mode: str, photo: bytes) -> None:
+    bucket = f"made{mode}-1250000000"
+    client.create_bucket(Bucket=bucket)
+    with pytest.raises(CosServiceError) as info:
+        client.create_bucket(Bucket=bucket)
+    assert info.value.get_status_code() == 409
+    assert client.head_bucket(Bucket=bucket)["x-cos-bucket-region"] == REGION
+    keys = ["a/1.jpg", "a/2.jpg", "a/sub/3.jpg", "b/4.jpg", "c 5.jpg"]
+    for key in keys:
+        client.put_object(Bucket=bucket, Body=photo, Key=key)
+    first = client.list_objects(Bucket=bucket, MaxKeys=2)
+    assert [c["Key"] for c in first["Contents"]] == keys[:2]
+    assert first["IsTruncated"] == "true"
+    rest = client.list_objects(Bucket=bucket, Marker=first["NextMarker"], MaxKeys=10)
+    assert [c["Key"] for c in rest["Contents"]] == keys[2:]
+    assert rest["IsTruncated"] == "false"
+    assert rest["Contents"][0]["ETag"] == f'"{md5(photo)}"' and rest["Contents"][0]["Size"] == str(len(photo))
+    grouped = client.list_objects(Bucket=bucket, Prefix="a/", Delimiter="/")
+    assert [c["Key"] for c in grouped["Contents"]] == ["a/1.jpg", "a/2.jpg"]
+    assert [p["Prefix"] for p in grouped["CommonPrefixes"]] == ["a/sub/"]
+    if mode == "proxy":  # the SDK's list_buckets ignores IP= and always calls service.cos.myqcloud.com
+        assert bucket in [b["Name"] for b in client.list_buckets()["Buckets"]["Bucket"]]
+    with pytest.raises(CosServiceError) as info:
+        client.delete_bucket(Bucket=bucket)
+    assert info.value.get_error_code() == "BucketNotEmpty"
+    for key in keys:
+        client.delete_object(Bucket=bucket, Key=key)
+    client.delete_bucket(Bucket=bucket)
+    with pytest.raises(CosServiceError) as info:
+        client.head_bucket(Bucket=bucket)
+    assert info.value.get_status_code() == 404

@@ -12,12 +12,13 @@ or the new one, a client that disconnects leaves nothing behind.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import mimetypes
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote, unquote, urlsplit
@@ -364,21 +365,55 @@ async def _processed(
             # original; known from the size, so the object is not even read
             return _redirect_to_original(ctx)
 
-        def work() -> Any:
-            return process(store.get(key), pipeline, backend=app.config.backend, limits=app.limits)
+        async def make() -> CachedResult | None:
+            """The output (``None``: over the limits, redirect), cached when there is a cache."""
 
-        try:
-            result = await app.pool.run(work)
-        except ImageTooLargeError:
+            def work() -> Any:
+                return process(store.get(key), pipeline, backend=app.config.backend, limits=app.limits)
+
+            try:
+                result = await app.pool.run(work)
+            except ImageTooLargeError:
+                return None
+            made = CachedResult(
+                result.data,
+                result.mime_type,
+                hashlib.md5(result.data, usedforsecurity=False).hexdigest(),
+                None if result.masked is None else result.masked.code,
+            )
+            if cache is not None and name is not None:
+                await io(cache.put, name, made)
+            return made
+
+        if cache is None or name is None:
+            entry = await make()
+        else:
+            rechecked = False
+            while True:
+                running = cache.inflight.get(name)
+                if running is not None:
+                    # the same output is being made for another request: share it (no decode)
+                    try:
+                        entry = await asyncio.shield(running)
+                    except asyncio.CancelledError:
+                        if not running.cancelled():
+                            raise  # this request was cancelled
+                        continue  # the request making it went away
+                    headers["x-ci-cache"] = "HIT"
+                    break
+                if not rechecked:
+                    # made and cached by a request that finished since the lookup?
+                    rechecked = True
+                    entry = await io(cache.get, name)
+                    if entry is not None:
+                        headers["x-ci-cache"] = "HIT"
+                        break
+                    continue  # a flight may have started during that hop
+                # no await between the check above and registering the flight
+                entry = await _single_flight(cache.inflight, name, make)
+                break
+        if entry is None:
             return _redirect_to_original(ctx)
-        entry = CachedResult(
-            result.data,
-            result.mime_type,
-            hashlib.md5(result.data, usedforsecurity=False).hexdigest(),
-            None if result.masked is None else result.masked.code,
-        )
-        if cache is not None and name is not None:
-            await io(cache.put, name, entry)
     headers["ETag"] = _quoted(entry.etag)
     if _not_modified(ctx, entry.etag, modified):
         return _not_modified_response(_overrides(ctx, headers))
@@ -386,6 +421,29 @@ async def _processed(
     if entry.masked is not None:
         headers["x-ci-masked-error"] = entry.masked
     return Response(entry.data, headers=_overrides(ctx, headers))
+
+
+async def _single_flight(
+    flights: dict[str, Any], name: str, make: Callable[[], Awaitable[CachedResult | None]]
+) -> CachedResult | None:
+    """Run ``make`` with a future under ``flights[name]`` that concurrent callers await."""
+    flight: asyncio.Future[CachedResult | None] = asyncio.get_running_loop().create_future()
+    flights[name] = flight
+    try:
+        made = await make()
+    except asyncio.CancelledError:
+        flight.cancel()  # the waiters make it themselves
+        raise
+    except BaseException as exc:
+        flight.set_exception(exc)
+        flight.exception()  # retrieved: the waiters re-raise it, none is fine too
+        raise
+    else:
+        flight.set_result(made)
+        return made
+    finally:
+        if flights.get(name) is flight:
+            del flights[name]
 
 
 def _redirect_to_original(ctx: Context) -> Response:

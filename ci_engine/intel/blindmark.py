@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
 from ci_engine.errors import UnsupportedForInputError, UnsupportedOperationError
+from ci_engine.limits import Limits, current_budget
 from ci_engine.types import BlindType
 
 if TYPE_CHECKING:
@@ -373,6 +374,13 @@ def _mark_payload(step: A.BlindWatermark | A.ExtractBlindWatermark, resolver: An
     return fingerprint(resolver.fetch(step.image))
 
 
+EMBED_PASSES = 16
+"""Pixels of work charged per pixel for embedding (float64 luma, activity mask, pattern and
+up to 8 strength adjustments), besides the decode and the encode."""
+EXTRACT_PASSES = 12
+"""Pixels of work charged per pixel for an extraction (residual, two FFTs, resize, fold)."""
+
+
 def embed(data: bytes, step: A.BlindWatermark, *, backend: str = "auto", **run: Any) -> Any:
     """Run ``step`` (``watermark/3``) on the image ``data`` after ``run["pipeline"]`` (the
     steps before it) and return the :class:`~ci_engine.api.Result`, in the plan's format.
@@ -382,7 +390,7 @@ def embed(data: bytes, step: A.BlindWatermark, *, backend: str = "auto", **run: 
     from ci_engine.watermark.resources import as_resolver
 
     payload = _mark_payload(step, as_resolver(run.get("resources")))
-    decoded = decode(data, backend=backend, **run)
+    decoded = decode(data, backend=backend, passes=EMBED_PASSES, encode=True, what="watermark/3: embedding", **run)
     if decoded.resolved.frames > 1:
         raise UnsupportedForInputError("watermark/3: not for animated images", op="watermark/3", span=step.span)
     return finish(decoded, embed_patches(decoded.pixels, payload, level=step.level))
@@ -401,13 +409,17 @@ def extract(
     from ci_engine.intel.pixels import decode
     from ci_engine.watermark.resources import as_resolver
 
-    decoded = decode(data, backend=backend, **run)
+    decoded = decode(data, backend=backend, passes=EXTRACT_PASSES, what="watermark/4: extracting", **run)
     resolver = as_resolver(run.get("resources"))
     original = None
     expected = None
     if step.type is BlindType.SEMI_BLIND:
         assert step.image is not None
-        original = decode(resolver.fetch(step.image), backend=backend, limits=run.get("limits")).pixels
+        original_data = resolver.fetch(step.image)
+        current_budget(run.get("limits") or Limits()).charge_bytes(len(original_data), "watermark/4: the original")
+        original = decode(
+            original_data, backend=backend, limits=run.get("limits"), passes=1, what="watermark/4: the original"
+        ).pixels
     elif step.type is BlindType.BLIND:
         expected = fingerprint(resolver.fetch(step.image or ""))
     found, soft = extract_pixels(decoded.pixels, original=original)

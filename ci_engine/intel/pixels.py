@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
-from ci_engine.limits import Limits, check_input_bytes
+from ci_engine.limits import Limits, check_input_bytes, current_budget, plan_work
 from ci_engine.plan import RULES, ResolvedPlan, Rule, plan, resolve
 from ci_engine.plan.steps import Composite
 
@@ -38,13 +38,15 @@ IDENTITY = A.Pipeline((A.ImageMogr2(ops=()),))
 @dataclass
 class Decoded:
     """A pipeline run up to its encode: the plan, the backend, its image handle, the input
-    bytes and the first frame as ``(height, width, channels)`` uint8 (1-4 channels)."""
+    bytes, the first frame as ``(height, width, channels)`` uint8 (1-4 channels) and the
+    request's limits."""
 
     resolved: ResolvedPlan
     backend: Backend[Any]
     image: Any
     data: bytes
     pixels: NDArray[np.uint8]
+    limits: Limits
 
 
 def decode(
@@ -56,8 +58,18 @@ def decode(
     rules: Sequence[Rule] = RULES,
     resources: Resources | None = None,
     fonts: FontLibrary | None = None,
+    passes: int = 0,
+    encode: bool = False,
+    what: str = "the analysis",
 ) -> Decoded:
-    """Run ``pipeline`` (default: :data:`IDENTITY`) on ``data`` up to its encode."""
+    """Run ``pipeline`` (default: :data:`IDENTITY`) on ``data`` up to its encode.
+
+    The work is charged to the request's budget (:func:`ci_engine.limits.current_budget`)
+    before the backend is loaded: the decode, every step's output, and ``passes`` passes of
+    the caller's analysis over the first frame of the result (``what`` names it in the error),
+    and with ``encode`` what :func:`finish` will do: the patches (at most one frame's pixels)
+    and the encode of every frame.
+    """
     from ci_engine.backends import get_backend
     from ci_engine.execute import check_capabilities, run_steps
     from ci_engine.execute import decode as _decode
@@ -68,6 +80,10 @@ def decode(
     header = probe(data, limits=limits)  # the limits, on what decoders allocate (io.probe)
     symbolic = plan(pipeline or IDENTITY, rules=rules, limits=limits)
     resolved = resolve(symbolic, header)
+    out_w, out_h = resolved.sizes()[-1]
+    frames = max(1, resolved.decode.frames)
+    work = plan_work(resolved.sizes(), frames, 1 if encode else 0) + (max(0, passes) + encode) * out_w * out_h
+    current_budget(limits).charge_pixels(work, what)
     engine = get_backend(backend)
     if any(step.method == "watermark" for step in resolved.steps):
         from ci_engine.watermark.prepare import prepare
@@ -78,7 +94,7 @@ def decode(
         resolved = replace(resolved, decode=replace(resolved.decode, sequential=False))
     image = engine.materialize(run_steps(resolved, engine, _decode(resolved, engine, data)))
     pixels = engine.to_array(image)[0]
-    return Decoded(resolved, engine, image, data, pixels)
+    return Decoded(resolved, engine, image, data, pixels, limits)
 
 
 def patch(left: int, top: int, rgb: NDArray[np.uint8], *, alpha: NDArray[np.uint8] | None = None) -> Composite:
@@ -98,14 +114,15 @@ def patch(left: int, top: int, rgb: NDArray[np.uint8], *, alpha: NDArray[np.uint
 
 
 def finish(decoded: Decoded, patches: Sequence[Composite] = ()) -> Result:
-    """Draw ``patches`` on the decoded image and encode it as its plan says."""
+    """Draw ``patches`` on the decoded image and encode it as its plan says (the work was
+    charged by :func:`decode` with ``encode=True``)."""
     from ci_engine.api import Result
     from ci_engine.execute import encode
 
+    resolved = decoded.resolved
     image = decoded.image
     for step in patches:
         image = decoded.backend.apply(image, step)
-    resolved = decoded.resolved
     out = encode(resolved, decoded.backend, image, decoded.data)
     fmt = resolved.header.format.value if out.original else resolved.encode.format.value
     return Result(out.data, fmt, out.width, out.height, out.frames, out.quality, resolved)

@@ -144,6 +144,11 @@ def cover_patches(pixels: NDArray[np.uint8], codes: Sequence[Code]) -> list[Comp
     return out
 
 
+SCAN_PASSES = 2
+"""Pixels of work charged per decoded pixel for a scan (the grey conversion, zxing's
+binarisation and search), besides the decode itself."""
+
+
 def recognize(
     data: bytes,
     *,
@@ -161,7 +166,7 @@ def recognize(
     """
     from ci_engine.intel.pixels import decode, finish
 
-    decoded = decode(data, backend=backend, **run)
+    decoded = decode(data, backend=backend, passes=SCAN_PASSES, encode=cover, what="QRcode: the scan", **run)
     codes = recognize_pixels(decoded.pixels, bar_type=bar_type)
     if not cover:
         return Recognition(codes)

@@ -54,6 +54,9 @@ if TYPE_CHECKING:
 __all__ = ["Assessment", "assess", "assess_pixels", "assessment_xml", "clarity", "ANALYSIS_SIDE", "SMALL_SIDE"]
 
 ANALYSIS_SIDE = 1024
+ANALYSIS_PASSES = 10
+"""Pixels of work charged per pixel of the reduced image for the analysis (grey, blur and
+noise measures, box filters)."""
 SMALL_SIDE = 179
 """A longest side below this is a "small image" (CI)."""
 
@@ -225,9 +228,9 @@ def assess(data: bytes, *, backend: str = "auto", **run: Any) -> Assessment:
     from ci_engine.intel.pixels import decode
     from ci_engine.io import probe
 
-    header: ImageHeader = probe(data)
+    header: ImageHeader = probe(data, limits=run.get("limits"))
     reduce = A.Pipeline((A.ImageMogr2(ops=(A.Thumbnail(A.ShrinkBox(ANALYSIS_SIDE, ANALYSIS_SIDE)),)),))
-    decoded = decode(data, reduce, backend=backend, **run)
+    decoded = decode(data, reduce, backend=backend, passes=ANALYSIS_PASSES, what="AssessQuality: the analysis", **run)
     quality = header.quality if header.format.value == "jpeg" else None
     return assess_pixels(header.width, header.height, decoded.pixels, jpeg_quality=quality)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
 from ci_engine.errors import InvalidArgumentError, UnsupportedOperationError, ValueRangeError
-from ci_engine.limits import Limits, check_input_bytes
+from ci_engine.limits import Limits, check_input_bytes, current_budget
 from ci_engine.plan import RULES, Rule
 from ci_engine.types import CiProcessName
 
@@ -35,11 +35,11 @@ def _json(body: bytes) -> Result:
     return Result(body, "json", 0, 0, 0, None)
 
 
-def _unchanged(data: bytes) -> Result:
+def _unchanged(data: bytes, limits: Limits) -> Result:
     from ci_engine.api import Result
     from ci_engine.io import probe
 
-    header = probe(data)
+    header = probe(data, limits=limits)
     return Result(data, header.format.value, header.width, header.height, header.frames, header.quality)
 
 
@@ -88,7 +88,7 @@ def run(
         check_input_bytes(len(data), limits)
         pipeline = rewrite_scrop(pipeline, data, backend=backend, **kw)
         if all(isinstance(step, A.ImageMogr2) and not step.ops for step in pipeline.steps):
-            return _unchanged(data)  # scrop found no face and nothing else is asked: the input
+            return _unchanged(data, limits)  # scrop found no face and nothing else is asked: the input
         from ci_engine.intel import handles
 
         if not handles(pipeline):
@@ -151,8 +151,8 @@ def run(
             from ci_engine.intel.slim import slim
             from ci_engine.io import probe
 
-            slimmed = slim(body, backend=backend)
-            header = probe(slimmed.data)
+            slimmed = slim(body, backend=backend, limits=limits)
+            header = probe(slimmed.data, limits=limits)
             return Result(
                 slimmed.data,
                 slimmed.format,
@@ -186,6 +186,7 @@ def _ci_process(step: A.CiProcess, data: bytes, *, backend: str, limits: Limits,
             )
         mode = _int_param(step, "mode", 0, 0, 1)
         width = _int_param(step, "width", 300, 1, MAX_GENERATE_WIDTH)
+        current_budget(limits).charge_pixels(width * width, "qrcode-generate: drawing the code")
         return _xml(generate_xml(content, mode=mode, width=width))
     if name is CiProcessName.ASSESS_QUALITY:
         from ci_engine.intel.quality import assess, assessment_xml

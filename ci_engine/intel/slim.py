@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ci_engine.errors import InvalidImageFormatError
+from ci_engine.limits import Limits, current_budget
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -46,6 +47,9 @@ MIN_CHROMA_SSIM = 0.95
 """Lowest SSIM of each chroma plane (Cb, Cr) when the chroma is coarsened beyond what the
 luminance quality implies (4:2:0 from 4:4:4, coarser chroma tables): a guard against
 visible colour damage on top of the luminance bound."""
+WORK_PASSES = 30
+"""Pixels of work charged per input pixel: the reference decode, and for each candidate
+(at most 11 for a JPEG) an encode, a decode and its score, and the final full-size check."""
 COMPRESSED, NOT_COMPRESSED = 1, 2
 """``X-Slimflag`` values (CI: 0 failed, 1 compressed, 2 not compressed, original returned)."""
 
@@ -299,21 +303,25 @@ def _webp(data: bytes, reference: Planes, quality: int | None) -> list[Candidate
     return [(data, False) for data, _ in _bisect(encode, reference, 30, min(95, quality or 90))]
 
 
-def slim(data: bytes, *, backend: str = "auto", quality: int | None = None) -> Slimmed:
+def slim(data: bytes, *, backend: str = "auto", quality: int | None = None, limits: Limits | None = None) -> Slimmed:
     """Slim the image ``data``. ``quality``: the input's estimated quality (``q0``), the
-    upper end of the search (probed when ``None``).
+    upper end of the search (probed when ``None``). The work (:data:`WORK_PASSES` passes
+    over the input's pixels) is charged to the request's budget before any decode.
 
     Raises:
         InvalidImageFormatError: ``data`` is not a decodable image.
+        ImageResolutionExceedError: over ``limits`` or the request's work budget.
     """
     from ci_engine.io import probe
 
-    header = probe(data)
+    limits = limits or Limits()
+    header = probe(data, limits=limits)
     fmt = header.format.value
     if quality is None:
         quality = header.quality
     if fmt not in ("jpeg", "png", "webp") or header.frames > 1:
         return Slimmed(data, fmt, NOT_COMPRESSED, 1.0)
+    current_budget(limits).charge_pixels(header.width * header.height * WORK_PASSES, "imageSlim: the search")
     try:
         reference = _planes(data)
     except Exception as exc:  # Pillow raises several types for a damaged file

@@ -125,6 +125,11 @@ SMALL_PAIRS = 3  # small-workload pairs per round (short, back to back: less dri
 TARGET_INPROC = 0.9  # server c=4 >= 0.9x the library on 2 threads
 TARGET_THUMBOR = 1.5  # server c=4 >= 1.5x thumbor c=4
 TARGET_OVERHEAD_MS = 2.0  # small path, c=16: server time per request beyond the image work
+CACHE_MISSES = 8  # per round: distinct keys (same bytes), each processed once
+CACHE_HITS = 400  # per round
+CACHE_SERIAL = 100  # per round, c=1: hits, and plain GETs of the output's bytes
+TARGET_CACHE_RATIO = 20.0  # cache hit >= 20x the throughput of a miss
+TARGET_HIT_MS = 1.0  # server time per hit beyond the transfer
 
 
 # -- images ----------------------------------------------------------------------------------------------
@@ -269,13 +274,13 @@ class Group:
         return sum(m.loop_cpu() for m in self.members)
 
 
-def start_ci_engine(workdir: Path) -> Service:
+def start_ci_engine(workdir: Path, *extra: str) -> Service:
     root = workdir / "root"
     config = workdir / "server.toml"
     config.write_text("max_pending = 32\nfsync = false\n")
     log = workdir / "ci-engine.log"
     cmd = [sys.executable, "-m", "ci_engine", "serve", "--root", str(root), "--host", HOST, "--port", "0"]
-    cmd += ["--anonymous", "--bucket", BUCKET, "--config", str(config)]
+    cmd += ["--anonymous", "--bucket", BUCKET, "--config", str(config), *extra]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open(log, "wb") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env, cwd=ROOT)
@@ -504,6 +509,143 @@ def inprocess(data: bytes, rule: str, requests: int, threads: int = 2) -> Run:
     return Run(requests, seconds, latencies, sample=sample, cpu=cpu / requests)
 
 
+# -- the processed-result cache ---------------------------------------------------------------------------
+
+
+async def _paths_load(port: int, warm: str, paths: list[str], concurrency: int, server_cpu: Callable[[], float]) -> Run:
+    """Like :func:`_load`, but the timed requests go to ``paths`` in order (each once when
+    they are distinct); the warm-up requests go to ``warm``."""
+    conns = [Connection(port) for _ in range(concurrency)]
+    failures: list[str] = []
+    warmed = await asyncio.gather(*(c.get(warm) for c in conns))
+    failures += [f"warm-up {st}: {b[:200]!r}" for st, b in warmed if st != 200]
+    latencies: list[float] = []
+    queue = list(reversed(paths))
+    sample = b""
+
+    async def worker(conn: Connection) -> None:
+        nonlocal sample
+        while queue:
+            path = queue.pop()
+            began = time.perf_counter()
+            status, body = await conn.get(path)
+            latencies.append(time.perf_counter() - began)
+            sample = sample or body
+            if status != 200:
+                failures.append(f"{status}: {body[:200]!r}")
+
+    cpu, served = time.process_time(), server_cpu()
+    began = time.perf_counter()
+    await asyncio.wait_for(asyncio.gather(*(worker(c) for c in conns)), timeout=300)
+    seconds = time.perf_counter() - began
+    cpu, served = time.process_time() - cpu, server_cpu() - served
+    for conn in conns:
+        conn.close()
+    n = len(paths)
+    return Run(n, seconds, latencies, failures, cpu / n, sample=sample, cpu=served / n)
+
+
+def cache_bench(work: Path, big: bytes, rounds: int) -> dict[str, Any]:
+    """Cache hit against miss for ``BIG_RULE`` on the 12 MP JPEG, on a server started with
+    ``--cache-dir``. A miss: a GET of one of ``CACHE_MISSES`` objects holding the same bytes
+    under distinct keys, each asked once (so each is processed and written to the cache); a
+    hit: ``CACHE_HITS`` GETs of one URL already cached. Both at concurrency 4. Time beyond the
+    transfer: at concurrency 1, the median latency of a hit minus that of a plain GET of an
+    object holding the hit's very bytes (same size on the wire, no processing, no cache)."""
+    import ci_engine
+
+    work.mkdir(parents=True, exist_ok=True)
+    server = start_ci_engine(work, "--cache-dir", str(work / "cache"), "--cache-size", str(1 << 30))
+    out: dict[str, Any] = {}
+    try:
+        output = ci_engine.process(big, BIG_RULE).data
+        put_object(server.port, "output.jpg", output)
+        keys = [f"photo12-{r}-{i}.jpg" for r in range(rounds) for i in range(CACHE_MISSES)]
+        for key in ["photo12.jpg", "warm.jpg", *keys]:
+            put_object(server.port, key, big)
+        hit_url = f"/{BUCKET}/photo12.jpg?{BIG_RULE}"
+        runs: dict[str, list[Run]] = {"miss c=4": [], "hit c=4": [], "hit c=1": [], "plain GET of the output c=1": []}
+        for r in range(rounds):
+            print(f"cache round {r + 1}/{rounds} ...", file=sys.stderr, flush=True)
+            misses = [f"/{BUCKET}/{k}?{BIG_RULE}" for k in keys[r * CACHE_MISSES : (r + 1) * CACHE_MISSES]]
+            plain_url = f"/{BUCKET}/output.jpg"
+
+            def load(warm: str, paths: list[str], c: int) -> Run:
+                return asyncio.run(_paths_load(server.port, warm, paths, c, server.cpu))
+
+            runs["miss c=4"].append(load(f"/{BUCKET}/warm.jpg?{BIG_RULE}", misses, 4))
+            runs["hit c=4"].append(load(hit_url, [hit_url] * CACHE_HITS, 4))
+            runs["hit c=1"].append(load(hit_url, [hit_url] * CACHE_SERIAL, 1))
+            runs["plain GET of the output c=1"].append(load(plain_url, [plain_url] * CACHE_SERIAL, 1))
+        entries = [p for p in (work / "cache").rglob("*") if p.is_file()]
+        out["runs"] = {name: summary(rs) for name, rs in runs.items()}
+        out["hit_equals_process"] = runs["hit c=4"][0].sample == output
+        out["miss_equals_process"] = runs["miss c=4"][0].sample == output
+        out["cache_entries"] = len(entries)
+        out["expected_entries"] = 2 + len(keys)  # photo12, warm, every miss key
+        ratios = ratio(runs["hit c=4"], runs["miss c=4"])
+        cpu_ratio = [m.cpu / h.cpu for h, m in zip(runs["hit c=4"], runs["miss c=4"], strict=True) if h.cpu > 0]
+        beyond = [
+            1000 * (statistics.median(h.latencies) - statistics.median(p.latencies))
+            for h, p in zip(runs["hit c=1"], runs["plain GET of the output c=1"], strict=True)
+        ]
+        out["targets"] = {
+            "hit / miss throughput, c=4": {**ratios, "target": TARGET_CACHE_RATIO, "met": ratios["median"] >= 20},
+            "hit / miss, from server CPU per request": {
+                "median": statistics.median(cpu_ratio) if cpu_ratio else float("nan"),
+                "min": min(cpu_ratio, default=float("nan")),
+                "max": max(cpu_ratio, default=float("nan")),
+                "target": TARGET_CACHE_RATIO,
+                "met": bool(cpu_ratio) and statistics.median(cpu_ratio) >= TARGET_CACHE_RATIO,
+            },
+            "hit ms beyond the transfer (p50 hit - p50 plain GET of the same bytes), c=1": {
+                "median": statistics.median(beyond),
+                "min": min(beyond),
+                "max": max(beyond),
+                "target": TARGET_HIT_MS,
+                "met": statistics.median(beyond) <= TARGET_HIT_MS,
+            },
+        }
+    finally:
+        server.stop()
+    return out
+
+
+def cache_markdown(res: dict[str, Any]) -> list[str]:
+    out = [
+        "",
+        f"## Processed-result cache: `{BIG_RULE}` on the 12 MP JPEG",
+        "",
+        f"A miss processes and writes the cache entry (a distinct key of the same bytes each time, "
+        f"{CACHE_MISSES} per round); a hit reads it ({CACHE_HITS} per round); c=1 runs: "
+        f"{CACHE_SERIAL} requests each. Cache entries after the runs: {res['cache_entries']} "
+        f"(expected {res['expected_entries']}); hit bytes equal `process()`: {res['hit_equals_process']}, "
+        f"miss bytes: {res['miss_equals_process']}.",
+        "",
+        "| target | measured (median of rounds) | range | goal | met |",
+        "|---|---|---|---|---|",
+    ]
+    for name, t in res["targets"].items():
+        unit = " ms" if "ms" in name else "x"
+        goal = f"<= {t['target']}{unit}" if "ms" in name else f">= {t['target']}{unit}"
+        out.append(
+            f"| {name} | {t['median']:.2f}{unit} | {t['min']:.2f}-{t['max']:.2f} | {goal} | "
+            f"{'yes' if t['met'] else '**no**'} |"
+        )
+    out += [
+        "",
+        "| run | req/s (median) | req/s per run | p50 ms | p99 ms | server CPU ms/req | failures |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, s in res["runs"].items():
+        out.append(
+            f"| {name} | {s['rps_median']:.1f} | {', '.join(str(x) for x in s['rps_runs'])} | {s['p50_ms']:.2f} | "
+            f"{s['p99_ms']:.2f} | {s['cpu_ms_per_request']:.2f} | {s['failure_count']} |"
+        )
+    out.append("")
+    return out
+
+
 # -- the benchmark -------------------------------------------------------------------------------------------
 
 
@@ -549,10 +691,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-thumbor", action="store_true", help="leave thumbor out")
     parser.add_argument("--no-install", action="store_true", help="do not create benchmarks/.venv-thumbor")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--cache-only",
+        action="store_true",
+        help="only the result-cache hit/miss runs (writes server-cache.md/.json)",
+    )
+    parser.add_argument("--no-cache", action="store_true", help="leave the result-cache runs out")
     args = parser.parse_args(argv)
     rounds = 1 if args.quick else max(1, args.rounds)
     started = time.monotonic()
     load_before = list(os.getloadavg())
+    if args.cache_only:
+        with tempfile.TemporaryDirectory(prefix="ci-engine-bench-") as tmp:
+            cache = cache_bench(Path(tmp), photo12().read_bytes(), rounds)
+        cache["command"] = "python benchmarks/server.py --cache-only" + (" --quick" if args.quick else "")
+        cache["seconds"] = round(time.monotonic() - started, 1)
+        cache["load"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
+        cache["cpus"] = os.cpu_count()
+        lines = [
+            "# `ci-engine serve`: processed-result cache",
+            "",
+            f"Command: `{cache['command']}` ({rounds} round(s), {cache['seconds']} s), {cache['cpus']} CPUs, "
+            f"load average {cache['load'][0]} before and {cache['load'][1]} after (a shared VM).",
+            *cache_markdown(cache),
+        ]
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "server-cache.json").write_text(json.dumps(cache, indent=2) + "\n")
+        (args.out / "server-cache.md").write_text("\n".join(lines))
+        print("\n".join(lines))
+        return 0
 
     big_path = photo12()
     big = big_path.read_bytes()
@@ -710,6 +877,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, est in estimates.items():
         est["met"] = est["value"] <= est["target"] if "ms/request" in name else est["value"] >= est["target"]
     results["cpu_estimates"] = estimates
+    if not args.no_cache:
+        with tempfile.TemporaryDirectory(prefix="ci-engine-bench-cache-") as tmp:
+            results["cache"] = cache_bench(Path(tmp), big, rounds)
 
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "server.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -804,6 +974,8 @@ def markdown(res: dict[str, Any]) -> str:
         unit = " ms" if "ms/request" in name else "x"
         goal = f"<= {est['target']}{unit}" if "ms/request" in name else f">= {est['target']}{unit}"
         out.append(f"| {name} | {est['value']:.2f}{unit} | {goal} | {'yes' if est['met'] else '**no**'} |")
+    if "cache" in res:
+        out += cache_markdown(res["cache"])
     small = res["cpu_estimates"].get(
         "small c=16: ms/request beyond the image work = max(event-loop CPU, extra CPU / 2 cores)", {}
     )

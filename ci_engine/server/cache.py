@@ -8,8 +8,9 @@ source changes its ETag and a DELETE removes it, so their old entries are never 
 again (they age out by LRU). A hit reads one file: no image is decoded.
 
 On disk: ``DIR/<2 hex>/<64 hex>``, each file ``CIC1`` + a 4-byte header length + a JSON
-header (MIME type, ETag of the bytes, masked error code) + the bytes; written to a temporary
-file and renamed, so a reader sees a whole entry or none. The total size is bounded by
+header (MIME type, ETag of the bytes, masked error code, size) + the bytes; written to a
+temporary file and renamed, so a reader sees a whole entry or none (entries are not fsynced:
+one torn by a crash fails its size check and is dropped, a miss). The total size is bounded by
 ``max_bytes``: least recently used entries are removed first (recency survives restarts
 through the files' modification times, refreshed on each hit). Thread-safe; one server
 process per directory.
@@ -29,6 +30,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import ci_engine
 
@@ -84,6 +86,9 @@ class ResultCache:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+        self.inflight: dict[str, Any] = {}
+        """Outputs being made, by entry name: the server's event loop keeps an
+        ``asyncio.Future`` here so concurrent misses of one output make it once."""
         self._lock = threading.Lock()
         self._index: OrderedDict[str, int] = OrderedDict()
         self._load()
@@ -197,7 +202,9 @@ class ResultCache:
 
 
 def _encode(result: CachedResult) -> bytes:
-    header = json.dumps({"mime": result.mime_type, "etag": result.etag, "masked": result.masked}).encode()
+    header = json.dumps(
+        {"mime": result.mime_type, "etag": result.etag, "masked": result.masked, "size": len(result.data)}
+    ).encode()
     return _MAGIC + struct.pack(">I", len(header)) + header + result.data
 
 
@@ -206,4 +213,7 @@ def _decode(blob: bytes) -> CachedResult:
         raise ValueError("not a cache entry")
     (length,) = struct.unpack(">I", blob[4:8])
     header = json.loads(blob[8 : 8 + length])
-    return CachedResult(blob[8 + length :], header["mime"], header["etag"], header.get("masked"))
+    data = blob[8 + length :]
+    if len(data) != header["size"]:  # torn by a crash after the rename (the entry is not fsynced)
+        raise ValueError(f"entry holds {len(data)} of its {header['size']} bytes")
+    return CachedResult(data, header["mime"], header["etag"], header.get("masked"))

@@ -12,12 +12,13 @@ or the new one, a client that disconnects leaves nothing behind.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import mimetypes
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote, unquote, urlsplit
@@ -49,7 +50,7 @@ from ci_engine.server.errors import (
     MethodNotAllowedError,
 )
 from ci_engine.server.xml import http_date, iso_time, xml_response
-from ci_engine.store import Store, check_key
+from ci_engine.store import ObjectInfo, Store, check_key
 from ci_engine.styles import resolve_request
 
 STAGING_PREFIX = ".ci-jobs/"
@@ -278,12 +279,11 @@ async def download(app: App, ctx: Context) -> Response:
     cfg = app.config.bucket(bucket)
     check_hotlink(cfg, ctx.headers.get("referer"))
     state = await app.state_async(bucket)
-    store = await io(app.storage.store, bucket)
     query = processing_query(ctx.raw_query) if ctx.method == "GET" else ""
     url = ctx.target.raw_path + (f"?{query}" if query else "")
     pull = cfg.origin is not None and ctx.method == "GET"
 
-    def resolve(path: str) -> tuple[str, Any]:
+    def resolve(store: Store, path: str) -> tuple[str, Any]:
         try:
             return resolve_request(path, state.styles, state.protection, exists=store)
         except NoSuchKeyError:
@@ -292,8 +292,21 @@ async def download(app: App, ctx: Context) -> Response:
             # absent here: the origin may have it (a style suffix is taken as a style)
             return resolve_request(path, state.styles, state.protection)
 
+    def first() -> tuple[Store, str, Any, _Found | None]:
+        # one thread hop for the common case: the store, the key and pipeline, and (no origin
+        # to ask first) the source's head and the cached output
+        store = app.storage.store(bucket)
+        key, pipeline = resolve(store, url)
+        found = None if pipeline is None or pull else _lookup(app, store, bucket, key, pipeline)
+        return store, key, pipeline, found
+
+    def original() -> tuple[Store, str]:
+        store = app.storage.store(bucket)
+        return store, resolve(store, ctx.target.raw_path)[0]
+
+    found: _Found | None = None
     try:
-        key, pipeline = await io(resolve, url)
+        store, key, pipeline, found = await io(first)
     except ParseError as exc:
         if getattr(exc, "op", None) == "ci-process":
             name = ctx.param("ci-process") or ""
@@ -304,31 +317,39 @@ async def download(app: App, ctx: Context) -> Response:
             raise
         # A refused value with ignore-error/1 (blur/80x5/ignore-error/1): CI answers the
         # original object, 200, as ci_engine.process_url does (docs/compatibility.md).
-        key, _ = await io(resolve, ctx.target.raw_path)
+        store, key = await io(original)
         pipeline = None
     if pull:
         await app.origin.ensure(cfg, store, key)
     if pipeline is None:
         return await _plain(app, ctx, store, key, cfg)
-    return await _processed(app, ctx, store, key, pipeline, cfg)
+    if found is None:
+        found = await io(_lookup, app, store, bucket, key, pipeline)
+    return await _processed(app, ctx, store, key, pipeline, cfg, found)
 
 
-async def _processed(app: App, ctx: Context, store: Store, key: str, pipeline: Any, cfg: BucketConfig) -> Response:
+_Found = tuple[ObjectInfo, str | None, CachedResult | None]
+"""The source's head, the cache entry's name and the cached output (``None``: a miss)."""
+
+
+def _lookup(app: App, store: Store, bucket: str, key: str, pipeline: Any) -> _Found:
+    head = store.head(key)
+    cache = app.cache
+    if cache is None:
+        return head, None, None
+    name = cache.key(bucket, key, head.etag, render(pipeline))
+    return head, name, cache.get(name)
+
+
+async def _processed(
+    app: App, ctx: Context, store: Store, key: str, pipeline: Any, cfg: BucketConfig, found: _Found
+) -> Response:
     """A processed download: from the result cache when it holds the output, else processed
     (in the image pool) and cached. ``ETag`` is the MD5 of the output, ``Last-Modified`` the
     source's; ``If-None-Match`` / ``If-Modified-Since`` answer 304; with a cache,
     ``x-ci-cache: HIT`` or ``MISS``."""
     cache = app.cache
-    bucket = cfg.name
-
-    def lookup() -> tuple[Any, str | None, CachedResult | None]:
-        head = store.head(key)
-        if cache is None:
-            return head, None, None
-        name = cache.key(bucket, key, head.etag, render(pipeline))
-        return head, name, cache.get(name)
-
-    head, name, entry = await io(lookup)
+    head, name, entry = found
     modified = head.last_modified
     headers = {"Last-Modified": http_date(modified)}
     if cache is not None:
@@ -344,21 +365,55 @@ async def _processed(app: App, ctx: Context, store: Store, key: str, pipeline: A
             # original; known from the size, so the object is not even read
             return _redirect_to_original(ctx)
 
-        def work() -> Any:
-            return process(store.get(key), pipeline, backend=app.config.backend, limits=app.limits)
+        async def make() -> CachedResult | None:
+            """The output (``None``: over the limits, redirect), cached when there is a cache."""
 
-        try:
-            result = await app.pool.run(work)
-        except ImageTooLargeError:
+            def work() -> Any:
+                return process(store.get(key), pipeline, backend=app.config.backend, limits=app.limits)
+
+            try:
+                result = await app.pool.run(work)
+            except ImageTooLargeError:
+                return None
+            made = CachedResult(
+                result.data,
+                result.mime_type,
+                hashlib.md5(result.data, usedforsecurity=False).hexdigest(),
+                None if result.masked is None else result.masked.code,
+            )
+            if cache is not None and name is not None:
+                await io(cache.put, name, made)
+            return made
+
+        if cache is None or name is None:
+            entry = await make()
+        else:
+            rechecked = False
+            while True:
+                running = cache.inflight.get(name)
+                if running is not None:
+                    # the same output is being made for another request: share it (no decode)
+                    try:
+                        entry = await asyncio.shield(running)
+                    except asyncio.CancelledError:
+                        if not running.cancelled():
+                            raise  # this request was cancelled
+                        continue  # the request making it went away
+                    headers["x-ci-cache"] = "HIT"
+                    break
+                if not rechecked:
+                    # made and cached by a request that finished since the lookup?
+                    rechecked = True
+                    entry = await io(cache.get, name)
+                    if entry is not None:
+                        headers["x-ci-cache"] = "HIT"
+                        break
+                    continue  # a flight may have started during that hop
+                # no await between the check above and registering the flight
+                entry = await _single_flight(cache.inflight, name, make)
+                break
+        if entry is None:
             return _redirect_to_original(ctx)
-        entry = CachedResult(
-            result.data,
-            result.mime_type,
-            hashlib.md5(result.data, usedforsecurity=False).hexdigest(),
-            None if result.masked is None else result.masked.code,
-        )
-        if cache is not None and name is not None:
-            await io(cache.put, name, entry)
     headers["ETag"] = _quoted(entry.etag)
     if _not_modified(ctx, entry.etag, modified):
         return _not_modified_response(_overrides(ctx, headers))
@@ -366,6 +421,29 @@ async def _processed(app: App, ctx: Context, store: Store, key: str, pipeline: A
     if entry.masked is not None:
         headers["x-ci-masked-error"] = entry.masked
     return Response(entry.data, headers=_overrides(ctx, headers))
+
+
+async def _single_flight(
+    flights: dict[str, Any], name: str, make: Callable[[], Awaitable[CachedResult | None]]
+) -> CachedResult | None:
+    """Run ``make`` with a future under ``flights[name]`` that concurrent callers await."""
+    flight: asyncio.Future[CachedResult | None] = asyncio.get_running_loop().create_future()
+    flights[name] = flight
+    try:
+        made = await make()
+    except asyncio.CancelledError:
+        flight.cancel()  # the waiters make it themselves
+        raise
+    except BaseException as exc:
+        flight.set_exception(exc)
+        flight.exception()  # retrieved: the waiters re-raise it, none is fine too
+        raise
+    else:
+        flight.set_result(made)
+        return made
+    finally:
+        if flights.get(name) is flight:
+            del flights[name]
 
 
 def _redirect_to_original(ctx: Context) -> Response:

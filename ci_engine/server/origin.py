@@ -91,12 +91,20 @@ class OriginPuller:
         flight = (cfg.name, key)
         running = self._inflight.get(flight)
         if running is not None:
-            await asyncio.shield(running)
-            return
+            try:
+                await asyncio.shield(running)
+                return
+            except asyncio.CancelledError:
+                if not running.cancelled():
+                    raise  # this request was cancelled
+                # the request fetching it went away: fetch here (the store is checked again)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight[flight] = future
         try:
             await anyio.to_thread.run_sync(self._pull, cfg, store, key, present)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, none is fine too
@@ -104,7 +112,8 @@ class OriginPuller:
         else:
             future.set_result(None)
         finally:
-            self._inflight.pop(flight, None)
+            if self._inflight.get(flight) is future:
+                del self._inflight[flight]
 
     # -- blocking --------------------------------------------------------------------------------
     def _pull(self, cfg: BucketConfig, store: Store, key: str, present: bool) -> None:

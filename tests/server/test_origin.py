@@ -8,6 +8,7 @@ import io
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,36 @@ def test_origin_flag_and_config_are_checked(tmp_path: Path) -> None:
         done = subprocess.run([*cmd, "--origin", bad], capture_output=True, text=True, timeout=60, cwd=REPO)
         assert done.returncode == 2, (bad, done.stderr)
         assert "origin" in done.stderr
+
+
+def test_origin_object_over_the_input_limit_is_502_and_nothing_stored(server: Server, origin: Origin) -> None:
+    limit = 32 * 1024 * 1024
+
+    def declared(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(limit + 1))
+        handler.end_headers()
+        handler.wfile.write(PHOTO)  # the rest never comes: refused on the header
+        handler.close_connection = True
+
+    def chunked(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(200)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        block = b"\0" * (1 << 20)
+        try:
+            for _ in range(limit // len(block) + 2):
+                handler.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+            handler.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass  # the server hung up once over the limit
+        handler.close_connection = True
+
+    origin.routes["/src/huge.jpg"] = declared
+    origin.routes["/src/huge-chunked.jpg"] = chunked
+    for key in ("huge.jpg", "huge-chunked.jpg"):
+        status, _, data = raw(server, "GET", f"/{ORIGIN_BUCKET}/{key}")
+        assert status == 502, data
+        assert b"over the input limit" in data
+        assert key not in _stored(server, ORIGIN_BUCKET)
+    assert not [name for name in _stored(server, ORIGIN_BUCKET) if name.startswith(".ci-tmp")]

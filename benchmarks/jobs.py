@@ -10,10 +10,18 @@ upscaled to 4000x3000, q90), hard-linked under N keys of a local bucket; every j
 * **direct**: the same work with no service, one image after the other in this process:
   ``persist()`` in-cloud with the job's one-rule header (what a job runs) into the same
   ``LocalStore``. This is "the image work" the overheads are relative to.
+* **direct on the workers**: the same loop run inside each worker process of the cluster
+  (``client.run``, each worker its share, one after the other): the image work under the
+  workers' own conditions (``VIPS_CONCURRENCY`` is ``cores // workers`` there).
 * **jobs, 1 worker / 2 workers**: ``JobService`` on an embedded ``LocalCluster`` of 1 or 2
   worker processes (one thread each); the time from the first submission to the last
   ``Success`` (the cluster is started and warmed up before the clock starts).
-  ``overhead per job = (jobs_1 - direct) / N``, as a percentage of ``direct / N``.
+  ``overhead per job = (service CPU + workers CPU - direct on the workers CPU) / N``, as a
+  percentage of the image work; split into the workers' CPU inside ``run_pic_job`` (counted
+  on each worker), the workers' CPU outside it (Dask's handling of the task), and this
+  process's CPU by thread (``IO loop``: the local scheduler and the client;
+  ``ci-engine-jobs``: the dispatcher, SQLite, commits; ``MainThread``: the benchmark
+  polling the records).
 * **scheduler cost per task**: ``client.map`` of a no-op over 2,000 items on the 2-worker
   cluster, wall time per task (submission, scheduling, execution of nothing, result).
 * **records**: SQLite (WAL) cost per job of ``add_jobs`` + ``claim`` + commit (``finish``),
@@ -76,6 +84,77 @@ def workers_cpu(cluster: Any) -> float:
     return float(sum(cluster.client.run(cpu_seconds).values()))
 
 
+def _direct_here(root: str, keys: list[str], tag: str) -> float:
+    """*direct* inside a worker process (run through ``client.run``): the image work under
+    the worker's own conditions (its ``VIPS_CONCURRENCY``, its process); CPU seconds."""
+    return direct(Path(root), keys, out=f"direct-{tag}")[1]
+
+
+def direct_on_workers(cluster: Any, root: Path, keys: list[str]) -> float:
+    """CPU seconds of *direct* over ``keys``, each worker taking its share in turn."""
+    workers = sorted(cluster.client.nthreads())
+    total = 0.0
+    for i, address in enumerate(workers):
+        share = keys[i :: len(workers)]
+        total += float(cluster.client.run(_direct_here, str(root), share, f"w{i}", workers=[address])[address])
+    return total
+
+
+def _count_in_task() -> None:
+    """Make this worker count the process CPU spent inside ``run_pic_job`` (run through
+    ``client.run``; the count lives on ``ci_engine.jobs.work``, read by :func:`_in_task`)."""
+    import resource
+
+    import ci_engine.jobs.work as work
+
+    work._bench_cpu = [0.0, 0]  # type: ignore[attr-defined]
+    if getattr(work, "_bench_wrapped", False):
+        return
+    inner = work.run_pic_job
+
+    def counted(spec: Any) -> Any:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        before = usage.ru_utime + usage.ru_stime
+        try:
+            return inner(spec)
+        finally:
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            work._bench_cpu[0] += usage.ru_utime + usage.ru_stime - before  # type: ignore[attr-defined]
+            work._bench_cpu[1] += 1  # type: ignore[attr-defined]
+
+    work.run_pic_job = counted
+    work._bench_wrapped = True  # type: ignore[attr-defined]
+
+
+def _in_task() -> tuple[float, int]:
+    import ci_engine.jobs.work as work
+
+    cpu, count = work._bench_cpu  # type: ignore[attr-defined]
+    return float(cpu), int(count)
+
+
+def service_threads_cpu() -> dict[str, float]:
+    """CPU seconds of each thread of this process, by thread name (Linux ``/proc``)."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        name = names.get(int(tid), "other")
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def prepare(root: Path, n: int) -> list[str]:
     """N keys of the 12 MP JPEG in ``root/BUCKET`` (hard links of one file)."""
     from benchmarks.persistent import source_image
@@ -92,12 +171,12 @@ def prepare(root: Path, n: int) -> list[str]:
     return keys
 
 
-def direct(root: Path, keys: list[str]) -> tuple[float, float]:
+def direct(root: Path, keys: list[str], out: str = "direct-out") -> tuple[float, float]:
     from ci_engine.persistent import persist
     from ci_engine.store import LocalStore
 
     source = LocalStore(root / BUCKET, fsync=False)
-    dest = LocalStore(root / "direct-out", fsync=False)
+    dest = LocalStore(root / out, fsync=False)
     persist(keys[0], None, _header("warm.jpg"), source, in_cloud=True, buckets={OUT: dest}, bucket=BUCKET, workers=1)
     start, cpu = time.perf_counter(), cpu_seconds()
     for i, key in enumerate(keys):
@@ -110,9 +189,10 @@ def _header(out: str) -> dict[str, Any]:
     return {"rules": [{"bucket": OUT, "fileid": "/" + out, "rule": RULE}]}
 
 
-def run_jobs(root: Path, keys: list[str], cluster: Any, tag: str) -> tuple[float, float, float]:
+def run_jobs(root: Path, keys: list[str], cluster: Any, tag: str) -> tuple[float, float, float, dict[str, Any]]:
     """Wall time, CPU time of this process (client, scheduler, dispatcher, SQLite, commits)
-    and CPU time of the workers, from the first submission to the last ``Success``."""
+    and CPU time of the workers, from the first submission to the last ``Success``; and the
+    split: the workers' CPU inside ``run_pic_job``, this process's CPU by thread."""
     from ci_engine.jobs import Buckets, JobRequest, JobService
 
     buckets = Buckets(str(root), fsync=False)
@@ -124,17 +204,28 @@ def run_jobs(root: Path, keys: list[str], cluster: Any, tag: str) -> tuple[float
         )
         service.wait(BUCKET, [job.id for job in warm], timeout=300)
         cluster.client.run(_warm)
+        cluster.client.run(_count_in_task)
         requests = [JobRequest(key, OUT, f"{tag}/{i:04d}.jpg", rule=RULE) for i, key in enumerate(keys)]
+        threads = service_threads_cpu()
         start, cpu, wcpu = time.perf_counter(), cpu_seconds(), workers_cpu(cluster)
         made = service.submit(BUCKET, requests)
         ids = [job.id for job in made]
         jobs = service.wait(BUCKET, ids, timeout=3600)
         elapsed = time.perf_counter() - start
         cpu, wcpu = cpu_seconds() - cpu, workers_cpu(cluster) - wcpu
+        after = service_threads_cpu()
+        counts = list(cluster.client.run(_in_task).values())
     bad = [j for j in jobs if j.state != "Success"]
     if bad:
         raise SystemExit(f"{len(bad)} jobs did not succeed: {bad[0].code} {bad[0].message}")
-    return elapsed, cpu, wcpu
+    split = {
+        "workers_in_task_cpu_s": sum(c for c, _ in counts),
+        "jobs_counted": sum(k for _, k in counts),
+        "service_threads_cpu_s": {
+            k: round(v - threads.get(k, 0.0), 3) for k, v in after.items() if v > threads.get(k, 0.0)
+        },
+    }
+    return elapsed, cpu, wcpu, split
 
 
 def scheduler_cost(cluster: Any, n: int = 2000) -> tuple[float, float]:
@@ -203,17 +294,30 @@ def main(argv: list[str] | None = None) -> int:
             cluster = Cluster(workers=workers)
             cluster.start()
             try:
-                wall, cpu, wcpu = run_jobs(root, keys, cluster, f"w{workers}")
+                # the image work measured in these worker processes first (same VIPS_CONCURRENCY;
+                # it also warms every worker up), then the same images as jobs
+                c_here = direct_on_workers(cluster, root, keys)
+                wall, cpu, wcpu, split = run_jobs(root, keys, cluster, f"w{workers}")
                 results[f"jobs_{workers}_wall_s"] = wall
                 results[f"jobs_{workers}_service_cpu_s"] = cpu
                 results[f"jobs_{workers}_workers_cpu_s"] = wcpu
-                extra = (cpu + wcpu - c_direct) / n
+                results[f"jobs_{workers}_direct_on_workers_cpu_s"] = c_here
+                results[f"jobs_{workers}_split"] = split
+                extra = (cpu + wcpu - c_here) / n
                 results[f"jobs_{workers}_overhead_cpu_ms_per_job"] = extra * 1000
-                results[f"jobs_{workers}_overhead_cpu_pct"] = 100 * extra / (c_direct / n)
+                results[f"jobs_{workers}_overhead_cpu_pct"] = 100 * extra / (c_here / n)
+                in_task = split["workers_in_task_cpu_s"]
                 print(
                     f"jobs, {workers} worker(s): {wall:.2f} s wall ({n / wall:.2f} jobs/s); CPU: service "
-                    f"{cpu:.2f} s + workers {wcpu:.2f} s; overhead per job {extra * 1000:.1f} ms CPU = "
-                    f"{100 * extra / (c_direct / n):.1f} % of the image work",
+                    f"{cpu:.2f} s + workers {wcpu:.2f} s; image work on these workers (direct there) "
+                    f"{c_here / n * 1000:.1f} ms/image; overhead per job {extra * 1000:.1f} ms CPU = "
+                    f"{100 * extra / (c_here / n):.1f} % of the image work",
+                    flush=True,
+                )
+                print(
+                    f"  per job: worker CPU inside run_pic_job {in_task / n * 1000:.1f} ms, outside it "
+                    f"{(wcpu - in_task) / n * 1000:.2f} ms; service by thread (ms): "
+                    + ", ".join(f"{k} {v / n * 1000:.2f}" for k, v in sorted(split["service_threads_cpu_s"].items())),
                     flush=True,
                 )
                 if workers == 2:

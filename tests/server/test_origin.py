@@ -249,3 +249,25 @@ def test_origin_object_over_the_input_limit_is_502_and_nothing_stored(server: Se
         assert b"over the input limit" in data
         assert key not in _stored(server, ORIGIN_BUCKET)
     assert not [name for name in _stored(server, ORIGIN_BUCKET) if name.startswith(".ci-tmp")]
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('origin_mode = "sometimes"', "origin_mode must be missing or revalidate"),
+        ('origin = "file:///etc/"', "origin must be an http:// or https:// URL"),
+        ('cache_control = 3', "cache_control: expected str"),
+    ],
+)
+def test_bucket_origin_settings_in_the_config_file_are_checked(tmp_path: Path, setting: str, message: str) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "server.toml"
+    config.write_text(f'[buckets."{ORIGIN_BUCKET}"]\n{setting}\n')
+    cmd = [sys.executable, "-m", "ci_engine", "serve", "--root", str(tmp_path / "root"), "--anonymous"]
+    done = subprocess.run(
+        [*cmd, "--port", "0", "--config", str(config)], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr

@@ -134,7 +134,9 @@ def _in_task() -> tuple[float, int]:
 
 
 def service_threads_cpu() -> dict[str, float]:
-    """CPU seconds of each thread of this process, by thread name (Linux ``/proc``)."""
+    """CPU seconds of each thread of this process, by thread name (Linux ``/proc``; threads
+    Python did not start are named ``native: <comm>``, such as libvips' workers). Runs in
+    the service process and, through ``client.run``, in each worker."""
     import threading
 
     names = {t.native_id: t.name for t in threading.enumerate()}
@@ -147,10 +149,11 @@ def service_threads_cpu() -> dict[str, float]:
     for tid in tids:
         try:
             with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+                raw = f.read()
+            fields = raw.rsplit(")", 1)[1].split()
         except OSError:
             continue
-        name = names.get(int(tid), "other")
+        name = names.get(int(tid)) or "native: " + raw.split("(", 1)[1].rsplit(")", 1)[0]
         out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
 
@@ -207,6 +210,7 @@ def run_jobs(root: Path, keys: list[str], cluster: Any, tag: str) -> tuple[float
         cluster.client.run(_count_in_task)
         requests = [JobRequest(key, OUT, f"{tag}/{i:04d}.jpg", rule=RULE) for i, key in enumerate(keys)]
         threads = service_threads_cpu()
+        wthreads = cluster.client.run(service_threads_cpu)
         start, cpu, wcpu = time.perf_counter(), cpu_seconds(), workers_cpu(cluster)
         made = service.submit(BUCKET, requests)
         ids = [job.id for job in made]
@@ -214,11 +218,18 @@ def run_jobs(root: Path, keys: list[str], cluster: Any, tag: str) -> tuple[float
         elapsed = time.perf_counter() - start
         cpu, wcpu = cpu_seconds() - cpu, workers_cpu(cluster) - wcpu
         after = service_threads_cpu()
+        wafter = cluster.client.run(service_threads_cpu)
         counts = list(cluster.client.run(_in_task).values())
     bad = [j for j in jobs if j.state != "Success"]
     if bad:
         raise SystemExit(f"{len(bad)} jobs did not succeed: {bad[0].code} {bad[0].message}")
+    by_thread: dict[str, float] = {}
+    for address, now in wafter.items():
+        for name, value in now.items():
+            key = name if name.startswith("native") or name == "MainThread" else "task threads (Dask executor)"
+            by_thread[key] = by_thread.get(key, 0.0) + value - wthreads[address].get(name, 0.0)
     split = {
+        "workers_threads_cpu_s": {k: round(v, 3) for k, v in by_thread.items() if v > 0},
         "workers_in_task_cpu_s": sum(c for c, _ in counts),
         "jobs_counted": sum(k for _, k in counts),
         "service_threads_cpu_s": {
@@ -318,6 +329,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"  per job: worker CPU inside run_pic_job {in_task / n * 1000:.1f} ms, outside it "
                     f"{(wcpu - in_task) / n * 1000:.2f} ms; service by thread (ms): "
                     + ", ".join(f"{k} {v / n * 1000:.2f}" for k, v in sorted(split["service_threads_cpu_s"].items())),
+                    flush=True,
+                )
+                print(
+                    "  per job, workers by thread (ms; MainThread is the worker's event loop): "
+                    + ", ".join(f"{k} {v / n * 1000:.2f}" for k, v in sorted(split["workers_threads_cpu_s"].items())),
                     flush=True,
                 )
                 if workers == 2:

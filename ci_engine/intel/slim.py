@@ -47,9 +47,6 @@ MIN_CHROMA_SSIM = 0.95
 """Lowest SSIM of each chroma plane (Cb, Cr) when the chroma is coarsened beyond what the
 luminance quality implies (4:2:0 from 4:4:4, coarser chroma tables): a guard against
 visible colour damage on top of the luminance bound."""
-WORK_PASSES = 30
-"""Pixels of work charged per input pixel: the reference decode, and for each candidate
-(at most 11 for a JPEG) an encode, a decode and its score, and the final full-size check."""
 COMPRESSED, NOT_COMPRESSED = 1, 2
 """``X-Slimflag`` values (CI: 0 failed, 1 compressed, 2 not compressed, original returned)."""
 
@@ -86,89 +83,139 @@ def ssim(a: NDArray[Any], b: NDArray[Any]) -> float:
     return float(index.mean())
 
 
-def _planes(data: bytes) -> tuple[Any, Any | None, Any | None]:
-    """Luminance, chroma (``(Cb, Cr)`` or ``None`` for grey) and alpha (or ``None``) of an
-    encoded image, as Pillow decodes it."""
-    import numpy as np
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as opened:
-        opened.load()
-        img: Image.Image = opened
-        if img.mode == "P":
-            img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        alpha = np.asarray(img.getchannel("A")) if "A" in img.getbands() else None
-        if img.mode in ("L", "LA", "I", "I;16", "1"):
-            return np.asarray(img.convert("L")), None, alpha
-        y, cb, cr = (np.asarray(band) for band in img.convert("RGB").convert("YCbCr").split())
-    return y, (cb, cr), alpha
-
-
 Planes = tuple[Any, Any | None, Any | None]
 
 
 _SAMPLE_ABOVE = 2_000_000
-"""Images with more pixels than this are judged on a sample of tiles during the search; the
-candidate that wins is then checked on the whole image."""
+"""Images with more pixels than this are searched on a mosaic of tiles (:class:`_View`) and
+the winner is checked on another mosaic of the whole encoding; smaller ones on the whole image."""
 _TILE = 256
+_MOSAIC_GRID = 8
+_MOSAIC_TILE = 128
+"""The search mosaic: an 8 x 8 grid of 128 x 128 px tiles (1 MP), each cut at a multiple of
+16 px (the JPEG MCU) so its blocks are quantised as in the whole image."""
+MAX_SEARCH = 6
+"""Encodes of the quality bisection at most (on the mosaic)."""
+MAX_FINAL = 2
+"""Full-size encodes at most: the best candidate, then the next when it fails the check."""
 
 
-def _sample(plane: Any) -> list[Any]:
-    """A 4 x 4 grid of 256 x 256 tiles, one centred in each cell, or the whole plane when
-    it is small."""
-    height, width = plane.shape[:2]
-    if height * width <= _SAMPLE_ABOVE or min(height, width) < 4 * _TILE:
-        return [plane]
-    tiles = []
-    for row in range(4):
-        for col in range(4):
-            top = (2 * row + 1) * height // 8 - _TILE // 2
-            left = (2 * col + 1) * width // 8 - _TILE // 2
-            tiles.append(plane[top : top + _TILE, left : left + _TILE])
-    return tiles
+def work(width: int, height: int) -> int:
+    """Pixels of work charged for slimming a ``width`` x ``height`` image: the decode and
+    reference planes (2 passes), :data:`MAX_FINAL` full-size encodes each decoded and scored
+    (3 passes each), and the search: :data:`MAX_SEARCH` + 4 encodes of the search image (the
+    whole image up to 2 MP, else the 1 MP mosaic), each decoded and scored."""
+    pixels = width * height
+    search = pixels if pixels <= _SAMPLE_ABOVE else (_MOSAIC_GRID * _MOSAIC_TILE) ** 2
+    return pixels * (2 + 3 * MAX_FINAL) + search * 3 * (MAX_SEARCH + 4)
 
 
-def _ssim_of(a: Any, b: Any, full: bool) -> float:
-    if full:
+@dataclass(frozen=True, slots=True)
+class _View:
+    """What a candidate is judged on: the whole image when small, else a ``grid`` x ``grid``
+    mosaic of ``tile`` px tiles spread over it (each centred in its cell, cut at a multiple
+    of 16 px)."""
+
+    grid: int
+    tile: int
+    whole: bool
+
+    @staticmethod
+    def of(size: tuple[int, int], grid: int, tile: int) -> _View:
+        width, height = size
+        return _View(grid, tile, width * height <= _SAMPLE_ABOVE or min(width, height) < grid * tile)
+
+    def __call__(self, image: Any) -> Any:
+        from PIL import Image
+
+        if self.whole:
+            return image
+        width, height = image.size
+        grid, tile = self.grid, self.tile
+        out = Image.new(image.mode, (grid * tile, grid * tile))
+        for row in range(grid):
+            for col in range(grid):
+                top = max(0, ((2 * row + 1) * height // (2 * grid) - tile // 2) // 16 * 16)
+                left = max(0, ((2 * col + 1) * width // (2 * grid) - tile // 2) // 16 * 16)
+                out.paste(image.crop((left, top, left + tile, top + tile)), (col * tile, row * tile))
+        return out
+
+    def ssim(self, a: Any, b: Any) -> float:
+        """Mean SSIM of two planes of this view's image (a mosaic is judged whole: both
+        sides hold the same seams, and each tile's blocks are its own)."""
         return ssim(a, b)
-    pairs = list(zip(_sample(a), _sample(b)))
-    return sum(ssim(x, y) for x, y in pairs) / len(pairs)
 
 
-def _score(reference: Planes, candidate: bytes, *, chroma: bool = False, full: bool = False) -> float:
+WHOLE = _View(0, 0, True)
+
+
+def _planes_of(img: Any) -> Planes:
+    """Luminance, chroma (``(Cb, Cr)`` or ``None`` for grey) and alpha (or ``None``) of a
+    decoded PIL image."""
+    import numpy as np
+
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    alpha = np.asarray(img.getchannel("A")) if "A" in img.getbands() else None
+    if img.mode in ("L", "LA", "I", "I;16", "1"):
+        return np.asarray(img.convert("L")), None, alpha
+    y, cb, cr = (np.asarray(band) for band in img.convert("RGB").convert("YCbCr").split())
+    return y, (cb, cr), alpha
+
+
+def _score(
+    reference: Planes, candidate: bytes, *, chroma: bool = False, view: _View = WHOLE, cut: bool = False
+) -> float:
     """The lowest SSIM over luminance and alpha; with ``chroma``, 0 unless both chroma
-    planes score :data:`MIN_CHROMA_SSIM` or more. ``full``: over the whole image, else
-    over :func:`_sample`'s tiles of a large one."""
-    luma, colour, alpha = _planes(candidate)
+    planes score :data:`MIN_CHROMA_SSIM` or more. ``reference``: the planes of ``view``'s
+    image; ``cut``: ``candidate`` is the whole image, cut to ``view`` here (else it is an
+    encoding of ``view``'s image itself)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(candidate)) as opened:
+        opened.load()
+        luma, colour, alpha = _planes_of(view(opened) if cut else opened)
     if luma.shape != reference[0].shape:
         return 0.0
-    value = _ssim_of(reference[0], luma, full)
+    value = view.ssim(reference[0], luma)
     if chroma and reference[1] is not None and value >= MIN_SSIM:
         if colour is None:
             return 0.0
-        worst = min(_ssim_of(reference[1][0], colour[0], full), _ssim_of(reference[1][1], colour[1], full))
+        worst = min(view.ssim(reference[1][0], colour[0]), view.ssim(reference[1][1], colour[1]))
         if worst < MIN_CHROMA_SSIM:
             return 0.0
     if reference[2] is not None and value >= MIN_SSIM:
         if alpha is None:
             return 0.0
-        value = min(value, _ssim_of(reference[2], alpha, full))
+        value = min(value, view.ssim(reference[2], alpha))
     return value
 
 
-Candidate = tuple[bytes, bool]
-"""An encoding and whether it coarsens the chroma (judged on chroma too)."""
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A passing setting found on the search image: its encoded size there (the ranking),
+    whether it coarsens the chroma (judged on chroma too), and how to encode the whole image."""
+
+    size: int
+    chroma: bool
+    encode: Callable[[], bytes]
 
 
-def _bisect(encode: Callable[[int], bytes], reference: Planes, low: int, high: int) -> list[tuple[bytes, int]]:
-    """Every encoding the bisection for the lowest passing quality in ``low..high`` found
-    passing (on the sample), lowest quality first."""
-    passing: list[tuple[bytes, int]] = []
-    while low <= high:
+Encoder = Callable[[Any, int], bytes]
+"""Encode a PIL image at a quality."""
+
+
+def _bisect(encode: Encoder, search: Any, reference: Planes, view: _View, low: int, high: int) -> list[tuple[int, int]]:
+    """(size on ``search``, quality) of every quality the bisection for the lowest passing
+    one in ``low..high`` found passing, at most :data:`MAX_SEARCH` encodes, lowest first."""
+    passing: list[tuple[int, int]] = []
+    for _ in range(MAX_SEARCH):
+        if low > high:
+            break
         mid = (low + high) // 2
-        data = encode(mid)
-        if _score(reference, data) >= MIN_SSIM:
-            passing.append((data, mid))
+        data = encode(search, mid)
+        if _score(reference, data, view=view) >= MIN_SSIM:
+            passing.append((len(data), mid))
             high = mid - 1
         else:
             low = mid + 1
@@ -192,25 +239,23 @@ def _table(base: tuple[int, ...], quality: int) -> list[int]:
     return [max(1, min(255, (value * scale + 50) // 100)) for value in base]
 
 
-def _jpeg(data: bytes, reference: Planes, quality: int | None) -> list[Candidate]:
-    from PIL import Image, JpegImagePlugin
+def _jpeg(img: Any, sampling: int, quality: int | None) -> list[Candidate]:
+    """``img``: the decoded input (its ``info`` holds EXIF and ICC profile); ``sampling``:
+    its chroma subsampling as Pillow numbers it (-1 unknown)."""
+    if img.mode not in ("L", "RGB"):
+        return []  # CMYK and other modes: left alone
+    extra: dict[str, Any] = {}
+    for key in ("exif", "icc_profile"):
+        if img.info.get(key):
+            extra[key] = img.info[key]
+    colour = img.mode == "RGB"
 
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        if img.mode not in ("L", "RGB"):
-            return []  # CMYK and other modes: left alone
-        sampling = JpegImagePlugin.get_sampling(img)
-        extra: dict[str, Any] = {}
-        for key in ("exif", "icc_profile"):
-            if img.info.get(key):
-                extra[key] = img.info[key]
-        image = img.copy()
-    colour = image.mode == "RGB"
-
-    def encoder(subsampling: int, chroma_quality: Callable[[int], int]) -> Callable[[int], bytes]:
-        def encode(q: int) -> bytes:
+    def encoder(subsampling: int, chroma_quality: Callable[[int], int], final: bool = False) -> Encoder:
+        def encode(image: Any, q: int) -> bytes:
             buf = io.BytesIO()
-            options: dict[str, Any] = dict(optimize=True, progressive=True, **extra)
+            # the search's sizes rank candidates only: Huffman optimisation everywhere (its
+            # sizes follow the final ones), the progressive scan order and metadata at the end
+            options: dict[str, Any] = dict(optimize=True, **(dict(progressive=True, **extra) if final else {}))
             if colour:
                 options["qtables"] = [_table(_LUMA_TABLE, q), _table(_CHROMA_TABLE, chroma_quality(q))]
                 options["subsampling"] = subsampling
@@ -221,25 +266,39 @@ def _jpeg(data: bytes, reference: Planes, quality: int | None) -> list[Candidate
 
         return encode
 
+    view = _View.of(img.size, _MOSAIC_GRID, _MOSAIC_TILE)
+    search = view(img)
+    reference = _planes_of(search)
     top = min(95, quality or 90)
     same = sampling if sampling >= 0 else 2
     # 1. the luminance quality, judged on luminance alone (the chroma tables follow it)
-    passing = _bisect(encoder(same, lambda q: q), reference, 30, top)
+    passing = _bisect(encoder(same, lambda q: q), search, reference, view, 30, top)
     if not passing:
         return []
-    out: list[Candidate] = [(data, False) for data, _ in passing]
+
+    def final(subsampling: int, offset: int, q: int) -> Callable[[], bytes]:
+        return lambda: encoder(subsampling, lambda lq: max(30, lq - offset), final=True)(img, q)
+
+    out = [Candidate(size, False, final(same, 0, q)) for size, q in passing]
     q = passing[0][1]
-    # 2. at that quality: 4:2:0 and coarser chroma tables, judged on chroma too
-    variants = [] if not colour else [(same, 15), (2, 0), (2, 15), (2, 30)]
+    # 2. at that quality, coarser chroma, most aggressive first: the first that passes
+    #    (4:2:0 and chroma tables 30, then 15 quality steps coarser; the input's sampling)
+    variants = [] if not colour else [(2, 30), (2, 15), (same, 15), (2, 0)]
     for subsampling, offset in dict.fromkeys(v for v in variants if v != (same, 0)):
-        candidate = encoder(subsampling, lambda lq, o=offset: max(30, lq - o))(q)  # type: ignore[misc]
-        if _score(reference, candidate, chroma=True) >= MIN_SSIM:
-            out.append((candidate, True))
+        candidate = encoder(subsampling, lambda lq, o=offset: max(30, lq - o))(search, q)  # type: ignore[misc]
+        if _score(reference, candidate, chroma=True, view=view) >= MIN_SSIM:
+            out.append(Candidate(len(candidate), True, final(subsampling, offset, q)))
+            break
     return out
 
 
-def _png(data: bytes, reference: Planes, backend: str) -> list[Candidate]:
-    out: list[Candidate] = []
+def _png(data: bytes, reference: Planes, view: _View, backend: str) -> list[Candidate]:
+    encoded = _png_encodings(data, reference, view, backend)
+    return [Candidate(len(blob), chroma, lambda blob=blob: blob) for blob, chroma in encoded]  # type: ignore[misc]
+
+
+def _png_encodings(data: bytes, reference: Planes, view: _View, backend: str) -> list[tuple[bytes, bool]]:
+    out: list[tuple[bytes, bool]] = []
     vips = None
     if backend != "pillow":
         try:
@@ -255,7 +314,11 @@ def _png(data: bytes, reference: Planes, backend: str) -> list[Candidate]:
             palette = vips.pngsave_buffer(compression=9, palette=True, Q=100, dither=0.0, effort=10)
         except Exception:  # built without a quantiser
             palette = None
-        if palette is not None and len(palette) < len(lossless) and _score(reference, palette) >= MIN_SSIM:
+        if (
+            palette is not None
+            and len(palette) < len(lossless)
+            and _score(reference, palette, view=view, cut=True) >= MIN_SSIM
+        ):
             out.append((palette, True))
         return out
     from PIL import Image, features
@@ -275,38 +338,37 @@ def _png(data: bytes, reference: Planes, backend: str) -> list[Candidate]:
             buf = io.BytesIO()
             quantised.save(buf, "PNG", optimize=True, **{k: v for k, v in extra.items() if k == "icc_profile"})
             palette = buf.getvalue()
-            if len(palette) < len(out[0][0]) and _score(reference, palette) >= MIN_SSIM:
+            if len(palette) < len(out[0][0]) and _score(reference, palette, view=view, cut=True) >= MIN_SSIM:
                 out.append((palette, True))
     return out
 
 
-def _webp(data: bytes, reference: Planes, quality: int | None) -> list[Candidate]:
-    from PIL import Image
-
+def _webp(data: bytes, img: Any, quality: int | None) -> list[Candidate]:
     lossless = b"VP8L" in data[12:16] or b"VP8L" in data[:4096]
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        if getattr(img, "n_frames", 1) > 1:
-            return []
-        image = img.copy()
-        extra = {k: img.info[k] for k in ("exif", "icc_profile") if img.info.get(k)}
+    if getattr(img, "n_frames", 1) > 1:
+        return []
+    extra = {k: img.info[k] for k in ("exif", "icc_profile") if img.info.get(k)}
     if lossless:
         buf = io.BytesIO()
-        image.save(buf, "WEBP", lossless=True, quality=100, method=6, **extra)
-        return [(buf.getvalue(), False)]
+        img.save(buf, "WEBP", lossless=True, quality=100, method=6, **extra)
+        blob = buf.getvalue()
+        return [Candidate(len(blob), False, lambda: blob)]
 
-    def encode(q: int) -> bytes:
+    def encode(image: Any, q: int) -> bytes:
         buf = io.BytesIO()
         image.save(buf, "WEBP", quality=q, method=6, **extra)
         return buf.getvalue()
 
-    return [(data, False) for data, _ in _bisect(encode, reference, 30, min(95, quality or 90))]
+    view = _View.of(img.size, _MOSAIC_GRID, _MOSAIC_TILE)
+    search = view(img)
+    passing = _bisect(encode, search, _planes_of(search), view, 30, min(95, quality or 90))
+    return [Candidate(size, False, lambda q=q: encode(img, q)) for size, q in passing]  # type: ignore[misc]
 
 
 def slim(data: bytes, *, backend: str = "auto", quality: int | None = None, limits: Limits | None = None) -> Slimmed:
     """Slim the image ``data``. ``quality``: the input's estimated quality (``q0``), the
-    upper end of the search (probed when ``None``). The work (:data:`WORK_PASSES` passes
-    over the input's pixels) is charged to the request's budget before any decode.
+    upper end of the search (probed when ``None``). The work (:func:`work`) is charged to
+    the request's budget before any decode.
 
     Raises:
         InvalidImageFormatError: ``data`` is not a decodable image.
@@ -321,19 +383,36 @@ def slim(data: bytes, *, backend: str = "auto", quality: int | None = None, limi
         quality = header.quality
     if fmt not in ("jpeg", "png", "webp") or header.frames > 1:
         return Slimmed(data, fmt, NOT_COMPRESSED, 1.0)
-    current_budget(limits).charge_pixels(header.width * header.height * WORK_PASSES, "imageSlim: the search")
-    try:
-        reference = _planes(data)
+    current_budget(limits).charge_pixels(work(header.width, header.height), "imageSlim: the search")
+    from PIL import Image
+
+    sampling = -1
+    try:  # one decode: the reference planes and the image every candidate is encoded from
+        img = Image.open(io.BytesIO(data))
+        img.load()  # keeps info (EXIF, ICC profile)
+        if fmt == "jpeg":
+            from PIL import JpegImagePlugin
+
+            sampling = JpegImagePlugin.get_sampling(img)
+        check = _View.of(img.size, 4, _TILE)  # the final check's view (the search saw other tiles)
+        reference = _planes_of(check(img))
     except Exception as exc:  # Pillow raises several types for a damaged file
         raise InvalidImageFormatError(f"imageSlim: the {fmt} image does not decode") from exc
     if fmt == "jpeg":
-        candidates = _jpeg(data, reference, quality)
+        candidates = _jpeg(img, sampling, quality)
     elif fmt == "png":
-        candidates = _png(data, reference, backend)
+        candidates = _png(data, reference, check, backend)
     else:
-        candidates = _webp(data, reference, quality)
-    for candidate, chroma in sorted((c for c in candidates if len(c[0]) < len(data)), key=lambda c: len(c[0])):
-        score = _score(reference, candidate, chroma=chroma, full=True)  # the whole image, always
+        candidates = _webp(data, img, quality)
+    tried = 0
+    for candidate in sorted(candidates, key=lambda c: c.size):
+        if tried == MAX_FINAL:
+            break
+        encoded = candidate.encode()
+        tried += 1
+        if len(encoded) >= len(data):
+            continue
+        score = _score(reference, encoded, chroma=candidate.chroma, view=check, cut=True)
         if score >= MIN_SSIM:
-            return Slimmed(candidate, fmt, COMPRESSED, score)
+            return Slimmed(encoded, fmt, COMPRESSED, score)
     return Slimmed(data, fmt, NOT_COMPRESSED, 1.0)

@@ -130,6 +130,7 @@ _CASED = {
         "Retry-After",
         "Server",
         "X-ErrNo",
+        "X-Slimflag",
     )
 }
 """Response header names as COS spells them: the SDK copies the headers into a plain dict, and

@@ -45,12 +45,14 @@ _TMP = ".tmp-"
 @dataclass(frozen=True, slots=True)
 class CachedResult:
     """One cached output: its ``data``, ``mime_type``, ``etag`` (MD5 hex of ``data``) and
-    the code of the error ``ignore-error/1`` masked, if any."""
+    the code of the error ``ignore-error/1`` masked, if any, and ``imageSlim``'s
+    ``X-Slimflag`` (``None`` for other outputs)."""
 
     data: bytes
     mime_type: str
     etag: str
     masked: str | None = None
+    slim_flag: int | None = None
 
 
 def engine_identity(backend: str) -> str:
@@ -203,7 +205,13 @@ class ResultCache:
 
 def _encode(result: CachedResult) -> bytes:
     header = json.dumps(
-        {"mime": result.mime_type, "etag": result.etag, "masked": result.masked, "size": len(result.data)}
+        {
+            "mime": result.mime_type,
+            "etag": result.etag,
+            "masked": result.masked,
+            "size": len(result.data),
+            "slim_flag": result.slim_flag,
+        }
     ).encode()
     return _MAGIC + struct.pack(">I", len(header)) + header + result.data
 
@@ -216,4 +224,4 @@ def _decode(blob: bytes) -> CachedResult:
     data = blob[8 + length :]
     if len(data) != header["size"]:  # torn by a crash after the rename (the entry is not fsynced)
         raise ValueError(f"entry holds {len(data)} of its {header['size']} bytes")
-    return CachedResult(data, header["mime"], header["etag"], header.get("masked"))
+    return CachedResult(data, header["mime"], header["etag"], header.get("masked"), header.get("slim_flag"))

@@ -68,6 +68,7 @@ __all__ = [
     "HOTLINK_X_ERRNO",
     "read_small_body",
     "store_upload",
+    "qrcode_generate",
 ]
 
 HOTLINK_X_ERRNO = -108
@@ -380,6 +381,7 @@ async def _processed(
                 result.mime_type,
                 hashlib.md5(result.data, usedforsecurity=False).hexdigest(),
                 None if result.masked is None else result.masked.code,
+                result.slim_flag,
             )
             if cache is not None and name is not None:
                 await io(cache.put, name, made)
@@ -420,7 +422,21 @@ async def _processed(
     headers["Content-Type"] = entry.mime_type
     if entry.masked is not None:
         headers["x-ci-masked-error"] = entry.masked
+    if entry.slim_flag is not None:
+        headers["X-Slimflag"] = str(entry.slim_flag)
     return Response(entry.data, headers=_overrides(ctx, headers))
+
+
+async def qrcode_generate(app: App, ctx: Context) -> Response:
+    """``GET /?ci-process=qrcode-generate&qrcode-content=...&width=...&mode=...`` on the
+    bucket (no object; the SDK's ``ci_qrcode_generate``): the XML with the Base64 PNG."""
+    from ci_engine import ast as A
+    from ci_engine.types import CiProcessName
+
+    params = tuple((key, ctx.param(key)) for key in ("qrcode-content", "width", "mode") if ctx.has(key))
+    pipeline = A.Pipeline((A.CiProcess(CiProcessName.QRCODE_GENERATE, params),))
+    result = await app.pool.run(lambda: process(b"", pipeline, limits=app.limits))
+    return Response(result.data, headers={"Content-Type": "application/xml"})
 
 
 async def _single_flight(
@@ -485,9 +501,7 @@ async def _plain(app: App, ctx: Context, store: Store, key: str, cfg: BucketConf
                 start, end = max(0, size - int(m[2])), size - 1
             if start >= size or start > end:
                 handle.close()
-                return Response(
-                    b"", status_code=416, headers={"Content-Range": f"bytes */{size}", **headers}
-                )
+                return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{size}", **headers})
             status = 206
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     length = end - start + 1 if size else 0
@@ -879,4 +893,3 @@ async def list_buckets(app: App, ctx: Context) -> Response:
         "ListAllMyBucketsResult",
         [("Owner", [("ID", "ci-engine"), ("DisplayName", "ci-engine")]), ("Buckets", entries)],
     )
-

@@ -56,6 +56,8 @@ async def dispatch(app: App, ctx: Context) -> Response:
             return await ci_api.styles(app, ctx)
         if ctx.has("origin-protect"):
             return await ci_api.origin_protect(app, ctx)
+        if method == "GET" and ctx.param("ci-process") == "qrcode-generate":
+            return await objects.qrcode_generate(app, ctx)
         if target.kind == "pic":
             return await ci_api.pic_binding(app, ctx)
         return await objects.bucket_ops(app, ctx)

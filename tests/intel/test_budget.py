@@ -23,7 +23,7 @@ from ci_engine.intel.blindmark import EMBED_PASSES, EXTRACT_PASSES
 from ci_engine.intel.faces import DETECT_PASSES
 from ci_engine.intel.qrcode import SCAN_PASSES
 from ci_engine.intel.quality import ANALYSIS_PASSES
-from ci_engine.intel.slim import WORK_PASSES
+from ci_engine.intel.slim import work as slim_work
 from ci_engine.limits import Limits
 
 W, H = 600, 400
@@ -106,19 +106,19 @@ def test_blind_watermark_embed_and_extract_are_charged(decodes: list[int]) -> No
 def test_image_slim_is_charged_before_its_first_decode(monkeypatch: pytest.MonkeyPatch) -> None:
     data = _image("JPEG")
     planes: list[int] = []
-    real = slim_module._planes
+    real = slim_module._planes_of
 
     def spy(*args: Any, **kw: Any) -> Any:
         planes.append(1)
         return real(*args, **kw)
 
-    monkeypatch.setattr(slim_module, "_planes", spy)
+    monkeypatch.setattr(slim_module, "_planes_of", spy)
     with pytest.raises(ImageResolutionExceedError) as info:
-        ce.process(data, "imageSlim", limits=Limits(max_work_pixels=PIXELS * WORK_PASSES - 1))
+        ce.process(data, "imageSlim", limits=Limits(max_work_pixels=slim_work(W, H) - 1))
     assert info.value.kind == "work_pixels"
-    assert info.value.actual == PIXELS * WORK_PASSES
+    assert info.value.actual == slim_work(W, H) == PIXELS * 38  # a small image: searched whole
     assert planes == []
-    result = ce.process(data, "imageSlim", limits=Limits(max_work_pixels=PIXELS * WORK_PASSES))
+    result = ce.process(data, "imageSlim", limits=Limits(max_work_pixels=slim_work(W, H)))
     assert result.format == "jpeg" and len(result.data) <= len(data)
     assert planes
 

@@ -174,7 +174,7 @@ def test_redirect_within_the_origin_is_followed(server: Server, origin: Origin) 
     assert (server.root / ORIGIN_BUCKET / "old.jpg").read_bytes() == OTHER
 
 
-def test_head_and_buckets_without_origin_do_not_pull(server: Server, origin: Origin) -> None:
+def test_head_does_not_pull(server: Server, origin: Origin) -> None:
     origin.routes["/src/headonly.jpg"] = body(PHOTO)
     status, _, _ = raw(server, "HEAD", f"/{ORIGIN_BUCKET}/headonly.jpg")
     assert status == 404
@@ -187,11 +187,10 @@ def test_revalidate_mode_replaces_a_changed_object(server: Server, origin: Origi
     assert (status, data) == (200, PHOTO)
     assert "if-modified-since" not in origin.headers["/fresh/r.jpg"]
 
-    def not_modified(handler: object) -> None:
-        h = handler  # BaseHTTPRequestHandler
-        h.send_response(304)  # type: ignore[attr-defined]
-        h.send_header("Content-Length", "0")  # type: ignore[attr-defined]
-        h.end_headers()  # type: ignore[attr-defined]
+    def not_modified(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(304)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
 
     origin.routes["/fresh/r.jpg"] = not_modified
     status, _, data = raw(server, "GET", f"/{REVALIDATE}/r.jpg")
@@ -249,3 +248,25 @@ def test_origin_object_over_the_input_limit_is_502_and_nothing_stored(server: Se
         assert b"over the input limit" in data
         assert key not in _stored(server, ORIGIN_BUCKET)
     assert not [name for name in _stored(server, ORIGIN_BUCKET) if name.startswith(".ci-tmp")]
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ('origin_mode = "sometimes"', "origin_mode must be missing or revalidate"),
+        ('origin = "file:///etc/"', "origin must be an http:// or https:// URL"),
+        ('cache_control = 3', "cache_control: expected str"),
+    ],
+)
+def test_bucket_origin_settings_in_the_config_file_are_checked(tmp_path: Path, setting: str, message: str) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "server.toml"
+    config.write_text(f'[buckets."{ORIGIN_BUCKET}"]\n{setting}\n')
+    cmd = [sys.executable, "-m", "ci_engine", "serve", "--root", str(tmp_path / "root"), "--anonymous"]
+    done = subprocess.run(
+        [*cmd, "--port", "0", "--config", str(config)], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr

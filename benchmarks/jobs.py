@@ -11,8 +11,9 @@ upscaled to 4000x3000, q90), hard-linked under N keys of a local bucket; every j
   ``persist()`` in-cloud with the job's one-rule header (what a job runs) into the same
   ``LocalStore``. This is "the image work" the overheads are relative to.
 * **direct on the workers**: the same loop run inside each worker process of the cluster
-  (``client.run``, each worker its share, one after the other): the image work under the
-  workers' own conditions (``VIPS_CONCURRENCY`` is ``cores // workers`` there).
+  (one Dask task per worker holding the whole loop over its share, one worker after the
+  other): the image work under the workers' own conditions (``VIPS_CONCURRENCY`` is
+  ``cores // workers`` there), on the same executor thread as the jobs.
 * **jobs, 1 worker / 2 workers**: ``JobService`` on an embedded ``LocalCluster`` of 1 or 2
   worker processes (one thread each); the time from the first submission to the last
   ``Success`` (the cluster is started and warmed up before the clock starts).
@@ -90,14 +91,33 @@ def _direct_here(root: str, keys: list[str], tag: str) -> float:
     return direct(Path(root), keys, out=f"direct-{tag}")[1]
 
 
-def direct_on_workers(cluster: Any, root: Path, keys: list[str]) -> float:
-    """CPU seconds of *direct* over ``keys``, each worker taking its share in turn."""
-    workers = sorted(cluster.client.nthreads())
+def direct_on_workers(cluster: Any, root: Path, keys: list[str]) -> tuple[float, dict[str, float]]:
+    """CPU seconds of *direct* over ``keys``, each worker taking its share in turn, as one
+    Dask task per worker (so the loop runs on the same executor thread as the jobs), and
+    the workers' CPU by thread meanwhile."""
+    client = cluster.client
+    workers = sorted(client.nthreads())
     total = 0.0
+    by_thread: dict[str, float] = {}
     for i, address in enumerate(workers):
         share = keys[i :: len(workers)]
-        total += float(cluster.client.run(_direct_here, str(root), share, f"w{i}", workers=[address])[address])
-    return total
+        before = client.run(service_threads_cpu, workers=[address])[address]
+        future = client.submit(_direct_here, str(root), share, f"w{i}", workers=[address], pure=False)
+        total += float(future.result())
+        after = client.run(service_threads_cpu, workers=[address])[address]
+        for name, value in _thread_kinds(after, before).items():
+            by_thread[name] = by_thread.get(name, 0.0) + value
+    return total, by_thread
+
+
+def _thread_kinds(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds by kind of worker thread: its event loop (``MainThread``), libvips'
+    threads, the threads that run tasks."""
+    out: dict[str, float] = {}
+    for name, value in after.items():
+        key = name if name.startswith("native") or name == "MainThread" else "task threads (Dask executor)"
+        out[key] = out.get(key, 0.0) + value - before.get(name, 0.0)
+    return out
 
 
 def _count_in_task() -> None:
@@ -225,9 +245,8 @@ def run_jobs(root: Path, keys: list[str], cluster: Any, tag: str) -> tuple[float
         raise SystemExit(f"{len(bad)} jobs did not succeed: {bad[0].code} {bad[0].message}")
     by_thread: dict[str, float] = {}
     for address, now in wafter.items():
-        for name, value in now.items():
-            key = name if name.startswith("native") or name == "MainThread" else "task threads (Dask executor)"
-            by_thread[key] = by_thread.get(key, 0.0) + value - wthreads[address].get(name, 0.0)
+        for name, value in _thread_kinds(now, wthreads[address]).items():
+            by_thread[name] = by_thread.get(name, 0.0) + value
     split = {
         "workers_threads_cpu_s": {k: round(v, 3) for k, v in by_thread.items() if v > 0},
         "workers_in_task_cpu_s": sum(c for c, _ in counts),
@@ -307,7 +326,10 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 # the image work measured in these worker processes first (same VIPS_CONCURRENCY;
                 # it also warms every worker up), then the same images as jobs
-                c_here = direct_on_workers(cluster, root, keys)
+                c_here, direct_threads = direct_on_workers(cluster, root, keys)
+                results[f"jobs_{workers}_direct_on_workers_threads_cpu_s"] = {
+                    k: round(v, 3) for k, v in direct_threads.items() if v > 0
+                }
                 wall, cpu, wcpu, split = run_jobs(root, keys, cluster, f"w{workers}")
                 results[f"jobs_{workers}_wall_s"] = wall
                 results[f"jobs_{workers}_service_cpu_s"] = cpu
@@ -333,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(
                     "  per job, workers by thread (ms; MainThread is the worker's event loop): "
-                    + ", ".join(f"{k} {v / n * 1000:.2f}" for k, v in sorted(split["workers_threads_cpu_s"].items())),
+                    + ", ".join(f"{k} {v / n * 1000:.2f}" for k, v in sorted(split["workers_threads_cpu_s"].items()))
+                    + "; direct on the workers, by thread: "
+                    + ", ".join(f"{k} {v / n * 1000:.2f}" for k, v in sorted(direct_threads.items()) if v > 0),
                     flush=True,
                 )
                 if workers == 2:

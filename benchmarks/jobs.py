@@ -11,8 +11,9 @@ upscaled to 4000x3000, q90), hard-linked under N keys of a local bucket; every j
   ``persist()`` in-cloud with the job's one-rule header (what a job runs) into the same
   ``LocalStore``. This is "the image work" the overheads are relative to.
 * **direct on the workers**: the same loop run inside each worker process of the cluster
-  (``client.run``, each worker its share, one after the other): the image work under the
-  workers' own conditions (``VIPS_CONCURRENCY`` is ``cores // workers`` there).
+  (one Dask task per worker holding the whole loop over its share, one worker after the
+  other): the image work under the workers' own conditions (``VIPS_CONCURRENCY`` is
+  ``cores // workers`` there), on the same executor thread as the jobs.
 * **jobs, 1 worker / 2 workers**: ``JobService`` on an embedded ``LocalCluster`` of 1 or 2
   worker processes (one thread each); the time from the first submission to the last
   ``Success`` (the cluster is started and warmed up before the clock starts).
@@ -90,14 +91,33 @@ def _direct_here(root: str, keys: list[str], tag: str) -> float:
     return direct(Path(root), keys, out=f"direct-{tag}")[1]
 
 
-def direct_on_workers(cluster: Any, root: Path, keys: list[str]) -> float:
-    """CPU seconds of *direct* over ``keys``, each worker taking its share in turn."""
-    workers = sorted(cluster.client.nthreads())
+def direct_on_workers(cluster: Any, root: Path, keys: list[str]) -> tuple[float, dict[str, float]]:
+    """CPU seconds of *direct* over ``keys``, each worker taking its share in turn, as one
+    Dask task per worker (so the loop runs on the same executor thread as the jobs), and
+    the workers' CPU by thread meanwhile."""
+    client = cluster.client
+    workers = sorted(client.nthreads())
     total = 0.0
+    by_thread: dict[str, float] = {}
     for i, address in enumerate(workers):
         share = keys[i :: len(workers)]
-        total += float(cluster.client.run(_direct_here, str(root), share, f"w{i}", workers=[address])[address])
-    return total
+        before = client.run(service_threads_cpu, workers=[address])[address]
+        future = client.submit(_direct_here, str(root), share, f"w{i}", workers=[address], pure=False)
+        total += float(future.result())
+        after = client.run(service_threads_cpu, workers=[address])[address]
+        for name, value in _thread_kinds(after, before).items():
+            by_thread[name] = by_thread.get(name, 0.0) + value
+    return total, by_thread
+
+
+def _thread_kinds(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds by kind of worker thread: its event loop (``MainThread``), libvips'
+    threads, the threads that run tasks."""
+    out: dict[str, float] = {}
+    for name, value in after.items():
+        key = name if name.startswith("native") or name == "MainThread" else "task threads (Dask executor)"
+        out[key] = out.get(key, 0.0) + value - before.get(name, 0.0)
+    return out
 
 
 def _count_in_task() -> None:
@@ -134,7 +154,9 @@ def _in_task() -> tuple[float, int]:
 
 
 def service_threads_cpu() -> dict[str, float]:
-    """CPU seconds of each thread of this process, by thread name (Linux ``/proc``)."""
+    """CPU seconds of each thread of this process, by thread name (Linux ``/proc``; threads
+    Python did not start are named ``native: <comm>``, such as libvips' workers). Runs in
+    the service process and, through ``client.run``, in each worker."""
     import threading
 
     names = {t.native_id: t.name for t in threading.enumerate()}
@@ -147,10 +169,11 @@ def service_threads_cpu() -> dict[str, float]:
     for tid in tids:
         try:
             with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+                raw = f.read()
+            fields = raw.rsplit(")", 1)[1].split()
         except OSError:
             continue
-        name = names.get(int(tid), "other")
+        name = names.get(int(tid)) or "native: " + raw.split("(", 1)[1].rsplit(")", 1)[0]
         out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
 
@@ -207,6 +230,7 @@ def run_jobs(root: Path, keys: list[str], cluster: Any, tag: str) -> tuple[float
         cluster.client.run(_count_in_task)
         requests = [JobRequest(key, OUT, f"{tag}/{i:04d}.jpg", rule=RULE) for i, key in enumerate(keys)]
         threads = service_threads_cpu()
+        wthreads = cluster.client.run(service_threads_cpu)
         start, cpu, wcpu = time.perf_counter(), cpu_seconds(), workers_cpu(cluster)
         made = service.submit(BUCKET, requests)
         ids = [job.id for job in made]
@@ -214,11 +238,17 @@ def run_jobs(root: Path, keys: list[str], cluster: Any, tag: str) -> tuple[float
         elapsed = time.perf_counter() - start
         cpu, wcpu = cpu_seconds() - cpu, workers_cpu(cluster) - wcpu
         after = service_threads_cpu()
+        wafter = cluster.client.run(service_threads_cpu)
         counts = list(cluster.client.run(_in_task).values())
     bad = [j for j in jobs if j.state != "Success"]
     if bad:
         raise SystemExit(f"{len(bad)} jobs did not succeed: {bad[0].code} {bad[0].message}")
+    by_thread: dict[str, float] = {}
+    for address, now in wafter.items():
+        for name, value in _thread_kinds(now, wthreads[address]).items():
+            by_thread[name] = by_thread.get(name, 0.0) + value
     split = {
+        "workers_threads_cpu_s": {k: round(v, 3) for k, v in by_thread.items() if v > 0},
         "workers_in_task_cpu_s": sum(c for c, _ in counts),
         "jobs_counted": sum(k for _, k in counts),
         "service_threads_cpu_s": {
@@ -296,7 +326,10 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 # the image work measured in these worker processes first (same VIPS_CONCURRENCY;
                 # it also warms every worker up), then the same images as jobs
-                c_here = direct_on_workers(cluster, root, keys)
+                c_here, direct_threads = direct_on_workers(cluster, root, keys)
+                results[f"jobs_{workers}_direct_on_workers_threads_cpu_s"] = {
+                    k: round(v, 3) for k, v in direct_threads.items() if v > 0
+                }
                 wall, cpu, wcpu, split = run_jobs(root, keys, cluster, f"w{workers}")
                 results[f"jobs_{workers}_wall_s"] = wall
                 results[f"jobs_{workers}_service_cpu_s"] = cpu
@@ -318,6 +351,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"  per job: worker CPU inside run_pic_job {in_task / n * 1000:.1f} ms, outside it "
                     f"{(wcpu - in_task) / n * 1000:.2f} ms; service by thread (ms): "
                     + ", ".join(f"{k} {v / n * 1000:.2f}" for k, v in sorted(split["service_threads_cpu_s"].items())),
+                    flush=True,
+                )
+                print(
+                    "  per job, workers by thread (ms; MainThread is the worker's event loop): "
+                    + ", ".join(f"{k} {v / n * 1000:.2f}" for k, v in sorted(split["workers_threads_cpu_s"].items()))
+                    + "; direct on the workers, by thread: "
+                    + ", ".join(f"{k} {v / n * 1000:.2f}" for k, v in sorted(direct_threads.items()) if v > 0),
                     flush=True,
                 )
                 if workers == 2:

@@ -292,12 +292,32 @@ def _jpeg(img: Any, sampling: int, quality: int | None) -> list[Candidate]:
     return out
 
 
-def _png(data: bytes, reference: Planes, view: _View, backend: str) -> list[Candidate]:
-    encoded = _png_encodings(data, reference, view, backend)
+def _palette_may_pass(img: Any) -> bool:
+    """Whether a 256-colour palette may pass the SSIM bound: one of a 4 x 4 mosaic of 64 px
+    tiles (64 k pixels; fewer colours than the whole image, so an easier test) must pass
+    first. Quantising the whole image costs seconds per megapixel (libimagequant); a
+    photograph fails here in milliseconds."""
+    from PIL import Image
+
+    if img.mode not in ("RGB", "RGBA", "P", "L", "LA"):
+        return True
+    view = _View(4, 64, min(img.size) < 256)
+    sample = view(img.convert("RGBA" if "A" in img.getbands() or img.mode == "P" else "RGB"))
+    method = Image.Quantize.FASTOCTREE if sample.mode == "RGBA" else Image.Quantize.MEDIANCUT
+    quantised = sample.quantize(256, method=method, dither=Image.Dither.NONE)
+    buf = io.BytesIO()
+    quantised.save(buf, "PNG", compress_level=1)
+    return _score(_planes_of(sample), buf.getvalue(), view=view) >= MIN_SSIM
+
+
+def _png(data: bytes, img: Any, reference: Planes, view: _View, backend: str) -> list[Candidate]:
+    encoded = _png_encodings(data, reference, view, backend, try_palette=_palette_may_pass(img))
     return [Candidate(len(blob), chroma, lambda blob=blob: blob) for blob, chroma in encoded]  # type: ignore[misc]
 
 
-def _png_encodings(data: bytes, reference: Planes, view: _View, backend: str) -> list[tuple[bytes, bool]]:
+def _png_encodings(
+    data: bytes, reference: Planes, view: _View, backend: str, *, try_palette: bool = True
+) -> list[tuple[bytes, bool]]:
     out: list[tuple[bytes, bool]] = []
     vips = None
     if backend != "pillow":
@@ -310,10 +330,12 @@ def _png_encodings(data: bytes, reference: Planes, view: _View, backend: str) ->
     if vips is not None:
         lossless = vips.pngsave_buffer(compression=9, filter="all", effort=10)
         out.append((lossless, False))
-        try:
-            palette = vips.pngsave_buffer(compression=9, palette=True, Q=100, dither=0.0, effort=10)
-        except Exception:  # built without a quantiser
-            palette = None
+        palette = None
+        if try_palette:
+            try:
+                palette = vips.pngsave_buffer(compression=9, palette=True, Q=100, dither=0.0, effort=7)
+            except Exception:  # built without a quantiser
+                palette = None
         if (
             palette is not None
             and len(palette) < len(lossless)
@@ -329,7 +351,7 @@ def _png_encodings(data: bytes, reference: Planes, view: _View, backend: str) ->
         extra = {k: img.info[k] for k in ("icc_profile", "transparency") if k in img.info}
         img.save(buf, "PNG", optimize=True, **extra)
         out.append((buf.getvalue(), False))
-        if img.mode in ("RGB", "RGBA"):
+        if try_palette and img.mode in ("RGB", "RGBA"):
             if features.check_feature("libimagequant"):
                 method = Image.Quantize.LIBIMAGEQUANT
             else:
@@ -401,7 +423,7 @@ def slim(data: bytes, *, backend: str = "auto", quality: int | None = None, limi
     if fmt == "jpeg":
         candidates = _jpeg(img, sampling, quality)
     elif fmt == "png":
-        candidates = _png(data, reference, check, backend)
+        candidates = _png(data, img, reference, check, backend)
     else:
         candidates = _webp(data, img, quality)
     tried = 0

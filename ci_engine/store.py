@@ -293,17 +293,7 @@ class LocalStore(Store):
 
     # -- Store ------------------------------------------------------------------------------------
     def get(self, key: str) -> bytes:
-        target = self._regular(key)
-        if target is None:
-            raise _no_such_key(key)
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-        try:
-            fd = os.open(target, flags)
-        except FileNotFoundError:
-            raise _no_such_key(key) from None
-        except OSError as exc:
-            raise InternalError(f"store: cannot read {key!r}", detail=repr(exc)) from exc
-        with os.fdopen(fd, "rb") as handle:
+        with self.open(key) as handle:
             return handle.read()
 
     def put(self, key: str, data: bytes) -> str:

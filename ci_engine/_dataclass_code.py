@@ -108,7 +108,7 @@ _11 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.data,self.mime_type,self.etag,self.masked,)==(other.data,other.mime_type,other.etag,other.masked,)
+   return (self.data,self.mime_type,self.etag,self.masked,self.slim_flag,)==(other.data,other.mime_type,other.etag,other.masked,other.slim_flag,)
   return NotImplemented
  return __eq__
 _12 = __create_fn__.__code__
@@ -252,7 +252,7 @@ _29 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.groups,)==(other.groups,)
+   return (self.grid,self.tile,self.whole,)==(other.grid,other.tile,other.whole,)
   return NotImplemented
  return __eq__
 _30 = __create_fn__.__code__
@@ -260,7 +260,7 @@ _30 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.header,self.decode,self.decoded_size,self.steps,self.encode,self.width,self.height,self.frames,self.info,self.applied,)==(other.header,other.decode,other.decoded_size,other.steps,other.encode,other.width,other.height,other.frames,other.info,other.applied,)
+   return (self.groups,)==(other.groups,)
   return NotImplemented
  return __eq__
 _31 = __create_fn__.__code__
@@ -268,7 +268,7 @@ _31 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.header,self.limits,self.final_format,self.width,self.height,self.frames,self.format,self.has_alpha,self.orientation,self.quality,self.prims,self.reset_orientation,self.progressive,self.strip,self.size_limit,self.aigc,)==(other.header,other.limits,other.final_format,other.width,other.height,other.frames,other.format,other.has_alpha,other.orientation,other.quality,other.prims,other.reset_orientation,other.progressive,other.strip,other.size_limit,other.aigc,)
+   return (self.header,self.decode,self.decoded_size,self.steps,self.encode,self.width,self.height,self.frames,self.info,self.applied,)==(other.header,other.decode,other.decoded_size,other.steps,other.encode,other.width,other.height,other.frames,other.info,other.applied,)
   return NotImplemented
  return __eq__
 _32 = __create_fn__.__code__
@@ -276,7 +276,7 @@ _32 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.height,)==(other.height,)
+   return (self.header,self.limits,self.final_format,self.width,self.height,self.frames,self.format,self.has_alpha,self.orientation,self.quality,self.prims,self.reset_orientation,self.progressive,self.strip,self.size_limit,self.aigc,)==(other.header,other.limits,other.final_format,other.width,other.height,other.frames,other.format,other.has_alpha,other.orientation,other.quality,other.prims,other.reset_orientation,other.progressive,other.strip,other.size_limit,other.aigc,)
   return NotImplemented
  return __eq__
 _33 = __create_fn__.__code__
@@ -284,7 +284,7 @@ _33 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.horizontal,)==(other.horizontal,)
+   return (self.height,)==(other.height,)
   return NotImplemented
  return __eq__
 _34 = __create_fn__.__code__
@@ -292,7 +292,7 @@ _34 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.id,self.bucket,self.name,self.rule,self.is_pic_info,self.tag,self.create_time,self.update_time,)==(other.id,other.bucket,other.name,other.rule,other.is_pic_info,other.tag,other.create_time,other.update_time,)
+   return (self.horizontal,)==(other.horizontal,)
   return NotImplemented
  return __eq__
 _35 = __create_fn__.__code__
@@ -300,7 +300,7 @@ _35 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.id,self.bucket,self.name,self.state,self.max_size,self.max_concurrent,self.notify,self.create_time,self.update_time,)==(other.id,other.bucket,other.name,other.state,other.max_size,other.max_concurrent,other.notify,other.create_time,other.update_time,)
+   return (self.id,self.bucket,self.name,self.rule,self.is_pic_info,self.tag,self.create_time,self.update_time,)==(other.id,other.bucket,other.name,other.rule,other.is_pic_info,other.tag,other.create_time,other.update_time,)
   return NotImplemented
  return __eq__
 _36 = __create_fn__.__code__
@@ -308,7 +308,7 @@ _36 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.id,self.bucket,self.queue_id,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.tag,self.state,self.code,self.message,self.creation_time,self.start_time,self.end_time,self.input_region,self.output_region,self.template_id,self.template_name,self.user_data,self.job_level,self.result,self.attempts,self.seq,)==(other.id,other.bucket,other.queue_id,other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.tag,other.state,other.code,other.message,other.creation_time,other.start_time,other.end_time,other.input_region,other.output_region,other.template_id,other.template_name,other.user_data,other.job_level,other.result,other.attempts,other.seq,)
+   return (self.id,self.bucket,self.name,self.state,self.max_size,self.max_concurrent,self.notify,self.create_time,self.update_time,)==(other.id,other.bucket,other.name,other.state,other.max_size,other.max_concurrent,other.notify,other.create_time,other.update_time,)
   return NotImplemented
  return __eq__
 _37 = __create_fn__.__code__
@@ -316,7 +316,7 @@ _37 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.index,self.fileid,self.rule,self.bucket,self.pipeline,)==(other.index,other.fileid,other.rule,other.bucket,other.pipeline,)
+   return (self.id,self.bucket,self.queue_id,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.tag,self.state,self.code,self.message,self.creation_time,self.start_time,self.end_time,self.input_region,self.output_region,self.template_id,self.template_name,self.user_data,self.job_level,self.result,self.attempts,self.seq,)==(other.id,other.bucket,other.queue_id,other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.tag,other.state,other.code,other.message,other.creation_time,other.start_time,other.end_time,other.input_region,other.output_region,other.template_id,other.template_name,other.user_data,other.job_level,other.result,other.attempts,other.seq,)
   return NotImplemented
  return __eq__
 _38 = __create_fn__.__code__
@@ -324,7 +324,7 @@ _38 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.template_id,self.output_region,self.user_data,self.job_level,self.queue_id,self.tag,)==(other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.template_id,other.output_region,other.user_data,other.job_level,other.queue_id,other.tag,)
+   return (self.index,self.fileid,self.rule,self.bucket,self.pipeline,)==(other.index,other.fileid,other.rule,other.bucket,other.pipeline,)
   return NotImplemented
  return __eq__
 _39 = __create_fn__.__code__
@@ -332,7 +332,7 @@ _39 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.interval,)==(other.interval,)
+   return (self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.template_id,self.output_region,self.user_data,self.job_level,self.queue_id,self.tag,)==(other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.template_id,other.output_region,other.user_data,other.job_level,other.queue_id,other.tag,)
   return NotImplemented
  return __eq__
 _40 = __create_fn__.__code__
@@ -340,7 +340,7 @@ _40 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.is_pic_info,self.rules,)==(other.is_pic_info,other.rules,)
+   return (self.interval,)==(other.interval,)
   return NotImplemented
  return __eq__
 _41 = __create_fn__.__code__
@@ -348,7 +348,7 @@ _41 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.job_id,self.attempt,self.buckets,self.bucket,self.region,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.backend,)==(other.job_id,other.attempt,other.buckets,other.bucket,other.region,other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.backend,)
+   return (self.is_pic_info,self.rules,)==(other.is_pic_info,other.rules,)
   return NotImplemented
  return __eq__
 _42 = __create_fn__.__code__
@@ -356,7 +356,7 @@ _42 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.key,self.location,self.etag,self.image_info,)==(other.key,other.location,other.etag,other.image_info,)
+   return (self.job_id,self.attempt,self.buckets,self.bucket,self.region,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.backend,)==(other.job_id,other.attempt,other.buckets,other.bucket,other.region,other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.backend,)
   return NotImplemented
  return __eq__
 _43 = __create_fn__.__code__
@@ -364,7 +364,7 @@ _43 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.key,self.location,self.format,self.width,self.height,self.size,self.quality,self.etag,self.frame_count,self.bucket,self.stored,)==(other.key,other.location,other.format,other.width,other.height,other.size,other.quality,other.etag,other.frame_count,other.bucket,other.stored,)
+   return (self.key,self.location,self.etag,self.image_info,)==(other.key,other.location,other.etag,other.image_info,)
   return NotImplemented
  return __eq__
 _44 = __create_fn__.__code__
@@ -372,7 +372,7 @@ _44 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.key,self.size,self.etag,self.last_modified,)==(other.key,other.size,other.etag,other.last_modified,)
+   return (self.key,self.location,self.format,self.width,self.height,self.size,self.quality,self.etag,self.frame_count,self.bucket,self.stored,)==(other.key,other.location,other.format,other.width,other.height,other.size,other.quality,other.etag,other.frame_count,other.bucket,other.stored,)
   return NotImplemented
  return __eq__
 _45 = __create_fn__.__code__
@@ -380,7 +380,7 @@ _45 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.kind,self.bucket,self.key,self.path,self.host,self.path_style,self.region,self.raw_path,)==(other.kind,other.bucket,other.key,other.path,other.host,other.path_style,other.region,other.raw_path,)
+   return (self.key,self.size,self.etag,self.last_modified,)==(other.key,other.size,other.etag,other.last_modified,)
   return NotImplemented
  return __eq__
 _46 = __create_fn__.__code__
@@ -388,7 +388,7 @@ _46 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.label,self.content_producer,self.produce_id,self.reserved_code1,self.content_propagator,self.propagate_id,self.reserved_code2,)==(other.label,other.content_producer,other.produce_id,other.reserved_code1,other.content_propagator,other.propagate_id,other.reserved_code2,)
+   return (self.kind,self.bucket,self.key,self.path,self.host,self.path_style,self.region,self.raw_path,)==(other.kind,other.bucket,other.key,other.path,other.host,other.path_style,other.region,other.raw_path,)
   return NotImplemented
  return __eq__
 _47 = __create_fn__.__code__
@@ -396,7 +396,7 @@ _47 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.left,self.top,self.width,self.height,)==(other.left,other.top,other.width,other.height,)
+   return (self.label,self.content_producer,self.produce_id,self.reserved_code1,self.content_propagator,self.propagate_id,self.reserved_code2,)==(other.label,other.content_producer,other.produce_id,other.reserved_code1,other.content_propagator,other.propagate_id,other.reserved_code2,)
   return NotImplemented
  return __eq__
 _48 = __create_fn__.__code__
@@ -404,7 +404,7 @@ _48 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.left,self.top,self.width,self.height,self.background,)==(other.left,other.top,other.width,other.height,other.background,)
+   return (self.left,self.top,self.width,self.height,)==(other.left,other.top,other.width,other.height,)
   return NotImplemented
  return __eq__
 _49 = __create_fn__.__code__
@@ -412,7 +412,7 @@ _49 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.left,self.top,self.width,self.height,self.disposal,self.transparent,self.delay,self.descriptor,self.palette,)==(other.left,other.top,other.width,other.height,other.disposal,other.transparent,other.delay,other.descriptor,other.palette,)
+   return (self.left,self.top,self.width,self.height,self.background,)==(other.left,other.top,other.width,other.height,other.background,)
   return NotImplemented
  return __eq__
 _50 = __create_fn__.__code__
@@ -420,7 +420,7 @@ _50 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.loads,self.saves,self.shrink_on_load,self.animated,self.methods,)==(other.loads,other.saves,other.shrink_on_load,other.animated,other.methods,)
+   return (self.left,self.top,self.width,self.height,self.disposal,self.transparent,self.delay,self.descriptor,self.palette,)==(other.left,other.top,other.width,other.height,other.disposal,other.transparent,other.delay,other.descriptor,other.palette,)
   return NotImplemented
  return __eq__
 _51 = __create_fn__.__code__
@@ -428,7 +428,7 @@ _51 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.long_image,self.black_and_white,self.small_image,self.big_image,self.pure_image,self.clarity_score,)==(other.long_image,other.black_and_white,other.small_image,other.big_image,other.pure_image,other.clarity_score,)
+   return (self.loads,self.saves,self.shrink_on_load,self.animated,self.methods,)==(other.loads,other.saves,other.shrink_on_load,other.animated,other.methods,)
   return NotImplemented
  return __eq__
 _52 = __create_fn__.__code__
@@ -436,7 +436,7 @@ _52 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.mark,self.width,self.height,)==(other.mark,other.width,other.height,)
+   return (self.long_image,self.black_and_white,self.small_image,self.big_image,self.pure_image,self.clarity_score,)==(other.long_image,other.black_and_white,other.small_image,other.big_image,other.pure_image,other.clarity_score,)
   return NotImplemented
  return __eq__
 _53 = __create_fn__.__code__
@@ -444,7 +444,7 @@ _53 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.max_bytes,self.connect_timeout,self.read_timeout,self.total_timeout,)==(other.max_bytes,other.connect_timeout,other.read_timeout,other.total_timeout,)
+   return (self.mark,self.width,self.height,)==(other.mark,other.width,other.height,)
   return NotImplemented
  return __eq__
 _54 = __create_fn__.__code__
@@ -452,7 +452,7 @@ _54 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.max_input_bytes,self.max_input_side,self.max_input_pixels,self.max_animated_pixels,self.max_gif_frames,self.max_frames,self.max_output_side,self.max_steps,self.max_image_watermarks,self.max_param_value,self.max_work_pixels,self.max_request_images,self.max_request_bytes,self.max_webp_output_side,)==(other.max_input_bytes,other.max_input_side,other.max_input_pixels,other.max_animated_pixels,other.max_gif_frames,other.max_frames,other.max_output_side,other.max_steps,other.max_image_watermarks,other.max_param_value,other.max_work_pixels,other.max_request_images,other.max_request_bytes,other.max_webp_output_side,)
+   return (self.max_bytes,self.connect_timeout,self.read_timeout,self.total_timeout,)==(other.max_bytes,other.connect_timeout,other.read_timeout,other.total_timeout,)
   return NotImplemented
  return __eq__
 _55 = __create_fn__.__code__
@@ -460,7 +460,7 @@ _55 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.min_ratio,self.max_ratio,)==(other.min_ratio,other.max_ratio,)
+   return (self.max_input_bytes,self.max_input_side,self.max_input_pixels,self.max_animated_pixels,self.max_gif_frames,self.max_frames,self.max_output_side,self.max_steps,self.max_image_watermarks,self.max_param_value,self.max_work_pixels,self.max_request_images,self.max_request_bytes,self.max_webp_output_side,)==(other.max_input_bytes,other.max_input_side,other.max_input_pixels,other.max_animated_pixels,other.max_gif_frames,other.max_frames,other.max_output_side,other.max_steps,other.max_image_watermarks,other.max_param_value,other.max_work_pixels,other.max_request_images,other.max_request_bytes,other.max_webp_output_side,)
   return NotImplemented
  return __eq__
 _56 = __create_fn__.__code__
@@ -468,7 +468,7 @@ _56 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.mode,self.referers,self.allow_empty,)==(other.mode,other.referers,other.allow_empty,)
+   return (self.min_ratio,self.max_ratio,)==(other.min_ratio,other.max_ratio,)
   return NotImplemented
  return __eq__
 _57 = __create_fn__.__code__
@@ -476,7 +476,7 @@ _57 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.mode,self.width,self.height,)==(other.mode,other.width,other.height,)
+   return (self.mode,self.referers,self.allow_empty,)==(other.mode,other.referers,other.allow_empty,)
   return NotImplemented
  return __eq__
 _58 = __create_fn__.__code__
@@ -484,7 +484,7 @@ _58 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.mode,self.width,self.height,self.format,self.quality,self.quality_forced,self.rquality,self.lquality,self.interlace,self.ignore_error_flag,)==(other.mode,other.width,other.height,other.format,other.quality,other.quality_forced,other.rquality,other.lquality,other.interlace,other.ignore_error_flag,)
+   return (self.mode,self.width,self.height,)==(other.mode,other.width,other.height,)
   return NotImplemented
  return __eq__
 _59 = __create_fn__.__code__
@@ -492,7 +492,7 @@ _59 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.name,)==(other.name,)
+   return (self.mode,self.width,self.height,self.format,self.quality,self.quality_forced,self.rquality,self.lquality,self.interlace,self.ignore_error_flag,)==(other.mode,other.width,other.height,other.format,other.quality,other.quality_forced,other.rquality,other.lquality,other.interlace,other.ignore_error_flag,)
   return NotImplemented
  return __eq__
 _60 = __create_fn__.__code__
@@ -500,7 +500,7 @@ _60 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.name,self.body,self.pipeline,)==(other.name,other.body,other.pipeline,)
+   return (self.name,)==(other.name,)
   return NotImplemented
  return __eq__
 _61 = __create_fn__.__code__
@@ -508,7 +508,7 @@ _61 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.name,self.params,)==(other.name,other.params,)
+   return (self.name,self.body,self.pipeline,)==(other.name,other.body,other.pipeline,)
   return NotImplemented
  return __eq__
 _62 = __create_fn__.__code__
@@ -516,7 +516,7 @@ _62 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.name,self.separators,self.protection,self.public_read,self.hotlink,self.origin,self.origin_mode,self.cache_control,)==(other.name,other.separators,other.protection,other.public_read,other.hotlink,other.origin,other.origin_mode,other.cache_control,)
+   return (self.name,self.params,)==(other.name,other.params,)
   return NotImplemented
  return __eq__
 _63 = __create_fn__.__code__
@@ -524,7 +524,7 @@ _63 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.number,)==(other.number,)
+   return (self.name,self.separators,self.protection,self.public_read,self.hotlink,self.origin,self.origin_mode,self.cache_control,)==(other.name,other.separators,other.protection,other.public_read,other.hotlink,other.origin,other.origin_mode,other.cache_control,)
   return NotImplemented
  return __eq__
 _64 = __create_fn__.__code__
@@ -532,7 +532,7 @@ _64 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.ops,)==(other.ops,)
+   return (self.number,)==(other.number,)
   return NotImplemented
  return __eq__
 _65 = __create_fn__.__code__
@@ -540,7 +540,7 @@ _65 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.ops,self.info,self.ignore_error,self.rules,self.pipeline,self.limits,)==(other.ops,other.info,other.ignore_error,other.rules,other.pipeline,other.limits,)
+   return (self.ops,)==(other.ops,)
   return NotImplemented
  return __eq__
 _66 = __create_fn__.__code__
@@ -548,7 +548,7 @@ _66 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.original_info,self.process_results,)==(other.original_info,other.process_results,)
+   return (self.ops,self.info,self.ignore_error,self.rules,self.pipeline,self.limits,)==(other.ops,other.info,other.ignore_error,other.rules,other.pipeline,other.limits,)
   return NotImplemented
  return __eq__
 _67 = __create_fn__.__code__
@@ -556,7 +556,7 @@ _67 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.overlay_size,self.placements,self.opacity,self.tile,self.grey,self.key,)==(other.overlay_size,other.placements,other.opacity,other.tile,other.grey,other.key,)
+   return (self.original_info,self.process_results,)==(other.original_info,other.process_results,)
   return NotImplemented
  return __eq__
 _68 = __create_fn__.__code__
@@ -564,7 +564,7 @@ _68 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.path,self.index,self.family,self.style,)==(other.path,other.index,other.family,other.style,)
+   return (self.overlay_size,self.placements,self.opacity,self.tile,self.grey,self.key,)==(other.overlay_size,other.placements,other.opacity,other.tile,other.grey,other.key,)
   return NotImplemented
  return __eq__
 _69 = __create_fn__.__code__
@@ -572,7 +572,7 @@ _69 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.percent,)==(other.percent,)
+   return (self.path,self.index,self.family,self.style,)==(other.path,other.index,other.family,other.style,)
   return NotImplemented
  return __eq__
 _70 = __create_fn__.__code__
@@ -580,7 +580,7 @@ _70 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.pieces,self.box,self.bounds,self.fill,self.shadow,self.shadow_offset,)==(other.pieces,other.box,other.bounds,other.fill,other.shadow,other.shadow_offset,)
+   return (self.percent,)==(other.percent,)
   return NotImplemented
  return __eq__
 _71 = __create_fn__.__code__
@@ -588,7 +588,7 @@ _71 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.pipeline,self.backend,self.limits,self.token,self.threads,self.masked,self.extras,)==(other.pipeline,other.backend,other.limits,other.token,other.threads,other.masked,other.extras,)
+   return (self.pieces,self.box,self.bounds,self.fill,self.shadow,self.shadow_offset,)==(other.pieces,other.box,other.bounds,other.fill,other.shadow,other.shadow_offset,)
   return NotImplemented
  return __eq__
 _72 = __create_fn__.__code__
@@ -596,7 +596,7 @@ _72 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.pixels,self.box,self.origin,self.neutral,)==(other.pixels,other.box,other.origin,other.neutral,)
+   return (self.pipeline,self.backend,self.limits,self.token,self.threads,self.masked,self.extras,)==(other.pipeline,other.backend,other.limits,other.token,other.threads,other.masked,other.extras,)
   return NotImplemented
  return __eq__
 _73 = __create_fn__.__code__
@@ -604,7 +604,7 @@ _73 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.pixels,self.delays,self.loop,self.exif,self.icc,)==(other.pixels,other.delays,other.loop,other.exif,other.icc,)
+   return (self.pixels,self.box,self.origin,self.neutral,)==(other.pixels,other.box,other.origin,other.neutral,)
   return NotImplemented
  return __eq__
 _74 = __create_fn__.__code__
@@ -612,7 +612,7 @@ _74 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.pixels,self.delays,self.loop,self.exif,self.icc,self.xmp,)==(other.pixels,other.delays,other.loop,other.exif,other.icc,other.xmp,)
+   return (self.pixels,self.delays,self.loop,self.exif,self.icc,)==(other.pixels,other.delays,other.loop,other.exif,other.icc,)
   return NotImplemented
  return __eq__
 _75 = __create_fn__.__code__
@@ -620,7 +620,7 @@ _75 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.radius,)==(other.radius,)
+   return (self.pixels,self.delays,self.loop,self.exif,self.icc,self.xmp,)==(other.pixels,other.delays,other.loop,other.exif,other.icc,other.xmp,)
   return NotImplemented
  return __eq__
 _76 = __create_fn__.__code__
@@ -628,7 +628,7 @@ _76 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.radius,self.sigma,)==(other.radius,other.sigma,)
+   return (self.radius,)==(other.radius,)
   return NotImplemented
  return __eq__
 _77 = __create_fn__.__code__
@@ -636,7 +636,7 @@ _77 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.red,self.green,self.blue,)==(other.red,other.green,other.blue,)
+   return (self.radius,self.sigma,)==(other.radius,other.sigma,)
   return NotImplemented
  return __eq__
 _78 = __create_fn__.__code__
@@ -644,7 +644,7 @@ _78 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.request,self.target,self.method,self.query,self.raw_query,self.request_id,self.bucket,self.signer,self.headers,)==(other.request,other.target,other.method,other.query,other.raw_query,other.request_id,other.bucket,other.signer,other.headers,)
+   return (self.red,self.green,self.blue,)==(other.red,other.green,other.blue,)
   return NotImplemented
  return __eq__
 _79 = __create_fn__.__code__
@@ -652,7 +652,7 @@ _79 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.resolved,self.backend,self.image,self.data,self.pixels,)==(other.resolved,other.backend,other.image,other.data,other.pixels,)
+   return (self.request,self.target,self.method,self.query,self.raw_query,self.request_id,self.bucket,self.signer,self.headers,)==(other.request,other.target,other.method,other.query,other.raw_query,other.request_id,other.bucket,other.signer,other.headers,)
   return NotImplemented
  return __eq__
 _80 = __create_fn__.__code__
@@ -660,7 +660,7 @@ _80 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.resources,self.styles,)==(other.resources,other.styles,)
+   return (self.resolved,self.backend,self.image,self.data,self.pixels,self.limits,)==(other.resolved,other.backend,other.image,other.data,other.pixels,other.limits,)
   return NotImplemented
  return __eq__
 _81 = __create_fn__.__code__
@@ -668,7 +668,7 @@ _81 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.root,self.endpoint,self.layout,self.fsync,self.timeout,self.retries,)==(other.root,other.endpoint,other.layout,other.fsync,other.timeout,other.retries,)
+   return (self.resources,self.styles,)==(other.resources,other.styles,)
   return NotImplemented
  return __eq__
 _82 = __create_fn__.__code__
@@ -676,7 +676,7 @@ _82 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.root,self.host,self.port,self.region,self.buckets,self.credentials,self.anonymous,self.default_bucket,self.max_body_bytes,self.workers,self.max_pending,self.request_timeout,self.grace_period,self.fsync,self.backend,self.vips_concurrency,self.cors_origins,self.storage_factory,self.job_workers,self.scheduler,self.cache_dir,self.cache_size,self.origin_connect_timeout,self.origin_read_timeout,)==(other.root,other.host,other.port,other.region,other.buckets,other.credentials,other.anonymous,other.default_bucket,other.max_body_bytes,other.workers,other.max_pending,other.request_timeout,other.grace_period,other.fsync,other.backend,other.vips_concurrency,other.cors_origins,other.storage_factory,other.job_workers,other.scheduler,other.cache_dir,other.cache_size,other.origin_connect_timeout,other.origin_read_timeout,)
+   return (self.root,self.endpoint,self.layout,self.fsync,self.timeout,self.retries,)==(other.root,other.endpoint,other.layout,other.fsync,other.timeout,other.retries,)
   return NotImplemented
  return __eq__
 _83 = __create_fn__.__code__
@@ -684,7 +684,7 @@ _83 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.rule,self.key,self.bucket,self.store,self.pipeline,self.symbolic,self.resolved,self.masked,self.intel,)==(other.rule,other.key,other.bucket,other.store,other.pipeline,other.symbolic,other.resolved,other.masked,other.intel,)
+   return (self.root,self.host,self.port,self.region,self.buckets,self.credentials,self.anonymous,self.default_bucket,self.max_body_bytes,self.workers,self.max_pending,self.request_timeout,self.grace_period,self.fsync,self.backend,self.vips_concurrency,self.cors_origins,self.storage_factory,self.job_workers,self.scheduler,self.cache_dir,self.cache_size,self.origin_connect_timeout,self.origin_read_timeout,)==(other.root,other.host,other.port,other.region,other.buckets,other.credentials,other.anonymous,other.default_bucket,other.max_body_bytes,other.workers,other.max_pending,other.request_timeout,other.grace_period,other.fsync,other.backend,other.vips_concurrency,other.cors_origins,other.storage_factory,other.job_workers,other.scheduler,other.cache_dir,other.cache_size,other.origin_connect_timeout,other.origin_read_timeout,)
   return NotImplemented
  return __eq__
 _84 = __create_fn__.__code__
@@ -692,7 +692,7 @@ _84 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.scheme,self.host,self.key,self.query,self.bucket,self.region,)==(other.scheme,other.host,other.key,other.query,other.bucket,other.region,)
+   return (self.rule,self.key,self.bucket,self.store,self.pipeline,self.symbolic,self.resolved,self.masked,self.intel,)==(other.rule,other.key,other.bucket,other.store,other.pipeline,other.symbolic,other.resolved,other.masked,other.intel,)
   return NotImplemented
  return __eq__
 _85 = __create_fn__.__code__
@@ -700,7 +700,7 @@ _85 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.shape,self.radius,self.background,)==(other.shape,other.radius,other.background,)
+   return (self.scheme,self.host,self.key,self.query,self.bucket,self.region,)==(other.scheme,other.host,other.key,other.query,other.bucket,other.region,)
   return NotImplemented
  return __eq__
 _86 = __create_fn__.__code__
@@ -708,7 +708,7 @@ _86 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.sigma,self.radius,)==(other.sigma,other.radius,)
+   return (self.shape,self.radius,self.background,)==(other.shape,other.radius,other.background,)
   return NotImplemented
  return __eq__
 _87 = __create_fn__.__code__
@@ -716,7 +716,7 @@ _87 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.size,self.unit,self.keep_smaller,)==(other.size,other.unit,other.keep_smaller,)
+   return (self.sigma,self.radius,)==(other.sigma,other.radius,)
   return NotImplemented
  return __eq__
 _88 = __create_fn__.__code__
@@ -724,7 +724,7 @@ _88 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.slope,self.offset,)==(other.slope,other.offset,)
+   return (self.size,self.chroma,self.encode,)==(other.size,other.chroma,other.encode,)
   return NotImplemented
  return __eq__
 _89 = __create_fn__.__code__
@@ -732,7 +732,7 @@ _89 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.source,self.dest,self.endpoint,self.pipeline,self.backend,self.limits,self.masked,self.extras,)==(other.source,other.dest,other.endpoint,other.pipeline,other.backend,other.limits,other.masked,other.extras,)
+   return (self.size,self.unit,self.keep_smaller,)==(other.size,other.unit,other.keep_smaller,)
   return NotImplemented
  return __eq__
 _90 = __create_fn__.__code__
@@ -740,7 +740,7 @@ _90 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.source,self.dest,self.name,self.shown,)==(other.source,other.dest,other.name,other.shown,)
+   return (self.slope,self.offset,)==(other.slope,other.offset,)
   return NotImplemented
  return __eq__
 _91 = __create_fn__.__code__
@@ -748,7 +748,7 @@ _91 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.starts,self.ends,)==(other.starts,other.ends,)
+   return (self.source,self.dest,self.endpoint,self.pipeline,self.backend,self.limits,self.masked,self.extras,)==(other.source,other.dest,other.endpoint,other.pipeline,other.backend,other.limits,other.masked,other.extras,)
   return NotImplemented
  return __eq__
 _92 = __create_fn__.__code__
@@ -756,7 +756,7 @@ _92 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.step,self.format,self.quality,self.rquality,self.lquality,self.interlace,self.strip,self.size_limit,self.cgif,self.egif,self.aigc,)==(other.step,other.format,other.quality,other.rquality,other.lquality,other.interlace,other.strip,other.size_limit,other.cgif,other.egif,other.aigc,)
+   return (self.source,self.dest,self.name,self.shown,)==(other.source,other.dest,other.name,other.shown,)
   return NotImplemented
  return __eq__
 _93 = __create_fn__.__code__
@@ -764,7 +764,7 @@ _93 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.steps,)==(other.steps,)
+   return (self.starts,self.ends,)==(other.starts,other.ends,)
   return NotImplemented
  return __eq__
 _94 = __create_fn__.__code__
@@ -772,7 +772,7 @@ _94 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.task,self.ok,self.code,self.message,self.column,self.caret,self.exit,self.size,self.seconds,self.masked,)==(other.task,other.ok,other.code,other.message,other.column,other.caret,other.exit,other.size,other.seconds,other.masked,)
+   return (self.step,self.format,self.quality,self.rquality,self.lquality,self.interlace,self.strip,self.size_limit,self.cgif,self.egif,self.aigc,)==(other.step,other.format,other.quality,other.rquality,other.lquality,other.interlace,other.strip,other.size_limit,other.cgif,other.egif,other.aigc,)
   return NotImplemented
  return __eq__
 _95 = __create_fn__.__code__
@@ -780,7 +780,7 @@ _95 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.text,self.format,self.points,)==(other.text,other.format,other.points,)
+   return (self.steps,)==(other.steps,)
   return NotImplemented
  return __eq__
 _96 = __create_fn__.__code__
@@ -788,7 +788,7 @@ _96 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.todo,self.skipped,self.collisions,)==(other.todo,other.skipped,other.collisions,)
+   return (self.task,self.ok,self.code,self.message,self.column,self.caret,self.exit,self.size,self.seconds,self.masked,)==(other.task,other.ok,other.code,other.message,other.column,other.caret,other.exit,other.size,other.seconds,other.masked,)
   return NotImplemented
  return __eq__
 _97 = __create_fn__.__code__
@@ -796,7 +796,7 @@ _97 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.turns,)==(other.turns,)
+   return (self.text,self.format,self.points,)==(other.text,other.format,other.points,)
   return NotImplemented
  return __eq__
 _98 = __create_fn__.__code__
@@ -804,7 +804,7 @@ _98 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.type,self.image,self.text,self.version,)==(other.type,other.image,other.text,other.version,)
+   return (self.todo,self.skipped,self.collisions,)==(other.todo,other.skipped,other.collisions,)
   return NotImplemented
  return __eq__
 _99 = __create_fn__.__code__
@@ -812,7 +812,7 @@ _99 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.type,self.image,self.text,self.version,self.level,)==(other.type,other.image,other.text,other.version,other.level,)
+   return (self.turns,)==(other.turns,)
   return NotImplemented
  return __eq__
 _100 = __create_fn__.__code__
@@ -820,7 +820,7 @@ _100 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.value,)==(other.value,)
+   return (self.type,self.image,self.text,self.version,)==(other.type,other.image,other.text,other.version,)
   return NotImplemented
  return __eq__
 _101 = __create_fn__.__code__
@@ -828,7 +828,7 @@ _101 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.value,self.forced,)==(other.value,other.forced,)
+   return (self.type,self.image,self.text,self.version,self.level,)==(other.type,other.image,other.text,other.version,other.level,)
   return NotImplemented
  return __eq__
 _102 = __create_fn__.__code__
@@ -836,7 +836,7 @@ _102 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.width,)==(other.width,)
+   return (self.value,)==(other.value,)
   return NotImplemented
  return __eq__
 _103 = __create_fn__.__code__
@@ -844,7 +844,7 @@ _103 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.width,self.height,)==(other.width,other.height,)
+   return (self.value,self.forced,)==(other.value,other.forced,)
   return NotImplemented
  return __eq__
 _104 = __create_fn__.__code__
@@ -852,7 +852,7 @@ _104 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.width,self.height,self.dx,self.dy,self.dx_mode,self.dy_mode,)==(other.width,other.height,other.dx,other.dy,other.dx_mode,other.dy_mode,)
+   return (self.width,)==(other.width,)
   return NotImplemented
  return __eq__
 _105 = __create_fn__.__code__
@@ -860,7 +860,7 @@ _105 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.width,self.height,self.dx,self.dy,self.gravity,)==(other.width,other.height,other.dx,other.dy,other.gravity,)
+   return (self.width,self.height,)==(other.width,other.height,)
   return NotImplemented
  return __eq__
 _106 = __create_fn__.__code__
@@ -868,7 +868,7 @@ _106 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.width,self.height,self.index,)==(other.width,other.height,other.index,)
+   return (self.width,self.height,self.dx,self.dy,self.dx_mode,self.dy_mode,)==(other.width,other.height,other.dx,other.dy,other.dx_mode,other.dy_mode,)
   return NotImplemented
  return __eq__
 _107 = __create_fn__.__code__
@@ -876,7 +876,7 @@ _107 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.workers,self.scheduler,self.client,self.local,)==(other.workers,other.scheduler,other.client,other.local,)
+   return (self.width,self.height,self.dx,self.dy,self.gravity,)==(other.width,other.height,other.dx,other.dy,other.gravity,)
   return NotImplemented
  return __eq__
 _108 = __create_fn__.__code__
@@ -884,7 +884,7 @@ _108 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.x,self.baseline,self.text,self.font,self.ink,)==(other.x,other.baseline,other.text,other.font,other.ink,)
+   return (self.width,self.height,self.index,)==(other.width,other.height,other.index,)
   return NotImplemented
  return __eq__
 _109 = __create_fn__.__code__
@@ -892,7 +892,7 @@ _109 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.x,self.y,self.w,self.h,)==(other.x,other.y,other.w,other.h,)
+   return (self.workers,self.scheduler,self.client,self.local,)==(other.workers,other.scheduler,other.client,other.local,)
   return NotImplemented
  return __eq__
 _110 = __create_fn__.__code__
@@ -900,1318 +900,1358 @@ _110 = __create_fn__.__code__
 def __create_fn__():
  def __eq__(self,other):
   if other.__class__ is self.__class__:
-   return (self.z,self.status,self.payload,self.scale,)==(other.z,other.status,other.payload,other.scale,)
+   return (self.x,self.baseline,self.text,self.font,self.ink,)==(other.x,other.baseline,other.text,other.font,other.ink,)
   return NotImplemented
  return __eq__
 _111 = __create_fn__.__code__
 
 def __create_fn__():
- def __hash__(self):
-  return hash(())
- return __hash__
+ def __eq__(self,other):
+  if other.__class__ is self.__class__:
+   return (self.x,self.y,self.w,self.h,)==(other.x,other.y,other.w,other.h,)
+  return NotImplemented
+ return __eq__
 _112 = __create_fn__.__code__
 
 def __create_fn__():
- def __hash__(self):
-  return hash((self.algorithm,self.access_key,self.sign_time,self.key_time,self.header_list,self.param_list,self.signature,self.where,))
- return __hash__
+ def __eq__(self,other):
+  if other.__class__ is self.__class__:
+   return (self.z,self.status,self.payload,self.scale,)==(other.z,other.status,other.payload,other.scale,)
+  return NotImplemented
+ return __eq__
 _113 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.amount,))
+  return hash(())
  return __hash__
 _114 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.amount,self.sigma,))
+  return hash((self.algorithm,self.access_key,self.sign_time,self.key_time,self.header_list,self.param_list,self.signature,self.where,))
  return __hash__
 _115 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.area,))
+  return hash((self.amount,))
  return __hash__
 _116 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.axis,))
+  return hash((self.amount,self.sigma,))
  return __hash__
 _117 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.background,))
+  return hash((self.area,))
  return __hash__
 _118 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.codes,self.image,self.image_format,))
+  return hash((self.axis,))
  return __hash__
 _119 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.component,self.kind,self.keyword,))
+  return hash((self.background,))
  return __hash__
 _120 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.cover,self.bar_type,self.segment,self.size,))
+  return hash((self.codes,self.image,self.image_format,))
  return __hash__
 _121 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.data,self.format,self.flag,self.ssim,))
+  return hash((self.component,self.kind,self.keyword,))
  return __hash__
 _122 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.data,self.format,self.width,self.height,self.frames,self.quality,self.plan,self.masked,self.slim_flag,))
+  return hash((self.cover,self.bar_type,self.segment,self.size,))
  return __hash__
 _123 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.data,self.mime_type,self.etag,self.masked,))
+  return hash((self.data,self.format,self.flag,self.ssim,))
  return __hash__
 _124 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.data,self.width,self.height,self.frames,self.quality,self.original,))
+  return hash((self.data,self.format,self.width,self.height,self.frames,self.quality,self.plan,self.masked,self.slim_flag,))
  return __hash__
 _125 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.degrees,))
+  return hash((self.data,self.mime_type,self.etag,self.masked,self.slim_flag,))
  return __hash__
 _126 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.degrees,self.width,self.height,self.background,))
+  return hash((self.data,self.width,self.height,self.frames,self.quality,self.original,))
  return __hash__
 _127 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.enabled,))
+  return hash((self.degrees,))
  return __hash__
 _128 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.families,self.styles,self.description,))
+  return hash((self.degrees,self.width,self.height,self.background,))
  return __hash__
 _129 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.format,))
+  return hash((self.enabled,))
  return __hash__
 _130 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.format,self.quality,self.progressive,self.strip,self.reset_orientation,self.size_limit,self.keep_smaller,self.aigc,))
+  return hash((self.families,self.styles,self.description,))
  return __hash__
 _131 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.format,self.shrink,self.frames,self.sequential,))
+  return hash((self.format,))
  return __hash__
 _132 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.format,self.width,self.height,self.frames,self.orientation,self.has_alpha,self.bit_depth,self.color_space,self.quality,self.progressive,self.icc,self.exif,self.dpi,self.loop,self.dynamic_range,))
+  return hash((self.format,self.quality,self.progressive,self.strip,self.reset_orientation,self.size_limit,self.keep_smaller,self.aigc,))
  return __hash__
 _133 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.format,self.width,self.height,self.quality,self.ave,self.orientation,self.frame_count,))
+  return hash((self.format,self.shrink,self.frames,self.sequential,))
  return __hash__
 _134 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.frames,))
+  return hash((self.format,self.width,self.height,self.frames,self.orientation,self.has_alpha,self.bit_depth,self.color_space,self.quality,self.progressive,self.icc,self.exif,self.dpi,self.loop,self.dynamic_range,))
  return __hash__
 _135 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.geometry,self.gravity,))
+  return hash((self.format,self.width,self.height,self.quality,self.ave,self.orientation,self.frame_count,))
  return __hash__
 _136 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.geometry,self.pad,self.color,))
+  return hash((self.frames,))
  return __hash__
 _137 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,))
+  return hash((self.geometry,self.gravity,))
  return __hash__
 _138 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.image,self.blogo,))
+  return hash((self.geometry,self.pad,self.color,))
  return __hash__
 _139 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.text,self.font,self.fontsize,self.fill,self.shadow,))
+  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,))
  return __hash__
 _140 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.groups,))
+  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.image,self.blogo,))
  return __hash__
 _141 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.header,self.decode,self.decoded_size,self.steps,self.encode,self.width,self.height,self.frames,self.info,self.applied,))
+  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.text,self.font,self.fontsize,self.fill,self.shadow,))
  return __hash__
 _142 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.height,))
+  return hash((self.grid,self.tile,self.whole,))
  return __hash__
 _143 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.horizontal,))
+  return hash((self.groups,))
  return __hash__
 _144 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.id,self.bucket,self.name,self.rule,self.is_pic_info,self.tag,self.create_time,self.update_time,))
+  return hash((self.header,self.decode,self.decoded_size,self.steps,self.encode,self.width,self.height,self.frames,self.info,self.applied,))
  return __hash__
 _145 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.id,self.bucket,self.name,self.state,self.max_size,self.max_concurrent,self.notify,self.create_time,self.update_time,))
+  return hash((self.height,))
  return __hash__
 _146 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.id,self.bucket,self.queue_id,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.tag,self.state,self.code,self.message,self.creation_time,self.start_time,self.end_time,self.input_region,self.output_region,self.template_id,self.template_name,self.user_data,self.job_level,self.result,self.attempts,self.seq,))
+  return hash((self.horizontal,))
  return __hash__
 _147 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.index,self.fileid,self.rule,self.bucket,self.pipeline,))
+  return hash((self.id,self.bucket,self.name,self.rule,self.is_pic_info,self.tag,self.create_time,self.update_time,))
  return __hash__
 _148 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.template_id,self.output_region,self.user_data,self.job_level,self.queue_id,self.tag,))
+  return hash((self.id,self.bucket,self.name,self.state,self.max_size,self.max_concurrent,self.notify,self.create_time,self.update_time,))
  return __hash__
 _149 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.interval,))
+  return hash((self.id,self.bucket,self.queue_id,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.tag,self.state,self.code,self.message,self.creation_time,self.start_time,self.end_time,self.input_region,self.output_region,self.template_id,self.template_name,self.user_data,self.job_level,self.result,self.attempts,self.seq,))
  return __hash__
 _150 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.is_pic_info,self.rules,))
+  return hash((self.index,self.fileid,self.rule,self.bucket,self.pipeline,))
  return __hash__
 _151 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.job_id,self.attempt,self.buckets,self.bucket,self.region,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.backend,))
+  return hash((self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.template_id,self.output_region,self.user_data,self.job_level,self.queue_id,self.tag,))
  return __hash__
 _152 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.key,self.location,self.etag,self.image_info,))
+  return hash((self.interval,))
  return __hash__
 _153 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.key,self.location,self.format,self.width,self.height,self.size,self.quality,self.etag,self.frame_count,self.bucket,self.stored,))
+  return hash((self.is_pic_info,self.rules,))
  return __hash__
 _154 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.key,self.size,self.etag,self.last_modified,))
+  return hash((self.job_id,self.attempt,self.buckets,self.bucket,self.region,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.backend,))
  return __hash__
 _155 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.kind,self.bucket,self.key,self.path,self.host,self.path_style,self.region,self.raw_path,))
+  return hash((self.key,self.location,self.etag,self.image_info,))
  return __hash__
 _156 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.label,self.content_producer,self.produce_id,self.reserved_code1,self.content_propagator,self.propagate_id,self.reserved_code2,))
+  return hash((self.key,self.location,self.format,self.width,self.height,self.size,self.quality,self.etag,self.frame_count,self.bucket,self.stored,))
  return __hash__
 _157 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.left,self.top,self.width,self.height,))
+  return hash((self.key,self.size,self.etag,self.last_modified,))
  return __hash__
 _158 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.left,self.top,self.width,self.height,self.background,))
+  return hash((self.kind,self.bucket,self.key,self.path,self.host,self.path_style,self.region,self.raw_path,))
  return __hash__
 _159 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.left,self.top,self.width,self.height,self.disposal,self.transparent,self.delay,self.descriptor,self.palette,))
+  return hash((self.label,self.content_producer,self.produce_id,self.reserved_code1,self.content_propagator,self.propagate_id,self.reserved_code2,))
  return __hash__
 _160 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.loads,self.saves,self.shrink_on_load,self.animated,self.methods,))
+  return hash((self.left,self.top,self.width,self.height,))
  return __hash__
 _161 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.long_image,self.black_and_white,self.small_image,self.big_image,self.pure_image,self.clarity_score,))
+  return hash((self.left,self.top,self.width,self.height,self.background,))
  return __hash__
 _162 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.mark,self.width,self.height,))
+  return hash((self.left,self.top,self.width,self.height,self.disposal,self.transparent,self.delay,self.descriptor,self.palette,))
  return __hash__
 _163 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.max_bytes,self.connect_timeout,self.read_timeout,self.total_timeout,))
+  return hash((self.loads,self.saves,self.shrink_on_load,self.animated,self.methods,))
  return __hash__
 _164 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.max_input_bytes,self.max_input_side,self.max_input_pixels,self.max_animated_pixels,self.max_gif_frames,self.max_frames,self.max_output_side,self.max_steps,self.max_image_watermarks,self.max_param_value,self.max_work_pixels,self.max_request_images,self.max_request_bytes,self.max_webp_output_side,))
+  return hash((self.long_image,self.black_and_white,self.small_image,self.big_image,self.pure_image,self.clarity_score,))
  return __hash__
 _165 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.min_ratio,self.max_ratio,))
+  return hash((self.mark,self.width,self.height,))
  return __hash__
 _166 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.mode,self.referers,self.allow_empty,))
+  return hash((self.max_bytes,self.connect_timeout,self.read_timeout,self.total_timeout,))
  return __hash__
 _167 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.mode,self.width,self.height,))
+  return hash((self.max_input_bytes,self.max_input_side,self.max_input_pixels,self.max_animated_pixels,self.max_gif_frames,self.max_frames,self.max_output_side,self.max_steps,self.max_image_watermarks,self.max_param_value,self.max_work_pixels,self.max_request_images,self.max_request_bytes,self.max_webp_output_side,))
  return __hash__
 _168 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.mode,self.width,self.height,self.format,self.quality,self.quality_forced,self.rquality,self.lquality,self.interlace,self.ignore_error_flag,))
+  return hash((self.min_ratio,self.max_ratio,))
  return __hash__
 _169 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.name,))
+  return hash((self.mode,self.referers,self.allow_empty,))
  return __hash__
 _170 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.name,self.body,self.pipeline,))
+  return hash((self.mode,self.width,self.height,))
  return __hash__
 _171 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.name,self.params,))
+  return hash((self.mode,self.width,self.height,self.format,self.quality,self.quality_forced,self.rquality,self.lquality,self.interlace,self.ignore_error_flag,))
  return __hash__
 _172 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.name,self.separators,self.protection,self.public_read,self.hotlink,self.origin,self.origin_mode,self.cache_control,))
+  return hash((self.name,))
  return __hash__
 _173 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.number,))
+  return hash((self.name,self.body,self.pipeline,))
  return __hash__
 _174 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.ops,))
+  return hash((self.name,self.params,))
  return __hash__
 _175 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.ops,self.info,self.ignore_error,self.rules,self.pipeline,self.limits,))
+  return hash((self.name,self.separators,self.protection,self.public_read,self.hotlink,self.origin,self.origin_mode,self.cache_control,))
  return __hash__
 _176 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.original_info,self.process_results,))
+  return hash((self.number,))
  return __hash__
 _177 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.overlay_size,self.placements,self.opacity,self.tile,self.grey,self.key,))
+  return hash((self.ops,))
  return __hash__
 _178 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.path,self.index,self.family,self.style,))
+  return hash((self.ops,self.info,self.ignore_error,self.rules,self.pipeline,self.limits,))
  return __hash__
 _179 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.percent,))
+  return hash((self.original_info,self.process_results,))
  return __hash__
 _180 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.pieces,self.box,self.bounds,self.fill,self.shadow,self.shadow_offset,))
+  return hash((self.overlay_size,self.placements,self.opacity,self.tile,self.grey,self.key,))
  return __hash__
 _181 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.pipeline,self.backend,self.limits,self.token,self.threads,self.masked,self.extras,))
+  return hash((self.path,self.index,self.family,self.style,))
  return __hash__
 _182 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.pixels,self.box,self.origin,self.neutral,))
+  return hash((self.percent,))
  return __hash__
 _183 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.pixels,self.delays,self.loop,self.exif,self.icc,self.xmp,))
+  return hash((self.pieces,self.box,self.bounds,self.fill,self.shadow,self.shadow_offset,))
  return __hash__
 _184 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.radius,))
+  return hash((self.pipeline,self.backend,self.limits,self.token,self.threads,self.masked,self.extras,))
  return __hash__
 _185 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.radius,self.sigma,))
+  return hash((self.pixels,self.box,self.origin,self.neutral,))
  return __hash__
 _186 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.red,self.green,self.blue,))
+  return hash((self.pixels,self.delays,self.loop,self.exif,self.icc,self.xmp,))
  return __hash__
 _187 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.resources,self.styles,))
+  return hash((self.radius,))
  return __hash__
 _188 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.root,self.endpoint,self.layout,self.fsync,self.timeout,self.retries,))
+  return hash((self.radius,self.sigma,))
  return __hash__
 _189 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.root,self.host,self.port,self.region,self.buckets,self.credentials,self.anonymous,self.default_bucket,self.max_body_bytes,self.workers,self.max_pending,self.request_timeout,self.grace_period,self.fsync,self.backend,self.vips_concurrency,self.cors_origins,self.storage_factory,self.job_workers,self.scheduler,self.cache_dir,self.cache_size,self.origin_connect_timeout,self.origin_read_timeout,))
+  return hash((self.red,self.green,self.blue,))
  return __hash__
 _190 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.scheme,self.host,self.key,self.query,self.bucket,self.region,))
+  return hash((self.resources,self.styles,))
  return __hash__
 _191 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.shape,self.radius,self.background,))
+  return hash((self.root,self.endpoint,self.layout,self.fsync,self.timeout,self.retries,))
  return __hash__
 _192 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.sigma,self.radius,))
+  return hash((self.root,self.host,self.port,self.region,self.buckets,self.credentials,self.anonymous,self.default_bucket,self.max_body_bytes,self.workers,self.max_pending,self.request_timeout,self.grace_period,self.fsync,self.backend,self.vips_concurrency,self.cors_origins,self.storage_factory,self.job_workers,self.scheduler,self.cache_dir,self.cache_size,self.origin_connect_timeout,self.origin_read_timeout,))
  return __hash__
 _193 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.size,self.unit,self.keep_smaller,))
+  return hash((self.scheme,self.host,self.key,self.query,self.bucket,self.region,))
  return __hash__
 _194 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.slope,self.offset,))
+  return hash((self.shape,self.radius,self.background,))
  return __hash__
 _195 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.source,self.dest,self.endpoint,self.pipeline,self.backend,self.limits,self.masked,self.extras,))
+  return hash((self.sigma,self.radius,))
  return __hash__
 _196 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.source,self.dest,self.name,self.shown,))
+  return hash((self.size,self.chroma,self.encode,))
  return __hash__
 _197 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.starts,self.ends,))
+  return hash((self.size,self.unit,self.keep_smaller,))
  return __hash__
 _198 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.step,self.format,self.quality,self.rquality,self.lquality,self.interlace,self.strip,self.size_limit,self.cgif,self.egif,self.aigc,))
+  return hash((self.slope,self.offset,))
  return __hash__
 _199 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.steps,))
+  return hash((self.source,self.dest,self.endpoint,self.pipeline,self.backend,self.limits,self.masked,self.extras,))
  return __hash__
 _200 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.task,self.ok,self.code,self.message,self.column,self.caret,self.exit,self.size,self.seconds,self.masked,))
+  return hash((self.source,self.dest,self.name,self.shown,))
  return __hash__
 _201 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.text,self.format,self.points,))
+  return hash((self.starts,self.ends,))
  return __hash__
 _202 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.turns,))
+  return hash((self.step,self.format,self.quality,self.rquality,self.lquality,self.interlace,self.strip,self.size_limit,self.cgif,self.egif,self.aigc,))
  return __hash__
 _203 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.type,self.image,self.text,self.version,))
+  return hash((self.steps,))
  return __hash__
 _204 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.type,self.image,self.text,self.version,self.level,))
+  return hash((self.task,self.ok,self.code,self.message,self.column,self.caret,self.exit,self.size,self.seconds,self.masked,))
  return __hash__
 _205 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.value,))
+  return hash((self.text,self.format,self.points,))
  return __hash__
 _206 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.value,self.forced,))
+  return hash((self.turns,))
  return __hash__
 _207 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.width,))
+  return hash((self.type,self.image,self.text,self.version,))
  return __hash__
 _208 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.width,self.height,))
+  return hash((self.type,self.image,self.text,self.version,self.level,))
  return __hash__
 _209 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.width,self.height,self.dx,self.dy,self.dx_mode,self.dy_mode,))
+  return hash((self.value,))
  return __hash__
 _210 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.width,self.height,self.dx,self.dy,self.gravity,))
+  return hash((self.value,self.forced,))
  return __hash__
 _211 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.width,self.height,self.index,))
+  return hash((self.width,))
  return __hash__
 _212 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.x,self.baseline,self.text,self.font,self.ink,))
+  return hash((self.width,self.height,))
  return __hash__
 _213 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.x,self.y,self.w,self.h,))
+  return hash((self.width,self.height,self.dx,self.dy,self.dx_mode,self.dy_mode,))
  return __hash__
 _214 = __create_fn__.__code__
 
 def __create_fn__():
  def __hash__(self):
-  return hash((self.z,self.status,self.payload,self.scale,))
+  return hash((self.width,self.height,self.dx,self.dy,self.gravity,))
  return __hash__
 _215 = __create_fn__.__code__
+
+def __create_fn__():
+ def __hash__(self):
+  return hash((self.width,self.height,self.index,))
+ return __hash__
+_216 = __create_fn__.__code__
+
+def __create_fn__():
+ def __hash__(self):
+  return hash((self.x,self.baseline,self.text,self.font,self.ink,))
+ return __hash__
+_217 = __create_fn__.__code__
+
+def __create_fn__():
+ def __hash__(self):
+  return hash((self.x,self.y,self.w,self.h,))
+ return __hash__
+_218 = __create_fn__.__code__
+
+def __create_fn__():
+ def __hash__(self):
+  return hash((self.z,self.status,self.payload,self.scale,))
+ return __hash__
+_219 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
   return self.__class__.__qualname__ + f"()"
  return __repr__
-_216 = __create_fn__.__code__
+_220 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
   return self.__class__.__qualname__ + f"(algorithm={self.algorithm!r}, access_key={self.access_key!r}, sign_time={self.sign_time!r}, key_time={self.key_time!r}, header_list={self.header_list!r}, param_list={self.param_list!r}, signature={self.signature!r}, where={self.where!r})"
  return __repr__
-_217 = __create_fn__.__code__
+_221 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
   return self.__class__.__qualname__ + f"(amount={self.amount!r})"
  return __repr__
-_218 = __create_fn__.__code__
+_222 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
   return self.__class__.__qualname__ + f"(area={self.area!r})"
  return __repr__
-_219 = __create_fn__.__code__
+_223 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
   return self.__class__.__qualname__ + f"(axis={self.axis!r})"
  return __repr__
-_220 = __create_fn__.__code__
+_224 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
   return self.__class__.__qualname__ + f"(codes={self.codes!r}, image={self.image!r}, image_format={self.image_format!r})"
  return __repr__
-_221 = __create_fn__.__code__
+_225 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
   return self.__class__.__qualname__ + f"(component={self.component!r}, kind={self.kind!r}, keyword={self.keyword!r})"
  return __repr__
-_222 = __create_fn__.__code__
+_226 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
   return self.__class__.__qualname__ + f"(cover={self.cover!r}, bar_type={self.bar_type!r}, segment={self.segment!r}, size={self.size!r})"
  return __repr__
-_223 = __create_fn__.__code__
+_227 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
   return self.__class__.__qualname__ + f"(data={self.data!r}, format={self.format!r}, flag={self.flag!r}, ssim={self.ssim!r})"
  return __repr__
-_224 = __create_fn__.__code__
+_228 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
   return self.__class__.__qualname__ + f"(data={self.data!r}, format={self.format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, quality={self.quality!r}, plan={self.plan!r}, masked={self.masked!r}, slim_flag={self.slim_flag!r})"
  return __repr__
-_225 = __create_fn__.__code__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(data={self.data!r}, mime_type={self.mime_type!r}, etag={self.etag!r}, masked={self.masked!r})"
- return __repr__
-_226 = __create_fn__.__code__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(data={self.data!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, quality={self.quality!r}, original={self.original!r})"
- return __repr__
-_227 = __create_fn__.__code__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(degrees={self.degrees!r})"
- return __repr__
-_228 = __create_fn__.__code__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(enabled={self.enabled!r})"
- return __repr__
 _229 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(families={self.families!r}, styles={self.styles!r}, description={self.description!r})"
+  return self.__class__.__qualname__ + f"(data={self.data!r}, mime_type={self.mime_type!r}, etag={self.etag!r}, masked={self.masked!r}, slim_flag={self.slim_flag!r})"
  return __repr__
 _230 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(field={self.field!r}, value={self.value!r}, targets={self.targets!r})"
+  return self.__class__.__qualname__ + f"(data={self.data!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, quality={self.quality!r}, original={self.original!r})"
  return __repr__
 _231 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(format={self.format!r})"
+  return self.__class__.__qualname__ + f"(degrees={self.degrees!r})"
  return __repr__
 _232 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(format={self.format!r}, quality={self.quality!r}, progressive={self.progressive!r}, strip={self.strip!r}, reset_orientation={self.reset_orientation!r}, size_limit={self.size_limit!r}, keep_smaller={self.keep_smaller!r}, aigc={self.aigc!r})"
+  return self.__class__.__qualname__ + f"(enabled={self.enabled!r})"
  return __repr__
 _233 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(format={self.format!r}, shrink={self.shrink!r}, frames={self.frames!r}, sequential={self.sequential!r})"
+  return self.__class__.__qualname__ + f"(families={self.families!r}, styles={self.styles!r}, description={self.description!r})"
  return __repr__
 _234 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(format={self.format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, orientation={self.orientation!r}, has_alpha={self.has_alpha!r}, bit_depth={self.bit_depth!r}, color_space={self.color_space!r}, quality={self.quality!r}, progressive={self.progressive!r}, icc={self.icc!r}, exif={self.exif!r}, dpi={self.dpi!r}, loop={self.loop!r}, dynamic_range={self.dynamic_range!r})"
+  return self.__class__.__qualname__ + f"(field={self.field!r}, value={self.value!r}, targets={self.targets!r})"
  return __repr__
 _235 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(format={self.format!r}, width={self.width!r}, height={self.height!r}, quality={self.quality!r}, ave={self.ave!r}, orientation={self.orientation!r}, frame_count={self.frame_count!r})"
+  return self.__class__.__qualname__ + f"(format={self.format!r})"
  return __repr__
 _236 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(frames={self.frames!r})"
+  return self.__class__.__qualname__ + f"(format={self.format!r}, quality={self.quality!r}, progressive={self.progressive!r}, strip={self.strip!r}, reset_orientation={self.reset_orientation!r}, size_limit={self.size_limit!r}, keep_smaller={self.keep_smaller!r}, aigc={self.aigc!r})"
  return __repr__
 _237 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(geometry={self.geometry!r}, gravity={self.gravity!r})"
+  return self.__class__.__qualname__ + f"(format={self.format!r}, shrink={self.shrink!r}, frames={self.frames!r}, sequential={self.sequential!r})"
  return __repr__
 _238 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(geometry={self.geometry!r}, pad={self.pad!r}, color={self.color!r})"
+  return self.__class__.__qualname__ + f"(format={self.format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, orientation={self.orientation!r}, has_alpha={self.has_alpha!r}, bit_depth={self.bit_depth!r}, color_space={self.color_space!r}, quality={self.quality!r}, progressive={self.progressive!r}, icc={self.icc!r}, exif={self.exif!r}, dpi={self.dpi!r}, loop={self.loop!r}, dynamic_range={self.dynamic_range!r})"
  return __repr__
 _239 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r})"
+  return self.__class__.__qualname__ + f"(format={self.format!r}, width={self.width!r}, height={self.height!r}, quality={self.quality!r}, ave={self.ave!r}, orientation={self.orientation!r}, frame_count={self.frame_count!r})"
  return __repr__
 _240 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r}, image={self.image!r}, blogo={self.blogo!r})"
+  return self.__class__.__qualname__ + f"(frames={self.frames!r})"
  return __repr__
 _241 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r}, text={self.text!r}, font={self.font!r}, fontsize={self.fontsize!r}, fill={self.fill!r}, shadow={self.shadow!r})"
+  return self.__class__.__qualname__ + f"(geometry={self.geometry!r}, gravity={self.gravity!r})"
  return __repr__
 _242 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(header={self.header!r}, decode={self.decode!r}, decoded_size={self.decoded_size!r}, steps={self.steps!r}, encode={self.encode!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, info={self.info!r}, applied={self.applied!r})"
+  return self.__class__.__qualname__ + f"(geometry={self.geometry!r}, pad={self.pad!r}, color={self.color!r})"
  return __repr__
 _243 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(header={self.header!r}, limits={self.limits!r}, final_format={self.final_format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, format={self.format!r}, has_alpha={self.has_alpha!r}, orientation={self.orientation!r}, quality={self.quality!r}, prims={self.prims!r}, reset_orientation={self.reset_orientation!r}, progressive={self.progressive!r}, strip={self.strip!r}, size_limit={self.size_limit!r}, aigc={self.aigc!r})"
+  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r})"
  return __repr__
 _244 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(height={self.height!r})"
+  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r}, image={self.image!r}, blogo={self.blogo!r})"
  return __repr__
 _245 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, name={self.name!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, tag={self.tag!r}, create_time={self.create_time!r}, update_time={self.update_time!r})"
+  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r}, text={self.text!r}, font={self.font!r}, fontsize={self.fontsize!r}, fill={self.fill!r}, shadow={self.shadow!r})"
  return __repr__
 _246 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, name={self.name!r}, state={self.state!r}, max_size={self.max_size!r}, max_concurrent={self.max_concurrent!r}, notify={self.notify!r}, create_time={self.create_time!r}, update_time={self.update_time!r})"
+  return self.__class__.__qualname__ + f"(grid={self.grid!r}, tile={self.tile!r}, whole={self.whole!r})"
  return __repr__
 _247 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, queue_id={self.queue_id!r}, input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, tag={self.tag!r}, state={self.state!r}, code={self.code!r}, message={self.message!r}, creation_time={self.creation_time!r}, start_time={self.start_time!r}, end_time={self.end_time!r}, input_region={self.input_region!r}, output_region={self.output_region!r}, template_id={self.template_id!r}, template_name={self.template_name!r}, user_data={self.user_data!r}, job_level={self.job_level!r}, result={self.result!r}, attempts={self.attempts!r}, seq={self.seq!r})"
+  return self.__class__.__qualname__ + f"(header={self.header!r}, decode={self.decode!r}, decoded_size={self.decoded_size!r}, steps={self.steps!r}, encode={self.encode!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, info={self.info!r}, applied={self.applied!r})"
  return __repr__
 _248 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(index={self.index!r}, fileid={self.fileid!r}, rule={self.rule!r}, bucket={self.bucket!r}, pipeline={self.pipeline!r}, error={self.error!r})"
+  return self.__class__.__qualname__ + f"(header={self.header!r}, limits={self.limits!r}, final_format={self.final_format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, format={self.format!r}, has_alpha={self.has_alpha!r}, orientation={self.orientation!r}, quality={self.quality!r}, prims={self.prims!r}, reset_orientation={self.reset_orientation!r}, progressive={self.progressive!r}, strip={self.strip!r}, size_limit={self.size_limit!r}, aigc={self.aigc!r})"
  return __repr__
 _249 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, template_id={self.template_id!r}, output_region={self.output_region!r}, user_data={self.user_data!r}, job_level={self.job_level!r}, queue_id={self.queue_id!r}, tag={self.tag!r})"
+  return self.__class__.__qualname__ + f"(height={self.height!r})"
  return __repr__
 _250 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(interval={self.interval!r})"
+  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, name={self.name!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, tag={self.tag!r}, create_time={self.create_time!r}, update_time={self.update_time!r})"
  return __repr__
 _251 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(is_pic_info={self.is_pic_info!r}, rules={self.rules!r})"
+  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, name={self.name!r}, state={self.state!r}, max_size={self.max_size!r}, max_concurrent={self.max_concurrent!r}, notify={self.notify!r}, create_time={self.create_time!r}, update_time={self.update_time!r})"
  return __repr__
 _252 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(job_id={self.job_id!r}, attempt={self.attempt!r}, buckets={self.buckets!r}, bucket={self.bucket!r}, region={self.region!r}, input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, backend={self.backend!r})"
+  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, queue_id={self.queue_id!r}, input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, tag={self.tag!r}, state={self.state!r}, code={self.code!r}, message={self.message!r}, creation_time={self.creation_time!r}, start_time={self.start_time!r}, end_time={self.end_time!r}, input_region={self.input_region!r}, output_region={self.output_region!r}, template_id={self.template_id!r}, template_name={self.template_name!r}, user_data={self.user_data!r}, job_level={self.job_level!r}, result={self.result!r}, attempts={self.attempts!r}, seq={self.seq!r})"
  return __repr__
 _253 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(key={self.key!r}, location={self.location!r}, etag={self.etag!r}, image_info={self.image_info!r})"
+  return self.__class__.__qualname__ + f"(index={self.index!r}, fileid={self.fileid!r}, rule={self.rule!r}, bucket={self.bucket!r}, pipeline={self.pipeline!r}, error={self.error!r})"
  return __repr__
 _254 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(key={self.key!r}, location={self.location!r}, format={self.format!r}, width={self.width!r}, height={self.height!r}, size={self.size!r}, quality={self.quality!r}, etag={self.etag!r}, frame_count={self.frame_count!r}, bucket={self.bucket!r}, masked={self.masked!r}, extras={self.extras!r}, top_level={self.top_level!r}, stored={self.stored!r})"
+  return self.__class__.__qualname__ + f"(input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, template_id={self.template_id!r}, output_region={self.output_region!r}, user_data={self.user_data!r}, job_level={self.job_level!r}, queue_id={self.queue_id!r}, tag={self.tag!r})"
  return __repr__
 _255 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(key={self.key!r}, size={self.size!r}, etag={self.etag!r}, last_modified={self.last_modified!r})"
+  return self.__class__.__qualname__ + f"(interval={self.interval!r})"
  return __repr__
 _256 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(kind={self.kind!r}, bucket={self.bucket!r}, key={self.key!r}, path={self.path!r}, host={self.host!r}, path_style={self.path_style!r}, region={self.region!r}, raw_path={self.raw_path!r})"
+  return self.__class__.__qualname__ + f"(is_pic_info={self.is_pic_info!r}, rules={self.rules!r})"
  return __repr__
 _257 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(label={self.label!r}, content_producer={self.content_producer!r}, produce_id={self.produce_id!r}, reserved_code1={self.reserved_code1!r}, content_propagator={self.content_propagator!r}, propagate_id={self.propagate_id!r}, reserved_code2={self.reserved_code2!r})"
+  return self.__class__.__qualname__ + f"(job_id={self.job_id!r}, attempt={self.attempt!r}, buckets={self.buckets!r}, bucket={self.bucket!r}, region={self.region!r}, input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, backend={self.backend!r})"
  return __repr__
 _258 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r}, disposal={self.disposal!r}, transparent={self.transparent!r}, delay={self.delay!r}, descriptor={self.descriptor!r}, palette={self.palette!r})"
+  return self.__class__.__qualname__ + f"(key={self.key!r}, location={self.location!r}, etag={self.etag!r}, image_info={self.image_info!r})"
  return __repr__
 _259 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(loads={self.loads!r}, saves={self.saves!r}, shrink_on_load={self.shrink_on_load!r}, animated={self.animated!r}, methods={self.methods!r})"
+  return self.__class__.__qualname__ + f"(key={self.key!r}, location={self.location!r}, format={self.format!r}, width={self.width!r}, height={self.height!r}, size={self.size!r}, quality={self.quality!r}, etag={self.etag!r}, frame_count={self.frame_count!r}, bucket={self.bucket!r}, masked={self.masked!r}, extras={self.extras!r}, top_level={self.top_level!r}, stored={self.stored!r})"
  return __repr__
 _260 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(long_image={self.long_image!r}, black_and_white={self.black_and_white!r}, small_image={self.small_image!r}, big_image={self.big_image!r}, pure_image={self.pure_image!r}, clarity_score={self.clarity_score!r})"
+  return self.__class__.__qualname__ + f"(key={self.key!r}, size={self.size!r}, etag={self.etag!r}, last_modified={self.last_modified!r})"
  return __repr__
 _261 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(max_bytes={self.max_bytes!r}, connect_timeout={self.connect_timeout!r}, read_timeout={self.read_timeout!r}, total_timeout={self.total_timeout!r})"
+  return self.__class__.__qualname__ + f"(kind={self.kind!r}, bucket={self.bucket!r}, key={self.key!r}, path={self.path!r}, host={self.host!r}, path_style={self.path_style!r}, region={self.region!r}, raw_path={self.raw_path!r})"
  return __repr__
 _262 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(max_input_bytes={self.max_input_bytes!r}, max_input_side={self.max_input_side!r}, max_input_pixels={self.max_input_pixels!r}, max_animated_pixels={self.max_animated_pixels!r}, max_gif_frames={self.max_gif_frames!r}, max_frames={self.max_frames!r}, max_output_side={self.max_output_side!r}, max_steps={self.max_steps!r}, max_image_watermarks={self.max_image_watermarks!r}, max_param_value={self.max_param_value!r}, max_work_pixels={self.max_work_pixels!r}, max_request_images={self.max_request_images!r}, max_request_bytes={self.max_request_bytes!r}, max_webp_output_side={self.max_webp_output_side!r})"
+  return self.__class__.__qualname__ + f"(label={self.label!r}, content_producer={self.content_producer!r}, produce_id={self.produce_id!r}, reserved_code1={self.reserved_code1!r}, content_propagator={self.content_propagator!r}, propagate_id={self.propagate_id!r}, reserved_code2={self.reserved_code2!r})"
  return __repr__
 _263 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(min_ratio={self.min_ratio!r}, max_ratio={self.max_ratio!r})"
+  return self.__class__.__qualname__ + f"(left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r}, disposal={self.disposal!r}, transparent={self.transparent!r}, delay={self.delay!r}, descriptor={self.descriptor!r}, palette={self.palette!r})"
  return __repr__
 _264 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(mode={self.mode!r}, referers={self.referers!r}, allow_empty={self.allow_empty!r})"
+  return self.__class__.__qualname__ + f"(loads={self.loads!r}, saves={self.saves!r}, shrink_on_load={self.shrink_on_load!r}, animated={self.animated!r}, methods={self.methods!r})"
  return __repr__
 _265 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(mode={self.mode!r}, width={self.width!r}, height={self.height!r})"
+  return self.__class__.__qualname__ + f"(long_image={self.long_image!r}, black_and_white={self.black_and_white!r}, small_image={self.small_image!r}, big_image={self.big_image!r}, pure_image={self.pure_image!r}, clarity_score={self.clarity_score!r})"
  return __repr__
 _266 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(mode={self.mode!r}, width={self.width!r}, height={self.height!r}, format={self.format!r}, quality={self.quality!r}, quality_forced={self.quality_forced!r}, rquality={self.rquality!r}, lquality={self.lquality!r}, interlace={self.interlace!r}, ignore_error_flag={self.ignore_error_flag!r})"
+  return self.__class__.__qualname__ + f"(max_bytes={self.max_bytes!r}, connect_timeout={self.connect_timeout!r}, read_timeout={self.read_timeout!r}, total_timeout={self.total_timeout!r})"
  return __repr__
 _267 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(name={self.name!r})"
+  return self.__class__.__qualname__ + f"(max_input_bytes={self.max_input_bytes!r}, max_input_side={self.max_input_side!r}, max_input_pixels={self.max_input_pixels!r}, max_animated_pixels={self.max_animated_pixels!r}, max_gif_frames={self.max_gif_frames!r}, max_frames={self.max_frames!r}, max_output_side={self.max_output_side!r}, max_steps={self.max_steps!r}, max_image_watermarks={self.max_image_watermarks!r}, max_param_value={self.max_param_value!r}, max_work_pixels={self.max_work_pixels!r}, max_request_images={self.max_request_images!r}, max_request_bytes={self.max_request_bytes!r}, max_webp_output_side={self.max_webp_output_side!r})"
  return __repr__
 _268 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(name={self.name!r}, body={self.body!r}, pipeline={self.pipeline!r})"
+  return self.__class__.__qualname__ + f"(min_ratio={self.min_ratio!r}, max_ratio={self.max_ratio!r})"
  return __repr__
 _269 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(name={self.name!r}, params={self.params!r})"
+  return self.__class__.__qualname__ + f"(mode={self.mode!r}, referers={self.referers!r}, allow_empty={self.allow_empty!r})"
  return __repr__
 _270 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(name={self.name!r}, separators={self.separators!r}, protection={self.protection!r}, public_read={self.public_read!r}, hotlink={self.hotlink!r}, origin={self.origin!r}, origin_mode={self.origin_mode!r}, cache_control={self.cache_control!r})"
+  return self.__class__.__qualname__ + f"(mode={self.mode!r}, width={self.width!r}, height={self.height!r})"
  return __repr__
 _271 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(number={self.number!r})"
+  return self.__class__.__qualname__ + f"(mode={self.mode!r}, width={self.width!r}, height={self.height!r}, format={self.format!r}, quality={self.quality!r}, quality_forced={self.quality_forced!r}, rquality={self.rquality!r}, lquality={self.lquality!r}, interlace={self.interlace!r}, ignore_error_flag={self.ignore_error_flag!r})"
  return __repr__
 _272 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(ops={self.ops!r})"
+  return self.__class__.__qualname__ + f"(name={self.name!r})"
  return __repr__
 _273 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(ops={self.ops!r}, info={self.info!r}, ignore_error={self.ignore_error!r}, rules={self.rules!r}, pipeline={self.pipeline!r}, limits={self.limits!r})"
+  return self.__class__.__qualname__ + f"(name={self.name!r}, body={self.body!r}, pipeline={self.pipeline!r})"
  return __repr__
 _274 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r})"
+  return self.__class__.__qualname__ + f"(name={self.name!r}, params={self.params!r})"
  return __repr__
 _275 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, amount={self.amount!r}, sigma={self.sigma!r})"
+  return self.__class__.__qualname__ + f"(name={self.name!r}, separators={self.separators!r}, protection={self.protection!r}, public_read={self.public_read!r}, hotlink={self.hotlink!r}, origin={self.origin!r}, origin_mode={self.origin_mode!r}, cache_control={self.cache_control!r})"
  return __repr__
 _276 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, background={self.background!r})"
+  return self.__class__.__qualname__ + f"(number={self.number!r})"
  return __repr__
 _277 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, degrees={self.degrees!r}, width={self.width!r}, height={self.height!r}, background={self.background!r})"
+  return self.__class__.__qualname__ + f"(ops={self.ops!r})"
  return __repr__
 _278 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, groups={self.groups!r})"
+  return self.__class__.__qualname__ + f"(ops={self.ops!r}, info={self.info!r}, ignore_error={self.ignore_error!r}, rules={self.rules!r}, pipeline={self.pipeline!r}, limits={self.limits!r})"
  return __repr__
 _279 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, horizontal={self.horizontal!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r})"
  return __repr__
 _280 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, amount={self.amount!r}, sigma={self.sigma!r})"
  return __repr__
 _281 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r}, background={self.background!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, background={self.background!r})"
  return __repr__
 _282 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, mark={self.mark!r}, width={self.width!r}, height={self.height!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, degrees={self.degrees!r}, width={self.width!r}, height={self.height!r}, background={self.background!r})"
  return __repr__
 _283 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, overlay_size={self.overlay_size!r}, placements={self.placements!r}, opacity={self.opacity!r}, tile={self.tile!r}, grey={self.grey!r}, key={self.key!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, groups={self.groups!r})"
  return __repr__
 _284 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, shape={self.shape!r}, radius={self.radius!r}, background={self.background!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, horizontal={self.horizontal!r})"
  return __repr__
 _285 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, sigma={self.sigma!r}, radius={self.radius!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r})"
  return __repr__
 _286 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, slope={self.slope!r}, offset={self.offset!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r}, background={self.background!r})"
  return __repr__
 _287 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, turns={self.turns!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, mark={self.mark!r}, width={self.width!r}, height={self.height!r})"
  return __repr__
 _288 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, width={self.width!r}, height={self.height!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, overlay_size={self.overlay_size!r}, placements={self.placements!r}, opacity={self.opacity!r}, tile={self.tile!r}, grey={self.grey!r}, key={self.key!r})"
  return __repr__
 _289 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(original_info={self.original_info!r}, process_results={self.process_results!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, shape={self.shape!r}, radius={self.radius!r}, background={self.background!r})"
  return __repr__
 _290 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(path={self.path!r}, index={self.index!r}, family={self.family!r}, style={self.style!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, sigma={self.sigma!r}, radius={self.radius!r})"
  return __repr__
 _291 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(percent={self.percent!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, slope={self.slope!r}, offset={self.offset!r})"
  return __repr__
 _292 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(pieces={self.pieces!r}, box={self.box!r}, bounds={self.bounds!r}, fill={self.fill!r}, shadow={self.shadow!r}, shadow_offset={self.shadow_offset!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, turns={self.turns!r})"
  return __repr__
 _293 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(pipeline={self.pipeline!r}, backend={self.backend!r}, limits={self.limits!r}, token={self.token!r}, threads={self.threads!r}, masked={self.masked!r}, extras={self.extras!r})"
+  return self.__class__.__qualname__ + f"(origin={self.origin!r}, width={self.width!r}, height={self.height!r})"
  return __repr__
 _294 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, box={self.box!r}, origin={self.origin!r}, neutral={self.neutral!r})"
+  return self.__class__.__qualname__ + f"(original_info={self.original_info!r}, process_results={self.process_results!r})"
  return __repr__
 _295 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, delays={self.delays!r}, loop={self.loop!r}, exif={self.exif!r}, icc={self.icc!r})"
+  return self.__class__.__qualname__ + f"(path={self.path!r}, index={self.index!r}, family={self.family!r}, style={self.style!r})"
  return __repr__
 _296 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, delays={self.delays!r}, loop={self.loop!r}, exif={self.exif!r}, icc={self.icc!r}, xmp={self.xmp!r})"
+  return self.__class__.__qualname__ + f"(percent={self.percent!r})"
  return __repr__
 _297 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(radius={self.radius!r})"
+  return self.__class__.__qualname__ + f"(pieces={self.pieces!r}, box={self.box!r}, bounds={self.bounds!r}, fill={self.fill!r}, shadow={self.shadow!r}, shadow_offset={self.shadow_offset!r})"
  return __repr__
 _298 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(radius={self.radius!r}, sigma={self.sigma!r})"
+  return self.__class__.__qualname__ + f"(pipeline={self.pipeline!r}, backend={self.backend!r}, limits={self.limits!r}, token={self.token!r}, threads={self.threads!r}, masked={self.masked!r}, extras={self.extras!r})"
  return __repr__
 _299 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(red={self.red!r}, green={self.green!r}, blue={self.blue!r})"
+  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, box={self.box!r}, origin={self.origin!r}, neutral={self.neutral!r})"
  return __repr__
 _300 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(request={self.request!r}, target={self.target!r}, method={self.method!r}, query={self.query!r}, raw_query={self.raw_query!r}, request_id={self.request_id!r}, bucket={self.bucket!r}, signer={self.signer!r}, headers={self.headers!r})"
+  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, delays={self.delays!r}, loop={self.loop!r}, exif={self.exif!r}, icc={self.icc!r})"
  return __repr__
 _301 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(resolved={self.resolved!r}, backend={self.backend!r}, image={self.image!r}, data={self.data!r}, pixels={self.pixels!r})"
+  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, delays={self.delays!r}, loop={self.loop!r}, exif={self.exif!r}, icc={self.icc!r}, xmp={self.xmp!r})"
  return __repr__
 _302 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(resources={self.resources!r}, styles={self.styles!r})"
+  return self.__class__.__qualname__ + f"(radius={self.radius!r})"
  return __repr__
 _303 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(root={self.root!r}, endpoint={self.endpoint!r}, layout={self.layout!r}, fsync={self.fsync!r}, timeout={self.timeout!r}, retries={self.retries!r})"
+  return self.__class__.__qualname__ + f"(radius={self.radius!r}, sigma={self.sigma!r})"
  return __repr__
 _304 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(root={self.root!r}, host={self.host!r}, port={self.port!r}, region={self.region!r}, buckets={self.buckets!r}, credentials={self.credentials!r}, anonymous={self.anonymous!r}, default_bucket={self.default_bucket!r}, max_body_bytes={self.max_body_bytes!r}, workers={self.workers!r}, max_pending={self.max_pending!r}, request_timeout={self.request_timeout!r}, grace_period={self.grace_period!r}, fsync={self.fsync!r}, backend={self.backend!r}, vips_concurrency={self.vips_concurrency!r}, cors_origins={self.cors_origins!r}, storage_factory={self.storage_factory!r}, job_workers={self.job_workers!r}, scheduler={self.scheduler!r}, cache_dir={self.cache_dir!r}, cache_size={self.cache_size!r}, origin_connect_timeout={self.origin_connect_timeout!r}, origin_read_timeout={self.origin_read_timeout!r})"
+  return self.__class__.__qualname__ + f"(red={self.red!r}, green={self.green!r}, blue={self.blue!r})"
  return __repr__
 _305 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(rule={self.rule!r}, key={self.key!r}, bucket={self.bucket!r}, store={self.store!r}, pipeline={self.pipeline!r}, symbolic={self.symbolic!r}, resolved={self.resolved!r}, masked={self.masked!r}, intel={self.intel!r})"
+  return self.__class__.__qualname__ + f"(request={self.request!r}, target={self.target!r}, method={self.method!r}, query={self.query!r}, raw_query={self.raw_query!r}, request_id={self.request_id!r}, bucket={self.bucket!r}, signer={self.signer!r}, headers={self.headers!r})"
  return __repr__
 _306 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(scheme={self.scheme!r}, host={self.host!r}, key={self.key!r}, query={self.query!r}, bucket={self.bucket!r}, region={self.region!r})"
+  return self.__class__.__qualname__ + f"(resolved={self.resolved!r}, backend={self.backend!r}, image={self.image!r}, data={self.data!r}, pixels={self.pixels!r}, limits={self.limits!r})"
  return __repr__
 _307 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(size={self.size!r}, unit={self.unit!r}, keep_smaller={self.keep_smaller!r})"
+  return self.__class__.__qualname__ + f"(resources={self.resources!r}, styles={self.styles!r})"
  return __repr__
 _308 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(source={self.source!r}, dest={self.dest!r}, endpoint={self.endpoint!r}, pipeline={self.pipeline!r}, backend={self.backend!r}, limits={self.limits!r}, masked={self.masked!r}, extras={self.extras!r})"
+  return self.__class__.__qualname__ + f"(root={self.root!r}, endpoint={self.endpoint!r}, layout={self.layout!r}, fsync={self.fsync!r}, timeout={self.timeout!r}, retries={self.retries!r})"
  return __repr__
 _309 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(source={self.source!r}, dest={self.dest!r}, name={self.name!r}, shown={self.shown!r})"
+  return self.__class__.__qualname__ + f"(root={self.root!r}, host={self.host!r}, port={self.port!r}, region={self.region!r}, buckets={self.buckets!r}, credentials={self.credentials!r}, anonymous={self.anonymous!r}, default_bucket={self.default_bucket!r}, max_body_bytes={self.max_body_bytes!r}, workers={self.workers!r}, max_pending={self.max_pending!r}, request_timeout={self.request_timeout!r}, grace_period={self.grace_period!r}, fsync={self.fsync!r}, backend={self.backend!r}, vips_concurrency={self.vips_concurrency!r}, cors_origins={self.cors_origins!r}, storage_factory={self.storage_factory!r}, job_workers={self.job_workers!r}, scheduler={self.scheduler!r}, cache_dir={self.cache_dir!r}, cache_size={self.cache_size!r}, origin_connect_timeout={self.origin_connect_timeout!r}, origin_read_timeout={self.origin_read_timeout!r})"
  return __repr__
 _310 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(starts={self.starts!r}, ends={self.ends!r})"
+  return self.__class__.__qualname__ + f"(rule={self.rule!r}, key={self.key!r}, bucket={self.bucket!r}, store={self.store!r}, pipeline={self.pipeline!r}, symbolic={self.symbolic!r}, resolved={self.resolved!r}, masked={self.masked!r}, intel={self.intel!r})"
  return __repr__
 _311 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(step={self.step!r}, format={self.format!r}, quality={self.quality!r}, rquality={self.rquality!r}, lquality={self.lquality!r}, interlace={self.interlace!r}, strip={self.strip!r}, size_limit={self.size_limit!r}, cgif={self.cgif!r}, egif={self.egif!r}, aigc={self.aigc!r})"
+  return self.__class__.__qualname__ + f"(scheme={self.scheme!r}, host={self.host!r}, key={self.key!r}, query={self.query!r}, bucket={self.bucket!r}, region={self.region!r})"
  return __repr__
 _312 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(steps={self.steps!r})"
+  return self.__class__.__qualname__ + f"(size={self.size!r}, chroma={self.chroma!r}, encode={self.encode!r})"
  return __repr__
 _313 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(task={self.task!r}, ok={self.ok!r}, code={self.code!r}, message={self.message!r}, column={self.column!r}, caret={self.caret!r}, exit={self.exit!r}, size={self.size!r}, seconds={self.seconds!r}, masked={self.masked!r})"
+  return self.__class__.__qualname__ + f"(size={self.size!r}, unit={self.unit!r}, keep_smaller={self.keep_smaller!r})"
  return __repr__
 _314 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(text={self.text!r}, format={self.format!r}, points={self.points!r})"
+  return self.__class__.__qualname__ + f"(source={self.source!r}, dest={self.dest!r}, endpoint={self.endpoint!r}, pipeline={self.pipeline!r}, backend={self.backend!r}, limits={self.limits!r}, masked={self.masked!r}, extras={self.extras!r})"
  return __repr__
 _315 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(todo={self.todo!r}, skipped={self.skipped!r}, collisions={self.collisions!r})"
+  return self.__class__.__qualname__ + f"(source={self.source!r}, dest={self.dest!r}, name={self.name!r}, shown={self.shown!r})"
  return __repr__
 _316 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(type={self.type!r}, image={self.image!r}, text={self.text!r}, version={self.version!r})"
+  return self.__class__.__qualname__ + f"(starts={self.starts!r}, ends={self.ends!r})"
  return __repr__
 _317 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(type={self.type!r}, image={self.image!r}, text={self.text!r}, version={self.version!r}, level={self.level!r})"
+  return self.__class__.__qualname__ + f"(step={self.step!r}, format={self.format!r}, quality={self.quality!r}, rquality={self.rquality!r}, lquality={self.lquality!r}, interlace={self.interlace!r}, strip={self.strip!r}, size_limit={self.size_limit!r}, cgif={self.cgif!r}, egif={self.egif!r}, aigc={self.aigc!r})"
  return __repr__
 _318 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(value={self.value!r})"
+  return self.__class__.__qualname__ + f"(steps={self.steps!r})"
  return __repr__
 _319 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(value={self.value!r}, forced={self.forced!r})"
+  return self.__class__.__qualname__ + f"(task={self.task!r}, ok={self.ok!r}, code={self.code!r}, message={self.message!r}, column={self.column!r}, caret={self.caret!r}, exit={self.exit!r}, size={self.size!r}, seconds={self.seconds!r}, masked={self.masked!r})"
  return __repr__
 _320 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(width={self.width!r})"
+  return self.__class__.__qualname__ + f"(text={self.text!r}, format={self.format!r}, points={self.points!r})"
  return __repr__
 _321 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r})"
+  return self.__class__.__qualname__ + f"(todo={self.todo!r}, skipped={self.skipped!r}, collisions={self.collisions!r})"
  return __repr__
 _322 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, dx={self.dx!r}, dy={self.dy!r}, dx_mode={self.dx_mode!r}, dy_mode={self.dy_mode!r})"
+  return self.__class__.__qualname__ + f"(type={self.type!r}, image={self.image!r}, text={self.text!r}, version={self.version!r})"
  return __repr__
 _323 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, dx={self.dx!r}, dy={self.dy!r}, gravity={self.gravity!r})"
+  return self.__class__.__qualname__ + f"(type={self.type!r}, image={self.image!r}, text={self.text!r}, version={self.version!r}, level={self.level!r})"
  return __repr__
 _324 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, index={self.index!r})"
+  return self.__class__.__qualname__ + f"(value={self.value!r})"
  return __repr__
 _325 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(workers={self.workers!r}, scheduler={self.scheduler!r}, client={self.client!r}, local={self.local!r})"
+  return self.__class__.__qualname__ + f"(value={self.value!r}, forced={self.forced!r})"
  return __repr__
 _326 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(x={self.x!r}, baseline={self.baseline!r}, text={self.text!r}, font={self.font!r}, ink={self.ink!r})"
+  return self.__class__.__qualname__ + f"(width={self.width!r})"
  return __repr__
 _327 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(x={self.x!r}, y={self.y!r}, w={self.w!r}, h={self.h!r})"
+  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r})"
  return __repr__
 _328 = __create_fn__.__code__
 
 def __create_fn__():
  def __repr__(self):
-  return self.__class__.__qualname__ + f"(z={self.z!r}, status={self.status!r}, payload={self.payload!r}, scale={self.scale!r})"
+  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, dx={self.dx!r}, dy={self.dy!r}, dx_mode={self.dx_mode!r}, dy_mode={self.dy_mode!r})"
  return __repr__
 _329 = __create_fn__.__code__
+
+def __create_fn__():
+ def __repr__(self):
+  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, dx={self.dx!r}, dy={self.dy!r}, gravity={self.gravity!r})"
+ return __repr__
+_330 = __create_fn__.__code__
+
+def __create_fn__():
+ def __repr__(self):
+  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, index={self.index!r})"
+ return __repr__
+_331 = __create_fn__.__code__
+
+def __create_fn__():
+ def __repr__(self):
+  return self.__class__.__qualname__ + f"(workers={self.workers!r}, scheduler={self.scheduler!r}, client={self.client!r}, local={self.local!r})"
+ return __repr__
+_332 = __create_fn__.__code__
+
+def __create_fn__():
+ def __repr__(self):
+  return self.__class__.__qualname__ + f"(x={self.x!r}, baseline={self.baseline!r}, text={self.text!r}, font={self.font!r}, ink={self.ink!r})"
+ return __repr__
+_333 = __create_fn__.__code__
+
+def __create_fn__():
+ def __repr__(self):
+  return self.__class__.__qualname__ + f"(x={self.x!r}, y={self.y!r}, w={self.w!r}, h={self.h!r})"
+ return __repr__
+_334 = __create_fn__.__code__
+
+def __create_fn__():
+ def __repr__(self):
+  return self.__class__.__qualname__ + f"(z={self.z!r}, status={self.status!r}, payload={self.payload!r}, scale={self.scale!r})"
+ return __repr__
+_335 = __create_fn__.__code__
 
 def __create_fn__(_type_algorithm, _type_access_key, _type_sign_time, _type_key_time, _type_header_list, _type_param_list, _type_signature, _type_where, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,algorithm:_type_algorithm,access_key:_type_access_key,sign_time:_type_sign_time,key_time:_type_key_time,header_list:_type_header_list,param_list:_type_param_list,signature:_type_signature,where:_type_where)->_return_type:
@@ -2224,7 +2264,7 @@ def __create_fn__(_type_algorithm, _type_access_key, _type_sign_time, _type_key_
   __dataclass_builtins_object__.__setattr__(self,'signature',signature)
   __dataclass_builtins_object__.__setattr__(self,'where',where)
  return __init__
-_330 = __create_fn__.__code__
+_336 = __create_fn__.__code__
 
 def __create_fn__(_type_codes, _type_image, _type_image_format, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_image, _dflt_image_format, _return_type):
  def __init__(self,codes:_type_codes,image:_type_image=_dflt_image,image_format:_type_image_format=_dflt_image_format)->_return_type:
@@ -2232,7 +2272,7 @@ def __create_fn__(_type_codes, _type_image, _type_image_format, MISSING, _HAS_DE
   __dataclass_builtins_object__.__setattr__(self,'image',image)
   __dataclass_builtins_object__.__setattr__(self,'image_format',image_format)
  return __init__
-_331 = __create_fn__.__code__
+_337 = __create_fn__.__code__
 
 def __create_fn__(_type_component, _type_kind, _type_keyword, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_keyword, _return_type):
  def __init__(self,component:_type_component,kind:_type_kind,keyword:_type_keyword=_dflt_keyword)->_return_type:
@@ -2240,7 +2280,7 @@ def __create_fn__(_type_component, _type_kind, _type_keyword, MISSING, _HAS_DEFA
   __dataclass_builtins_object__.__setattr__(self,'kind',kind)
   __dataclass_builtins_object__.__setattr__(self,'keyword',keyword)
  return __init__
-_332 = __create_fn__.__code__
+_338 = __create_fn__.__code__
 
 def __create_fn__(_type_data, _type_format, _type_flag, _type_ssim, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,data:_type_data,format:_type_format,flag:_type_flag,ssim:_type_ssim)->_return_type:
@@ -2249,7 +2289,7 @@ def __create_fn__(_type_data, _type_format, _type_flag, _type_ssim, MISSING, _HA
   __dataclass_builtins_object__.__setattr__(self,'flag',flag)
   __dataclass_builtins_object__.__setattr__(self,'ssim',ssim)
  return __init__
-_333 = __create_fn__.__code__
+_339 = __create_fn__.__code__
 
 def __create_fn__(_type_data, _type_format, _type_width, _type_height, _type_frames, _type_quality, _type_plan, _type_masked, _type_slim_flag, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_plan, _dflt_masked, _dflt_slim_flag, _return_type):
  def __init__(self,data:_type_data,format:_type_format,width:_type_width,height:_type_height,frames:_type_frames,quality:_type_quality,plan:_type_plan=_dflt_plan,masked:_type_masked=_dflt_masked,slim_flag:_type_slim_flag=_dflt_slim_flag)->_return_type:
@@ -2263,16 +2303,17 @@ def __create_fn__(_type_data, _type_format, _type_width, _type_height, _type_fra
   __dataclass_builtins_object__.__setattr__(self,'masked',masked)
   __dataclass_builtins_object__.__setattr__(self,'slim_flag',slim_flag)
  return __init__
-_334 = __create_fn__.__code__
+_340 = __create_fn__.__code__
 
-def __create_fn__(_type_data, _type_mime_type, _type_etag, _type_masked, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_masked, _return_type):
- def __init__(self,data:_type_data,mime_type:_type_mime_type,etag:_type_etag,masked:_type_masked=_dflt_masked)->_return_type:
+def __create_fn__(_type_data, _type_mime_type, _type_etag, _type_masked, _type_slim_flag, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_masked, _dflt_slim_flag, _return_type):
+ def __init__(self,data:_type_data,mime_type:_type_mime_type,etag:_type_etag,masked:_type_masked=_dflt_masked,slim_flag:_type_slim_flag=_dflt_slim_flag)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'data',data)
   __dataclass_builtins_object__.__setattr__(self,'mime_type',mime_type)
   __dataclass_builtins_object__.__setattr__(self,'etag',etag)
   __dataclass_builtins_object__.__setattr__(self,'masked',masked)
+  __dataclass_builtins_object__.__setattr__(self,'slim_flag',slim_flag)
  return __init__
-_335 = __create_fn__.__code__
+_341 = __create_fn__.__code__
 
 def __create_fn__(_type_data, _type_width, _type_height, _type_frames, _type_quality, _type_original, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_original, _return_type):
  def __init__(self,data:_type_data,width:_type_width,height:_type_height,frames:_type_frames,quality:_type_quality,original:_type_original=_dflt_original)->_return_type:
@@ -2283,7 +2324,7 @@ def __create_fn__(_type_data, _type_width, _type_height, _type_frames, _type_qua
   __dataclass_builtins_object__.__setattr__(self,'quality',quality)
   __dataclass_builtins_object__.__setattr__(self,'original',original)
  return __init__
-_336 = __create_fn__.__code__
+_342 = __create_fn__.__code__
 
 def __create_fn__(_type_families, _type_styles, _type_description, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,families:_type_families,styles:_type_styles,description:_type_description)->_return_type:
@@ -2291,7 +2332,7 @@ def __create_fn__(_type_families, _type_styles, _type_description, MISSING, _HAS
   __dataclass_builtins_object__.__setattr__(self,'styles',styles)
   __dataclass_builtins_object__.__setattr__(self,'description',description)
  return __init__
-_337 = __create_fn__.__code__
+_343 = __create_fn__.__code__
 
 def __create_fn__(_type_field, _type_value, _type_targets, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,field:_type_field,value:_type_value,targets:_type_targets)->_return_type:
@@ -2299,7 +2340,7 @@ def __create_fn__(_type_field, _type_value, _type_targets, MISSING, _HAS_DEFAULT
   self.value=value
   self.targets=targets
  return __init__
-_338 = __create_fn__.__code__
+_344 = __create_fn__.__code__
 
 def __create_fn__(_type_format, _type_quality, _type_progressive, _type_strip, _type_reset_orientation, _type_size_limit, _type_keep_smaller, _type_aigc, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_quality, _dflt_progressive, _dflt_strip, _dflt_reset_orientation, _dflt_size_limit, _dflt_keep_smaller, _dflt_aigc, _return_type):
  def __init__(self,format:_type_format,quality:_type_quality=_dflt_quality,progressive:_type_progressive=_dflt_progressive,strip:_type_strip=_dflt_strip,reset_orientation:_type_reset_orientation=_dflt_reset_orientation,size_limit:_type_size_limit=_dflt_size_limit,keep_smaller:_type_keep_smaller=_dflt_keep_smaller,aigc:_type_aigc=_dflt_aigc)->_return_type:
@@ -2312,7 +2353,7 @@ def __create_fn__(_type_format, _type_quality, _type_progressive, _type_strip, _
   __dataclass_builtins_object__.__setattr__(self,'keep_smaller',keep_smaller)
   __dataclass_builtins_object__.__setattr__(self,'aigc',aigc)
  return __init__
-_339 = __create_fn__.__code__
+_345 = __create_fn__.__code__
 
 def __create_fn__(_type_format, _type_shrink, _type_frames, _type_sequential, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_shrink, _dflt_frames, _dflt_sequential, _return_type):
  def __init__(self,format:_type_format,shrink:_type_shrink=_dflt_shrink,frames:_type_frames=_dflt_frames,sequential:_type_sequential=_dflt_sequential)->_return_type:
@@ -2321,7 +2362,7 @@ def __create_fn__(_type_format, _type_shrink, _type_frames, _type_sequential, MI
   __dataclass_builtins_object__.__setattr__(self,'frames',frames)
   __dataclass_builtins_object__.__setattr__(self,'sequential',sequential)
  return __init__
-_340 = __create_fn__.__code__
+_346 = __create_fn__.__code__
 
 def __create_fn__(_type_format, _type_width, _type_height, _type_frames, _type_orientation, _type_has_alpha, _type_bit_depth, _type_color_space, _type_quality, _type_progressive, _type_icc, _type_exif, _type_dpi, _type_loop, _type_dynamic_range, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_frames, _dflt_orientation, _dflt_has_alpha, _dflt_bit_depth, _dflt_color_space, _dflt_quality, _dflt_progressive, _dflt_icc, _dflt_exif, _dflt_dpi, _dflt_loop, _dflt_dynamic_range, _return_type):
  def __init__(self,format:_type_format,width:_type_width,height:_type_height,frames:_type_frames=_dflt_frames,orientation:_type_orientation=_dflt_orientation,has_alpha:_type_has_alpha=_dflt_has_alpha,bit_depth:_type_bit_depth=_dflt_bit_depth,color_space:_type_color_space=_dflt_color_space,quality:_type_quality=_dflt_quality,progressive:_type_progressive=_dflt_progressive,icc:_type_icc=_dflt_icc,exif:_type_exif=_dflt_exif,dpi:_type_dpi=_dflt_dpi,loop:_type_loop=_dflt_loop,dynamic_range:_type_dynamic_range=_dflt_dynamic_range)->_return_type:
@@ -2341,7 +2382,7 @@ def __create_fn__(_type_format, _type_width, _type_height, _type_frames, _type_o
   __dataclass_builtins_object__.__setattr__(self,'loop',loop)
   __dataclass_builtins_object__.__setattr__(self,'dynamic_range',dynamic_range)
  return __init__
-_341 = __create_fn__.__code__
+_347 = __create_fn__.__code__
 
 def __create_fn__(_type_format, _type_width, _type_height, _type_quality, _type_ave, _type_orientation, _type_frame_count, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,format:_type_format,width:_type_width,height:_type_height,quality:_type_quality,ave:_type_ave,orientation:_type_orientation,frame_count:_type_frame_count)->_return_type:
@@ -2353,7 +2394,15 @@ def __create_fn__(_type_format, _type_width, _type_height, _type_quality, _type_
   __dataclass_builtins_object__.__setattr__(self,'orientation',orientation)
   __dataclass_builtins_object__.__setattr__(self,'frame_count',frame_count)
  return __init__
-_342 = __create_fn__.__code__
+_348 = __create_fn__.__code__
+
+def __create_fn__(_type_grid, _type_tile, _type_whole, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
+ def __init__(self,grid:_type_grid,tile:_type_tile,whole:_type_whole)->_return_type:
+  __dataclass_builtins_object__.__setattr__(self,'grid',grid)
+  __dataclass_builtins_object__.__setattr__(self,'tile',tile)
+  __dataclass_builtins_object__.__setattr__(self,'whole',whole)
+ return __init__
+_349 = __create_fn__.__code__
 
 def __create_fn__(_type_header, _type_decode, _type_decoded_size, _type_steps, _type_encode, _type_width, _type_height, _type_frames, _type_info, _type_applied, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_info, _dflt_applied, _return_type):
  def __init__(self,header:_type_header,decode:_type_decode,decoded_size:_type_decoded_size,steps:_type_steps,encode:_type_encode,width:_type_width,height:_type_height,frames:_type_frames,info:_type_info=_dflt_info,applied:_type_applied=_dflt_applied)->_return_type:
@@ -2368,7 +2417,7 @@ def __create_fn__(_type_header, _type_decode, _type_decoded_size, _type_steps, _
   __dataclass_builtins_object__.__setattr__(self,'info',info)
   __dataclass_builtins_object__.__setattr__(self,'applied',applied)
  return __init__
-_343 = __create_fn__.__code__
+_350 = __create_fn__.__code__
 
 def __create_fn__(_type_header, _type_limits, _type_final_format, _type_width, _type_height, _type_frames, _type_format, _type_has_alpha, _type_orientation, _type_quality, _type_prims, _type_reset_orientation, _type_progressive, _type_strip, _type_size_limit, _type_aigc, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_prims, _dflt_reset_orientation, _dflt_progressive, _dflt_strip, _dflt_size_limit, _dflt_aigc, _return_type):
  def __init__(self,header:_type_header,limits:_type_limits,final_format:_type_final_format,width:_type_width,height:_type_height,frames:_type_frames,format:_type_format,has_alpha:_type_has_alpha,orientation:_type_orientation,quality:_type_quality,prims:_type_prims=_HAS_DEFAULT_FACTORY,reset_orientation:_type_reset_orientation=_dflt_reset_orientation,progressive:_type_progressive=_dflt_progressive,strip:_type_strip=_dflt_strip,size_limit:_type_size_limit=_dflt_size_limit,aigc:_type_aigc=_dflt_aigc)->_return_type:
@@ -2389,7 +2438,7 @@ def __create_fn__(_type_header, _type_limits, _type_final_format, _type_width, _
   self.size_limit=size_limit
   self.aigc=aigc
  return __init__
-_344 = __create_fn__.__code__
+_351 = __create_fn__.__code__
 
 def __create_fn__(_type_id, _type_bucket, _type_name, _type_rule, _type_is_pic_info, _type_tag, _type_create_time, _type_update_time, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_is_pic_info, _dflt_tag, _dflt_create_time, _dflt_update_time, _return_type):
  def __init__(self,id:_type_id,bucket:_type_bucket,name:_type_name,rule:_type_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,tag:_type_tag=_dflt_tag,create_time:_type_create_time=_dflt_create_time,update_time:_type_update_time=_dflt_update_time)->_return_type:
@@ -2402,7 +2451,7 @@ def __create_fn__(_type_id, _type_bucket, _type_name, _type_rule, _type_is_pic_i
   __dataclass_builtins_object__.__setattr__(self,'create_time',create_time)
   __dataclass_builtins_object__.__setattr__(self,'update_time',update_time)
  return __init__
-_345 = __create_fn__.__code__
+_352 = __create_fn__.__code__
 
 def __create_fn__(_type_id, _type_bucket, _type_name, _type_state, _type_max_size, _type_max_concurrent, _type_notify, _type_create_time, _type_update_time, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_state, _dflt_max_size, _dflt_max_concurrent, _dflt_notify, _dflt_create_time, _dflt_update_time, _return_type):
  def __init__(self,id:_type_id,bucket:_type_bucket,name:_type_name,state:_type_state=_dflt_state,max_size:_type_max_size=_dflt_max_size,max_concurrent:_type_max_concurrent=_dflt_max_concurrent,notify:_type_notify=_HAS_DEFAULT_FACTORY,create_time:_type_create_time=_dflt_create_time,update_time:_type_update_time=_dflt_update_time)->_return_type:
@@ -2416,7 +2465,7 @@ def __create_fn__(_type_id, _type_bucket, _type_name, _type_state, _type_max_siz
   __dataclass_builtins_object__.__setattr__(self,'create_time',create_time)
   __dataclass_builtins_object__.__setattr__(self,'update_time',update_time)
  return __init__
-_346 = __create_fn__.__code__
+_353 = __create_fn__.__code__
 
 def __create_fn__(_type_id, _type_bucket, _type_queue_id, _type_input_object, _type_output_bucket, _type_output_object, _type_rule, _type_is_pic_info, _type_tag, _type_state, _type_code, _type_message, _type_creation_time, _type_start_time, _type_end_time, _type_input_region, _type_output_region, _type_template_id, _type_template_name, _type_user_data, _type_job_level, _type_result, _type_attempts, _type_seq, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_is_pic_info, _dflt_tag, _dflt_state, _dflt_code, _dflt_message, _dflt_creation_time, _dflt_start_time, _dflt_end_time, _dflt_input_region, _dflt_output_region, _dflt_template_id, _dflt_template_name, _dflt_user_data, _dflt_job_level, _dflt_result, _dflt_attempts, _dflt_seq, _return_type):
  def __init__(self,id:_type_id,bucket:_type_bucket,queue_id:_type_queue_id,input_object:_type_input_object,output_bucket:_type_output_bucket,output_object:_type_output_object,rule:_type_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,tag:_type_tag=_dflt_tag,state:_type_state=_dflt_state,code:_type_code=_dflt_code,message:_type_message=_dflt_message,creation_time:_type_creation_time=_dflt_creation_time,start_time:_type_start_time=_dflt_start_time,end_time:_type_end_time=_dflt_end_time,input_region:_type_input_region=_dflt_input_region,output_region:_type_output_region=_dflt_output_region,template_id:_type_template_id=_dflt_template_id,template_name:_type_template_name=_dflt_template_name,user_data:_type_user_data=_dflt_user_data,job_level:_type_job_level=_dflt_job_level,result:_type_result=_dflt_result,attempts:_type_attempts=_dflt_attempts,seq:_type_seq=_dflt_seq)->_return_type:
@@ -2445,7 +2494,7 @@ def __create_fn__(_type_id, _type_bucket, _type_queue_id, _type_input_object, _t
   __dataclass_builtins_object__.__setattr__(self,'attempts',attempts)
   __dataclass_builtins_object__.__setattr__(self,'seq',seq)
  return __init__
-_347 = __create_fn__.__code__
+_354 = __create_fn__.__code__
 
 def __create_fn__(_type_index, _type_fileid, _type_rule, _type_bucket, _type_pipeline, _type_error, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_bucket, _dflt_pipeline, _dflt_error, _return_type):
  def __init__(self,index:_type_index,fileid:_type_fileid,rule:_type_rule,bucket:_type_bucket=_dflt_bucket,pipeline:_type_pipeline=_dflt_pipeline,error:_type_error=_dflt_error)->_return_type:
@@ -2456,7 +2505,7 @@ def __create_fn__(_type_index, _type_fileid, _type_rule, _type_bucket, _type_pip
   __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)
   __dataclass_builtins_object__.__setattr__(self,'error',error)
  return __init__
-_348 = __create_fn__.__code__
+_355 = __create_fn__.__code__
 
 def __create_fn__(_type_input_object, _type_output_bucket, _type_output_object, _type_rule, _type_is_pic_info, _type_template_id, _type_output_region, _type_user_data, _type_job_level, _type_queue_id, _type_tag, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_rule, _dflt_is_pic_info, _dflt_template_id, _dflt_output_region, _dflt_user_data, _dflt_job_level, _dflt_queue_id, _dflt_tag, _return_type):
  def __init__(self,input_object:_type_input_object,output_bucket:_type_output_bucket,output_object:_type_output_object,rule:_type_rule=_dflt_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,template_id:_type_template_id=_dflt_template_id,output_region:_type_output_region=_dflt_output_region,user_data:_type_user_data=_dflt_user_data,job_level:_type_job_level=_dflt_job_level,queue_id:_type_queue_id=_dflt_queue_id,tag:_type_tag=_dflt_tag)->_return_type:
@@ -2472,14 +2521,14 @@ def __create_fn__(_type_input_object, _type_output_bucket, _type_output_object, 
   __dataclass_builtins_object__.__setattr__(self,'queue_id',queue_id)
   __dataclass_builtins_object__.__setattr__(self,'tag',tag)
  return __init__
-_349 = __create_fn__.__code__
+_356 = __create_fn__.__code__
 
 def __create_fn__(_type_is_pic_info, _type_rules, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,is_pic_info:_type_is_pic_info,rules:_type_rules)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)
   __dataclass_builtins_object__.__setattr__(self,'rules',rules)
  return __init__
-_350 = __create_fn__.__code__
+_357 = __create_fn__.__code__
 
 def __create_fn__(_type_job_id, _type_attempt, _type_buckets, _type_bucket, _type_region, _type_input_object, _type_output_bucket, _type_output_object, _type_rule, _type_is_pic_info, _type_backend, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_is_pic_info, _dflt_backend, _return_type):
  def __init__(self,job_id:_type_job_id,attempt:_type_attempt,buckets:_type_buckets,bucket:_type_bucket,region:_type_region,input_object:_type_input_object,output_bucket:_type_output_bucket,output_object:_type_output_object,rule:_type_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,backend:_type_backend=_dflt_backend)->_return_type:
@@ -2495,7 +2544,7 @@ def __create_fn__(_type_job_id, _type_attempt, _type_buckets, _type_bucket, _typ
   __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)
   __dataclass_builtins_object__.__setattr__(self,'backend',backend)
  return __init__
-_351 = __create_fn__.__code__
+_358 = __create_fn__.__code__
 
 def __create_fn__(_type_key, _type_location, _type_etag, _type_image_info, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_image_info, _return_type):
  def __init__(self,key:_type_key,location:_type_location,etag:_type_etag,image_info:_type_image_info=_dflt_image_info)->_return_type:
@@ -2504,7 +2553,7 @@ def __create_fn__(_type_key, _type_location, _type_etag, _type_image_info, MISSI
   __dataclass_builtins_object__.__setattr__(self,'etag',etag)
   __dataclass_builtins_object__.__setattr__(self,'image_info',image_info)
  return __init__
-_352 = __create_fn__.__code__
+_359 = __create_fn__.__code__
 
 def __create_fn__(_type_key, _type_location, _type_format, _type_width, _type_height, _type_size, _type_quality, _type_etag, _type_frame_count, _type_bucket, _type_masked, _type_extras, _type_top_level, _type_stored, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_frame_count, _dflt_bucket, _dflt_masked, _dflt_extras, _dflt_top_level, _dflt_stored, _return_type):
  def __init__(self,key:_type_key,location:_type_location,format:_type_format,width:_type_width,height:_type_height,size:_type_size,quality:_type_quality,etag:_type_etag,frame_count:_type_frame_count=_dflt_frame_count,bucket:_type_bucket=_dflt_bucket,masked:_type_masked=_dflt_masked,extras:_type_extras=_dflt_extras,top_level:_type_top_level=_dflt_top_level,stored:_type_stored=_dflt_stored)->_return_type:
@@ -2523,7 +2572,7 @@ def __create_fn__(_type_key, _type_location, _type_format, _type_width, _type_he
   __dataclass_builtins_object__.__setattr__(self,'top_level',top_level)
   __dataclass_builtins_object__.__setattr__(self,'stored',stored)
  return __init__
-_353 = __create_fn__.__code__
+_360 = __create_fn__.__code__
 
 def __create_fn__(_type_key, _type_size, _type_etag, _type_last_modified, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,key:_type_key,size:_type_size,etag:_type_etag,last_modified:_type_last_modified)->_return_type:
@@ -2532,7 +2581,7 @@ def __create_fn__(_type_key, _type_size, _type_etag, _type_last_modified, MISSIN
   __dataclass_builtins_object__.__setattr__(self,'etag',etag)
   __dataclass_builtins_object__.__setattr__(self,'last_modified',last_modified)
  return __init__
-_354 = __create_fn__.__code__
+_361 = __create_fn__.__code__
 
 def __create_fn__(_type_kind, _type_bucket, _type_key, _type_path, _type_host, _type_path_style, _type_region, _type_raw_path, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_path_style, _dflt_region, _dflt_raw_path, _return_type):
  def __init__(self,kind:_type_kind,bucket:_type_bucket,key:_type_key,path:_type_path,host:_type_host,path_style:_type_path_style=_dflt_path_style,region:_type_region=_dflt_region,raw_path:_type_raw_path=_dflt_raw_path)->_return_type:
@@ -2545,7 +2594,7 @@ def __create_fn__(_type_kind, _type_bucket, _type_key, _type_path, _type_host, _
   __dataclass_builtins_object__.__setattr__(self,'region',region)
   __dataclass_builtins_object__.__setattr__(self,'raw_path',raw_path)
  return __init__
-_355 = __create_fn__.__code__
+_362 = __create_fn__.__code__
 
 def __create_fn__(_type_left, _type_top, _type_width, _type_height, _type_disposal, _type_transparent, _type_delay, _type_descriptor, _type_palette, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,left:_type_left,top:_type_top,width:_type_width,height:_type_height,disposal:_type_disposal,transparent:_type_transparent,delay:_type_delay,descriptor:_type_descriptor,palette:_type_palette)->_return_type:
@@ -2559,7 +2608,7 @@ def __create_fn__(_type_left, _type_top, _type_width, _type_height, _type_dispos
   __dataclass_builtins_object__.__setattr__(self,'descriptor',descriptor)
   __dataclass_builtins_object__.__setattr__(self,'palette',palette)
  return __init__
-_356 = __create_fn__.__code__
+_363 = __create_fn__.__code__
 
 def __create_fn__(_type_loads, _type_saves, _type_shrink_on_load, _type_animated, _type_methods, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,loads:_type_loads,saves:_type_saves,shrink_on_load:_type_shrink_on_load,animated:_type_animated,methods:_type_methods)->_return_type:
@@ -2569,7 +2618,7 @@ def __create_fn__(_type_loads, _type_saves, _type_shrink_on_load, _type_animated
   __dataclass_builtins_object__.__setattr__(self,'animated',animated)
   __dataclass_builtins_object__.__setattr__(self,'methods',methods)
  return __init__
-_357 = __create_fn__.__code__
+_364 = __create_fn__.__code__
 
 def __create_fn__(_type_long_image, _type_black_and_white, _type_small_image, _type_big_image, _type_pure_image, _type_clarity_score, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,long_image:_type_long_image,black_and_white:_type_black_and_white,small_image:_type_small_image,big_image:_type_big_image,pure_image:_type_pure_image,clarity_score:_type_clarity_score)->_return_type:
@@ -2580,7 +2629,7 @@ def __create_fn__(_type_long_image, _type_black_and_white, _type_small_image, _t
   __dataclass_builtins_object__.__setattr__(self,'pure_image',pure_image)
   __dataclass_builtins_object__.__setattr__(self,'clarity_score',clarity_score)
  return __init__
-_358 = __create_fn__.__code__
+_365 = __create_fn__.__code__
 
 def __create_fn__(_type_max_bytes, _type_connect_timeout, _type_read_timeout, _type_total_timeout, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,max_bytes:_type_max_bytes,connect_timeout:_type_connect_timeout,read_timeout:_type_read_timeout,total_timeout:_type_total_timeout)->_return_type:
@@ -2589,7 +2638,7 @@ def __create_fn__(_type_max_bytes, _type_connect_timeout, _type_read_timeout, _t
   __dataclass_builtins_object__.__setattr__(self,'read_timeout',read_timeout)
   __dataclass_builtins_object__.__setattr__(self,'total_timeout',total_timeout)
  return __init__
-_359 = __create_fn__.__code__
+_366 = __create_fn__.__code__
 
 def __create_fn__(_type_max_input_bytes, _type_max_input_side, _type_max_input_pixels, _type_max_animated_pixels, _type_max_gif_frames, _type_max_frames, _type_max_output_side, _type_max_steps, _type_max_image_watermarks, _type_max_param_value, _type_max_work_pixels, _type_max_request_images, _type_max_request_bytes, _type_max_webp_output_side, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_max_input_bytes, _dflt_max_input_side, _dflt_max_input_pixels, _dflt_max_animated_pixels, _dflt_max_gif_frames, _dflt_max_frames, _dflt_max_output_side, _dflt_max_steps, _dflt_max_image_watermarks, _dflt_max_param_value, _dflt_max_work_pixels, _dflt_max_request_images, _dflt_max_request_bytes, _dflt_max_webp_output_side, _return_type):
  def __init__(self,max_input_bytes:_type_max_input_bytes=_dflt_max_input_bytes,max_input_side:_type_max_input_side=_dflt_max_input_side,max_input_pixels:_type_max_input_pixels=_dflt_max_input_pixels,max_animated_pixels:_type_max_animated_pixels=_dflt_max_animated_pixels,max_gif_frames:_type_max_gif_frames=_dflt_max_gif_frames,max_frames:_type_max_frames=_dflt_max_frames,max_output_side:_type_max_output_side=_dflt_max_output_side,max_steps:_type_max_steps=_dflt_max_steps,max_image_watermarks:_type_max_image_watermarks=_dflt_max_image_watermarks,max_param_value:_type_max_param_value=_dflt_max_param_value,max_work_pixels:_type_max_work_pixels=_dflt_max_work_pixels,max_request_images:_type_max_request_images=_dflt_max_request_images,max_request_bytes:_type_max_request_bytes=_dflt_max_request_bytes,max_webp_output_side:_type_max_webp_output_side=_dflt_max_webp_output_side)->_return_type:
@@ -2608,7 +2657,7 @@ def __create_fn__(_type_max_input_bytes, _type_max_input_side, _type_max_input_p
   __dataclass_builtins_object__.__setattr__(self,'max_request_bytes',max_request_bytes)
   __dataclass_builtins_object__.__setattr__(self,'max_webp_output_side',max_webp_output_side)
  return __init__
-_360 = __create_fn__.__code__
+_367 = __create_fn__.__code__
 
 def __create_fn__(_type_mode, _type_referers, _type_allow_empty, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_mode, _dflt_referers, _dflt_allow_empty, _return_type):
  def __init__(self,mode:_type_mode=_dflt_mode,referers:_type_referers=_dflt_referers,allow_empty:_type_allow_empty=_dflt_allow_empty)->_return_type:
@@ -2617,7 +2666,7 @@ def __create_fn__(_type_mode, _type_referers, _type_allow_empty, MISSING, _HAS_D
   __dataclass_builtins_object__.__setattr__(self,'allow_empty',allow_empty)
   self.__post_init__()
  return __init__
-_361 = __create_fn__.__code__
+_368 = __create_fn__.__code__
 
 def __create_fn__(_type_mode, _type_width, _type_height, _type_span, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,mode:_type_mode,width:_type_width,height:_type_height,span:_type_span=_dflt_span)->_return_type:
@@ -2626,7 +2675,7 @@ def __create_fn__(_type_mode, _type_width, _type_height, _type_span, MISSING, _H
   __dataclass_builtins_object__.__setattr__(self,'height',height)
   __dataclass_builtins_object__.__setattr__(self,'span',span)
  return __init__
-_362 = __create_fn__.__code__
+_369 = __create_fn__.__code__
 
 def __create_fn__(_type_name, _type_body, _type_pipeline, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,name:_type_name,body:_type_body,pipeline:_type_pipeline)->_return_type:
@@ -2634,7 +2683,7 @@ def __create_fn__(_type_name, _type_body, _type_pipeline, MISSING, _HAS_DEFAULT_
   __dataclass_builtins_object__.__setattr__(self,'body',body)
   __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)
  return __init__
-_363 = __create_fn__.__code__
+_370 = __create_fn__.__code__
 
 def __create_fn__(_type_name, _type_separators, _type_protection, _type_public_read, _type_hotlink, _type_origin, _type_origin_mode, _type_cache_control, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_separators, _dflt_protection, _dflt_public_read, _dflt_hotlink, _dflt_origin, _dflt_origin_mode, _dflt_cache_control, _return_type):
  def __init__(self,name:_type_name,separators:_type_separators=_dflt_separators,protection:_type_protection=_dflt_protection,public_read:_type_public_read=_dflt_public_read,hotlink:_type_hotlink=_HAS_DEFAULT_FACTORY,origin:_type_origin=_dflt_origin,origin_mode:_type_origin_mode=_dflt_origin_mode,cache_control:_type_cache_control=_dflt_cache_control)->_return_type:
@@ -2648,7 +2697,7 @@ def __create_fn__(_type_name, _type_separators, _type_protection, _type_public_r
   __dataclass_builtins_object__.__setattr__(self,'cache_control',cache_control)
   self.__post_init__()
  return __init__
-_364 = __create_fn__.__code__
+_371 = __create_fn__.__code__
 
 def __create_fn__(_type_ops, _type_info, _type_ignore_error, _type_rules, _type_pipeline, _type_limits, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_limits, _return_type):
  def __init__(self,ops:_type_ops,info:_type_info,ignore_error:_type_ignore_error,rules:_type_rules,pipeline:_type_pipeline,limits:_type_limits=_HAS_DEFAULT_FACTORY)->_return_type:
@@ -2659,14 +2708,14 @@ def __create_fn__(_type_ops, _type_info, _type_ignore_error, _type_rules, _type_
   __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)
   __dataclass_builtins_object__.__setattr__(self,'limits',_dflt_limits() if limits is _HAS_DEFAULT_FACTORY else limits)
  return __init__
-_365 = __create_fn__.__code__
+_372 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):
  def __init__(self,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'origin',origin)
   __dataclass_builtins_object__.__setattr__(self,'span',span)
  return __init__
-_366 = __create_fn__.__code__
+_373 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_amount, _type_sigma, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _dflt_sigma, _return_type):
  def __init__(self,amount:_type_amount,sigma:_type_sigma=_dflt_sigma,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2675,7 +2724,7 @@ def __create_fn__(_type_origin, _type_span, _type_amount, _type_sigma, MISSING, 
   __dataclass_builtins_object__.__setattr__(self,'amount',amount)
   __dataclass_builtins_object__.__setattr__(self,'sigma',sigma)
  return __init__
-_367 = __create_fn__.__code__
+_374 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_background, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):
  def __init__(self,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2683,7 +2732,7 @@ def __create_fn__(_type_origin, _type_span, _type_background, MISSING, _HAS_DEFA
   __dataclass_builtins_object__.__setattr__(self,'span',span)
   __dataclass_builtins_object__.__setattr__(self,'background',background)
  return __init__
-_368 = __create_fn__.__code__
+_375 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_degrees, _type_width, _type_height, _type_background, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):
  def __init__(self,degrees:_type_degrees,width:_type_width,height:_type_height,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2694,7 +2743,7 @@ def __create_fn__(_type_origin, _type_span, _type_degrees, _type_width, _type_he
   __dataclass_builtins_object__.__setattr__(self,'height',height)
   __dataclass_builtins_object__.__setattr__(self,'background',background)
  return __init__
-_369 = __create_fn__.__code__
+_376 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_groups, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):
  def __init__(self,groups:_type_groups,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2702,7 +2751,7 @@ def __create_fn__(_type_origin, _type_span, _type_groups, MISSING, _HAS_DEFAULT_
   __dataclass_builtins_object__.__setattr__(self,'span',span)
   __dataclass_builtins_object__.__setattr__(self,'groups',groups)
  return __init__
-_370 = __create_fn__.__code__
+_377 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_horizontal, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):
  def __init__(self,horizontal:_type_horizontal,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2710,7 +2759,7 @@ def __create_fn__(_type_origin, _type_span, _type_horizontal, MISSING, _HAS_DEFA
   __dataclass_builtins_object__.__setattr__(self,'span',span)
   __dataclass_builtins_object__.__setattr__(self,'horizontal',horizontal)
  return __init__
-_371 = __create_fn__.__code__
+_378 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_left, _type_top, _type_width, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):
  def __init__(self,left:_type_left,top:_type_top,width:_type_width,height:_type_height,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2721,7 +2770,7 @@ def __create_fn__(_type_origin, _type_span, _type_left, _type_top, _type_width, 
   __dataclass_builtins_object__.__setattr__(self,'width',width)
   __dataclass_builtins_object__.__setattr__(self,'height',height)
  return __init__
-_372 = __create_fn__.__code__
+_379 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_left, _type_top, _type_width, _type_height, _type_background, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):
  def __init__(self,left:_type_left,top:_type_top,width:_type_width,height:_type_height,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2733,7 +2782,7 @@ def __create_fn__(_type_origin, _type_span, _type_left, _type_top, _type_width, 
   __dataclass_builtins_object__.__setattr__(self,'height',height)
   __dataclass_builtins_object__.__setattr__(self,'background',background)
  return __init__
-_373 = __create_fn__.__code__
+_380 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_mark, _type_width, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):
  def __init__(self,mark:_type_mark,width:_type_width,height:_type_height,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2743,7 +2792,7 @@ def __create_fn__(_type_origin, _type_span, _type_mark, _type_width, _type_heigh
   __dataclass_builtins_object__.__setattr__(self,'width',width)
   __dataclass_builtins_object__.__setattr__(self,'height',height)
  return __init__
-_374 = __create_fn__.__code__
+_381 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_overlay, _type_overlay_size, _type_placements, _type_opacity, _type_tile, _type_grey, _type_key, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _dflt_tile, _dflt_grey, _dflt_key, _return_type):
  def __init__(self,overlay:_type_overlay,overlay_size:_type_overlay_size,placements:_type_placements,opacity:_type_opacity,tile:_type_tile=_dflt_tile,grey:_type_grey=_dflt_grey,key:_type_key=_dflt_key,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2757,7 +2806,7 @@ def __create_fn__(_type_origin, _type_span, _type_overlay, _type_overlay_size, _
   __dataclass_builtins_object__.__setattr__(self,'grey',grey)
   __dataclass_builtins_object__.__setattr__(self,'key',key)
  return __init__
-_375 = __create_fn__.__code__
+_382 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_shape, _type_radius, _type_background, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):
  def __init__(self,shape:_type_shape,radius:_type_radius,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2767,7 +2816,7 @@ def __create_fn__(_type_origin, _type_span, _type_shape, _type_radius, _type_bac
   __dataclass_builtins_object__.__setattr__(self,'radius',radius)
   __dataclass_builtins_object__.__setattr__(self,'background',background)
  return __init__
-_376 = __create_fn__.__code__
+_383 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_sigma, _type_radius, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):
  def __init__(self,sigma:_type_sigma,radius:_type_radius,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2776,7 +2825,7 @@ def __create_fn__(_type_origin, _type_span, _type_sigma, _type_radius, MISSING, 
   __dataclass_builtins_object__.__setattr__(self,'sigma',sigma)
   __dataclass_builtins_object__.__setattr__(self,'radius',radius)
  return __init__
-_377 = __create_fn__.__code__
+_384 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_slope, _type_offset, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):
  def __init__(self,slope:_type_slope,offset:_type_offset,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2785,7 +2834,7 @@ def __create_fn__(_type_origin, _type_span, _type_slope, _type_offset, MISSING, 
   __dataclass_builtins_object__.__setattr__(self,'slope',slope)
   __dataclass_builtins_object__.__setattr__(self,'offset',offset)
  return __init__
-_378 = __create_fn__.__code__
+_385 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_turns, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):
  def __init__(self,turns:_type_turns,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2793,7 +2842,7 @@ def __create_fn__(_type_origin, _type_span, _type_turns, MISSING, _HAS_DEFAULT_F
   __dataclass_builtins_object__.__setattr__(self,'span',span)
   __dataclass_builtins_object__.__setattr__(self,'turns',turns)
  return __init__
-_379 = __create_fn__.__code__
+_386 = __create_fn__.__code__
 
 def __create_fn__(_type_origin, _type_span, _type_width, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):
  def __init__(self,width:_type_width,height:_type_height,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2802,14 +2851,14 @@ def __create_fn__(_type_origin, _type_span, _type_width, _type_height, MISSING, 
   __dataclass_builtins_object__.__setattr__(self,'width',width)
   __dataclass_builtins_object__.__setattr__(self,'height',height)
  return __init__
-_380 = __create_fn__.__code__
+_387 = __create_fn__.__code__
 
 def __create_fn__(_type_original_info, _type_process_results, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_process_results, _return_type):
  def __init__(self,original_info:_type_original_info,process_results:_type_process_results=_dflt_process_results)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'original_info',original_info)
   __dataclass_builtins_object__.__setattr__(self,'process_results',process_results)
  return __init__
-_381 = __create_fn__.__code__
+_388 = __create_fn__.__code__
 
 def __create_fn__(_type_path, _type_index, _type_family, _type_style, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,path:_type_path,index:_type_index,family:_type_family,style:_type_style)->_return_type:
@@ -2818,7 +2867,7 @@ def __create_fn__(_type_path, _type_index, _type_family, _type_style, MISSING, _
   __dataclass_builtins_object__.__setattr__(self,'family',family)
   __dataclass_builtins_object__.__setattr__(self,'style',style)
  return __init__
-_382 = __create_fn__.__code__
+_389 = __create_fn__.__code__
 
 def __create_fn__(_type_pieces, _type_box, _type_bounds, _type_fill, _type_shadow, _type_shadow_offset, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,pieces:_type_pieces,box:_type_box,bounds:_type_bounds,fill:_type_fill,shadow:_type_shadow,shadow_offset:_type_shadow_offset)->_return_type:
@@ -2829,7 +2878,7 @@ def __create_fn__(_type_pieces, _type_box, _type_bounds, _type_fill, _type_shado
   __dataclass_builtins_object__.__setattr__(self,'shadow',shadow)
   __dataclass_builtins_object__.__setattr__(self,'shadow_offset',shadow_offset)
  return __init__
-_383 = __create_fn__.__code__
+_390 = __create_fn__.__code__
 
 def __create_fn__(_type_pipeline, _type_backend, _type_limits, _type_token, _type_threads, _type_masked, _type_extras, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_threads, _dflt_masked, _dflt_extras, _return_type):
  def __init__(self,pipeline:_type_pipeline,backend:_type_backend,limits:_type_limits,token:_type_token,threads:_type_threads=_dflt_threads,masked:_type_masked=_dflt_masked,extras:_type_extras=_HAS_DEFAULT_FACTORY)->_return_type:
@@ -2841,7 +2890,7 @@ def __create_fn__(_type_pipeline, _type_backend, _type_limits, _type_token, _typ
   __dataclass_builtins_object__.__setattr__(self,'masked',masked)
   __dataclass_builtins_object__.__setattr__(self,'extras',_dflt_extras() if extras is _HAS_DEFAULT_FACTORY else extras)
  return __init__
-_384 = __create_fn__.__code__
+_391 = __create_fn__.__code__
 
 def __create_fn__(_type_pixels, _type_box, _type_origin, _type_neutral, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_neutral, _return_type):
  def __init__(self,pixels:_type_pixels,box:_type_box,origin:_type_origin=_dflt_origin,neutral:_type_neutral=_dflt_neutral)->_return_type:
@@ -2850,7 +2899,7 @@ def __create_fn__(_type_pixels, _type_box, _type_origin, _type_neutral, MISSING,
   __dataclass_builtins_object__.__setattr__(self,'origin',origin)
   __dataclass_builtins_object__.__setattr__(self,'neutral',neutral)
  return __init__
-_385 = __create_fn__.__code__
+_392 = __create_fn__.__code__
 
 def __create_fn__(_type_pixels, _type_delays, _type_loop, _type_exif, _type_icc, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_delays, _dflt_loop, _dflt_exif, _dflt_icc, _return_type):
  def __init__(self,pixels:_type_pixels,delays:_type_delays=_HAS_DEFAULT_FACTORY,loop:_type_loop=_dflt_loop,exif:_type_exif=_dflt_exif,icc:_type_icc=_dflt_icc)->_return_type:
@@ -2860,7 +2909,7 @@ def __create_fn__(_type_pixels, _type_delays, _type_loop, _type_exif, _type_icc,
   self.exif=exif
   self.icc=icc
  return __init__
-_386 = __create_fn__.__code__
+_393 = __create_fn__.__code__
 
 def __create_fn__(_type_pixels, _type_delays, _type_loop, _type_exif, _type_icc, _type_xmp, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_delays, _dflt_loop, _dflt_exif, _dflt_icc, _dflt_xmp, _return_type):
  def __init__(self,pixels:_type_pixels,delays:_type_delays=_dflt_delays,loop:_type_loop=_dflt_loop,exif:_type_exif=_dflt_exif,icc:_type_icc=_dflt_icc,xmp:_type_xmp=_dflt_xmp)->_return_type:
@@ -2872,7 +2921,7 @@ def __create_fn__(_type_pixels, _type_delays, _type_loop, _type_exif, _type_icc,
   __dataclass_builtins_object__.__setattr__(self,'xmp',xmp)
   self.__post_init__()
  return __init__
-_387 = __create_fn__.__code__
+_394 = __create_fn__.__code__
 
 def __create_fn__(_type_red, _type_green, _type_blue, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,red:_type_red,green:_type_green,blue:_type_blue)->_return_type:
@@ -2881,7 +2930,7 @@ def __create_fn__(_type_red, _type_green, _type_blue, MISSING, _HAS_DEFAULT_FACT
   __dataclass_builtins_object__.__setattr__(self,'blue',blue)
   self.__post_init__()
  return __init__
-_388 = __create_fn__.__code__
+_395 = __create_fn__.__code__
 
 def __create_fn__(_type_request, _type_target, _type_method, _type_query, _type_raw_query, _type_request_id, _type_bucket, _type_signer, _type_headers, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_bucket, _dflt_signer, _return_type):
  def __init__(self,request:_type_request,target:_type_target,method:_type_method,query:_type_query,raw_query:_type_raw_query,request_id:_type_request_id,bucket:_type_bucket=_dflt_bucket,signer:_type_signer=_dflt_signer)->_return_type:
@@ -2895,24 +2944,25 @@ def __create_fn__(_type_request, _type_target, _type_method, _type_query, _type_
   self.signer=signer
   self.__post_init__()
  return __init__
-_389 = __create_fn__.__code__
+_396 = __create_fn__.__code__
 
-def __create_fn__(_type_resolved, _type_backend, _type_image, _type_data, _type_pixels, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
- def __init__(self,resolved:_type_resolved,backend:_type_backend,image:_type_image,data:_type_data,pixels:_type_pixels)->_return_type:
+def __create_fn__(_type_resolved, _type_backend, _type_image, _type_data, _type_pixels, _type_limits, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
+ def __init__(self,resolved:_type_resolved,backend:_type_backend,image:_type_image,data:_type_data,pixels:_type_pixels,limits:_type_limits)->_return_type:
   self.resolved=resolved
   self.backend=backend
   self.image=image
   self.data=data
   self.pixels=pixels
+  self.limits=limits
  return __init__
-_390 = __create_fn__.__code__
+_397 = __create_fn__.__code__
 
 def __create_fn__(_type_resources, _type_styles, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_resources, _dflt_styles, _return_type):
  def __init__(self,resources:_type_resources=_dflt_resources,styles:_type_styles=_dflt_styles)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'resources',resources)
   __dataclass_builtins_object__.__setattr__(self,'styles',styles)
  return __init__
-_391 = __create_fn__.__code__
+_398 = __create_fn__.__code__
 
 def __create_fn__(_type_root, _type_endpoint, _type_layout, _type_fsync, _type_timeout, _type_retries, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_endpoint, _dflt_layout, _dflt_fsync, _dflt_timeout, _dflt_retries, _return_type):
  def __init__(self,root:_type_root,endpoint:_type_endpoint=_dflt_endpoint,layout:_type_layout=_dflt_layout,fsync:_type_fsync=_dflt_fsync,timeout:_type_timeout=_dflt_timeout,retries:_type_retries=_dflt_retries)->_return_type:
@@ -2923,7 +2973,7 @@ def __create_fn__(_type_root, _type_endpoint, _type_layout, _type_fsync, _type_t
   __dataclass_builtins_object__.__setattr__(self,'timeout',timeout)
   __dataclass_builtins_object__.__setattr__(self,'retries',retries)
  return __init__
-_392 = __create_fn__.__code__
+_399 = __create_fn__.__code__
 
 def __create_fn__(_type_root, _type_host, _type_port, _type_region, _type_buckets, _type_credentials, _type_anonymous, _type_default_bucket, _type_max_body_bytes, _type_workers, _type_max_pending, _type_request_timeout, _type_grace_period, _type_fsync, _type_backend, _type_vips_concurrency, _type_cors_origins, _type_storage_factory, _type_job_workers, _type_scheduler, _type_cache_dir, _type_cache_size, _type_origin_connect_timeout, _type_origin_read_timeout, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_host, _dflt_port, _dflt_region, _dflt_buckets, _dflt_credentials, _dflt_anonymous, _dflt_default_bucket, _dflt_max_body_bytes, _dflt_workers, _dflt_max_pending, _dflt_request_timeout, _dflt_grace_period, _dflt_fsync, _dflt_backend, _dflt_vips_concurrency, _dflt_cors_origins, _dflt_storage_factory, _dflt_job_workers, _dflt_scheduler, _dflt_cache_dir, _dflt_cache_size, _dflt_origin_connect_timeout, _dflt_origin_read_timeout, _return_type):
  def __init__(self,root:_type_root,host:_type_host=_dflt_host,port:_type_port=_dflt_port,region:_type_region=_dflt_region,buckets:_type_buckets=_HAS_DEFAULT_FACTORY,credentials:_type_credentials=_HAS_DEFAULT_FACTORY,anonymous:_type_anonymous=_dflt_anonymous,default_bucket:_type_default_bucket=_dflt_default_bucket,max_body_bytes:_type_max_body_bytes=_dflt_max_body_bytes,workers:_type_workers=_HAS_DEFAULT_FACTORY,max_pending:_type_max_pending=_dflt_max_pending,request_timeout:_type_request_timeout=_dflt_request_timeout,grace_period:_type_grace_period=_dflt_grace_period,fsync:_type_fsync=_dflt_fsync,backend:_type_backend=_dflt_backend,vips_concurrency:_type_vips_concurrency=_dflt_vips_concurrency,cors_origins:_type_cors_origins=_dflt_cors_origins,storage_factory:_type_storage_factory=_dflt_storage_factory,job_workers:_type_job_workers=_dflt_job_workers,scheduler:_type_scheduler=_dflt_scheduler,cache_dir:_type_cache_dir=_dflt_cache_dir,cache_size:_type_cache_size=_dflt_cache_size,origin_connect_timeout:_type_origin_connect_timeout=_dflt_origin_connect_timeout,origin_read_timeout:_type_origin_read_timeout=_dflt_origin_read_timeout)->_return_type:
@@ -2953,7 +3003,7 @@ def __create_fn__(_type_root, _type_host, _type_port, _type_region, _type_bucket
   __dataclass_builtins_object__.__setattr__(self,'origin_read_timeout',origin_read_timeout)
   self.__post_init__()
  return __init__
-_393 = __create_fn__.__code__
+_400 = __create_fn__.__code__
 
 def __create_fn__(_type_rule, _type_key, _type_bucket, _type_store, _type_pipeline, _type_symbolic, _type_resolved, _type_masked, _type_intel, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_pipeline, _dflt_symbolic, _dflt_resolved, _dflt_masked, _dflt_intel, _return_type):
  def __init__(self,rule:_type_rule,key:_type_key,bucket:_type_bucket,store:_type_store,pipeline:_type_pipeline=_dflt_pipeline,symbolic:_type_symbolic=_dflt_symbolic,resolved:_type_resolved=_dflt_resolved,masked:_type_masked=_dflt_masked,intel:_type_intel=_dflt_intel)->_return_type:
@@ -2967,7 +3017,7 @@ def __create_fn__(_type_rule, _type_key, _type_bucket, _type_store, _type_pipeli
   self.masked=masked
   self.intel=intel
  return __init__
-_394 = __create_fn__.__code__
+_401 = __create_fn__.__code__
 
 def __create_fn__(_type_scheme, _type_host, _type_key, _type_query, _type_bucket, _type_region, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_bucket, _dflt_region, _return_type):
  def __init__(self,scheme:_type_scheme,host:_type_host,key:_type_key,query:_type_query,bucket:_type_bucket=_dflt_bucket,region:_type_region=_dflt_region)->_return_type:
@@ -2978,7 +3028,15 @@ def __create_fn__(_type_scheme, _type_host, _type_key, _type_query, _type_bucket
   __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)
   __dataclass_builtins_object__.__setattr__(self,'region',region)
  return __init__
-_395 = __create_fn__.__code__
+_402 = __create_fn__.__code__
+
+def __create_fn__(_type_size, _type_chroma, _type_encode, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
+ def __init__(self,size:_type_size,chroma:_type_chroma,encode:_type_encode)->_return_type:
+  __dataclass_builtins_object__.__setattr__(self,'size',size)
+  __dataclass_builtins_object__.__setattr__(self,'chroma',chroma)
+  __dataclass_builtins_object__.__setattr__(self,'encode',encode)
+ return __init__
+_403 = __create_fn__.__code__
 
 def __create_fn__(_type_source, _type_dest, _type_endpoint, _type_pipeline, _type_backend, _type_limits, _type_masked, _type_extras, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_masked, _dflt_extras, _return_type):
  def __init__(self,source:_type_source,dest:_type_dest,endpoint:_type_endpoint,pipeline:_type_pipeline,backend:_type_backend,limits:_type_limits,masked:_type_masked=_dflt_masked,extras:_type_extras=_HAS_DEFAULT_FACTORY)->_return_type:
@@ -2991,7 +3049,7 @@ def __create_fn__(_type_source, _type_dest, _type_endpoint, _type_pipeline, _typ
   __dataclass_builtins_object__.__setattr__(self,'masked',masked)
   __dataclass_builtins_object__.__setattr__(self,'extras',_dflt_extras() if extras is _HAS_DEFAULT_FACTORY else extras)
  return __init__
-_396 = __create_fn__.__code__
+_404 = __create_fn__.__code__
 
 def __create_fn__(_type_source, _type_dest, _type_name, _type_shown, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_shown, _return_type):
  def __init__(self,source:_type_source,dest:_type_dest,name:_type_name,shown:_type_shown=_dflt_shown)->_return_type:
@@ -3000,13 +3058,13 @@ def __create_fn__(_type_source, _type_dest, _type_name, _type_shown, MISSING, _H
   __dataclass_builtins_object__.__setattr__(self,'name',name)
   __dataclass_builtins_object__.__setattr__(self,'shown',shown)
  return __init__
-_397 = __create_fn__.__code__
+_405 = __create_fn__.__code__
 
 def __create_fn__(_type_span, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,*,span:_type_span=_dflt_span)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'span',span)
  return __init__
-_398 = __create_fn__.__code__
+_406 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_amount, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,amount:_type_amount,*,span:_type_span=_dflt_span)->_return_type:
@@ -3014,7 +3072,7 @@ def __create_fn__(_type_span, _type_amount, MISSING, _HAS_DEFAULT_FACTORY, __dat
   __dataclass_builtins_object__.__setattr__(self,'amount',amount)
   self.__post_init__()
  return __init__
-_399 = __create_fn__.__code__
+_407 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_area, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,area:_type_area,*,span:_type_span=_dflt_span)->_return_type:
@@ -3022,7 +3080,7 @@ def __create_fn__(_type_span, _type_area, MISSING, _HAS_DEFAULT_FACTORY, __datac
   __dataclass_builtins_object__.__setattr__(self,'area',area)
   self.__post_init__()
  return __init__
-_400 = __create_fn__.__code__
+_408 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_axis, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,axis:_type_axis,*,span:_type_span=_dflt_span)->_return_type:
@@ -3030,7 +3088,7 @@ def __create_fn__(_type_span, _type_axis, MISSING, _HAS_DEFAULT_FACTORY, __datac
   __dataclass_builtins_object__.__setattr__(self,'axis',axis)
   self.__post_init__()
  return __init__
-_401 = __create_fn__.__code__
+_409 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_cover, _type_bar_type, _type_segment, _type_size, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_cover, _dflt_bar_type, _dflt_segment, _dflt_size, _return_type):
  def __init__(self,*,span:_type_span=_dflt_span,cover:_type_cover=_dflt_cover,bar_type:_type_bar_type=_dflt_bar_type,segment:_type_segment=_dflt_segment,size:_type_size=_dflt_size)->_return_type:
@@ -3041,7 +3099,7 @@ def __create_fn__(_type_span, _type_cover, _type_bar_type, _type_segment, _type_
   __dataclass_builtins_object__.__setattr__(self,'size',size)
   self.__post_init__()
  return __init__
-_402 = __create_fn__.__code__
+_410 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_degrees, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,degrees:_type_degrees,*,span:_type_span=_dflt_span)->_return_type:
@@ -3049,7 +3107,7 @@ def __create_fn__(_type_span, _type_degrees, MISSING, _HAS_DEFAULT_FACTORY, __da
   __dataclass_builtins_object__.__setattr__(self,'degrees',degrees)
   self.__post_init__()
  return __init__
-_403 = __create_fn__.__code__
+_411 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_enabled, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,enabled:_type_enabled,*,span:_type_span=_dflt_span)->_return_type:
@@ -3057,7 +3115,7 @@ def __create_fn__(_type_span, _type_enabled, MISSING, _HAS_DEFAULT_FACTORY, __da
   __dataclass_builtins_object__.__setattr__(self,'enabled',enabled)
   self.__post_init__()
  return __init__
-_404 = __create_fn__.__code__
+_412 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_format, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,format:_type_format,*,span:_type_span=_dflt_span)->_return_type:
@@ -3065,7 +3123,7 @@ def __create_fn__(_type_span, _type_format, MISSING, _HAS_DEFAULT_FACTORY, __dat
   __dataclass_builtins_object__.__setattr__(self,'format',format)
   self.__post_init__()
  return __init__
-_405 = __create_fn__.__code__
+_413 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_frames, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,frames:_type_frames,*,span:_type_span=_dflt_span)->_return_type:
@@ -3073,7 +3131,7 @@ def __create_fn__(_type_span, _type_frames, MISSING, _HAS_DEFAULT_FACTORY, __dat
   __dataclass_builtins_object__.__setattr__(self,'frames',frames)
   self.__post_init__()
  return __init__
-_406 = __create_fn__.__code__
+_414 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_geometry, _type_gravity, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _return_type):
  def __init__(self,geometry:_type_geometry,gravity:_type_gravity=_dflt_gravity,*,span:_type_span=_dflt_span)->_return_type:
@@ -3082,7 +3140,7 @@ def __create_fn__(_type_span, _type_geometry, _type_gravity, MISSING, _HAS_DEFAU
   __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)
   self.__post_init__()
  return __init__
-_407 = __create_fn__.__code__
+_415 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_geometry, _type_pad, _type_color, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_pad, _dflt_color, _return_type):
  def __init__(self,geometry:_type_geometry,pad:_type_pad=_dflt_pad,color:_type_color=_dflt_color,*,span:_type_span=_dflt_span)->_return_type:
@@ -3092,7 +3150,7 @@ def __create_fn__(_type_span, _type_geometry, _type_pad, _type_color, MISSING, _
   __dataclass_builtins_object__.__setattr__(self,'color',color)
   self.__post_init__()
  return __init__
-_408 = __create_fn__.__code__
+_416 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve, _type_batch, _type_degree, _type_spacing, _type_scatype, _type_spcent, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _dflt_dx, _dflt_dy, _dflt_dissolve, _dflt_batch, _dflt_degree, _dflt_spacing, _dflt_scatype, _dflt_spcent, _return_type):
  def __init__(self,*,span:_type_span=_dflt_span,gravity:_type_gravity=_dflt_gravity,dx:_type_dx=_dflt_dx,dy:_type_dy=_dflt_dy,dissolve:_type_dissolve=_dflt_dissolve,batch:_type_batch=_dflt_batch,degree:_type_degree=_dflt_degree,spacing:_type_spacing=_dflt_spacing,scatype:_type_scatype=_dflt_scatype,spcent:_type_spcent=_dflt_spcent)->_return_type:
@@ -3107,7 +3165,7 @@ def __create_fn__(_type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve,
   __dataclass_builtins_object__.__setattr__(self,'scatype',scatype)
   __dataclass_builtins_object__.__setattr__(self,'spcent',spcent)
  return __init__
-_409 = __create_fn__.__code__
+_417 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve, _type_batch, _type_degree, _type_spacing, _type_scatype, _type_spcent, _type_image, _type_blogo, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _dflt_dx, _dflt_dy, _dflt_dissolve, _dflt_batch, _dflt_degree, _dflt_spacing, _dflt_scatype, _dflt_spcent, _dflt_blogo, _return_type):
  def __init__(self,*,span:_type_span=_dflt_span,gravity:_type_gravity=_dflt_gravity,dx:_type_dx=_dflt_dx,dy:_type_dy=_dflt_dy,dissolve:_type_dissolve=_dflt_dissolve,batch:_type_batch=_dflt_batch,degree:_type_degree=_dflt_degree,spacing:_type_spacing=_dflt_spacing,scatype:_type_scatype=_dflt_scatype,spcent:_type_spcent=_dflt_spcent,image:_type_image,blogo:_type_blogo=_dflt_blogo)->_return_type:
@@ -3125,7 +3183,7 @@ def __create_fn__(_type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve,
   __dataclass_builtins_object__.__setattr__(self,'blogo',blogo)
   self.__post_init__()
  return __init__
-_410 = __create_fn__.__code__
+_418 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve, _type_batch, _type_degree, _type_spacing, _type_scatype, _type_spcent, _type_text, _type_font, _type_fontsize, _type_fill, _type_shadow, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _dflt_dx, _dflt_dy, _dflt_dissolve, _dflt_batch, _dflt_degree, _dflt_spacing, _dflt_scatype, _dflt_spcent, _dflt_font, _dflt_fontsize, _dflt_fill, _dflt_shadow, _return_type):
  def __init__(self,*,span:_type_span=_dflt_span,gravity:_type_gravity=_dflt_gravity,dx:_type_dx=_dflt_dx,dy:_type_dy=_dflt_dy,dissolve:_type_dissolve=_dflt_dissolve,batch:_type_batch=_dflt_batch,degree:_type_degree=_dflt_degree,spacing:_type_spacing=_dflt_spacing,scatype:_type_scatype=_dflt_scatype,spcent:_type_spcent=_dflt_spcent,text:_type_text,font:_type_font=_dflt_font,fontsize:_type_fontsize=_dflt_fontsize,fill:_type_fill=_dflt_fill,shadow:_type_shadow=_dflt_shadow)->_return_type:
@@ -3146,7 +3204,7 @@ def __create_fn__(_type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve,
   __dataclass_builtins_object__.__setattr__(self,'shadow',shadow)
   self.__post_init__()
  return __init__
-_411 = __create_fn__.__code__
+_419 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,height:_type_height,*,span:_type_span=_dflt_span)->_return_type:
@@ -3154,7 +3212,7 @@ def __create_fn__(_type_span, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dat
   __dataclass_builtins_object__.__setattr__(self,'height',height)
   self.__post_init__()
  return __init__
-_412 = __create_fn__.__code__
+_420 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_interval, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,interval:_type_interval,*,span:_type_span=_dflt_span)->_return_type:
@@ -3162,7 +3220,7 @@ def __create_fn__(_type_span, _type_interval, MISSING, _HAS_DEFAULT_FACTORY, __d
   __dataclass_builtins_object__.__setattr__(self,'interval',interval)
   self.__post_init__()
  return __init__
-_413 = __create_fn__.__code__
+_421 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_label, _type_content_producer, _type_produce_id, _type_reserved_code1, _type_content_propagator, _type_propagate_id, _type_reserved_code2, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_content_producer, _dflt_produce_id, _dflt_reserved_code1, _dflt_content_propagator, _dflt_propagate_id, _dflt_reserved_code2, _return_type):
  def __init__(self,*,span:_type_span=_dflt_span,label:_type_label,content_producer:_type_content_producer=_dflt_content_producer,produce_id:_type_produce_id=_dflt_produce_id,reserved_code1:_type_reserved_code1=_dflt_reserved_code1,content_propagator:_type_content_propagator=_dflt_content_propagator,propagate_id:_type_propagate_id=_dflt_propagate_id,reserved_code2:_type_reserved_code2=_dflt_reserved_code2)->_return_type:
@@ -3176,7 +3234,7 @@ def __create_fn__(_type_span, _type_label, _type_content_producer, _type_produce
   __dataclass_builtins_object__.__setattr__(self,'reserved_code2',reserved_code2)
   self.__post_init__()
  return __init__
-_414 = __create_fn__.__code__
+_422 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_min_ratio, _type_max_ratio, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,min_ratio:_type_min_ratio,max_ratio:_type_max_ratio,*,span:_type_span=_dflt_span)->_return_type:
@@ -3185,7 +3243,7 @@ def __create_fn__(_type_span, _type_min_ratio, _type_max_ratio, MISSING, _HAS_DE
   __dataclass_builtins_object__.__setattr__(self,'max_ratio',max_ratio)
   self.__post_init__()
  return __init__
-_415 = __create_fn__.__code__
+_423 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_mode, _type_width, _type_height, _type_format, _type_quality, _type_quality_forced, _type_rquality, _type_lquality, _type_interlace, _type_ignore_error_flag, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_mode, _dflt_width, _dflt_height, _dflt_format, _dflt_quality, _dflt_quality_forced, _dflt_rquality, _dflt_lquality, _dflt_interlace, _dflt_ignore_error_flag, _return_type):
  def __init__(self,*,span:_type_span=_dflt_span,mode:_type_mode=_dflt_mode,width:_type_width=_dflt_width,height:_type_height=_dflt_height,format:_type_format=_dflt_format,quality:_type_quality=_dflt_quality,quality_forced:_type_quality_forced=_dflt_quality_forced,rquality:_type_rquality=_dflt_rquality,lquality:_type_lquality=_dflt_lquality,interlace:_type_interlace=_dflt_interlace,ignore_error_flag:_type_ignore_error_flag=_dflt_ignore_error_flag)->_return_type:
@@ -3202,7 +3260,7 @@ def __create_fn__(_type_span, _type_mode, _type_width, _type_height, _type_forma
   __dataclass_builtins_object__.__setattr__(self,'ignore_error_flag',ignore_error_flag)
   self.__post_init__()
  return __init__
-_416 = __create_fn__.__code__
+_424 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_name, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,name:_type_name,*,span:_type_span=_dflt_span)->_return_type:
@@ -3210,7 +3268,7 @@ def __create_fn__(_type_span, _type_name, MISSING, _HAS_DEFAULT_FACTORY, __datac
   __dataclass_builtins_object__.__setattr__(self,'name',name)
   self.__post_init__()
  return __init__
-_417 = __create_fn__.__code__
+_425 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_name, _type_params, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_params, _return_type):
  def __init__(self,name:_type_name,params:_type_params=_dflt_params,*,span:_type_span=_dflt_span)->_return_type:
@@ -3219,7 +3277,7 @@ def __create_fn__(_type_span, _type_name, _type_params, MISSING, _HAS_DEFAULT_FA
   __dataclass_builtins_object__.__setattr__(self,'params',params)
   self.__post_init__()
  return __init__
-_418 = __create_fn__.__code__
+_426 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_number, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,number:_type_number,*,span:_type_span=_dflt_span)->_return_type:
@@ -3227,7 +3285,7 @@ def __create_fn__(_type_span, _type_number, MISSING, _HAS_DEFAULT_FACTORY, __dat
   __dataclass_builtins_object__.__setattr__(self,'number',number)
   self.__post_init__()
  return __init__
-_419 = __create_fn__.__code__
+_427 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_ops, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_ops, _return_type):
  def __init__(self,ops:_type_ops=_dflt_ops,*,span:_type_span=_dflt_span)->_return_type:
@@ -3235,7 +3293,7 @@ def __create_fn__(_type_span, _type_ops, MISSING, _HAS_DEFAULT_FACTORY, __datacl
   __dataclass_builtins_object__.__setattr__(self,'ops',ops)
   self.__post_init__()
  return __init__
-_420 = __create_fn__.__code__
+_428 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_percent, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,percent:_type_percent,*,span:_type_span=_dflt_span)->_return_type:
@@ -3243,7 +3301,7 @@ def __create_fn__(_type_span, _type_percent, MISSING, _HAS_DEFAULT_FACTORY, __da
   __dataclass_builtins_object__.__setattr__(self,'percent',percent)
   self.__post_init__()
  return __init__
-_421 = __create_fn__.__code__
+_429 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_radius, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,radius:_type_radius,*,span:_type_span=_dflt_span)->_return_type:
@@ -3251,7 +3309,7 @@ def __create_fn__(_type_span, _type_radius, MISSING, _HAS_DEFAULT_FACTORY, __dat
   __dataclass_builtins_object__.__setattr__(self,'radius',radius)
   self.__post_init__()
  return __init__
-_422 = __create_fn__.__code__
+_430 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_radius, _type_sigma, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,radius:_type_radius,sigma:_type_sigma,*,span:_type_span=_dflt_span)->_return_type:
@@ -3260,7 +3318,7 @@ def __create_fn__(_type_span, _type_radius, _type_sigma, MISSING, _HAS_DEFAULT_F
   __dataclass_builtins_object__.__setattr__(self,'sigma',sigma)
   self.__post_init__()
  return __init__
-_423 = __create_fn__.__code__
+_431 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_size, _type_unit, _type_keep_smaller, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_keep_smaller, _return_type):
  def __init__(self,size:_type_size,unit:_type_unit,keep_smaller:_type_keep_smaller=_dflt_keep_smaller,*,span:_type_span=_dflt_span)->_return_type:
@@ -3270,7 +3328,7 @@ def __create_fn__(_type_span, _type_size, _type_unit, _type_keep_smaller, MISSIN
   __dataclass_builtins_object__.__setattr__(self,'keep_smaller',keep_smaller)
   self.__post_init__()
  return __init__
-_424 = __create_fn__.__code__
+_432 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_steps, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,steps:_type_steps,*,span:_type_span=_dflt_span)->_return_type:
@@ -3278,7 +3336,7 @@ def __create_fn__(_type_span, _type_steps, MISSING, _HAS_DEFAULT_FACTORY, __data
   __dataclass_builtins_object__.__setattr__(self,'steps',steps)
   self.__post_init__()
  return __init__
-_425 = __create_fn__.__code__
+_433 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_type, _type_image, _type_text, _type_version, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_image, _dflt_text, _dflt_version, _return_type):
  def __init__(self,*,span:_type_span=_dflt_span,type:_type_type,image:_type_image=_dflt_image,text:_type_text=_dflt_text,version:_type_version=_dflt_version)->_return_type:
@@ -3289,7 +3347,7 @@ def __create_fn__(_type_span, _type_type, _type_image, _type_text, _type_version
   __dataclass_builtins_object__.__setattr__(self,'version',version)
   self.__post_init__()
  return __init__
-_426 = __create_fn__.__code__
+_434 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_type, _type_image, _type_text, _type_version, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_image, _dflt_text, _dflt_version, _return_type):
  def __init__(self,*,span:_type_span=_dflt_span,type:_type_type,image:_type_image=_dflt_image,text:_type_text=_dflt_text,version:_type_version=_dflt_version)->_return_type:
@@ -3299,7 +3357,7 @@ def __create_fn__(_type_span, _type_type, _type_image, _type_text, _type_version
   __dataclass_builtins_object__.__setattr__(self,'text',text)
   __dataclass_builtins_object__.__setattr__(self,'version',version)
  return __init__
-_427 = __create_fn__.__code__
+_435 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_type, _type_image, _type_text, _type_version, _type_level, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_image, _dflt_text, _dflt_version, _dflt_level, _return_type):
  def __init__(self,*,span:_type_span=_dflt_span,type:_type_type,image:_type_image=_dflt_image,text:_type_text=_dflt_text,version:_type_version=_dflt_version,level:_type_level=_dflt_level)->_return_type:
@@ -3311,7 +3369,7 @@ def __create_fn__(_type_span, _type_type, _type_image, _type_text, _type_version
   __dataclass_builtins_object__.__setattr__(self,'level',level)
   self.__post_init__()
  return __init__
-_428 = __create_fn__.__code__
+_436 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_value, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,value:_type_value,*,span:_type_span=_dflt_span)->_return_type:
@@ -3319,7 +3377,7 @@ def __create_fn__(_type_span, _type_value, MISSING, _HAS_DEFAULT_FACTORY, __data
   __dataclass_builtins_object__.__setattr__(self,'value',value)
   self.__post_init__()
  return __init__
-_429 = __create_fn__.__code__
+_437 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_value, _type_forced, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_forced, _return_type):
  def __init__(self,value:_type_value,forced:_type_forced=_dflt_forced,*,span:_type_span=_dflt_span)->_return_type:
@@ -3328,7 +3386,7 @@ def __create_fn__(_type_span, _type_value, _type_forced, MISSING, _HAS_DEFAULT_F
   __dataclass_builtins_object__.__setattr__(self,'forced',forced)
   self.__post_init__()
  return __init__
-_430 = __create_fn__.__code__
+_438 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_width, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,width:_type_width,*,span:_type_span=_dflt_span)->_return_type:
@@ -3336,7 +3394,7 @@ def __create_fn__(_type_span, _type_width, MISSING, _HAS_DEFAULT_FACTORY, __data
   __dataclass_builtins_object__.__setattr__(self,'width',width)
   self.__post_init__()
  return __init__
-_431 = __create_fn__.__code__
+_439 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_width, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):
  def __init__(self,width:_type_width,height:_type_height,*,span:_type_span=_dflt_span)->_return_type:
@@ -3345,7 +3403,7 @@ def __create_fn__(_type_span, _type_width, _type_height, MISSING, _HAS_DEFAULT_F
   __dataclass_builtins_object__.__setattr__(self,'height',height)
   self.__post_init__()
  return __init__
-_432 = __create_fn__.__code__
+_440 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_width, _type_height, _type_dx, _type_dy, _type_dx_mode, _type_dy_mode, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_dx_mode, _dflt_dy_mode, _return_type):
  def __init__(self,width:_type_width,height:_type_height,dx:_type_dx,dy:_type_dy,dx_mode:_type_dx_mode=_dflt_dx_mode,dy_mode:_type_dy_mode=_dflt_dy_mode,*,span:_type_span=_dflt_span)->_return_type:
@@ -3358,7 +3416,7 @@ def __create_fn__(_type_span, _type_width, _type_height, _type_dx, _type_dy, _ty
   __dataclass_builtins_object__.__setattr__(self,'dy_mode',dy_mode)
   self.__post_init__()
  return __init__
-_433 = __create_fn__.__code__
+_441 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_width, _type_height, _type_dx, _type_dy, _type_gravity, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _return_type):
  def __init__(self,width:_type_width,height:_type_height,dx:_type_dx,dy:_type_dy,gravity:_type_gravity=_dflt_gravity,*,span:_type_span=_dflt_span)->_return_type:
@@ -3370,7 +3428,7 @@ def __create_fn__(_type_span, _type_width, _type_height, _type_dx, _type_dy, _ty
   __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)
   self.__post_init__()
  return __init__
-_434 = __create_fn__.__code__
+_442 = __create_fn__.__code__
 
 def __create_fn__(_type_span, _type_width, _type_height, _type_index, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_index, _return_type):
  def __init__(self,width:_type_width,height:_type_height,index:_type_index=_dflt_index,*,span:_type_span=_dflt_span)->_return_type:
@@ -3380,14 +3438,14 @@ def __create_fn__(_type_span, _type_width, _type_height, _type_index, MISSING, _
   __dataclass_builtins_object__.__setattr__(self,'index',index)
   self.__post_init__()
  return __init__
-_435 = __create_fn__.__code__
+_443 = __create_fn__.__code__
 
 def __create_fn__(_type_starts, _type_ends, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,starts:_type_starts,ends:_type_ends)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'starts',starts)
   __dataclass_builtins_object__.__setattr__(self,'ends',ends)
  return __init__
-_436 = __create_fn__.__code__
+_444 = __create_fn__.__code__
 
 def __create_fn__(_type_step, _type_format, _type_quality, _type_rquality, _type_lquality, _type_interlace, _type_strip, _type_size_limit, _type_cgif, _type_egif, _type_aigc, _type_span, _type_format_span, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_format, _dflt_quality, _dflt_rquality, _dflt_lquality, _dflt_interlace, _dflt_strip, _dflt_size_limit, _dflt_cgif, _dflt_egif, _dflt_aigc, _dflt_span, _dflt_format_span, _return_type):
  def __init__(self,step:_type_step,format:_type_format=_dflt_format,quality:_type_quality=_dflt_quality,rquality:_type_rquality=_dflt_rquality,lquality:_type_lquality=_dflt_lquality,interlace:_type_interlace=_dflt_interlace,strip:_type_strip=_dflt_strip,size_limit:_type_size_limit=_dflt_size_limit,cgif:_type_cgif=_dflt_cgif,egif:_type_egif=_dflt_egif,aigc:_type_aigc=_dflt_aigc,span:_type_span=_dflt_span,format_span:_type_format_span=_dflt_format_span)->_return_type:
@@ -3405,7 +3463,7 @@ def __create_fn__(_type_step, _type_format, _type_quality, _type_rquality, _type
   __dataclass_builtins_object__.__setattr__(self,'span',span)
   __dataclass_builtins_object__.__setattr__(self,'format_span',format_span)
  return __init__
-_437 = __create_fn__.__code__
+_445 = __create_fn__.__code__
 
 def __create_fn__(_type_task, _type_ok, _type_code, _type_message, _type_column, _type_caret, _type_exit, _type_size, _type_seconds, _type_masked, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_code, _dflt_message, _dflt_column, _dflt_caret, _dflt_exit, _dflt_size, _dflt_seconds, _dflt_masked, _return_type):
  def __init__(self,task:_type_task,ok:_type_ok,code:_type_code=_dflt_code,message:_type_message=_dflt_message,column:_type_column=_dflt_column,caret:_type_caret=_dflt_caret,exit:_type_exit=_dflt_exit,size:_type_size=_dflt_size,seconds:_type_seconds=_dflt_seconds,masked:_type_masked=_dflt_masked)->_return_type:
@@ -3420,7 +3478,7 @@ def __create_fn__(_type_task, _type_ok, _type_code, _type_message, _type_column,
   __dataclass_builtins_object__.__setattr__(self,'seconds',seconds)
   __dataclass_builtins_object__.__setattr__(self,'masked',masked)
  return __init__
-_438 = __create_fn__.__code__
+_446 = __create_fn__.__code__
 
 def __create_fn__(_type_text, _type_format, _type_points, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,text:_type_text,format:_type_format,points:_type_points)->_return_type:
@@ -3428,7 +3486,7 @@ def __create_fn__(_type_text, _type_format, _type_points, MISSING, _HAS_DEFAULT_
   __dataclass_builtins_object__.__setattr__(self,'format',format)
   __dataclass_builtins_object__.__setattr__(self,'points',points)
  return __init__
-_439 = __create_fn__.__code__
+_447 = __create_fn__.__code__
 
 def __create_fn__(_type_todo, _type_skipped, _type_collisions, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_todo, _dflt_skipped, _dflt_collisions, _return_type):
  def __init__(self,todo:_type_todo=_HAS_DEFAULT_FACTORY,skipped:_type_skipped=_HAS_DEFAULT_FACTORY,collisions:_type_collisions=_HAS_DEFAULT_FACTORY)->_return_type:
@@ -3436,14 +3494,14 @@ def __create_fn__(_type_todo, _type_skipped, _type_collisions, MISSING, _HAS_DEF
   self.skipped=_dflt_skipped() if skipped is _HAS_DEFAULT_FACTORY else skipped
   self.collisions=_dflt_collisions() if collisions is _HAS_DEFAULT_FACTORY else collisions
  return __init__
-_440 = __create_fn__.__code__
+_448 = __create_fn__.__code__
 
 def __create_fn__(_type_workers, _type_scheduler, _type_client, _type_local, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_workers, _dflt_scheduler, _return_type):
  def __init__(self,workers:_type_workers=_dflt_workers,scheduler:_type_scheduler=_dflt_scheduler)->_return_type:
   self.workers=workers
   self.scheduler=scheduler
  return __init__
-_441 = __create_fn__.__code__
+_449 = __create_fn__.__code__
 
 def __create_fn__(_type_x, _type_baseline, _type_text, _type_font, _type_ink, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,x:_type_x,baseline:_type_baseline,text:_type_text,font:_type_font,ink:_type_ink)->_return_type:
@@ -3453,7 +3511,7 @@ def __create_fn__(_type_x, _type_baseline, _type_text, _type_font, _type_ink, MI
   __dataclass_builtins_object__.__setattr__(self,'font',font)
   __dataclass_builtins_object__.__setattr__(self,'ink',ink)
  return __init__
-_442 = __create_fn__.__code__
+_450 = __create_fn__.__code__
 
 def __create_fn__(_type_x, _type_y, _type_w, _type_h, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,x:_type_x,y:_type_y,w:_type_w,h:_type_h)->_return_type:
@@ -3462,7 +3520,7 @@ def __create_fn__(_type_x, _type_y, _type_w, _type_h, MISSING, _HAS_DEFAULT_FACT
   __dataclass_builtins_object__.__setattr__(self,'w',w)
   __dataclass_builtins_object__.__setattr__(self,'h',h)
  return __init__
-_443 = __create_fn__.__code__
+_451 = __create_fn__.__code__
 
 def __create_fn__(_type_z, _type_status, _type_payload, _type_scale, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):
  def __init__(self,z:_type_z,status:_type_status,payload:_type_payload,scale:_type_scale)->_return_type:
@@ -3471,75 +3529,11 @@ def __create_fn__(_type_z, _type_status, _type_payload, _type_scale, MISSING, _H
   __dataclass_builtins_object__.__setattr__(self,'payload',payload)
   __dataclass_builtins_object__.__setattr__(self,'scale',scale)
  return __init__
-_444 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __delattr__(self,name):
-  if type(self) is cls or name in ('algorithm','access_key','sign_time','key_time','header_list','param_list','signature','where',):
-   raise FrozenInstanceError(f"cannot delete field {name!r}")
-  super(cls, self).__delattr__(name)
- return __delattr__
-_445 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __delattr__(self,name):
-  if type(self) is cls or name in ('codes','image','image_format',):
-   raise FrozenInstanceError(f"cannot delete field {name!r}")
-  super(cls, self).__delattr__(name)
- return __delattr__
-_446 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __delattr__(self,name):
-  if type(self) is cls or name in ('component','kind','keyword',):
-   raise FrozenInstanceError(f"cannot delete field {name!r}")
-  super(cls, self).__delattr__(name)
- return __delattr__
-_447 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __delattr__(self,name):
-  if type(self) is cls or name in ('data','format','flag','ssim',):
-   raise FrozenInstanceError(f"cannot delete field {name!r}")
-  super(cls, self).__delattr__(name)
- return __delattr__
-_448 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __delattr__(self,name):
-  if type(self) is cls or name in ('data','format','width','height','frames','quality','plan','masked','slim_flag',):
-   raise FrozenInstanceError(f"cannot delete field {name!r}")
-  super(cls, self).__delattr__(name)
- return __delattr__
-_449 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __delattr__(self,name):
-  if type(self) is cls or name in ('data','mime_type','etag','masked',):
-   raise FrozenInstanceError(f"cannot delete field {name!r}")
-  super(cls, self).__delattr__(name)
- return __delattr__
-_450 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __delattr__(self,name):
-  if type(self) is cls or name in ('data','width','height','frames','quality','original',):
-   raise FrozenInstanceError(f"cannot delete field {name!r}")
-  super(cls, self).__delattr__(name)
- return __delattr__
-_451 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __delattr__(self,name):
-  if type(self) is cls or name in ('families','styles','description',):
-   raise FrozenInstanceError(f"cannot delete field {name!r}")
-  super(cls, self).__delattr__(name)
- return __delattr__
 _452 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('format','quality','progressive','strip','reset_orientation','size_limit','keep_smaller','aigc',):
+  if type(self) is cls or name in ('algorithm','access_key','sign_time','key_time','header_list','param_list','signature','where',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3547,7 +3541,7 @@ _453 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('format','shrink','frames','sequential',):
+  if type(self) is cls or name in ('codes','image','image_format',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3555,7 +3549,7 @@ _454 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('format','width','height','frames','orientation','has_alpha','bit_depth','color_space','quality','progressive','icc','exif','dpi','loop','dynamic_range',):
+  if type(self) is cls or name in ('component','kind','keyword',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3563,7 +3557,7 @@ _455 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('format','width','height','quality','ave','orientation','frame_count',):
+  if type(self) is cls or name in ('data','format','flag','ssim',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3571,7 +3565,7 @@ _456 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('header','decode','decoded_size','steps','encode','width','height','frames','info','applied',):
+  if type(self) is cls or name in ('data','format','width','height','frames','quality','plan','masked','slim_flag',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3579,7 +3573,7 @@ _457 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('id','bucket','name','rule','is_pic_info','tag','create_time','update_time',):
+  if type(self) is cls or name in ('data','mime_type','etag','masked','slim_flag',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3587,7 +3581,7 @@ _458 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('id','bucket','name','state','max_size','max_concurrent','notify','create_time','update_time',):
+  if type(self) is cls or name in ('data','width','height','frames','quality','original',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3595,7 +3589,7 @@ _459 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('id','bucket','queue_id','input_object','output_bucket','output_object','rule','is_pic_info','tag','state','code','message','creation_time','start_time','end_time','input_region','output_region','template_id','template_name','user_data','job_level','result','attempts','seq',):
+  if type(self) is cls or name in ('families','styles','description',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3603,7 +3597,7 @@ _460 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('index','fileid','rule','bucket','pipeline','error',):
+  if type(self) is cls or name in ('format','quality','progressive','strip','reset_orientation','size_limit','keep_smaller','aigc',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3611,7 +3605,7 @@ _461 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('input_object','output_bucket','output_object','rule','is_pic_info','template_id','output_region','user_data','job_level','queue_id','tag',):
+  if type(self) is cls or name in ('format','shrink','frames','sequential',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3619,7 +3613,7 @@ _462 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('is_pic_info','rules',):
+  if type(self) is cls or name in ('format','width','height','frames','orientation','has_alpha','bit_depth','color_space','quality','progressive','icc','exif','dpi','loop','dynamic_range',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3627,7 +3621,7 @@ _463 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('job_id','attempt','buckets','bucket','region','input_object','output_bucket','output_object','rule','is_pic_info','backend',):
+  if type(self) is cls or name in ('format','width','height','quality','ave','orientation','frame_count',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3635,7 +3629,7 @@ _464 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('key','location','etag','image_info',):
+  if type(self) is cls or name in ('grid','tile','whole',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3643,7 +3637,7 @@ _465 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('key','location','format','width','height','size','quality','etag','frame_count','bucket','masked','extras','top_level','stored',):
+  if type(self) is cls or name in ('header','decode','decoded_size','steps','encode','width','height','frames','info','applied',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3651,7 +3645,7 @@ _466 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('key','size','etag','last_modified',):
+  if type(self) is cls or name in ('id','bucket','name','rule','is_pic_info','tag','create_time','update_time',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3659,7 +3653,7 @@ _467 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('kind','bucket','key','path','host','path_style','region','raw_path',):
+  if type(self) is cls or name in ('id','bucket','name','state','max_size','max_concurrent','notify','create_time','update_time',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3667,7 +3661,7 @@ _468 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('left','top','width','height','disposal','transparent','delay','descriptor','palette',):
+  if type(self) is cls or name in ('id','bucket','queue_id','input_object','output_bucket','output_object','rule','is_pic_info','tag','state','code','message','creation_time','start_time','end_time','input_region','output_region','template_id','template_name','user_data','job_level','result','attempts','seq',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3675,7 +3669,7 @@ _469 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('loads','saves','shrink_on_load','animated','methods',):
+  if type(self) is cls or name in ('index','fileid','rule','bucket','pipeline','error',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3683,7 +3677,7 @@ _470 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('long_image','black_and_white','small_image','big_image','pure_image','clarity_score',):
+  if type(self) is cls or name in ('input_object','output_bucket','output_object','rule','is_pic_info','template_id','output_region','user_data','job_level','queue_id','tag',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3691,7 +3685,7 @@ _471 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('max_bytes','connect_timeout','read_timeout','total_timeout',):
+  if type(self) is cls or name in ('is_pic_info','rules',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3699,7 +3693,7 @@ _472 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('max_input_bytes','max_input_side','max_input_pixels','max_animated_pixels','max_gif_frames','max_frames','max_output_side','max_steps','max_image_watermarks','max_param_value','max_work_pixels','max_request_images','max_request_bytes','max_webp_output_side',):
+  if type(self) is cls or name in ('job_id','attempt','buckets','bucket','region','input_object','output_bucket','output_object','rule','is_pic_info','backend',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3707,7 +3701,7 @@ _473 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('mode','referers','allow_empty',):
+  if type(self) is cls or name in ('key','location','etag','image_info',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3715,7 +3709,7 @@ _474 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('mode','width','height','span',):
+  if type(self) is cls or name in ('key','location','format','width','height','size','quality','etag','frame_count','bucket','masked','extras','top_level','stored',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3723,7 +3717,7 @@ _475 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('name','body','pipeline',):
+  if type(self) is cls or name in ('key','size','etag','last_modified',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3731,7 +3725,7 @@ _476 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('name','separators','protection','public_read','hotlink','origin','origin_mode','cache_control',):
+  if type(self) is cls or name in ('kind','bucket','key','path','host','path_style','region','raw_path',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3739,7 +3733,7 @@ _477 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('ops','info','ignore_error','rules','pipeline','limits',):
+  if type(self) is cls or name in ('left','top','width','height','disposal','transparent','delay','descriptor','palette',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3747,7 +3741,7 @@ _478 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','amount','sigma',):
+  if type(self) is cls or name in ('loads','saves','shrink_on_load','animated','methods',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3755,7 +3749,7 @@ _479 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','background',):
+  if type(self) is cls or name in ('long_image','black_and_white','small_image','big_image','pure_image','clarity_score',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3763,7 +3757,7 @@ _480 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','degrees','width','height','background',):
+  if type(self) is cls or name in ('max_bytes','connect_timeout','read_timeout','total_timeout',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3771,7 +3765,7 @@ _481 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','groups',):
+  if type(self) is cls or name in ('max_input_bytes','max_input_side','max_input_pixels','max_animated_pixels','max_gif_frames','max_frames','max_output_side','max_steps','max_image_watermarks','max_param_value','max_work_pixels','max_request_images','max_request_bytes','max_webp_output_side',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3779,7 +3773,7 @@ _482 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','horizontal',):
+  if type(self) is cls or name in ('mode','referers','allow_empty',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3787,7 +3781,7 @@ _483 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','left','top','width','height','background',):
+  if type(self) is cls or name in ('mode','width','height','span',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3795,7 +3789,7 @@ _484 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','left','top','width','height',):
+  if type(self) is cls or name in ('name','body','pipeline',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3803,7 +3797,7 @@ _485 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','mark','width','height',):
+  if type(self) is cls or name in ('name','separators','protection','public_read','hotlink','origin','origin_mode','cache_control',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3811,7 +3805,7 @@ _486 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','overlay','overlay_size','placements','opacity','tile','grey','key',):
+  if type(self) is cls or name in ('ops','info','ignore_error','rules','pipeline','limits',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3819,7 +3813,7 @@ _487 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','shape','radius','background',):
+  if type(self) is cls or name in ('origin','span','amount','sigma',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3827,7 +3821,7 @@ _488 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','sigma','radius',):
+  if type(self) is cls or name in ('origin','span','background',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3835,7 +3829,7 @@ _489 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','slope','offset',):
+  if type(self) is cls or name in ('origin','span','degrees','width','height','background',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3843,7 +3837,7 @@ _490 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','turns',):
+  if type(self) is cls or name in ('origin','span','groups',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3851,7 +3845,7 @@ _491 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span','width','height',):
+  if type(self) is cls or name in ('origin','span','horizontal',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3859,7 +3853,7 @@ _492 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('origin','span',):
+  if type(self) is cls or name in ('origin','span','left','top','width','height','background',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3867,7 +3861,7 @@ _493 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('original_info','process_results',):
+  if type(self) is cls or name in ('origin','span','left','top','width','height',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3875,7 +3869,7 @@ _494 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('path','index','family','style',):
+  if type(self) is cls or name in ('origin','span','mark','width','height',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3883,7 +3877,7 @@ _495 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('pieces','box','bounds','fill','shadow','shadow_offset',):
+  if type(self) is cls or name in ('origin','span','overlay','overlay_size','placements','opacity','tile','grey','key',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3891,7 +3885,7 @@ _496 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('pipeline','backend','limits','token','threads','masked','extras',):
+  if type(self) is cls or name in ('origin','span','shape','radius','background',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3899,7 +3893,7 @@ _497 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('pixels','box','origin','neutral',):
+  if type(self) is cls or name in ('origin','span','sigma','radius',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3907,7 +3901,7 @@ _498 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('pixels','delays','loop','exif','icc','xmp',):
+  if type(self) is cls or name in ('origin','span','slope','offset',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3915,7 +3909,7 @@ _499 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('red','green','blue',):
+  if type(self) is cls or name in ('origin','span','turns',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3923,7 +3917,7 @@ _500 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('resources','styles',):
+  if type(self) is cls or name in ('origin','span','width','height',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3931,7 +3925,7 @@ _501 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('root','endpoint','layout','fsync','timeout','retries',):
+  if type(self) is cls or name in ('origin','span',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3939,7 +3933,7 @@ _502 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('root','host','port','region','buckets','credentials','anonymous','default_bucket','max_body_bytes','workers','max_pending','request_timeout','grace_period','fsync','backend','vips_concurrency','cors_origins','storage_factory','job_workers','scheduler','cache_dir','cache_size','origin_connect_timeout','origin_read_timeout',):
+  if type(self) is cls or name in ('original_info','process_results',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3947,7 +3941,7 @@ _503 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('scheme','host','key','query','bucket','region',):
+  if type(self) is cls or name in ('path','index','family','style',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3955,7 +3949,7 @@ _504 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('source','dest','endpoint','pipeline','backend','limits','masked','extras',):
+  if type(self) is cls or name in ('pieces','box','bounds','fill','shadow','shadow_offset',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3963,7 +3957,7 @@ _505 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('source','dest','name','shown',):
+  if type(self) is cls or name in ('pipeline','backend','limits','token','threads','masked','extras',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3971,7 +3965,7 @@ _506 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','amount',):
+  if type(self) is cls or name in ('pixels','box','origin','neutral',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3979,7 +3973,7 @@ _507 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','area',):
+  if type(self) is cls or name in ('pixels','delays','loop','exif','icc','xmp',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3987,7 +3981,7 @@ _508 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','axis',):
+  if type(self) is cls or name in ('red','green','blue',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -3995,7 +3989,7 @@ _509 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','cover','bar_type','segment','size',):
+  if type(self) is cls or name in ('resources','styles',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4003,7 +3997,7 @@ _510 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','degrees',):
+  if type(self) is cls or name in ('root','endpoint','layout','fsync','timeout','retries',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4011,7 +4005,7 @@ _511 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','enabled',):
+  if type(self) is cls or name in ('root','host','port','region','buckets','credentials','anonymous','default_bucket','max_body_bytes','workers','max_pending','request_timeout','grace_period','fsync','backend','vips_concurrency','cors_origins','storage_factory','job_workers','scheduler','cache_dir','cache_size','origin_connect_timeout','origin_read_timeout',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4019,7 +4013,7 @@ _512 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','format',):
+  if type(self) is cls or name in ('scheme','host','key','query','bucket','region',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4027,7 +4021,7 @@ _513 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','frames',):
+  if type(self) is cls or name in ('size','chroma','encode',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4035,7 +4029,7 @@ _514 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','geometry','gravity',):
+  if type(self) is cls or name in ('source','dest','endpoint','pipeline','backend','limits','masked','extras',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4043,7 +4037,7 @@ _515 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','geometry','pad','color',):
+  if type(self) is cls or name in ('source','dest','name','shown',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4051,7 +4045,7 @@ _516 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','gravity','dx','dy','dissolve','batch','degree','spacing','scatype','spcent','image','blogo',):
+  if type(self) is cls or name in ('span','amount',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4059,7 +4053,7 @@ _517 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','gravity','dx','dy','dissolve','batch','degree','spacing','scatype','spcent','text','font','fontsize','fill','shadow',):
+  if type(self) is cls or name in ('span','area',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4067,7 +4061,7 @@ _518 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','gravity','dx','dy','dissolve','batch','degree','spacing','scatype','spcent',):
+  if type(self) is cls or name in ('span','axis',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4075,7 +4069,7 @@ _519 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','height',):
+  if type(self) is cls or name in ('span','cover','bar_type','segment','size',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4083,7 +4077,7 @@ _520 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','interval',):
+  if type(self) is cls or name in ('span','degrees',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4091,7 +4085,7 @@ _521 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','label','content_producer','produce_id','reserved_code1','content_propagator','propagate_id','reserved_code2',):
+  if type(self) is cls or name in ('span','enabled',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4099,7 +4093,7 @@ _522 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','min_ratio','max_ratio',):
+  if type(self) is cls or name in ('span','format',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4107,7 +4101,7 @@ _523 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','mode','width','height','format','quality','quality_forced','rquality','lquality','interlace','ignore_error_flag',):
+  if type(self) is cls or name in ('span','frames',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4115,7 +4109,7 @@ _524 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','name','params',):
+  if type(self) is cls or name in ('span','geometry','gravity',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4123,7 +4117,7 @@ _525 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','name',):
+  if type(self) is cls or name in ('span','geometry','pad','color',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4131,7 +4125,7 @@ _526 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','number',):
+  if type(self) is cls or name in ('span','gravity','dx','dy','dissolve','batch','degree','spacing','scatype','spcent','image','blogo',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4139,7 +4133,7 @@ _527 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','ops',):
+  if type(self) is cls or name in ('span','gravity','dx','dy','dissolve','batch','degree','spacing','scatype','spcent','text','font','fontsize','fill','shadow',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4147,7 +4141,7 @@ _528 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','percent',):
+  if type(self) is cls or name in ('span','gravity','dx','dy','dissolve','batch','degree','spacing','scatype','spcent',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4155,7 +4149,7 @@ _529 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','radius','sigma',):
+  if type(self) is cls or name in ('span','height',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4163,7 +4157,7 @@ _530 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','radius',):
+  if type(self) is cls or name in ('span','interval',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4171,7 +4165,7 @@ _531 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','size','unit','keep_smaller',):
+  if type(self) is cls or name in ('span','label','content_producer','produce_id','reserved_code1','content_propagator','propagate_id','reserved_code2',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4179,7 +4173,7 @@ _532 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','steps',):
+  if type(self) is cls or name in ('span','min_ratio','max_ratio',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4187,7 +4181,7 @@ _533 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','type','image','text','version','level',):
+  if type(self) is cls or name in ('span','mode','width','height','format','quality','quality_forced','rquality','lquality','interlace','ignore_error_flag',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4195,7 +4189,7 @@ _534 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','type','image','text','version',):
+  if type(self) is cls or name in ('span','name','params',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4203,7 +4197,7 @@ _535 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','value','forced',):
+  if type(self) is cls or name in ('span','name',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4211,7 +4205,7 @@ _536 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','value',):
+  if type(self) is cls or name in ('span','number',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4219,7 +4213,7 @@ _537 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','width','height','dx','dy','dx_mode','dy_mode',):
+  if type(self) is cls or name in ('span','ops',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4227,7 +4221,7 @@ _538 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','width','height','dx','dy','gravity',):
+  if type(self) is cls or name in ('span','percent',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4235,7 +4229,7 @@ _539 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','width','height','index',):
+  if type(self) is cls or name in ('span','radius','sigma',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4243,7 +4237,7 @@ _540 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','width','height',):
+  if type(self) is cls or name in ('span','radius',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4251,7 +4245,7 @@ _541 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span','width',):
+  if type(self) is cls or name in ('span','size','unit','keep_smaller',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4259,7 +4253,7 @@ _542 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('span',):
+  if type(self) is cls or name in ('span','steps',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4267,7 +4261,7 @@ _543 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('starts','ends',):
+  if type(self) is cls or name in ('span','type','image','text','version','level',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4275,7 +4269,7 @@ _544 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('step','format','quality','rquality','lquality','interlace','strip','size_limit','cgif','egif','aigc','span','format_span',):
+  if type(self) is cls or name in ('span','type','image','text','version',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4283,7 +4277,7 @@ _545 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('task','ok','code','message','column','caret','exit','size','seconds','masked',):
+  if type(self) is cls or name in ('span','value','forced',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4291,7 +4285,7 @@ _546 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('text','format','points',):
+  if type(self) is cls or name in ('span','value',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4299,7 +4293,7 @@ _547 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('x','baseline','text','font','ink',):
+  if type(self) is cls or name in ('span','width','height','dx','dy','dx_mode','dy_mode',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4307,7 +4301,7 @@ _548 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('x','y','w','h',):
+  if type(self) is cls or name in ('span','width','height','dx','dy','gravity',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
@@ -4315,11 +4309,91 @@ _549 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __delattr__(self,name):
-  if type(self) is cls or name in ('z','status','payload','scale',):
+  if type(self) is cls or name in ('span','width','height','index',):
    raise FrozenInstanceError(f"cannot delete field {name!r}")
   super(cls, self).__delattr__(name)
  return __delattr__
 _550 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __delattr__(self,name):
+  if type(self) is cls or name in ('span','width','height',):
+   raise FrozenInstanceError(f"cannot delete field {name!r}")
+  super(cls, self).__delattr__(name)
+ return __delattr__
+_551 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __delattr__(self,name):
+  if type(self) is cls or name in ('span','width',):
+   raise FrozenInstanceError(f"cannot delete field {name!r}")
+  super(cls, self).__delattr__(name)
+ return __delattr__
+_552 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __delattr__(self,name):
+  if type(self) is cls or name in ('span',):
+   raise FrozenInstanceError(f"cannot delete field {name!r}")
+  super(cls, self).__delattr__(name)
+ return __delattr__
+_553 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __delattr__(self,name):
+  if type(self) is cls or name in ('starts','ends',):
+   raise FrozenInstanceError(f"cannot delete field {name!r}")
+  super(cls, self).__delattr__(name)
+ return __delattr__
+_554 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __delattr__(self,name):
+  if type(self) is cls or name in ('step','format','quality','rquality','lquality','interlace','strip','size_limit','cgif','egif','aigc','span','format_span',):
+   raise FrozenInstanceError(f"cannot delete field {name!r}")
+  super(cls, self).__delattr__(name)
+ return __delattr__
+_555 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __delattr__(self,name):
+  if type(self) is cls or name in ('task','ok','code','message','column','caret','exit','size','seconds','masked',):
+   raise FrozenInstanceError(f"cannot delete field {name!r}")
+  super(cls, self).__delattr__(name)
+ return __delattr__
+_556 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __delattr__(self,name):
+  if type(self) is cls or name in ('text','format','points',):
+   raise FrozenInstanceError(f"cannot delete field {name!r}")
+  super(cls, self).__delattr__(name)
+ return __delattr__
+_557 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __delattr__(self,name):
+  if type(self) is cls or name in ('x','baseline','text','font','ink',):
+   raise FrozenInstanceError(f"cannot delete field {name!r}")
+  super(cls, self).__delattr__(name)
+ return __delattr__
+_558 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __delattr__(self,name):
+  if type(self) is cls or name in ('x','y','w','h',):
+   raise FrozenInstanceError(f"cannot delete field {name!r}")
+  super(cls, self).__delattr__(name)
+ return __delattr__
+_559 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __delattr__(self,name):
+  if type(self) is cls or name in ('z','status','payload','scale',):
+   raise FrozenInstanceError(f"cannot delete field {name!r}")
+  super(cls, self).__delattr__(name)
+ return __delattr__
+_560 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
@@ -4327,7 +4401,7 @@ def __create_fn__(cls, FrozenInstanceError):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
-_551 = __create_fn__.__code__
+_561 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
@@ -4335,7 +4409,7 @@ def __create_fn__(cls, FrozenInstanceError):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
-_552 = __create_fn__.__code__
+_562 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
@@ -4343,7 +4417,7 @@ def __create_fn__(cls, FrozenInstanceError):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
-_553 = __create_fn__.__code__
+_563 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
@@ -4351,7 +4425,7 @@ def __create_fn__(cls, FrozenInstanceError):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
-_554 = __create_fn__.__code__
+_564 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
@@ -4359,91 +4433,11 @@ def __create_fn__(cls, FrozenInstanceError):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
-_555 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __setattr__(self,name,value):
-  if type(self) is cls or name in ('data','mime_type','etag','masked',):
-   raise FrozenInstanceError(f"cannot assign to field {name!r}")
-  super(cls, self).__setattr__(name, value)
- return __setattr__
-_556 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __setattr__(self,name,value):
-  if type(self) is cls or name in ('data','width','height','frames','quality','original',):
-   raise FrozenInstanceError(f"cannot assign to field {name!r}")
-  super(cls, self).__setattr__(name, value)
- return __setattr__
-_557 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __setattr__(self,name,value):
-  if type(self) is cls or name in ('families','styles','description',):
-   raise FrozenInstanceError(f"cannot assign to field {name!r}")
-  super(cls, self).__setattr__(name, value)
- return __setattr__
-_558 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __setattr__(self,name,value):
-  if type(self) is cls or name in ('format','quality','progressive','strip','reset_orientation','size_limit','keep_smaller','aigc',):
-   raise FrozenInstanceError(f"cannot assign to field {name!r}")
-  super(cls, self).__setattr__(name, value)
- return __setattr__
-_559 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __setattr__(self,name,value):
-  if type(self) is cls or name in ('format','shrink','frames','sequential',):
-   raise FrozenInstanceError(f"cannot assign to field {name!r}")
-  super(cls, self).__setattr__(name, value)
- return __setattr__
-_560 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __setattr__(self,name,value):
-  if type(self) is cls or name in ('format','width','height','frames','orientation','has_alpha','bit_depth','color_space','quality','progressive','icc','exif','dpi','loop','dynamic_range',):
-   raise FrozenInstanceError(f"cannot assign to field {name!r}")
-  super(cls, self).__setattr__(name, value)
- return __setattr__
-_561 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __setattr__(self,name,value):
-  if type(self) is cls or name in ('format','width','height','quality','ave','orientation','frame_count',):
-   raise FrozenInstanceError(f"cannot assign to field {name!r}")
-  super(cls, self).__setattr__(name, value)
- return __setattr__
-_562 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __setattr__(self,name,value):
-  if type(self) is cls or name in ('header','decode','decoded_size','steps','encode','width','height','frames','info','applied',):
-   raise FrozenInstanceError(f"cannot assign to field {name!r}")
-  super(cls, self).__setattr__(name, value)
- return __setattr__
-_563 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __setattr__(self,name,value):
-  if type(self) is cls or name in ('id','bucket','name','rule','is_pic_info','tag','create_time','update_time',):
-   raise FrozenInstanceError(f"cannot assign to field {name!r}")
-  super(cls, self).__setattr__(name, value)
- return __setattr__
-_564 = __create_fn__.__code__
-
-def __create_fn__(cls, FrozenInstanceError):
- def __setattr__(self,name,value):
-  if type(self) is cls or name in ('id','bucket','name','state','max_size','max_concurrent','notify','create_time','update_time',):
-   raise FrozenInstanceError(f"cannot assign to field {name!r}")
-  super(cls, self).__setattr__(name, value)
- return __setattr__
 _565 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('id','bucket','queue_id','input_object','output_bucket','output_object','rule','is_pic_info','tag','state','code','message','creation_time','start_time','end_time','input_region','output_region','template_id','template_name','user_data','job_level','result','attempts','seq',):
+  if type(self) is cls or name in ('data','mime_type','etag','masked','slim_flag',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4451,7 +4445,7 @@ _566 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('index','fileid','rule','bucket','pipeline','error',):
+  if type(self) is cls or name in ('data','width','height','frames','quality','original',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4459,7 +4453,7 @@ _567 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('input_object','output_bucket','output_object','rule','is_pic_info','template_id','output_region','user_data','job_level','queue_id','tag',):
+  if type(self) is cls or name in ('families','styles','description',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4467,7 +4461,7 @@ _568 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('is_pic_info','rules',):
+  if type(self) is cls or name in ('format','quality','progressive','strip','reset_orientation','size_limit','keep_smaller','aigc',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4475,7 +4469,7 @@ _569 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('job_id','attempt','buckets','bucket','region','input_object','output_bucket','output_object','rule','is_pic_info','backend',):
+  if type(self) is cls or name in ('format','shrink','frames','sequential',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4483,7 +4477,7 @@ _570 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('key','location','etag','image_info',):
+  if type(self) is cls or name in ('format','width','height','frames','orientation','has_alpha','bit_depth','color_space','quality','progressive','icc','exif','dpi','loop','dynamic_range',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4491,7 +4485,7 @@ _571 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('key','location','format','width','height','size','quality','etag','frame_count','bucket','masked','extras','top_level','stored',):
+  if type(self) is cls or name in ('format','width','height','quality','ave','orientation','frame_count',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4499,7 +4493,7 @@ _572 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('key','size','etag','last_modified',):
+  if type(self) is cls or name in ('grid','tile','whole',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4507,7 +4501,7 @@ _573 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('kind','bucket','key','path','host','path_style','region','raw_path',):
+  if type(self) is cls or name in ('header','decode','decoded_size','steps','encode','width','height','frames','info','applied',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4515,7 +4509,7 @@ _574 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('left','top','width','height','disposal','transparent','delay','descriptor','palette',):
+  if type(self) is cls or name in ('id','bucket','name','rule','is_pic_info','tag','create_time','update_time',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4523,7 +4517,7 @@ _575 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('loads','saves','shrink_on_load','animated','methods',):
+  if type(self) is cls or name in ('id','bucket','name','state','max_size','max_concurrent','notify','create_time','update_time',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4531,7 +4525,7 @@ _576 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('long_image','black_and_white','small_image','big_image','pure_image','clarity_score',):
+  if type(self) is cls or name in ('id','bucket','queue_id','input_object','output_bucket','output_object','rule','is_pic_info','tag','state','code','message','creation_time','start_time','end_time','input_region','output_region','template_id','template_name','user_data','job_level','result','attempts','seq',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4539,7 +4533,7 @@ _577 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('max_bytes','connect_timeout','read_timeout','total_timeout',):
+  if type(self) is cls or name in ('index','fileid','rule','bucket','pipeline','error',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4547,7 +4541,7 @@ _578 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('max_input_bytes','max_input_side','max_input_pixels','max_animated_pixels','max_gif_frames','max_frames','max_output_side','max_steps','max_image_watermarks','max_param_value','max_work_pixels','max_request_images','max_request_bytes','max_webp_output_side',):
+  if type(self) is cls or name in ('input_object','output_bucket','output_object','rule','is_pic_info','template_id','output_region','user_data','job_level','queue_id','tag',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4555,7 +4549,7 @@ _579 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('mode','referers','allow_empty',):
+  if type(self) is cls or name in ('is_pic_info','rules',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4563,7 +4557,7 @@ _580 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('mode','width','height','span',):
+  if type(self) is cls or name in ('job_id','attempt','buckets','bucket','region','input_object','output_bucket','output_object','rule','is_pic_info','backend',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4571,7 +4565,7 @@ _581 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('name','body','pipeline',):
+  if type(self) is cls or name in ('key','location','etag','image_info',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4579,7 +4573,7 @@ _582 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('name','separators','protection','public_read','hotlink','origin','origin_mode','cache_control',):
+  if type(self) is cls or name in ('key','location','format','width','height','size','quality','etag','frame_count','bucket','masked','extras','top_level','stored',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4587,7 +4581,7 @@ _583 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('ops','info','ignore_error','rules','pipeline','limits',):
+  if type(self) is cls or name in ('key','size','etag','last_modified',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4595,7 +4589,7 @@ _584 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','amount','sigma',):
+  if type(self) is cls or name in ('kind','bucket','key','path','host','path_style','region','raw_path',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4603,7 +4597,7 @@ _585 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','background',):
+  if type(self) is cls or name in ('left','top','width','height','disposal','transparent','delay','descriptor','palette',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4611,7 +4605,7 @@ _586 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','degrees','width','height','background',):
+  if type(self) is cls or name in ('loads','saves','shrink_on_load','animated','methods',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4619,7 +4613,7 @@ _587 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','groups',):
+  if type(self) is cls or name in ('long_image','black_and_white','small_image','big_image','pure_image','clarity_score',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4627,7 +4621,7 @@ _588 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','horizontal',):
+  if type(self) is cls or name in ('max_bytes','connect_timeout','read_timeout','total_timeout',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4635,7 +4629,7 @@ _589 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','left','top','width','height','background',):
+  if type(self) is cls or name in ('max_input_bytes','max_input_side','max_input_pixels','max_animated_pixels','max_gif_frames','max_frames','max_output_side','max_steps','max_image_watermarks','max_param_value','max_work_pixels','max_request_images','max_request_bytes','max_webp_output_side',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4643,7 +4637,7 @@ _590 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','left','top','width','height',):
+  if type(self) is cls or name in ('mode','referers','allow_empty',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4651,7 +4645,7 @@ _591 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','mark','width','height',):
+  if type(self) is cls or name in ('mode','width','height','span',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4659,7 +4653,7 @@ _592 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','overlay','overlay_size','placements','opacity','tile','grey','key',):
+  if type(self) is cls or name in ('name','body','pipeline',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4667,7 +4661,7 @@ _593 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','shape','radius','background',):
+  if type(self) is cls or name in ('name','separators','protection','public_read','hotlink','origin','origin_mode','cache_control',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4675,7 +4669,7 @@ _594 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','sigma','radius',):
+  if type(self) is cls or name in ('ops','info','ignore_error','rules','pipeline','limits',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4683,7 +4677,7 @@ _595 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','slope','offset',):
+  if type(self) is cls or name in ('origin','span','amount','sigma',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4691,7 +4685,7 @@ _596 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','turns',):
+  if type(self) is cls or name in ('origin','span','background',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4699,7 +4693,7 @@ _597 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span','width','height',):
+  if type(self) is cls or name in ('origin','span','degrees','width','height','background',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4707,7 +4701,7 @@ _598 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('origin','span',):
+  if type(self) is cls or name in ('origin','span','groups',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4715,7 +4709,7 @@ _599 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('original_info','process_results',):
+  if type(self) is cls or name in ('origin','span','horizontal',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4723,7 +4717,7 @@ _600 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('path','index','family','style',):
+  if type(self) is cls or name in ('origin','span','left','top','width','height','background',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4731,7 +4725,7 @@ _601 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('pieces','box','bounds','fill','shadow','shadow_offset',):
+  if type(self) is cls or name in ('origin','span','left','top','width','height',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4739,7 +4733,7 @@ _602 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('pipeline','backend','limits','token','threads','masked','extras',):
+  if type(self) is cls or name in ('origin','span','mark','width','height',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4747,7 +4741,7 @@ _603 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('pixels','box','origin','neutral',):
+  if type(self) is cls or name in ('origin','span','overlay','overlay_size','placements','opacity','tile','grey','key',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4755,7 +4749,7 @@ _604 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('pixels','delays','loop','exif','icc','xmp',):
+  if type(self) is cls or name in ('origin','span','shape','radius','background',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4763,7 +4757,7 @@ _605 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('red','green','blue',):
+  if type(self) is cls or name in ('origin','span','sigma','radius',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4771,7 +4765,7 @@ _606 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('resources','styles',):
+  if type(self) is cls or name in ('origin','span','slope','offset',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4779,7 +4773,7 @@ _607 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('root','endpoint','layout','fsync','timeout','retries',):
+  if type(self) is cls or name in ('origin','span','turns',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4787,7 +4781,7 @@ _608 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('root','host','port','region','buckets','credentials','anonymous','default_bucket','max_body_bytes','workers','max_pending','request_timeout','grace_period','fsync','backend','vips_concurrency','cors_origins','storage_factory','job_workers','scheduler','cache_dir','cache_size','origin_connect_timeout','origin_read_timeout',):
+  if type(self) is cls or name in ('origin','span','width','height',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4795,7 +4789,7 @@ _609 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('scheme','host','key','query','bucket','region',):
+  if type(self) is cls or name in ('origin','span',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4803,7 +4797,7 @@ _610 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('source','dest','endpoint','pipeline','backend','limits','masked','extras',):
+  if type(self) is cls or name in ('original_info','process_results',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4811,7 +4805,7 @@ _611 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('source','dest','name','shown',):
+  if type(self) is cls or name in ('path','index','family','style',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4819,7 +4813,7 @@ _612 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','amount',):
+  if type(self) is cls or name in ('pieces','box','bounds','fill','shadow','shadow_offset',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4827,7 +4821,7 @@ _613 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','area',):
+  if type(self) is cls or name in ('pipeline','backend','limits','token','threads','masked','extras',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4835,7 +4829,7 @@ _614 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','axis',):
+  if type(self) is cls or name in ('pixels','box','origin','neutral',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4843,7 +4837,7 @@ _615 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','cover','bar_type','segment','size',):
+  if type(self) is cls or name in ('pixels','delays','loop','exif','icc','xmp',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4851,7 +4845,7 @@ _616 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','degrees',):
+  if type(self) is cls or name in ('red','green','blue',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4859,7 +4853,7 @@ _617 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','enabled',):
+  if type(self) is cls or name in ('resources','styles',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4867,7 +4861,7 @@ _618 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','format',):
+  if type(self) is cls or name in ('root','endpoint','layout','fsync','timeout','retries',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4875,7 +4869,7 @@ _619 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','frames',):
+  if type(self) is cls or name in ('root','host','port','region','buckets','credentials','anonymous','default_bucket','max_body_bytes','workers','max_pending','request_timeout','grace_period','fsync','backend','vips_concurrency','cors_origins','storage_factory','job_workers','scheduler','cache_dir','cache_size','origin_connect_timeout','origin_read_timeout',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4883,7 +4877,7 @@ _620 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','geometry','gravity',):
+  if type(self) is cls or name in ('scheme','host','key','query','bucket','region',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4891,7 +4885,7 @@ _621 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','geometry','pad','color',):
+  if type(self) is cls or name in ('size','chroma','encode',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4899,7 +4893,7 @@ _622 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','gravity','dx','dy','dissolve','batch','degree','spacing','scatype','spcent','image','blogo',):
+  if type(self) is cls or name in ('source','dest','endpoint','pipeline','backend','limits','masked','extras',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4907,7 +4901,7 @@ _623 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','gravity','dx','dy','dissolve','batch','degree','spacing','scatype','spcent','text','font','fontsize','fill','shadow',):
+  if type(self) is cls or name in ('source','dest','name','shown',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4915,7 +4909,7 @@ _624 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','gravity','dx','dy','dissolve','batch','degree','spacing','scatype','spcent',):
+  if type(self) is cls or name in ('span','amount',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4923,7 +4917,7 @@ _625 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','height',):
+  if type(self) is cls or name in ('span','area',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4931,7 +4925,7 @@ _626 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','interval',):
+  if type(self) is cls or name in ('span','axis',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4939,7 +4933,7 @@ _627 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','label','content_producer','produce_id','reserved_code1','content_propagator','propagate_id','reserved_code2',):
+  if type(self) is cls or name in ('span','cover','bar_type','segment','size',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4947,7 +4941,7 @@ _628 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','min_ratio','max_ratio',):
+  if type(self) is cls or name in ('span','degrees',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4955,7 +4949,7 @@ _629 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','mode','width','height','format','quality','quality_forced','rquality','lquality','interlace','ignore_error_flag',):
+  if type(self) is cls or name in ('span','enabled',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4963,7 +4957,7 @@ _630 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','name','params',):
+  if type(self) is cls or name in ('span','format',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4971,7 +4965,7 @@ _631 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','name',):
+  if type(self) is cls or name in ('span','frames',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4979,7 +4973,7 @@ _632 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','number',):
+  if type(self) is cls or name in ('span','geometry','gravity',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4987,7 +4981,7 @@ _633 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','ops',):
+  if type(self) is cls or name in ('span','geometry','pad','color',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -4995,7 +4989,7 @@ _634 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','percent',):
+  if type(self) is cls or name in ('span','gravity','dx','dy','dissolve','batch','degree','spacing','scatype','spcent','image','blogo',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5003,7 +4997,7 @@ _635 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','radius','sigma',):
+  if type(self) is cls or name in ('span','gravity','dx','dy','dissolve','batch','degree','spacing','scatype','spcent','text','font','fontsize','fill','shadow',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5011,7 +5005,7 @@ _636 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','radius',):
+  if type(self) is cls or name in ('span','gravity','dx','dy','dissolve','batch','degree','spacing','scatype','spcent',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5019,7 +5013,7 @@ _637 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','size','unit','keep_smaller',):
+  if type(self) is cls or name in ('span','height',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5027,7 +5021,7 @@ _638 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','steps',):
+  if type(self) is cls or name in ('span','interval',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5035,7 +5029,7 @@ _639 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','type','image','text','version','level',):
+  if type(self) is cls or name in ('span','label','content_producer','produce_id','reserved_code1','content_propagator','propagate_id','reserved_code2',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5043,7 +5037,7 @@ _640 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','type','image','text','version',):
+  if type(self) is cls or name in ('span','min_ratio','max_ratio',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5051,7 +5045,7 @@ _641 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','value','forced',):
+  if type(self) is cls or name in ('span','mode','width','height','format','quality','quality_forced','rquality','lquality','interlace','ignore_error_flag',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5059,7 +5053,7 @@ _642 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','value',):
+  if type(self) is cls or name in ('span','name','params',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5067,7 +5061,7 @@ _643 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','width','height','dx','dy','dx_mode','dy_mode',):
+  if type(self) is cls or name in ('span','name',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5075,7 +5069,7 @@ _644 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','width','height','dx','dy','gravity',):
+  if type(self) is cls or name in ('span','number',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5083,7 +5077,7 @@ _645 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','width','height','index',):
+  if type(self) is cls or name in ('span','ops',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5091,7 +5085,7 @@ _646 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','width','height',):
+  if type(self) is cls or name in ('span','percent',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5099,7 +5093,7 @@ _647 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span','width',):
+  if type(self) is cls or name in ('span','radius','sigma',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5107,7 +5101,7 @@ _648 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('span',):
+  if type(self) is cls or name in ('span','radius',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5115,7 +5109,7 @@ _649 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('starts','ends',):
+  if type(self) is cls or name in ('span','size','unit','keep_smaller',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5123,7 +5117,7 @@ _650 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('step','format','quality','rquality','lquality','interlace','strip','size_limit','cgif','egif','aigc','span','format_span',):
+  if type(self) is cls or name in ('span','steps',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5131,7 +5125,7 @@ _651 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('task','ok','code','message','column','caret','exit','size','seconds','masked',):
+  if type(self) is cls or name in ('span','type','image','text','version','level',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5139,7 +5133,7 @@ _652 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('text','format','points',):
+  if type(self) is cls or name in ('span','type','image','text','version',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5147,7 +5141,7 @@ _653 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('x','baseline','text','font','ink',):
+  if type(self) is cls or name in ('span','value','forced',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5155,7 +5149,7 @@ _654 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('x','y','w','h',):
+  if type(self) is cls or name in ('span','value',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
@@ -5163,11 +5157,107 @@ _655 = __create_fn__.__code__
 
 def __create_fn__(cls, FrozenInstanceError):
  def __setattr__(self,name,value):
-  if type(self) is cls or name in ('z','status','payload','scale',):
+  if type(self) is cls or name in ('span','width','height','dx','dy','dx_mode','dy_mode',):
    raise FrozenInstanceError(f"cannot assign to field {name!r}")
   super(cls, self).__setattr__(name, value)
  return __setattr__
 _656 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __setattr__(self,name,value):
+  if type(self) is cls or name in ('span','width','height','dx','dy','gravity',):
+   raise FrozenInstanceError(f"cannot assign to field {name!r}")
+  super(cls, self).__setattr__(name, value)
+ return __setattr__
+_657 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __setattr__(self,name,value):
+  if type(self) is cls or name in ('span','width','height','index',):
+   raise FrozenInstanceError(f"cannot assign to field {name!r}")
+  super(cls, self).__setattr__(name, value)
+ return __setattr__
+_658 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __setattr__(self,name,value):
+  if type(self) is cls or name in ('span','width','height',):
+   raise FrozenInstanceError(f"cannot assign to field {name!r}")
+  super(cls, self).__setattr__(name, value)
+ return __setattr__
+_659 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __setattr__(self,name,value):
+  if type(self) is cls or name in ('span','width',):
+   raise FrozenInstanceError(f"cannot assign to field {name!r}")
+  super(cls, self).__setattr__(name, value)
+ return __setattr__
+_660 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __setattr__(self,name,value):
+  if type(self) is cls or name in ('span',):
+   raise FrozenInstanceError(f"cannot assign to field {name!r}")
+  super(cls, self).__setattr__(name, value)
+ return __setattr__
+_661 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __setattr__(self,name,value):
+  if type(self) is cls or name in ('starts','ends',):
+   raise FrozenInstanceError(f"cannot assign to field {name!r}")
+  super(cls, self).__setattr__(name, value)
+ return __setattr__
+_662 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __setattr__(self,name,value):
+  if type(self) is cls or name in ('step','format','quality','rquality','lquality','interlace','strip','size_limit','cgif','egif','aigc','span','format_span',):
+   raise FrozenInstanceError(f"cannot assign to field {name!r}")
+  super(cls, self).__setattr__(name, value)
+ return __setattr__
+_663 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __setattr__(self,name,value):
+  if type(self) is cls or name in ('task','ok','code','message','column','caret','exit','size','seconds','masked',):
+   raise FrozenInstanceError(f"cannot assign to field {name!r}")
+  super(cls, self).__setattr__(name, value)
+ return __setattr__
+_664 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __setattr__(self,name,value):
+  if type(self) is cls or name in ('text','format','points',):
+   raise FrozenInstanceError(f"cannot assign to field {name!r}")
+  super(cls, self).__setattr__(name, value)
+ return __setattr__
+_665 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __setattr__(self,name,value):
+  if type(self) is cls or name in ('x','baseline','text','font','ink',):
+   raise FrozenInstanceError(f"cannot assign to field {name!r}")
+  super(cls, self).__setattr__(name, value)
+ return __setattr__
+_666 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __setattr__(self,name,value):
+  if type(self) is cls or name in ('x','y','w','h',):
+   raise FrozenInstanceError(f"cannot assign to field {name!r}")
+  super(cls, self).__setattr__(name, value)
+ return __setattr__
+_667 = __create_fn__.__code__
+
+def __create_fn__(cls, FrozenInstanceError):
+ def __setattr__(self,name,value):
+  if type(self) is cls or name in ('z','status','payload','scale',):
+   raise FrozenInstanceError(f"cannot assign to field {name!r}")
+  super(cls, self).__setattr__(name, value)
+ return __setattr__
+_668 = __create_fn__.__code__
 
 del __create_fn__
 
@@ -5184,7 +5274,7 @@ CODE: dict[str, CodeType] = {
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.cover,self.bar_type,self.segment,self.size,)==(other.cover,other.bar_type,other.segment,other.size,)\n  return NotImplemented\n return __eq__': _9,
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.data,self.format,self.flag,self.ssim,)==(other.data,other.format,other.flag,other.ssim,)\n  return NotImplemented\n return __eq__': _10,
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.data,self.format,self.width,self.height,self.frames,self.quality,self.plan,self.masked,self.slim_flag,)==(other.data,other.format,other.width,other.height,other.frames,other.quality,other.plan,other.masked,other.slim_flag,)\n  return NotImplemented\n return __eq__': _11,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.data,self.mime_type,self.etag,self.masked,)==(other.data,other.mime_type,other.etag,other.masked,)\n  return NotImplemented\n return __eq__': _12,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.data,self.mime_type,self.etag,self.masked,self.slim_flag,)==(other.data,other.mime_type,other.etag,other.masked,other.slim_flag,)\n  return NotImplemented\n return __eq__': _12,
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.data,self.width,self.height,self.frames,self.quality,self.original,)==(other.data,other.width,other.height,other.frames,other.quality,other.original,)\n  return NotImplemented\n return __eq__': _13,
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.degrees,)==(other.degrees,)\n  return NotImplemented\n return __eq__': _14,
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.degrees,self.width,self.height,self.background,)==(other.degrees,other.width,other.height,other.background,)\n  return NotImplemented\n return __eq__': _15,
@@ -5202,631 +5292,643 @@ CODE: dict[str, CodeType] = {
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,)==(other.gravity,other.dx,other.dy,other.dissolve,other.batch,other.degree,other.spacing,other.scatype,other.spcent,)\n  return NotImplemented\n return __eq__': _27,
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.image,self.blogo,)==(other.gravity,other.dx,other.dy,other.dissolve,other.batch,other.degree,other.spacing,other.scatype,other.spcent,other.image,other.blogo,)\n  return NotImplemented\n return __eq__': _28,
     'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.text,self.font,self.fontsize,self.fill,self.shadow,)==(other.gravity,other.dx,other.dy,other.dissolve,other.batch,other.degree,other.spacing,other.scatype,other.spcent,other.text,other.font,other.fontsize,other.fill,other.shadow,)\n  return NotImplemented\n return __eq__': _29,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.groups,)==(other.groups,)\n  return NotImplemented\n return __eq__': _30,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.header,self.decode,self.decoded_size,self.steps,self.encode,self.width,self.height,self.frames,self.info,self.applied,)==(other.header,other.decode,other.decoded_size,other.steps,other.encode,other.width,other.height,other.frames,other.info,other.applied,)\n  return NotImplemented\n return __eq__': _31,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.header,self.limits,self.final_format,self.width,self.height,self.frames,self.format,self.has_alpha,self.orientation,self.quality,self.prims,self.reset_orientation,self.progressive,self.strip,self.size_limit,self.aigc,)==(other.header,other.limits,other.final_format,other.width,other.height,other.frames,other.format,other.has_alpha,other.orientation,other.quality,other.prims,other.reset_orientation,other.progressive,other.strip,other.size_limit,other.aigc,)\n  return NotImplemented\n return __eq__': _32,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.height,)==(other.height,)\n  return NotImplemented\n return __eq__': _33,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.horizontal,)==(other.horizontal,)\n  return NotImplemented\n return __eq__': _34,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.id,self.bucket,self.name,self.rule,self.is_pic_info,self.tag,self.create_time,self.update_time,)==(other.id,other.bucket,other.name,other.rule,other.is_pic_info,other.tag,other.create_time,other.update_time,)\n  return NotImplemented\n return __eq__': _35,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.id,self.bucket,self.name,self.state,self.max_size,self.max_concurrent,self.notify,self.create_time,self.update_time,)==(other.id,other.bucket,other.name,other.state,other.max_size,other.max_concurrent,other.notify,other.create_time,other.update_time,)\n  return NotImplemented\n return __eq__': _36,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.id,self.bucket,self.queue_id,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.tag,self.state,self.code,self.message,self.creation_time,self.start_time,self.end_time,self.input_region,self.output_region,self.template_id,self.template_name,self.user_data,self.job_level,self.result,self.attempts,self.seq,)==(other.id,other.bucket,other.queue_id,other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.tag,other.state,other.code,other.message,other.creation_time,other.start_time,other.end_time,other.input_region,other.output_region,other.template_id,other.template_name,other.user_data,other.job_level,other.result,other.attempts,other.seq,)\n  return NotImplemented\n return __eq__': _37,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.index,self.fileid,self.rule,self.bucket,self.pipeline,)==(other.index,other.fileid,other.rule,other.bucket,other.pipeline,)\n  return NotImplemented\n return __eq__': _38,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.template_id,self.output_region,self.user_data,self.job_level,self.queue_id,self.tag,)==(other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.template_id,other.output_region,other.user_data,other.job_level,other.queue_id,other.tag,)\n  return NotImplemented\n return __eq__': _39,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.interval,)==(other.interval,)\n  return NotImplemented\n return __eq__': _40,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.is_pic_info,self.rules,)==(other.is_pic_info,other.rules,)\n  return NotImplemented\n return __eq__': _41,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.job_id,self.attempt,self.buckets,self.bucket,self.region,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.backend,)==(other.job_id,other.attempt,other.buckets,other.bucket,other.region,other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.backend,)\n  return NotImplemented\n return __eq__': _42,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.key,self.location,self.etag,self.image_info,)==(other.key,other.location,other.etag,other.image_info,)\n  return NotImplemented\n return __eq__': _43,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.key,self.location,self.format,self.width,self.height,self.size,self.quality,self.etag,self.frame_count,self.bucket,self.stored,)==(other.key,other.location,other.format,other.width,other.height,other.size,other.quality,other.etag,other.frame_count,other.bucket,other.stored,)\n  return NotImplemented\n return __eq__': _44,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.key,self.size,self.etag,self.last_modified,)==(other.key,other.size,other.etag,other.last_modified,)\n  return NotImplemented\n return __eq__': _45,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.kind,self.bucket,self.key,self.path,self.host,self.path_style,self.region,self.raw_path,)==(other.kind,other.bucket,other.key,other.path,other.host,other.path_style,other.region,other.raw_path,)\n  return NotImplemented\n return __eq__': _46,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.label,self.content_producer,self.produce_id,self.reserved_code1,self.content_propagator,self.propagate_id,self.reserved_code2,)==(other.label,other.content_producer,other.produce_id,other.reserved_code1,other.content_propagator,other.propagate_id,other.reserved_code2,)\n  return NotImplemented\n return __eq__': _47,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.left,self.top,self.width,self.height,)==(other.left,other.top,other.width,other.height,)\n  return NotImplemented\n return __eq__': _48,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.left,self.top,self.width,self.height,self.background,)==(other.left,other.top,other.width,other.height,other.background,)\n  return NotImplemented\n return __eq__': _49,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.left,self.top,self.width,self.height,self.disposal,self.transparent,self.delay,self.descriptor,self.palette,)==(other.left,other.top,other.width,other.height,other.disposal,other.transparent,other.delay,other.descriptor,other.palette,)\n  return NotImplemented\n return __eq__': _50,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.loads,self.saves,self.shrink_on_load,self.animated,self.methods,)==(other.loads,other.saves,other.shrink_on_load,other.animated,other.methods,)\n  return NotImplemented\n return __eq__': _51,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.long_image,self.black_and_white,self.small_image,self.big_image,self.pure_image,self.clarity_score,)==(other.long_image,other.black_and_white,other.small_image,other.big_image,other.pure_image,other.clarity_score,)\n  return NotImplemented\n return __eq__': _52,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.mark,self.width,self.height,)==(other.mark,other.width,other.height,)\n  return NotImplemented\n return __eq__': _53,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.max_bytes,self.connect_timeout,self.read_timeout,self.total_timeout,)==(other.max_bytes,other.connect_timeout,other.read_timeout,other.total_timeout,)\n  return NotImplemented\n return __eq__': _54,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.max_input_bytes,self.max_input_side,self.max_input_pixels,self.max_animated_pixels,self.max_gif_frames,self.max_frames,self.max_output_side,self.max_steps,self.max_image_watermarks,self.max_param_value,self.max_work_pixels,self.max_request_images,self.max_request_bytes,self.max_webp_output_side,)==(other.max_input_bytes,other.max_input_side,other.max_input_pixels,other.max_animated_pixels,other.max_gif_frames,other.max_frames,other.max_output_side,other.max_steps,other.max_image_watermarks,other.max_param_value,other.max_work_pixels,other.max_request_images,other.max_request_bytes,other.max_webp_output_side,)\n  return NotImplemented\n return __eq__': _55,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.min_ratio,self.max_ratio,)==(other.min_ratio,other.max_ratio,)\n  return NotImplemented\n return __eq__': _56,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.mode,self.referers,self.allow_empty,)==(other.mode,other.referers,other.allow_empty,)\n  return NotImplemented\n return __eq__': _57,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.mode,self.width,self.height,)==(other.mode,other.width,other.height,)\n  return NotImplemented\n return __eq__': _58,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.mode,self.width,self.height,self.format,self.quality,self.quality_forced,self.rquality,self.lquality,self.interlace,self.ignore_error_flag,)==(other.mode,other.width,other.height,other.format,other.quality,other.quality_forced,other.rquality,other.lquality,other.interlace,other.ignore_error_flag,)\n  return NotImplemented\n return __eq__': _59,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.name,)==(other.name,)\n  return NotImplemented\n return __eq__': _60,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.name,self.body,self.pipeline,)==(other.name,other.body,other.pipeline,)\n  return NotImplemented\n return __eq__': _61,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.name,self.params,)==(other.name,other.params,)\n  return NotImplemented\n return __eq__': _62,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.name,self.separators,self.protection,self.public_read,self.hotlink,self.origin,self.origin_mode,self.cache_control,)==(other.name,other.separators,other.protection,other.public_read,other.hotlink,other.origin,other.origin_mode,other.cache_control,)\n  return NotImplemented\n return __eq__': _63,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.number,)==(other.number,)\n  return NotImplemented\n return __eq__': _64,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.ops,)==(other.ops,)\n  return NotImplemented\n return __eq__': _65,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.ops,self.info,self.ignore_error,self.rules,self.pipeline,self.limits,)==(other.ops,other.info,other.ignore_error,other.rules,other.pipeline,other.limits,)\n  return NotImplemented\n return __eq__': _66,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.original_info,self.process_results,)==(other.original_info,other.process_results,)\n  return NotImplemented\n return __eq__': _67,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.overlay_size,self.placements,self.opacity,self.tile,self.grey,self.key,)==(other.overlay_size,other.placements,other.opacity,other.tile,other.grey,other.key,)\n  return NotImplemented\n return __eq__': _68,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.path,self.index,self.family,self.style,)==(other.path,other.index,other.family,other.style,)\n  return NotImplemented\n return __eq__': _69,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.percent,)==(other.percent,)\n  return NotImplemented\n return __eq__': _70,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.pieces,self.box,self.bounds,self.fill,self.shadow,self.shadow_offset,)==(other.pieces,other.box,other.bounds,other.fill,other.shadow,other.shadow_offset,)\n  return NotImplemented\n return __eq__': _71,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.pipeline,self.backend,self.limits,self.token,self.threads,self.masked,self.extras,)==(other.pipeline,other.backend,other.limits,other.token,other.threads,other.masked,other.extras,)\n  return NotImplemented\n return __eq__': _72,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.pixels,self.box,self.origin,self.neutral,)==(other.pixels,other.box,other.origin,other.neutral,)\n  return NotImplemented\n return __eq__': _73,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.pixels,self.delays,self.loop,self.exif,self.icc,)==(other.pixels,other.delays,other.loop,other.exif,other.icc,)\n  return NotImplemented\n return __eq__': _74,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.pixels,self.delays,self.loop,self.exif,self.icc,self.xmp,)==(other.pixels,other.delays,other.loop,other.exif,other.icc,other.xmp,)\n  return NotImplemented\n return __eq__': _75,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.radius,)==(other.radius,)\n  return NotImplemented\n return __eq__': _76,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.radius,self.sigma,)==(other.radius,other.sigma,)\n  return NotImplemented\n return __eq__': _77,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.red,self.green,self.blue,)==(other.red,other.green,other.blue,)\n  return NotImplemented\n return __eq__': _78,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.request,self.target,self.method,self.query,self.raw_query,self.request_id,self.bucket,self.signer,self.headers,)==(other.request,other.target,other.method,other.query,other.raw_query,other.request_id,other.bucket,other.signer,other.headers,)\n  return NotImplemented\n return __eq__': _79,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.resolved,self.backend,self.image,self.data,self.pixels,)==(other.resolved,other.backend,other.image,other.data,other.pixels,)\n  return NotImplemented\n return __eq__': _80,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.resources,self.styles,)==(other.resources,other.styles,)\n  return NotImplemented\n return __eq__': _81,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.root,self.endpoint,self.layout,self.fsync,self.timeout,self.retries,)==(other.root,other.endpoint,other.layout,other.fsync,other.timeout,other.retries,)\n  return NotImplemented\n return __eq__': _82,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.root,self.host,self.port,self.region,self.buckets,self.credentials,self.anonymous,self.default_bucket,self.max_body_bytes,self.workers,self.max_pending,self.request_timeout,self.grace_period,self.fsync,self.backend,self.vips_concurrency,self.cors_origins,self.storage_factory,self.job_workers,self.scheduler,self.cache_dir,self.cache_size,self.origin_connect_timeout,self.origin_read_timeout,)==(other.root,other.host,other.port,other.region,other.buckets,other.credentials,other.anonymous,other.default_bucket,other.max_body_bytes,other.workers,other.max_pending,other.request_timeout,other.grace_period,other.fsync,other.backend,other.vips_concurrency,other.cors_origins,other.storage_factory,other.job_workers,other.scheduler,other.cache_dir,other.cache_size,other.origin_connect_timeout,other.origin_read_timeout,)\n  return NotImplemented\n return __eq__': _83,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.rule,self.key,self.bucket,self.store,self.pipeline,self.symbolic,self.resolved,self.masked,self.intel,)==(other.rule,other.key,other.bucket,other.store,other.pipeline,other.symbolic,other.resolved,other.masked,other.intel,)\n  return NotImplemented\n return __eq__': _84,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.scheme,self.host,self.key,self.query,self.bucket,self.region,)==(other.scheme,other.host,other.key,other.query,other.bucket,other.region,)\n  return NotImplemented\n return __eq__': _85,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.shape,self.radius,self.background,)==(other.shape,other.radius,other.background,)\n  return NotImplemented\n return __eq__': _86,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.sigma,self.radius,)==(other.sigma,other.radius,)\n  return NotImplemented\n return __eq__': _87,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.size,self.unit,self.keep_smaller,)==(other.size,other.unit,other.keep_smaller,)\n  return NotImplemented\n return __eq__': _88,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.slope,self.offset,)==(other.slope,other.offset,)\n  return NotImplemented\n return __eq__': _89,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.source,self.dest,self.endpoint,self.pipeline,self.backend,self.limits,self.masked,self.extras,)==(other.source,other.dest,other.endpoint,other.pipeline,other.backend,other.limits,other.masked,other.extras,)\n  return NotImplemented\n return __eq__': _90,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.source,self.dest,self.name,self.shown,)==(other.source,other.dest,other.name,other.shown,)\n  return NotImplemented\n return __eq__': _91,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.starts,self.ends,)==(other.starts,other.ends,)\n  return NotImplemented\n return __eq__': _92,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.step,self.format,self.quality,self.rquality,self.lquality,self.interlace,self.strip,self.size_limit,self.cgif,self.egif,self.aigc,)==(other.step,other.format,other.quality,other.rquality,other.lquality,other.interlace,other.strip,other.size_limit,other.cgif,other.egif,other.aigc,)\n  return NotImplemented\n return __eq__': _93,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.steps,)==(other.steps,)\n  return NotImplemented\n return __eq__': _94,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.task,self.ok,self.code,self.message,self.column,self.caret,self.exit,self.size,self.seconds,self.masked,)==(other.task,other.ok,other.code,other.message,other.column,other.caret,other.exit,other.size,other.seconds,other.masked,)\n  return NotImplemented\n return __eq__': _95,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.text,self.format,self.points,)==(other.text,other.format,other.points,)\n  return NotImplemented\n return __eq__': _96,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.todo,self.skipped,self.collisions,)==(other.todo,other.skipped,other.collisions,)\n  return NotImplemented\n return __eq__': _97,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.turns,)==(other.turns,)\n  return NotImplemented\n return __eq__': _98,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.type,self.image,self.text,self.version,)==(other.type,other.image,other.text,other.version,)\n  return NotImplemented\n return __eq__': _99,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.type,self.image,self.text,self.version,self.level,)==(other.type,other.image,other.text,other.version,other.level,)\n  return NotImplemented\n return __eq__': _100,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.value,)==(other.value,)\n  return NotImplemented\n return __eq__': _101,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.value,self.forced,)==(other.value,other.forced,)\n  return NotImplemented\n return __eq__': _102,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.width,)==(other.width,)\n  return NotImplemented\n return __eq__': _103,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.width,self.height,)==(other.width,other.height,)\n  return NotImplemented\n return __eq__': _104,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.width,self.height,self.dx,self.dy,self.dx_mode,self.dy_mode,)==(other.width,other.height,other.dx,other.dy,other.dx_mode,other.dy_mode,)\n  return NotImplemented\n return __eq__': _105,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.width,self.height,self.dx,self.dy,self.gravity,)==(other.width,other.height,other.dx,other.dy,other.gravity,)\n  return NotImplemented\n return __eq__': _106,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.width,self.height,self.index,)==(other.width,other.height,other.index,)\n  return NotImplemented\n return __eq__': _107,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.workers,self.scheduler,self.client,self.local,)==(other.workers,other.scheduler,other.client,other.local,)\n  return NotImplemented\n return __eq__': _108,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.x,self.baseline,self.text,self.font,self.ink,)==(other.x,other.baseline,other.text,other.font,other.ink,)\n  return NotImplemented\n return __eq__': _109,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.x,self.y,self.w,self.h,)==(other.x,other.y,other.w,other.h,)\n  return NotImplemented\n return __eq__': _110,
-    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.z,self.status,self.payload,self.scale,)==(other.z,other.status,other.payload,other.scale,)\n  return NotImplemented\n return __eq__': _111,
-    'def __create_fn__():\n def __hash__(self):\n  return hash(())\n return __hash__': _112,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.algorithm,self.access_key,self.sign_time,self.key_time,self.header_list,self.param_list,self.signature,self.where,))\n return __hash__': _113,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.amount,))\n return __hash__': _114,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.amount,self.sigma,))\n return __hash__': _115,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.area,))\n return __hash__': _116,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.axis,))\n return __hash__': _117,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.background,))\n return __hash__': _118,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.codes,self.image,self.image_format,))\n return __hash__': _119,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.component,self.kind,self.keyword,))\n return __hash__': _120,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.cover,self.bar_type,self.segment,self.size,))\n return __hash__': _121,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.data,self.format,self.flag,self.ssim,))\n return __hash__': _122,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.data,self.format,self.width,self.height,self.frames,self.quality,self.plan,self.masked,self.slim_flag,))\n return __hash__': _123,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.data,self.mime_type,self.etag,self.masked,))\n return __hash__': _124,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.data,self.width,self.height,self.frames,self.quality,self.original,))\n return __hash__': _125,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.degrees,))\n return __hash__': _126,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.degrees,self.width,self.height,self.background,))\n return __hash__': _127,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.enabled,))\n return __hash__': _128,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.families,self.styles,self.description,))\n return __hash__': _129,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.format,))\n return __hash__': _130,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.format,self.quality,self.progressive,self.strip,self.reset_orientation,self.size_limit,self.keep_smaller,self.aigc,))\n return __hash__': _131,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.format,self.shrink,self.frames,self.sequential,))\n return __hash__': _132,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.format,self.width,self.height,self.frames,self.orientation,self.has_alpha,self.bit_depth,self.color_space,self.quality,self.progressive,self.icc,self.exif,self.dpi,self.loop,self.dynamic_range,))\n return __hash__': _133,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.format,self.width,self.height,self.quality,self.ave,self.orientation,self.frame_count,))\n return __hash__': _134,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.frames,))\n return __hash__': _135,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.geometry,self.gravity,))\n return __hash__': _136,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.geometry,self.pad,self.color,))\n return __hash__': _137,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,))\n return __hash__': _138,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.image,self.blogo,))\n return __hash__': _139,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.text,self.font,self.fontsize,self.fill,self.shadow,))\n return __hash__': _140,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.groups,))\n return __hash__': _141,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.header,self.decode,self.decoded_size,self.steps,self.encode,self.width,self.height,self.frames,self.info,self.applied,))\n return __hash__': _142,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.height,))\n return __hash__': _143,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.horizontal,))\n return __hash__': _144,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.id,self.bucket,self.name,self.rule,self.is_pic_info,self.tag,self.create_time,self.update_time,))\n return __hash__': _145,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.id,self.bucket,self.name,self.state,self.max_size,self.max_concurrent,self.notify,self.create_time,self.update_time,))\n return __hash__': _146,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.id,self.bucket,self.queue_id,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.tag,self.state,self.code,self.message,self.creation_time,self.start_time,self.end_time,self.input_region,self.output_region,self.template_id,self.template_name,self.user_data,self.job_level,self.result,self.attempts,self.seq,))\n return __hash__': _147,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.index,self.fileid,self.rule,self.bucket,self.pipeline,))\n return __hash__': _148,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.template_id,self.output_region,self.user_data,self.job_level,self.queue_id,self.tag,))\n return __hash__': _149,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.interval,))\n return __hash__': _150,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.is_pic_info,self.rules,))\n return __hash__': _151,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.job_id,self.attempt,self.buckets,self.bucket,self.region,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.backend,))\n return __hash__': _152,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.key,self.location,self.etag,self.image_info,))\n return __hash__': _153,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.key,self.location,self.format,self.width,self.height,self.size,self.quality,self.etag,self.frame_count,self.bucket,self.stored,))\n return __hash__': _154,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.key,self.size,self.etag,self.last_modified,))\n return __hash__': _155,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.kind,self.bucket,self.key,self.path,self.host,self.path_style,self.region,self.raw_path,))\n return __hash__': _156,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.label,self.content_producer,self.produce_id,self.reserved_code1,self.content_propagator,self.propagate_id,self.reserved_code2,))\n return __hash__': _157,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.left,self.top,self.width,self.height,))\n return __hash__': _158,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.left,self.top,self.width,self.height,self.background,))\n return __hash__': _159,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.left,self.top,self.width,self.height,self.disposal,self.transparent,self.delay,self.descriptor,self.palette,))\n return __hash__': _160,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.loads,self.saves,self.shrink_on_load,self.animated,self.methods,))\n return __hash__': _161,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.long_image,self.black_and_white,self.small_image,self.big_image,self.pure_image,self.clarity_score,))\n return __hash__': _162,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.mark,self.width,self.height,))\n return __hash__': _163,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.max_bytes,self.connect_timeout,self.read_timeout,self.total_timeout,))\n return __hash__': _164,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.max_input_bytes,self.max_input_side,self.max_input_pixels,self.max_animated_pixels,self.max_gif_frames,self.max_frames,self.max_output_side,self.max_steps,self.max_image_watermarks,self.max_param_value,self.max_work_pixels,self.max_request_images,self.max_request_bytes,self.max_webp_output_side,))\n return __hash__': _165,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.min_ratio,self.max_ratio,))\n return __hash__': _166,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.mode,self.referers,self.allow_empty,))\n return __hash__': _167,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.mode,self.width,self.height,))\n return __hash__': _168,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.mode,self.width,self.height,self.format,self.quality,self.quality_forced,self.rquality,self.lquality,self.interlace,self.ignore_error_flag,))\n return __hash__': _169,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.name,))\n return __hash__': _170,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.name,self.body,self.pipeline,))\n return __hash__': _171,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.name,self.params,))\n return __hash__': _172,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.name,self.separators,self.protection,self.public_read,self.hotlink,self.origin,self.origin_mode,self.cache_control,))\n return __hash__': _173,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.number,))\n return __hash__': _174,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.ops,))\n return __hash__': _175,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.ops,self.info,self.ignore_error,self.rules,self.pipeline,self.limits,))\n return __hash__': _176,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.original_info,self.process_results,))\n return __hash__': _177,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.overlay_size,self.placements,self.opacity,self.tile,self.grey,self.key,))\n return __hash__': _178,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.path,self.index,self.family,self.style,))\n return __hash__': _179,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.percent,))\n return __hash__': _180,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.pieces,self.box,self.bounds,self.fill,self.shadow,self.shadow_offset,))\n return __hash__': _181,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.pipeline,self.backend,self.limits,self.token,self.threads,self.masked,self.extras,))\n return __hash__': _182,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.pixels,self.box,self.origin,self.neutral,))\n return __hash__': _183,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.pixels,self.delays,self.loop,self.exif,self.icc,self.xmp,))\n return __hash__': _184,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.radius,))\n return __hash__': _185,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.radius,self.sigma,))\n return __hash__': _186,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.red,self.green,self.blue,))\n return __hash__': _187,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.resources,self.styles,))\n return __hash__': _188,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.root,self.endpoint,self.layout,self.fsync,self.timeout,self.retries,))\n return __hash__': _189,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.root,self.host,self.port,self.region,self.buckets,self.credentials,self.anonymous,self.default_bucket,self.max_body_bytes,self.workers,self.max_pending,self.request_timeout,self.grace_period,self.fsync,self.backend,self.vips_concurrency,self.cors_origins,self.storage_factory,self.job_workers,self.scheduler,self.cache_dir,self.cache_size,self.origin_connect_timeout,self.origin_read_timeout,))\n return __hash__': _190,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.scheme,self.host,self.key,self.query,self.bucket,self.region,))\n return __hash__': _191,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.shape,self.radius,self.background,))\n return __hash__': _192,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.sigma,self.radius,))\n return __hash__': _193,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.size,self.unit,self.keep_smaller,))\n return __hash__': _194,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.slope,self.offset,))\n return __hash__': _195,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.source,self.dest,self.endpoint,self.pipeline,self.backend,self.limits,self.masked,self.extras,))\n return __hash__': _196,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.source,self.dest,self.name,self.shown,))\n return __hash__': _197,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.starts,self.ends,))\n return __hash__': _198,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.step,self.format,self.quality,self.rquality,self.lquality,self.interlace,self.strip,self.size_limit,self.cgif,self.egif,self.aigc,))\n return __hash__': _199,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.steps,))\n return __hash__': _200,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.task,self.ok,self.code,self.message,self.column,self.caret,self.exit,self.size,self.seconds,self.masked,))\n return __hash__': _201,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.text,self.format,self.points,))\n return __hash__': _202,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.turns,))\n return __hash__': _203,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.type,self.image,self.text,self.version,))\n return __hash__': _204,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.type,self.image,self.text,self.version,self.level,))\n return __hash__': _205,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.value,))\n return __hash__': _206,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.value,self.forced,))\n return __hash__': _207,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.width,))\n return __hash__': _208,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.width,self.height,))\n return __hash__': _209,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.width,self.height,self.dx,self.dy,self.dx_mode,self.dy_mode,))\n return __hash__': _210,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.width,self.height,self.dx,self.dy,self.gravity,))\n return __hash__': _211,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.width,self.height,self.index,))\n return __hash__': _212,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.x,self.baseline,self.text,self.font,self.ink,))\n return __hash__': _213,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.x,self.y,self.w,self.h,))\n return __hash__': _214,
-    'def __create_fn__():\n def __hash__(self):\n  return hash((self.z,self.status,self.payload,self.scale,))\n return __hash__': _215,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"()"\n return __repr__': _216,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(algorithm={self.algorithm!r}, access_key={self.access_key!r}, sign_time={self.sign_time!r}, key_time={self.key_time!r}, header_list={self.header_list!r}, param_list={self.param_list!r}, signature={self.signature!r}, where={self.where!r})"\n return __repr__': _217,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(amount={self.amount!r})"\n return __repr__': _218,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(area={self.area!r})"\n return __repr__': _219,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(axis={self.axis!r})"\n return __repr__': _220,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(codes={self.codes!r}, image={self.image!r}, image_format={self.image_format!r})"\n return __repr__': _221,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(component={self.component!r}, kind={self.kind!r}, keyword={self.keyword!r})"\n return __repr__': _222,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(cover={self.cover!r}, bar_type={self.bar_type!r}, segment={self.segment!r}, size={self.size!r})"\n return __repr__': _223,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(data={self.data!r}, format={self.format!r}, flag={self.flag!r}, ssim={self.ssim!r})"\n return __repr__': _224,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(data={self.data!r}, format={self.format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, quality={self.quality!r}, plan={self.plan!r}, masked={self.masked!r}, slim_flag={self.slim_flag!r})"\n return __repr__': _225,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(data={self.data!r}, mime_type={self.mime_type!r}, etag={self.etag!r}, masked={self.masked!r})"\n return __repr__': _226,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(data={self.data!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, quality={self.quality!r}, original={self.original!r})"\n return __repr__': _227,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(degrees={self.degrees!r})"\n return __repr__': _228,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(enabled={self.enabled!r})"\n return __repr__': _229,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(families={self.families!r}, styles={self.styles!r}, description={self.description!r})"\n return __repr__': _230,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(field={self.field!r}, value={self.value!r}, targets={self.targets!r})"\n return __repr__': _231,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(format={self.format!r})"\n return __repr__': _232,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(format={self.format!r}, quality={self.quality!r}, progressive={self.progressive!r}, strip={self.strip!r}, reset_orientation={self.reset_orientation!r}, size_limit={self.size_limit!r}, keep_smaller={self.keep_smaller!r}, aigc={self.aigc!r})"\n return __repr__': _233,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(format={self.format!r}, shrink={self.shrink!r}, frames={self.frames!r}, sequential={self.sequential!r})"\n return __repr__': _234,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(format={self.format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, orientation={self.orientation!r}, has_alpha={self.has_alpha!r}, bit_depth={self.bit_depth!r}, color_space={self.color_space!r}, quality={self.quality!r}, progressive={self.progressive!r}, icc={self.icc!r}, exif={self.exif!r}, dpi={self.dpi!r}, loop={self.loop!r}, dynamic_range={self.dynamic_range!r})"\n return __repr__': _235,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(format={self.format!r}, width={self.width!r}, height={self.height!r}, quality={self.quality!r}, ave={self.ave!r}, orientation={self.orientation!r}, frame_count={self.frame_count!r})"\n return __repr__': _236,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(frames={self.frames!r})"\n return __repr__': _237,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(geometry={self.geometry!r}, gravity={self.gravity!r})"\n return __repr__': _238,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(geometry={self.geometry!r}, pad={self.pad!r}, color={self.color!r})"\n return __repr__': _239,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r})"\n return __repr__': _240,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r}, image={self.image!r}, blogo={self.blogo!r})"\n return __repr__': _241,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r}, text={self.text!r}, font={self.font!r}, fontsize={self.fontsize!r}, fill={self.fill!r}, shadow={self.shadow!r})"\n return __repr__': _242,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(header={self.header!r}, decode={self.decode!r}, decoded_size={self.decoded_size!r}, steps={self.steps!r}, encode={self.encode!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, info={self.info!r}, applied={self.applied!r})"\n return __repr__': _243,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(header={self.header!r}, limits={self.limits!r}, final_format={self.final_format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, format={self.format!r}, has_alpha={self.has_alpha!r}, orientation={self.orientation!r}, quality={self.quality!r}, prims={self.prims!r}, reset_orientation={self.reset_orientation!r}, progressive={self.progressive!r}, strip={self.strip!r}, size_limit={self.size_limit!r}, aigc={self.aigc!r})"\n return __repr__': _244,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(height={self.height!r})"\n return __repr__': _245,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, name={self.name!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, tag={self.tag!r}, create_time={self.create_time!r}, update_time={self.update_time!r})"\n return __repr__': _246,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, name={self.name!r}, state={self.state!r}, max_size={self.max_size!r}, max_concurrent={self.max_concurrent!r}, notify={self.notify!r}, create_time={self.create_time!r}, update_time={self.update_time!r})"\n return __repr__': _247,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, queue_id={self.queue_id!r}, input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, tag={self.tag!r}, state={self.state!r}, code={self.code!r}, message={self.message!r}, creation_time={self.creation_time!r}, start_time={self.start_time!r}, end_time={self.end_time!r}, input_region={self.input_region!r}, output_region={self.output_region!r}, template_id={self.template_id!r}, template_name={self.template_name!r}, user_data={self.user_data!r}, job_level={self.job_level!r}, result={self.result!r}, attempts={self.attempts!r}, seq={self.seq!r})"\n return __repr__': _248,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(index={self.index!r}, fileid={self.fileid!r}, rule={self.rule!r}, bucket={self.bucket!r}, pipeline={self.pipeline!r}, error={self.error!r})"\n return __repr__': _249,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, template_id={self.template_id!r}, output_region={self.output_region!r}, user_data={self.user_data!r}, job_level={self.job_level!r}, queue_id={self.queue_id!r}, tag={self.tag!r})"\n return __repr__': _250,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(interval={self.interval!r})"\n return __repr__': _251,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(is_pic_info={self.is_pic_info!r}, rules={self.rules!r})"\n return __repr__': _252,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(job_id={self.job_id!r}, attempt={self.attempt!r}, buckets={self.buckets!r}, bucket={self.bucket!r}, region={self.region!r}, input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, backend={self.backend!r})"\n return __repr__': _253,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(key={self.key!r}, location={self.location!r}, etag={self.etag!r}, image_info={self.image_info!r})"\n return __repr__': _254,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(key={self.key!r}, location={self.location!r}, format={self.format!r}, width={self.width!r}, height={self.height!r}, size={self.size!r}, quality={self.quality!r}, etag={self.etag!r}, frame_count={self.frame_count!r}, bucket={self.bucket!r}, masked={self.masked!r}, extras={self.extras!r}, top_level={self.top_level!r}, stored={self.stored!r})"\n return __repr__': _255,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(key={self.key!r}, size={self.size!r}, etag={self.etag!r}, last_modified={self.last_modified!r})"\n return __repr__': _256,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(kind={self.kind!r}, bucket={self.bucket!r}, key={self.key!r}, path={self.path!r}, host={self.host!r}, path_style={self.path_style!r}, region={self.region!r}, raw_path={self.raw_path!r})"\n return __repr__': _257,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(label={self.label!r}, content_producer={self.content_producer!r}, produce_id={self.produce_id!r}, reserved_code1={self.reserved_code1!r}, content_propagator={self.content_propagator!r}, propagate_id={self.propagate_id!r}, reserved_code2={self.reserved_code2!r})"\n return __repr__': _258,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r}, disposal={self.disposal!r}, transparent={self.transparent!r}, delay={self.delay!r}, descriptor={self.descriptor!r}, palette={self.palette!r})"\n return __repr__': _259,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(loads={self.loads!r}, saves={self.saves!r}, shrink_on_load={self.shrink_on_load!r}, animated={self.animated!r}, methods={self.methods!r})"\n return __repr__': _260,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(long_image={self.long_image!r}, black_and_white={self.black_and_white!r}, small_image={self.small_image!r}, big_image={self.big_image!r}, pure_image={self.pure_image!r}, clarity_score={self.clarity_score!r})"\n return __repr__': _261,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(max_bytes={self.max_bytes!r}, connect_timeout={self.connect_timeout!r}, read_timeout={self.read_timeout!r}, total_timeout={self.total_timeout!r})"\n return __repr__': _262,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(max_input_bytes={self.max_input_bytes!r}, max_input_side={self.max_input_side!r}, max_input_pixels={self.max_input_pixels!r}, max_animated_pixels={self.max_animated_pixels!r}, max_gif_frames={self.max_gif_frames!r}, max_frames={self.max_frames!r}, max_output_side={self.max_output_side!r}, max_steps={self.max_steps!r}, max_image_watermarks={self.max_image_watermarks!r}, max_param_value={self.max_param_value!r}, max_work_pixels={self.max_work_pixels!r}, max_request_images={self.max_request_images!r}, max_request_bytes={self.max_request_bytes!r}, max_webp_output_side={self.max_webp_output_side!r})"\n return __repr__': _263,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(min_ratio={self.min_ratio!r}, max_ratio={self.max_ratio!r})"\n return __repr__': _264,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(mode={self.mode!r}, referers={self.referers!r}, allow_empty={self.allow_empty!r})"\n return __repr__': _265,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(mode={self.mode!r}, width={self.width!r}, height={self.height!r})"\n return __repr__': _266,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(mode={self.mode!r}, width={self.width!r}, height={self.height!r}, format={self.format!r}, quality={self.quality!r}, quality_forced={self.quality_forced!r}, rquality={self.rquality!r}, lquality={self.lquality!r}, interlace={self.interlace!r}, ignore_error_flag={self.ignore_error_flag!r})"\n return __repr__': _267,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(name={self.name!r})"\n return __repr__': _268,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(name={self.name!r}, body={self.body!r}, pipeline={self.pipeline!r})"\n return __repr__': _269,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(name={self.name!r}, params={self.params!r})"\n return __repr__': _270,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(name={self.name!r}, separators={self.separators!r}, protection={self.protection!r}, public_read={self.public_read!r}, hotlink={self.hotlink!r}, origin={self.origin!r}, origin_mode={self.origin_mode!r}, cache_control={self.cache_control!r})"\n return __repr__': _271,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(number={self.number!r})"\n return __repr__': _272,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(ops={self.ops!r})"\n return __repr__': _273,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(ops={self.ops!r}, info={self.info!r}, ignore_error={self.ignore_error!r}, rules={self.rules!r}, pipeline={self.pipeline!r}, limits={self.limits!r})"\n return __repr__': _274,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r})"\n return __repr__': _275,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, amount={self.amount!r}, sigma={self.sigma!r})"\n return __repr__': _276,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, background={self.background!r})"\n return __repr__': _277,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, degrees={self.degrees!r}, width={self.width!r}, height={self.height!r}, background={self.background!r})"\n return __repr__': _278,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, groups={self.groups!r})"\n return __repr__': _279,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, horizontal={self.horizontal!r})"\n return __repr__': _280,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r})"\n return __repr__': _281,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r}, background={self.background!r})"\n return __repr__': _282,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, mark={self.mark!r}, width={self.width!r}, height={self.height!r})"\n return __repr__': _283,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, overlay_size={self.overlay_size!r}, placements={self.placements!r}, opacity={self.opacity!r}, tile={self.tile!r}, grey={self.grey!r}, key={self.key!r})"\n return __repr__': _284,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, shape={self.shape!r}, radius={self.radius!r}, background={self.background!r})"\n return __repr__': _285,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, sigma={self.sigma!r}, radius={self.radius!r})"\n return __repr__': _286,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, slope={self.slope!r}, offset={self.offset!r})"\n return __repr__': _287,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, turns={self.turns!r})"\n return __repr__': _288,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, width={self.width!r}, height={self.height!r})"\n return __repr__': _289,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(original_info={self.original_info!r}, process_results={self.process_results!r})"\n return __repr__': _290,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(path={self.path!r}, index={self.index!r}, family={self.family!r}, style={self.style!r})"\n return __repr__': _291,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(percent={self.percent!r})"\n return __repr__': _292,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(pieces={self.pieces!r}, box={self.box!r}, bounds={self.bounds!r}, fill={self.fill!r}, shadow={self.shadow!r}, shadow_offset={self.shadow_offset!r})"\n return __repr__': _293,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(pipeline={self.pipeline!r}, backend={self.backend!r}, limits={self.limits!r}, token={self.token!r}, threads={self.threads!r}, masked={self.masked!r}, extras={self.extras!r})"\n return __repr__': _294,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, box={self.box!r}, origin={self.origin!r}, neutral={self.neutral!r})"\n return __repr__': _295,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, delays={self.delays!r}, loop={self.loop!r}, exif={self.exif!r}, icc={self.icc!r})"\n return __repr__': _296,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, delays={self.delays!r}, loop={self.loop!r}, exif={self.exif!r}, icc={self.icc!r}, xmp={self.xmp!r})"\n return __repr__': _297,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(radius={self.radius!r})"\n return __repr__': _298,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(radius={self.radius!r}, sigma={self.sigma!r})"\n return __repr__': _299,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(red={self.red!r}, green={self.green!r}, blue={self.blue!r})"\n return __repr__': _300,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(request={self.request!r}, target={self.target!r}, method={self.method!r}, query={self.query!r}, raw_query={self.raw_query!r}, request_id={self.request_id!r}, bucket={self.bucket!r}, signer={self.signer!r}, headers={self.headers!r})"\n return __repr__': _301,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(resolved={self.resolved!r}, backend={self.backend!r}, image={self.image!r}, data={self.data!r}, pixels={self.pixels!r})"\n return __repr__': _302,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(resources={self.resources!r}, styles={self.styles!r})"\n return __repr__': _303,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(root={self.root!r}, endpoint={self.endpoint!r}, layout={self.layout!r}, fsync={self.fsync!r}, timeout={self.timeout!r}, retries={self.retries!r})"\n return __repr__': _304,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(root={self.root!r}, host={self.host!r}, port={self.port!r}, region={self.region!r}, buckets={self.buckets!r}, credentials={self.credentials!r}, anonymous={self.anonymous!r}, default_bucket={self.default_bucket!r}, max_body_bytes={self.max_body_bytes!r}, workers={self.workers!r}, max_pending={self.max_pending!r}, request_timeout={self.request_timeout!r}, grace_period={self.grace_period!r}, fsync={self.fsync!r}, backend={self.backend!r}, vips_concurrency={self.vips_concurrency!r}, cors_origins={self.cors_origins!r}, storage_factory={self.storage_factory!r}, job_workers={self.job_workers!r}, scheduler={self.scheduler!r}, cache_dir={self.cache_dir!r}, cache_size={self.cache_size!r}, origin_connect_timeout={self.origin_connect_timeout!r}, origin_read_timeout={self.origin_read_timeout!r})"\n return __repr__': _305,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(rule={self.rule!r}, key={self.key!r}, bucket={self.bucket!r}, store={self.store!r}, pipeline={self.pipeline!r}, symbolic={self.symbolic!r}, resolved={self.resolved!r}, masked={self.masked!r}, intel={self.intel!r})"\n return __repr__': _306,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(scheme={self.scheme!r}, host={self.host!r}, key={self.key!r}, query={self.query!r}, bucket={self.bucket!r}, region={self.region!r})"\n return __repr__': _307,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(size={self.size!r}, unit={self.unit!r}, keep_smaller={self.keep_smaller!r})"\n return __repr__': _308,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(source={self.source!r}, dest={self.dest!r}, endpoint={self.endpoint!r}, pipeline={self.pipeline!r}, backend={self.backend!r}, limits={self.limits!r}, masked={self.masked!r}, extras={self.extras!r})"\n return __repr__': _309,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(source={self.source!r}, dest={self.dest!r}, name={self.name!r}, shown={self.shown!r})"\n return __repr__': _310,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(starts={self.starts!r}, ends={self.ends!r})"\n return __repr__': _311,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(step={self.step!r}, format={self.format!r}, quality={self.quality!r}, rquality={self.rquality!r}, lquality={self.lquality!r}, interlace={self.interlace!r}, strip={self.strip!r}, size_limit={self.size_limit!r}, cgif={self.cgif!r}, egif={self.egif!r}, aigc={self.aigc!r})"\n return __repr__': _312,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(steps={self.steps!r})"\n return __repr__': _313,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(task={self.task!r}, ok={self.ok!r}, code={self.code!r}, message={self.message!r}, column={self.column!r}, caret={self.caret!r}, exit={self.exit!r}, size={self.size!r}, seconds={self.seconds!r}, masked={self.masked!r})"\n return __repr__': _314,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(text={self.text!r}, format={self.format!r}, points={self.points!r})"\n return __repr__': _315,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(todo={self.todo!r}, skipped={self.skipped!r}, collisions={self.collisions!r})"\n return __repr__': _316,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(type={self.type!r}, image={self.image!r}, text={self.text!r}, version={self.version!r})"\n return __repr__': _317,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(type={self.type!r}, image={self.image!r}, text={self.text!r}, version={self.version!r}, level={self.level!r})"\n return __repr__': _318,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(value={self.value!r})"\n return __repr__': _319,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(value={self.value!r}, forced={self.forced!r})"\n return __repr__': _320,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(width={self.width!r})"\n return __repr__': _321,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r})"\n return __repr__': _322,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, dx={self.dx!r}, dy={self.dy!r}, dx_mode={self.dx_mode!r}, dy_mode={self.dy_mode!r})"\n return __repr__': _323,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, dx={self.dx!r}, dy={self.dy!r}, gravity={self.gravity!r})"\n return __repr__': _324,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, index={self.index!r})"\n return __repr__': _325,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(workers={self.workers!r}, scheduler={self.scheduler!r}, client={self.client!r}, local={self.local!r})"\n return __repr__': _326,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(x={self.x!r}, baseline={self.baseline!r}, text={self.text!r}, font={self.font!r}, ink={self.ink!r})"\n return __repr__': _327,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(x={self.x!r}, y={self.y!r}, w={self.w!r}, h={self.h!r})"\n return __repr__': _328,
-    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(z={self.z!r}, status={self.status!r}, payload={self.payload!r}, scale={self.scale!r})"\n return __repr__': _329,
-    "def __create_fn__(_type_algorithm, _type_access_key, _type_sign_time, _type_key_time, _type_header_list, _type_param_list, _type_signature, _type_where, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,algorithm:_type_algorithm,access_key:_type_access_key,sign_time:_type_sign_time,key_time:_type_key_time,header_list:_type_header_list,param_list:_type_param_list,signature:_type_signature,where:_type_where)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'algorithm',algorithm)\n  __dataclass_builtins_object__.__setattr__(self,'access_key',access_key)\n  __dataclass_builtins_object__.__setattr__(self,'sign_time',sign_time)\n  __dataclass_builtins_object__.__setattr__(self,'key_time',key_time)\n  __dataclass_builtins_object__.__setattr__(self,'header_list',header_list)\n  __dataclass_builtins_object__.__setattr__(self,'param_list',param_list)\n  __dataclass_builtins_object__.__setattr__(self,'signature',signature)\n  __dataclass_builtins_object__.__setattr__(self,'where',where)\n return __init__": _330,
-    "def __create_fn__(_type_codes, _type_image, _type_image_format, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_image, _dflt_image_format, _return_type):\n def __init__(self,codes:_type_codes,image:_type_image=_dflt_image,image_format:_type_image_format=_dflt_image_format)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'codes',codes)\n  __dataclass_builtins_object__.__setattr__(self,'image',image)\n  __dataclass_builtins_object__.__setattr__(self,'image_format',image_format)\n return __init__": _331,
-    "def __create_fn__(_type_component, _type_kind, _type_keyword, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_keyword, _return_type):\n def __init__(self,component:_type_component,kind:_type_kind,keyword:_type_keyword=_dflt_keyword)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'component',component)\n  __dataclass_builtins_object__.__setattr__(self,'kind',kind)\n  __dataclass_builtins_object__.__setattr__(self,'keyword',keyword)\n return __init__": _332,
-    "def __create_fn__(_type_data, _type_format, _type_flag, _type_ssim, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,data:_type_data,format:_type_format,flag:_type_flag,ssim:_type_ssim)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'data',data)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'flag',flag)\n  __dataclass_builtins_object__.__setattr__(self,'ssim',ssim)\n return __init__": _333,
-    "def __create_fn__(_type_data, _type_format, _type_width, _type_height, _type_frames, _type_quality, _type_plan, _type_masked, _type_slim_flag, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_plan, _dflt_masked, _dflt_slim_flag, _return_type):\n def __init__(self,data:_type_data,format:_type_format,width:_type_width,height:_type_height,frames:_type_frames,quality:_type_quality,plan:_type_plan=_dflt_plan,masked:_type_masked=_dflt_masked,slim_flag:_type_slim_flag=_dflt_slim_flag)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'data',data)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'frames',frames)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'plan',plan)\n  __dataclass_builtins_object__.__setattr__(self,'masked',masked)\n  __dataclass_builtins_object__.__setattr__(self,'slim_flag',slim_flag)\n return __init__": _334,
-    "def __create_fn__(_type_data, _type_mime_type, _type_etag, _type_masked, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_masked, _return_type):\n def __init__(self,data:_type_data,mime_type:_type_mime_type,etag:_type_etag,masked:_type_masked=_dflt_masked)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'data',data)\n  __dataclass_builtins_object__.__setattr__(self,'mime_type',mime_type)\n  __dataclass_builtins_object__.__setattr__(self,'etag',etag)\n  __dataclass_builtins_object__.__setattr__(self,'masked',masked)\n return __init__": _335,
-    "def __create_fn__(_type_data, _type_width, _type_height, _type_frames, _type_quality, _type_original, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_original, _return_type):\n def __init__(self,data:_type_data,width:_type_width,height:_type_height,frames:_type_frames,quality:_type_quality,original:_type_original=_dflt_original)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'data',data)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'frames',frames)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'original',original)\n return __init__": _336,
-    "def __create_fn__(_type_families, _type_styles, _type_description, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,families:_type_families,styles:_type_styles,description:_type_description)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'families',families)\n  __dataclass_builtins_object__.__setattr__(self,'styles',styles)\n  __dataclass_builtins_object__.__setattr__(self,'description',description)\n return __init__": _337,
-    'def __create_fn__(_type_field, _type_value, _type_targets, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,field:_type_field,value:_type_value,targets:_type_targets)->_return_type:\n  self.field=field\n  self.value=value\n  self.targets=targets\n return __init__': _338,
-    "def __create_fn__(_type_format, _type_quality, _type_progressive, _type_strip, _type_reset_orientation, _type_size_limit, _type_keep_smaller, _type_aigc, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_quality, _dflt_progressive, _dflt_strip, _dflt_reset_orientation, _dflt_size_limit, _dflt_keep_smaller, _dflt_aigc, _return_type):\n def __init__(self,format:_type_format,quality:_type_quality=_dflt_quality,progressive:_type_progressive=_dflt_progressive,strip:_type_strip=_dflt_strip,reset_orientation:_type_reset_orientation=_dflt_reset_orientation,size_limit:_type_size_limit=_dflt_size_limit,keep_smaller:_type_keep_smaller=_dflt_keep_smaller,aigc:_type_aigc=_dflt_aigc)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'progressive',progressive)\n  __dataclass_builtins_object__.__setattr__(self,'strip',strip)\n  __dataclass_builtins_object__.__setattr__(self,'reset_orientation',reset_orientation)\n  __dataclass_builtins_object__.__setattr__(self,'size_limit',size_limit)\n  __dataclass_builtins_object__.__setattr__(self,'keep_smaller',keep_smaller)\n  __dataclass_builtins_object__.__setattr__(self,'aigc',aigc)\n return __init__": _339,
-    "def __create_fn__(_type_format, _type_shrink, _type_frames, _type_sequential, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_shrink, _dflt_frames, _dflt_sequential, _return_type):\n def __init__(self,format:_type_format,shrink:_type_shrink=_dflt_shrink,frames:_type_frames=_dflt_frames,sequential:_type_sequential=_dflt_sequential)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'shrink',shrink)\n  __dataclass_builtins_object__.__setattr__(self,'frames',frames)\n  __dataclass_builtins_object__.__setattr__(self,'sequential',sequential)\n return __init__": _340,
-    "def __create_fn__(_type_format, _type_width, _type_height, _type_frames, _type_orientation, _type_has_alpha, _type_bit_depth, _type_color_space, _type_quality, _type_progressive, _type_icc, _type_exif, _type_dpi, _type_loop, _type_dynamic_range, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_frames, _dflt_orientation, _dflt_has_alpha, _dflt_bit_depth, _dflt_color_space, _dflt_quality, _dflt_progressive, _dflt_icc, _dflt_exif, _dflt_dpi, _dflt_loop, _dflt_dynamic_range, _return_type):\n def __init__(self,format:_type_format,width:_type_width,height:_type_height,frames:_type_frames=_dflt_frames,orientation:_type_orientation=_dflt_orientation,has_alpha:_type_has_alpha=_dflt_has_alpha,bit_depth:_type_bit_depth=_dflt_bit_depth,color_space:_type_color_space=_dflt_color_space,quality:_type_quality=_dflt_quality,progressive:_type_progressive=_dflt_progressive,icc:_type_icc=_dflt_icc,exif:_type_exif=_dflt_exif,dpi:_type_dpi=_dflt_dpi,loop:_type_loop=_dflt_loop,dynamic_range:_type_dynamic_range=_dflt_dynamic_range)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'frames',frames)\n  __dataclass_builtins_object__.__setattr__(self,'orientation',orientation)\n  __dataclass_builtins_object__.__setattr__(self,'has_alpha',has_alpha)\n  __dataclass_builtins_object__.__setattr__(self,'bit_depth',bit_depth)\n  __dataclass_builtins_object__.__setattr__(self,'color_space',color_space)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'progressive',progressive)\n  __dataclass_builtins_object__.__setattr__(self,'icc',icc)\n  __dataclass_builtins_object__.__setattr__(self,'exif',exif)\n  __dataclass_builtins_object__.__setattr__(self,'dpi',dpi)\n  __dataclass_builtins_object__.__setattr__(self,'loop',loop)\n  __dataclass_builtins_object__.__setattr__(self,'dynamic_range',dynamic_range)\n return __init__": _341,
-    "def __create_fn__(_type_format, _type_width, _type_height, _type_quality, _type_ave, _type_orientation, _type_frame_count, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,format:_type_format,width:_type_width,height:_type_height,quality:_type_quality,ave:_type_ave,orientation:_type_orientation,frame_count:_type_frame_count)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'ave',ave)\n  __dataclass_builtins_object__.__setattr__(self,'orientation',orientation)\n  __dataclass_builtins_object__.__setattr__(self,'frame_count',frame_count)\n return __init__": _342,
-    "def __create_fn__(_type_header, _type_decode, _type_decoded_size, _type_steps, _type_encode, _type_width, _type_height, _type_frames, _type_info, _type_applied, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_info, _dflt_applied, _return_type):\n def __init__(self,header:_type_header,decode:_type_decode,decoded_size:_type_decoded_size,steps:_type_steps,encode:_type_encode,width:_type_width,height:_type_height,frames:_type_frames,info:_type_info=_dflt_info,applied:_type_applied=_dflt_applied)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'header',header)\n  __dataclass_builtins_object__.__setattr__(self,'decode',decode)\n  __dataclass_builtins_object__.__setattr__(self,'decoded_size',decoded_size)\n  __dataclass_builtins_object__.__setattr__(self,'steps',steps)\n  __dataclass_builtins_object__.__setattr__(self,'encode',encode)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'frames',frames)\n  __dataclass_builtins_object__.__setattr__(self,'info',info)\n  __dataclass_builtins_object__.__setattr__(self,'applied',applied)\n return __init__": _343,
-    'def __create_fn__(_type_header, _type_limits, _type_final_format, _type_width, _type_height, _type_frames, _type_format, _type_has_alpha, _type_orientation, _type_quality, _type_prims, _type_reset_orientation, _type_progressive, _type_strip, _type_size_limit, _type_aigc, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_prims, _dflt_reset_orientation, _dflt_progressive, _dflt_strip, _dflt_size_limit, _dflt_aigc, _return_type):\n def __init__(self,header:_type_header,limits:_type_limits,final_format:_type_final_format,width:_type_width,height:_type_height,frames:_type_frames,format:_type_format,has_alpha:_type_has_alpha,orientation:_type_orientation,quality:_type_quality,prims:_type_prims=_HAS_DEFAULT_FACTORY,reset_orientation:_type_reset_orientation=_dflt_reset_orientation,progressive:_type_progressive=_dflt_progressive,strip:_type_strip=_dflt_strip,size_limit:_type_size_limit=_dflt_size_limit,aigc:_type_aigc=_dflt_aigc)->_return_type:\n  self.header=header\n  self.limits=limits\n  self.final_format=final_format\n  self.width=width\n  self.height=height\n  self.frames=frames\n  self.format=format\n  self.has_alpha=has_alpha\n  self.orientation=orientation\n  self.quality=quality\n  self.prims=_dflt_prims() if prims is _HAS_DEFAULT_FACTORY else prims\n  self.reset_orientation=reset_orientation\n  self.progressive=progressive\n  self.strip=strip\n  self.size_limit=size_limit\n  self.aigc=aigc\n return __init__': _344,
-    "def __create_fn__(_type_id, _type_bucket, _type_name, _type_rule, _type_is_pic_info, _type_tag, _type_create_time, _type_update_time, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_is_pic_info, _dflt_tag, _dflt_create_time, _dflt_update_time, _return_type):\n def __init__(self,id:_type_id,bucket:_type_bucket,name:_type_name,rule:_type_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,tag:_type_tag=_dflt_tag,create_time:_type_create_time=_dflt_create_time,update_time:_type_update_time=_dflt_update_time)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'id',id)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'rule',rule)\n  __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)\n  __dataclass_builtins_object__.__setattr__(self,'tag',tag)\n  __dataclass_builtins_object__.__setattr__(self,'create_time',create_time)\n  __dataclass_builtins_object__.__setattr__(self,'update_time',update_time)\n return __init__": _345,
-    "def __create_fn__(_type_id, _type_bucket, _type_name, _type_state, _type_max_size, _type_max_concurrent, _type_notify, _type_create_time, _type_update_time, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_state, _dflt_max_size, _dflt_max_concurrent, _dflt_notify, _dflt_create_time, _dflt_update_time, _return_type):\n def __init__(self,id:_type_id,bucket:_type_bucket,name:_type_name,state:_type_state=_dflt_state,max_size:_type_max_size=_dflt_max_size,max_concurrent:_type_max_concurrent=_dflt_max_concurrent,notify:_type_notify=_HAS_DEFAULT_FACTORY,create_time:_type_create_time=_dflt_create_time,update_time:_type_update_time=_dflt_update_time)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'id',id)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'state',state)\n  __dataclass_builtins_object__.__setattr__(self,'max_size',max_size)\n  __dataclass_builtins_object__.__setattr__(self,'max_concurrent',max_concurrent)\n  __dataclass_builtins_object__.__setattr__(self,'notify',_dflt_notify() if notify is _HAS_DEFAULT_FACTORY else notify)\n  __dataclass_builtins_object__.__setattr__(self,'create_time',create_time)\n  __dataclass_builtins_object__.__setattr__(self,'update_time',update_time)\n return __init__": _346,
-    "def __create_fn__(_type_id, _type_bucket, _type_queue_id, _type_input_object, _type_output_bucket, _type_output_object, _type_rule, _type_is_pic_info, _type_tag, _type_state, _type_code, _type_message, _type_creation_time, _type_start_time, _type_end_time, _type_input_region, _type_output_region, _type_template_id, _type_template_name, _type_user_data, _type_job_level, _type_result, _type_attempts, _type_seq, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_is_pic_info, _dflt_tag, _dflt_state, _dflt_code, _dflt_message, _dflt_creation_time, _dflt_start_time, _dflt_end_time, _dflt_input_region, _dflt_output_region, _dflt_template_id, _dflt_template_name, _dflt_user_data, _dflt_job_level, _dflt_result, _dflt_attempts, _dflt_seq, _return_type):\n def __init__(self,id:_type_id,bucket:_type_bucket,queue_id:_type_queue_id,input_object:_type_input_object,output_bucket:_type_output_bucket,output_object:_type_output_object,rule:_type_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,tag:_type_tag=_dflt_tag,state:_type_state=_dflt_state,code:_type_code=_dflt_code,message:_type_message=_dflt_message,creation_time:_type_creation_time=_dflt_creation_time,start_time:_type_start_time=_dflt_start_time,end_time:_type_end_time=_dflt_end_time,input_region:_type_input_region=_dflt_input_region,output_region:_type_output_region=_dflt_output_region,template_id:_type_template_id=_dflt_template_id,template_name:_type_template_name=_dflt_template_name,user_data:_type_user_data=_dflt_user_data,job_level:_type_job_level=_dflt_job_level,result:_type_result=_dflt_result,attempts:_type_attempts=_dflt_attempts,seq:_type_seq=_dflt_seq)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'id',id)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'queue_id',queue_id)\n  __dataclass_builtins_object__.__setattr__(self,'input_object',input_object)\n  __dataclass_builtins_object__.__setattr__(self,'output_bucket',output_bucket)\n  __dataclass_builtins_object__.__setattr__(self,'output_object',output_object)\n  __dataclass_builtins_object__.__setattr__(self,'rule',rule)\n  __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)\n  __dataclass_builtins_object__.__setattr__(self,'tag',tag)\n  __dataclass_builtins_object__.__setattr__(self,'state',state)\n  __dataclass_builtins_object__.__setattr__(self,'code',code)\n  __dataclass_builtins_object__.__setattr__(self,'message',message)\n  __dataclass_builtins_object__.__setattr__(self,'creation_time',creation_time)\n  __dataclass_builtins_object__.__setattr__(self,'start_time',start_time)\n  __dataclass_builtins_object__.__setattr__(self,'end_time',end_time)\n  __dataclass_builtins_object__.__setattr__(self,'input_region',input_region)\n  __dataclass_builtins_object__.__setattr__(self,'output_region',output_region)\n  __dataclass_builtins_object__.__setattr__(self,'template_id',template_id)\n  __dataclass_builtins_object__.__setattr__(self,'template_name',template_name)\n  __dataclass_builtins_object__.__setattr__(self,'user_data',user_data)\n  __dataclass_builtins_object__.__setattr__(self,'job_level',job_level)\n  __dataclass_builtins_object__.__setattr__(self,'result',result)\n  __dataclass_builtins_object__.__setattr__(self,'attempts',attempts)\n  __dataclass_builtins_object__.__setattr__(self,'seq',seq)\n return __init__": _347,
-    "def __create_fn__(_type_index, _type_fileid, _type_rule, _type_bucket, _type_pipeline, _type_error, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_bucket, _dflt_pipeline, _dflt_error, _return_type):\n def __init__(self,index:_type_index,fileid:_type_fileid,rule:_type_rule,bucket:_type_bucket=_dflt_bucket,pipeline:_type_pipeline=_dflt_pipeline,error:_type_error=_dflt_error)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'index',index)\n  __dataclass_builtins_object__.__setattr__(self,'fileid',fileid)\n  __dataclass_builtins_object__.__setattr__(self,'rule',rule)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)\n  __dataclass_builtins_object__.__setattr__(self,'error',error)\n return __init__": _348,
-    "def __create_fn__(_type_input_object, _type_output_bucket, _type_output_object, _type_rule, _type_is_pic_info, _type_template_id, _type_output_region, _type_user_data, _type_job_level, _type_queue_id, _type_tag, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_rule, _dflt_is_pic_info, _dflt_template_id, _dflt_output_region, _dflt_user_data, _dflt_job_level, _dflt_queue_id, _dflt_tag, _return_type):\n def __init__(self,input_object:_type_input_object,output_bucket:_type_output_bucket,output_object:_type_output_object,rule:_type_rule=_dflt_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,template_id:_type_template_id=_dflt_template_id,output_region:_type_output_region=_dflt_output_region,user_data:_type_user_data=_dflt_user_data,job_level:_type_job_level=_dflt_job_level,queue_id:_type_queue_id=_dflt_queue_id,tag:_type_tag=_dflt_tag)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'input_object',input_object)\n  __dataclass_builtins_object__.__setattr__(self,'output_bucket',output_bucket)\n  __dataclass_builtins_object__.__setattr__(self,'output_object',output_object)\n  __dataclass_builtins_object__.__setattr__(self,'rule',rule)\n  __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)\n  __dataclass_builtins_object__.__setattr__(self,'template_id',template_id)\n  __dataclass_builtins_object__.__setattr__(self,'output_region',output_region)\n  __dataclass_builtins_object__.__setattr__(self,'user_data',user_data)\n  __dataclass_builtins_object__.__setattr__(self,'job_level',job_level)\n  __dataclass_builtins_object__.__setattr__(self,'queue_id',queue_id)\n  __dataclass_builtins_object__.__setattr__(self,'tag',tag)\n return __init__": _349,
-    "def __create_fn__(_type_is_pic_info, _type_rules, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,is_pic_info:_type_is_pic_info,rules:_type_rules)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)\n  __dataclass_builtins_object__.__setattr__(self,'rules',rules)\n return __init__": _350,
-    "def __create_fn__(_type_job_id, _type_attempt, _type_buckets, _type_bucket, _type_region, _type_input_object, _type_output_bucket, _type_output_object, _type_rule, _type_is_pic_info, _type_backend, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_is_pic_info, _dflt_backend, _return_type):\n def __init__(self,job_id:_type_job_id,attempt:_type_attempt,buckets:_type_buckets,bucket:_type_bucket,region:_type_region,input_object:_type_input_object,output_bucket:_type_output_bucket,output_object:_type_output_object,rule:_type_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,backend:_type_backend=_dflt_backend)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'job_id',job_id)\n  __dataclass_builtins_object__.__setattr__(self,'attempt',attempt)\n  __dataclass_builtins_object__.__setattr__(self,'buckets',buckets)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'region',region)\n  __dataclass_builtins_object__.__setattr__(self,'input_object',input_object)\n  __dataclass_builtins_object__.__setattr__(self,'output_bucket',output_bucket)\n  __dataclass_builtins_object__.__setattr__(self,'output_object',output_object)\n  __dataclass_builtins_object__.__setattr__(self,'rule',rule)\n  __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)\n  __dataclass_builtins_object__.__setattr__(self,'backend',backend)\n return __init__": _351,
-    "def __create_fn__(_type_key, _type_location, _type_etag, _type_image_info, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_image_info, _return_type):\n def __init__(self,key:_type_key,location:_type_location,etag:_type_etag,image_info:_type_image_info=_dflt_image_info)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'key',key)\n  __dataclass_builtins_object__.__setattr__(self,'location',location)\n  __dataclass_builtins_object__.__setattr__(self,'etag',etag)\n  __dataclass_builtins_object__.__setattr__(self,'image_info',image_info)\n return __init__": _352,
-    "def __create_fn__(_type_key, _type_location, _type_format, _type_width, _type_height, _type_size, _type_quality, _type_etag, _type_frame_count, _type_bucket, _type_masked, _type_extras, _type_top_level, _type_stored, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_frame_count, _dflt_bucket, _dflt_masked, _dflt_extras, _dflt_top_level, _dflt_stored, _return_type):\n def __init__(self,key:_type_key,location:_type_location,format:_type_format,width:_type_width,height:_type_height,size:_type_size,quality:_type_quality,etag:_type_etag,frame_count:_type_frame_count=_dflt_frame_count,bucket:_type_bucket=_dflt_bucket,masked:_type_masked=_dflt_masked,extras:_type_extras=_dflt_extras,top_level:_type_top_level=_dflt_top_level,stored:_type_stored=_dflt_stored)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'key',key)\n  __dataclass_builtins_object__.__setattr__(self,'location',location)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'size',size)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'etag',etag)\n  __dataclass_builtins_object__.__setattr__(self,'frame_count',frame_count)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'masked',masked)\n  __dataclass_builtins_object__.__setattr__(self,'extras',extras)\n  __dataclass_builtins_object__.__setattr__(self,'top_level',top_level)\n  __dataclass_builtins_object__.__setattr__(self,'stored',stored)\n return __init__": _353,
-    "def __create_fn__(_type_key, _type_size, _type_etag, _type_last_modified, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,key:_type_key,size:_type_size,etag:_type_etag,last_modified:_type_last_modified)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'key',key)\n  __dataclass_builtins_object__.__setattr__(self,'size',size)\n  __dataclass_builtins_object__.__setattr__(self,'etag',etag)\n  __dataclass_builtins_object__.__setattr__(self,'last_modified',last_modified)\n return __init__": _354,
-    "def __create_fn__(_type_kind, _type_bucket, _type_key, _type_path, _type_host, _type_path_style, _type_region, _type_raw_path, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_path_style, _dflt_region, _dflt_raw_path, _return_type):\n def __init__(self,kind:_type_kind,bucket:_type_bucket,key:_type_key,path:_type_path,host:_type_host,path_style:_type_path_style=_dflt_path_style,region:_type_region=_dflt_region,raw_path:_type_raw_path=_dflt_raw_path)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'kind',kind)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'key',key)\n  __dataclass_builtins_object__.__setattr__(self,'path',path)\n  __dataclass_builtins_object__.__setattr__(self,'host',host)\n  __dataclass_builtins_object__.__setattr__(self,'path_style',path_style)\n  __dataclass_builtins_object__.__setattr__(self,'region',region)\n  __dataclass_builtins_object__.__setattr__(self,'raw_path',raw_path)\n return __init__": _355,
-    "def __create_fn__(_type_left, _type_top, _type_width, _type_height, _type_disposal, _type_transparent, _type_delay, _type_descriptor, _type_palette, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,left:_type_left,top:_type_top,width:_type_width,height:_type_height,disposal:_type_disposal,transparent:_type_transparent,delay:_type_delay,descriptor:_type_descriptor,palette:_type_palette)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'left',left)\n  __dataclass_builtins_object__.__setattr__(self,'top',top)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'disposal',disposal)\n  __dataclass_builtins_object__.__setattr__(self,'transparent',transparent)\n  __dataclass_builtins_object__.__setattr__(self,'delay',delay)\n  __dataclass_builtins_object__.__setattr__(self,'descriptor',descriptor)\n  __dataclass_builtins_object__.__setattr__(self,'palette',palette)\n return __init__": _356,
-    "def __create_fn__(_type_loads, _type_saves, _type_shrink_on_load, _type_animated, _type_methods, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,loads:_type_loads,saves:_type_saves,shrink_on_load:_type_shrink_on_load,animated:_type_animated,methods:_type_methods)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'loads',loads)\n  __dataclass_builtins_object__.__setattr__(self,'saves',saves)\n  __dataclass_builtins_object__.__setattr__(self,'shrink_on_load',shrink_on_load)\n  __dataclass_builtins_object__.__setattr__(self,'animated',animated)\n  __dataclass_builtins_object__.__setattr__(self,'methods',methods)\n return __init__": _357,
-    "def __create_fn__(_type_long_image, _type_black_and_white, _type_small_image, _type_big_image, _type_pure_image, _type_clarity_score, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,long_image:_type_long_image,black_and_white:_type_black_and_white,small_image:_type_small_image,big_image:_type_big_image,pure_image:_type_pure_image,clarity_score:_type_clarity_score)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'long_image',long_image)\n  __dataclass_builtins_object__.__setattr__(self,'black_and_white',black_and_white)\n  __dataclass_builtins_object__.__setattr__(self,'small_image',small_image)\n  __dataclass_builtins_object__.__setattr__(self,'big_image',big_image)\n  __dataclass_builtins_object__.__setattr__(self,'pure_image',pure_image)\n  __dataclass_builtins_object__.__setattr__(self,'clarity_score',clarity_score)\n return __init__": _358,
-    "def __create_fn__(_type_max_bytes, _type_connect_timeout, _type_read_timeout, _type_total_timeout, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,max_bytes:_type_max_bytes,connect_timeout:_type_connect_timeout,read_timeout:_type_read_timeout,total_timeout:_type_total_timeout)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'max_bytes',max_bytes)\n  __dataclass_builtins_object__.__setattr__(self,'connect_timeout',connect_timeout)\n  __dataclass_builtins_object__.__setattr__(self,'read_timeout',read_timeout)\n  __dataclass_builtins_object__.__setattr__(self,'total_timeout',total_timeout)\n return __init__": _359,
-    "def __create_fn__(_type_max_input_bytes, _type_max_input_side, _type_max_input_pixels, _type_max_animated_pixels, _type_max_gif_frames, _type_max_frames, _type_max_output_side, _type_max_steps, _type_max_image_watermarks, _type_max_param_value, _type_max_work_pixels, _type_max_request_images, _type_max_request_bytes, _type_max_webp_output_side, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_max_input_bytes, _dflt_max_input_side, _dflt_max_input_pixels, _dflt_max_animated_pixels, _dflt_max_gif_frames, _dflt_max_frames, _dflt_max_output_side, _dflt_max_steps, _dflt_max_image_watermarks, _dflt_max_param_value, _dflt_max_work_pixels, _dflt_max_request_images, _dflt_max_request_bytes, _dflt_max_webp_output_side, _return_type):\n def __init__(self,max_input_bytes:_type_max_input_bytes=_dflt_max_input_bytes,max_input_side:_type_max_input_side=_dflt_max_input_side,max_input_pixels:_type_max_input_pixels=_dflt_max_input_pixels,max_animated_pixels:_type_max_animated_pixels=_dflt_max_animated_pixels,max_gif_frames:_type_max_gif_frames=_dflt_max_gif_frames,max_frames:_type_max_frames=_dflt_max_frames,max_output_side:_type_max_output_side=_dflt_max_output_side,max_steps:_type_max_steps=_dflt_max_steps,max_image_watermarks:_type_max_image_watermarks=_dflt_max_image_watermarks,max_param_value:_type_max_param_value=_dflt_max_param_value,max_work_pixels:_type_max_work_pixels=_dflt_max_work_pixels,max_request_images:_type_max_request_images=_dflt_max_request_images,max_request_bytes:_type_max_request_bytes=_dflt_max_request_bytes,max_webp_output_side:_type_max_webp_output_side=_dflt_max_webp_output_side)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'max_input_bytes',max_input_bytes)\n  __dataclass_builtins_object__.__setattr__(self,'max_input_side',max_input_side)\n  __dataclass_builtins_object__.__setattr__(self,'max_input_pixels',max_input_pixels)\n  __dataclass_builtins_object__.__setattr__(self,'max_animated_pixels',max_animated_pixels)\n  __dataclass_builtins_object__.__setattr__(self,'max_gif_frames',max_gif_frames)\n  __dataclass_builtins_object__.__setattr__(self,'max_frames',max_frames)\n  __dataclass_builtins_object__.__setattr__(self,'max_output_side',max_output_side)\n  __dataclass_builtins_object__.__setattr__(self,'max_steps',max_steps)\n  __dataclass_builtins_object__.__setattr__(self,'max_image_watermarks',max_image_watermarks)\n  __dataclass_builtins_object__.__setattr__(self,'max_param_value',max_param_value)\n  __dataclass_builtins_object__.__setattr__(self,'max_work_pixels',max_work_pixels)\n  __dataclass_builtins_object__.__setattr__(self,'max_request_images',max_request_images)\n  __dataclass_builtins_object__.__setattr__(self,'max_request_bytes',max_request_bytes)\n  __dataclass_builtins_object__.__setattr__(self,'max_webp_output_side',max_webp_output_side)\n return __init__": _360,
-    "def __create_fn__(_type_mode, _type_referers, _type_allow_empty, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_mode, _dflt_referers, _dflt_allow_empty, _return_type):\n def __init__(self,mode:_type_mode=_dflt_mode,referers:_type_referers=_dflt_referers,allow_empty:_type_allow_empty=_dflt_allow_empty)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'mode',mode)\n  __dataclass_builtins_object__.__setattr__(self,'referers',referers)\n  __dataclass_builtins_object__.__setattr__(self,'allow_empty',allow_empty)\n  self.__post_init__()\n return __init__": _361,
-    "def __create_fn__(_type_mode, _type_width, _type_height, _type_span, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,mode:_type_mode,width:_type_width,height:_type_height,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'mode',mode)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n return __init__": _362,
-    "def __create_fn__(_type_name, _type_body, _type_pipeline, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,name:_type_name,body:_type_body,pipeline:_type_pipeline)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'body',body)\n  __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)\n return __init__": _363,
-    "def __create_fn__(_type_name, _type_separators, _type_protection, _type_public_read, _type_hotlink, _type_origin, _type_origin_mode, _type_cache_control, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_separators, _dflt_protection, _dflt_public_read, _dflt_hotlink, _dflt_origin, _dflt_origin_mode, _dflt_cache_control, _return_type):\n def __init__(self,name:_type_name,separators:_type_separators=_dflt_separators,protection:_type_protection=_dflt_protection,public_read:_type_public_read=_dflt_public_read,hotlink:_type_hotlink=_HAS_DEFAULT_FACTORY,origin:_type_origin=_dflt_origin,origin_mode:_type_origin_mode=_dflt_origin_mode,cache_control:_type_cache_control=_dflt_cache_control)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'separators',separators)\n  __dataclass_builtins_object__.__setattr__(self,'protection',protection)\n  __dataclass_builtins_object__.__setattr__(self,'public_read',public_read)\n  __dataclass_builtins_object__.__setattr__(self,'hotlink',_dflt_hotlink() if hotlink is _HAS_DEFAULT_FACTORY else hotlink)\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'origin_mode',origin_mode)\n  __dataclass_builtins_object__.__setattr__(self,'cache_control',cache_control)\n  self.__post_init__()\n return __init__": _364,
-    "def __create_fn__(_type_ops, _type_info, _type_ignore_error, _type_rules, _type_pipeline, _type_limits, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_limits, _return_type):\n def __init__(self,ops:_type_ops,info:_type_info,ignore_error:_type_ignore_error,rules:_type_rules,pipeline:_type_pipeline,limits:_type_limits=_HAS_DEFAULT_FACTORY)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'ops',ops)\n  __dataclass_builtins_object__.__setattr__(self,'info',info)\n  __dataclass_builtins_object__.__setattr__(self,'ignore_error',ignore_error)\n  __dataclass_builtins_object__.__setattr__(self,'rules',rules)\n  __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)\n  __dataclass_builtins_object__.__setattr__(self,'limits',_dflt_limits() if limits is _HAS_DEFAULT_FACTORY else limits)\n return __init__": _365,
-    "def __create_fn__(_type_origin, _type_span, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n return __init__": _366,
-    "def __create_fn__(_type_origin, _type_span, _type_amount, _type_sigma, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _dflt_sigma, _return_type):\n def __init__(self,amount:_type_amount,sigma:_type_sigma=_dflt_sigma,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'amount',amount)\n  __dataclass_builtins_object__.__setattr__(self,'sigma',sigma)\n return __init__": _367,
-    "def __create_fn__(_type_origin, _type_span, _type_background, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'background',background)\n return __init__": _368,
-    "def __create_fn__(_type_origin, _type_span, _type_degrees, _type_width, _type_height, _type_background, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,degrees:_type_degrees,width:_type_width,height:_type_height,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'degrees',degrees)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'background',background)\n return __init__": _369,
-    "def __create_fn__(_type_origin, _type_span, _type_groups, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,groups:_type_groups,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'groups',groups)\n return __init__": _370,
-    "def __create_fn__(_type_origin, _type_span, _type_horizontal, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,horizontal:_type_horizontal,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'horizontal',horizontal)\n return __init__": _371,
-    "def __create_fn__(_type_origin, _type_span, _type_left, _type_top, _type_width, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,left:_type_left,top:_type_top,width:_type_width,height:_type_height,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'left',left)\n  __dataclass_builtins_object__.__setattr__(self,'top',top)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n return __init__": _372,
-    "def __create_fn__(_type_origin, _type_span, _type_left, _type_top, _type_width, _type_height, _type_background, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,left:_type_left,top:_type_top,width:_type_width,height:_type_height,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'left',left)\n  __dataclass_builtins_object__.__setattr__(self,'top',top)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'background',background)\n return __init__": _373,
-    "def __create_fn__(_type_origin, _type_span, _type_mark, _type_width, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,mark:_type_mark,width:_type_width,height:_type_height,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'mark',mark)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n return __init__": _374,
-    "def __create_fn__(_type_origin, _type_span, _type_overlay, _type_overlay_size, _type_placements, _type_opacity, _type_tile, _type_grey, _type_key, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _dflt_tile, _dflt_grey, _dflt_key, _return_type):\n def __init__(self,overlay:_type_overlay,overlay_size:_type_overlay_size,placements:_type_placements,opacity:_type_opacity,tile:_type_tile=_dflt_tile,grey:_type_grey=_dflt_grey,key:_type_key=_dflt_key,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'overlay',overlay)\n  __dataclass_builtins_object__.__setattr__(self,'overlay_size',overlay_size)\n  __dataclass_builtins_object__.__setattr__(self,'placements',placements)\n  __dataclass_builtins_object__.__setattr__(self,'opacity',opacity)\n  __dataclass_builtins_object__.__setattr__(self,'tile',tile)\n  __dataclass_builtins_object__.__setattr__(self,'grey',grey)\n  __dataclass_builtins_object__.__setattr__(self,'key',key)\n return __init__": _375,
-    "def __create_fn__(_type_origin, _type_span, _type_shape, _type_radius, _type_background, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,shape:_type_shape,radius:_type_radius,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'shape',shape)\n  __dataclass_builtins_object__.__setattr__(self,'radius',radius)\n  __dataclass_builtins_object__.__setattr__(self,'background',background)\n return __init__": _376,
-    "def __create_fn__(_type_origin, _type_span, _type_sigma, _type_radius, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,sigma:_type_sigma,radius:_type_radius,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'sigma',sigma)\n  __dataclass_builtins_object__.__setattr__(self,'radius',radius)\n return __init__": _377,
-    "def __create_fn__(_type_origin, _type_span, _type_slope, _type_offset, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,slope:_type_slope,offset:_type_offset,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'slope',slope)\n  __dataclass_builtins_object__.__setattr__(self,'offset',offset)\n return __init__": _378,
-    "def __create_fn__(_type_origin, _type_span, _type_turns, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,turns:_type_turns,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'turns',turns)\n return __init__": _379,
-    "def __create_fn__(_type_origin, _type_span, _type_width, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,width:_type_width,height:_type_height,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n return __init__": _380,
-    "def __create_fn__(_type_original_info, _type_process_results, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_process_results, _return_type):\n def __init__(self,original_info:_type_original_info,process_results:_type_process_results=_dflt_process_results)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'original_info',original_info)\n  __dataclass_builtins_object__.__setattr__(self,'process_results',process_results)\n return __init__": _381,
-    "def __create_fn__(_type_path, _type_index, _type_family, _type_style, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,path:_type_path,index:_type_index,family:_type_family,style:_type_style)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'path',path)\n  __dataclass_builtins_object__.__setattr__(self,'index',index)\n  __dataclass_builtins_object__.__setattr__(self,'family',family)\n  __dataclass_builtins_object__.__setattr__(self,'style',style)\n return __init__": _382,
-    "def __create_fn__(_type_pieces, _type_box, _type_bounds, _type_fill, _type_shadow, _type_shadow_offset, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,pieces:_type_pieces,box:_type_box,bounds:_type_bounds,fill:_type_fill,shadow:_type_shadow,shadow_offset:_type_shadow_offset)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'pieces',pieces)\n  __dataclass_builtins_object__.__setattr__(self,'box',box)\n  __dataclass_builtins_object__.__setattr__(self,'bounds',bounds)\n  __dataclass_builtins_object__.__setattr__(self,'fill',fill)\n  __dataclass_builtins_object__.__setattr__(self,'shadow',shadow)\n  __dataclass_builtins_object__.__setattr__(self,'shadow_offset',shadow_offset)\n return __init__": _383,
-    "def __create_fn__(_type_pipeline, _type_backend, _type_limits, _type_token, _type_threads, _type_masked, _type_extras, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_threads, _dflt_masked, _dflt_extras, _return_type):\n def __init__(self,pipeline:_type_pipeline,backend:_type_backend,limits:_type_limits,token:_type_token,threads:_type_threads=_dflt_threads,masked:_type_masked=_dflt_masked,extras:_type_extras=_HAS_DEFAULT_FACTORY)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)\n  __dataclass_builtins_object__.__setattr__(self,'backend',backend)\n  __dataclass_builtins_object__.__setattr__(self,'limits',limits)\n  __dataclass_builtins_object__.__setattr__(self,'token',token)\n  __dataclass_builtins_object__.__setattr__(self,'threads',threads)\n  __dataclass_builtins_object__.__setattr__(self,'masked',masked)\n  __dataclass_builtins_object__.__setattr__(self,'extras',_dflt_extras() if extras is _HAS_DEFAULT_FACTORY else extras)\n return __init__": _384,
-    "def __create_fn__(_type_pixels, _type_box, _type_origin, _type_neutral, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_neutral, _return_type):\n def __init__(self,pixels:_type_pixels,box:_type_box,origin:_type_origin=_dflt_origin,neutral:_type_neutral=_dflt_neutral)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'pixels',pixels)\n  __dataclass_builtins_object__.__setattr__(self,'box',box)\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'neutral',neutral)\n return __init__": _385,
-    'def __create_fn__(_type_pixels, _type_delays, _type_loop, _type_exif, _type_icc, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_delays, _dflt_loop, _dflt_exif, _dflt_icc, _return_type):\n def __init__(self,pixels:_type_pixels,delays:_type_delays=_HAS_DEFAULT_FACTORY,loop:_type_loop=_dflt_loop,exif:_type_exif=_dflt_exif,icc:_type_icc=_dflt_icc)->_return_type:\n  self.pixels=pixels\n  self.delays=_dflt_delays() if delays is _HAS_DEFAULT_FACTORY else delays\n  self.loop=loop\n  self.exif=exif\n  self.icc=icc\n return __init__': _386,
-    "def __create_fn__(_type_pixels, _type_delays, _type_loop, _type_exif, _type_icc, _type_xmp, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_delays, _dflt_loop, _dflt_exif, _dflt_icc, _dflt_xmp, _return_type):\n def __init__(self,pixels:_type_pixels,delays:_type_delays=_dflt_delays,loop:_type_loop=_dflt_loop,exif:_type_exif=_dflt_exif,icc:_type_icc=_dflt_icc,xmp:_type_xmp=_dflt_xmp)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'pixels',pixels)\n  __dataclass_builtins_object__.__setattr__(self,'delays',delays)\n  __dataclass_builtins_object__.__setattr__(self,'loop',loop)\n  __dataclass_builtins_object__.__setattr__(self,'exif',exif)\n  __dataclass_builtins_object__.__setattr__(self,'icc',icc)\n  __dataclass_builtins_object__.__setattr__(self,'xmp',xmp)\n  self.__post_init__()\n return __init__": _387,
-    "def __create_fn__(_type_red, _type_green, _type_blue, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,red:_type_red,green:_type_green,blue:_type_blue)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'red',red)\n  __dataclass_builtins_object__.__setattr__(self,'green',green)\n  __dataclass_builtins_object__.__setattr__(self,'blue',blue)\n  self.__post_init__()\n return __init__": _388,
-    'def __create_fn__(_type_request, _type_target, _type_method, _type_query, _type_raw_query, _type_request_id, _type_bucket, _type_signer, _type_headers, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_bucket, _dflt_signer, _return_type):\n def __init__(self,request:_type_request,target:_type_target,method:_type_method,query:_type_query,raw_query:_type_raw_query,request_id:_type_request_id,bucket:_type_bucket=_dflt_bucket,signer:_type_signer=_dflt_signer)->_return_type:\n  self.request=request\n  self.target=target\n  self.method=method\n  self.query=query\n  self.raw_query=raw_query\n  self.request_id=request_id\n  self.bucket=bucket\n  self.signer=signer\n  self.__post_init__()\n return __init__': _389,
-    'def __create_fn__(_type_resolved, _type_backend, _type_image, _type_data, _type_pixels, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,resolved:_type_resolved,backend:_type_backend,image:_type_image,data:_type_data,pixels:_type_pixels)->_return_type:\n  self.resolved=resolved\n  self.backend=backend\n  self.image=image\n  self.data=data\n  self.pixels=pixels\n return __init__': _390,
-    "def __create_fn__(_type_resources, _type_styles, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_resources, _dflt_styles, _return_type):\n def __init__(self,resources:_type_resources=_dflt_resources,styles:_type_styles=_dflt_styles)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'resources',resources)\n  __dataclass_builtins_object__.__setattr__(self,'styles',styles)\n return __init__": _391,
-    "def __create_fn__(_type_root, _type_endpoint, _type_layout, _type_fsync, _type_timeout, _type_retries, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_endpoint, _dflt_layout, _dflt_fsync, _dflt_timeout, _dflt_retries, _return_type):\n def __init__(self,root:_type_root,endpoint:_type_endpoint=_dflt_endpoint,layout:_type_layout=_dflt_layout,fsync:_type_fsync=_dflt_fsync,timeout:_type_timeout=_dflt_timeout,retries:_type_retries=_dflt_retries)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'root',root)\n  __dataclass_builtins_object__.__setattr__(self,'endpoint',endpoint)\n  __dataclass_builtins_object__.__setattr__(self,'layout',layout)\n  __dataclass_builtins_object__.__setattr__(self,'fsync',fsync)\n  __dataclass_builtins_object__.__setattr__(self,'timeout',timeout)\n  __dataclass_builtins_object__.__setattr__(self,'retries',retries)\n return __init__": _392,
-    "def __create_fn__(_type_root, _type_host, _type_port, _type_region, _type_buckets, _type_credentials, _type_anonymous, _type_default_bucket, _type_max_body_bytes, _type_workers, _type_max_pending, _type_request_timeout, _type_grace_period, _type_fsync, _type_backend, _type_vips_concurrency, _type_cors_origins, _type_storage_factory, _type_job_workers, _type_scheduler, _type_cache_dir, _type_cache_size, _type_origin_connect_timeout, _type_origin_read_timeout, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_host, _dflt_port, _dflt_region, _dflt_buckets, _dflt_credentials, _dflt_anonymous, _dflt_default_bucket, _dflt_max_body_bytes, _dflt_workers, _dflt_max_pending, _dflt_request_timeout, _dflt_grace_period, _dflt_fsync, _dflt_backend, _dflt_vips_concurrency, _dflt_cors_origins, _dflt_storage_factory, _dflt_job_workers, _dflt_scheduler, _dflt_cache_dir, _dflt_cache_size, _dflt_origin_connect_timeout, _dflt_origin_read_timeout, _return_type):\n def __init__(self,root:_type_root,host:_type_host=_dflt_host,port:_type_port=_dflt_port,region:_type_region=_dflt_region,buckets:_type_buckets=_HAS_DEFAULT_FACTORY,credentials:_type_credentials=_HAS_DEFAULT_FACTORY,anonymous:_type_anonymous=_dflt_anonymous,default_bucket:_type_default_bucket=_dflt_default_bucket,max_body_bytes:_type_max_body_bytes=_dflt_max_body_bytes,workers:_type_workers=_HAS_DEFAULT_FACTORY,max_pending:_type_max_pending=_dflt_max_pending,request_timeout:_type_request_timeout=_dflt_request_timeout,grace_period:_type_grace_period=_dflt_grace_period,fsync:_type_fsync=_dflt_fsync,backend:_type_backend=_dflt_backend,vips_concurrency:_type_vips_concurrency=_dflt_vips_concurrency,cors_origins:_type_cors_origins=_dflt_cors_origins,storage_factory:_type_storage_factory=_dflt_storage_factory,job_workers:_type_job_workers=_dflt_job_workers,scheduler:_type_scheduler=_dflt_scheduler,cache_dir:_type_cache_dir=_dflt_cache_dir,cache_size:_type_cache_size=_dflt_cache_size,origin_connect_timeout:_type_origin_connect_timeout=_dflt_origin_connect_timeout,origin_read_timeout:_type_origin_read_timeout=_dflt_origin_read_timeout)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'root',root)\n  __dataclass_builtins_object__.__setattr__(self,'host',host)\n  __dataclass_builtins_object__.__setattr__(self,'port',port)\n  __dataclass_builtins_object__.__setattr__(self,'region',region)\n  __dataclass_builtins_object__.__setattr__(self,'buckets',_dflt_buckets() if buckets is _HAS_DEFAULT_FACTORY else buckets)\n  __dataclass_builtins_object__.__setattr__(self,'credentials',_dflt_credentials() if credentials is _HAS_DEFAULT_FACTORY else credentials)\n  __dataclass_builtins_object__.__setattr__(self,'anonymous',anonymous)\n  __dataclass_builtins_object__.__setattr__(self,'default_bucket',default_bucket)\n  __dataclass_builtins_object__.__setattr__(self,'max_body_bytes',max_body_bytes)\n  __dataclass_builtins_object__.__setattr__(self,'workers',_dflt_workers() if workers is _HAS_DEFAULT_FACTORY else workers)\n  __dataclass_builtins_object__.__setattr__(self,'max_pending',max_pending)\n  __dataclass_builtins_object__.__setattr__(self,'request_timeout',request_timeout)\n  __dataclass_builtins_object__.__setattr__(self,'grace_period',grace_period)\n  __dataclass_builtins_object__.__setattr__(self,'fsync',fsync)\n  __dataclass_builtins_object__.__setattr__(self,'backend',backend)\n  __dataclass_builtins_object__.__setattr__(self,'vips_concurrency',vips_concurrency)\n  __dataclass_builtins_object__.__setattr__(self,'cors_origins',cors_origins)\n  __dataclass_builtins_object__.__setattr__(self,'storage_factory',storage_factory)\n  __dataclass_builtins_object__.__setattr__(self,'job_workers',job_workers)\n  __dataclass_builtins_object__.__setattr__(self,'scheduler',scheduler)\n  __dataclass_builtins_object__.__setattr__(self,'cache_dir',cache_dir)\n  __dataclass_builtins_object__.__setattr__(self,'cache_size',cache_size)\n  __dataclass_builtins_object__.__setattr__(self,'origin_connect_timeout',origin_connect_timeout)\n  __dataclass_builtins_object__.__setattr__(self,'origin_read_timeout',origin_read_timeout)\n  self.__post_init__()\n return __init__": _393,
-    'def __create_fn__(_type_rule, _type_key, _type_bucket, _type_store, _type_pipeline, _type_symbolic, _type_resolved, _type_masked, _type_intel, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_pipeline, _dflt_symbolic, _dflt_resolved, _dflt_masked, _dflt_intel, _return_type):\n def __init__(self,rule:_type_rule,key:_type_key,bucket:_type_bucket,store:_type_store,pipeline:_type_pipeline=_dflt_pipeline,symbolic:_type_symbolic=_dflt_symbolic,resolved:_type_resolved=_dflt_resolved,masked:_type_masked=_dflt_masked,intel:_type_intel=_dflt_intel)->_return_type:\n  self.rule=rule\n  self.key=key\n  self.bucket=bucket\n  self.store=store\n  self.pipeline=pipeline\n  self.symbolic=symbolic\n  self.resolved=resolved\n  self.masked=masked\n  self.intel=intel\n return __init__': _394,
-    "def __create_fn__(_type_scheme, _type_host, _type_key, _type_query, _type_bucket, _type_region, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_bucket, _dflt_region, _return_type):\n def __init__(self,scheme:_type_scheme,host:_type_host,key:_type_key,query:_type_query,bucket:_type_bucket=_dflt_bucket,region:_type_region=_dflt_region)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'scheme',scheme)\n  __dataclass_builtins_object__.__setattr__(self,'host',host)\n  __dataclass_builtins_object__.__setattr__(self,'key',key)\n  __dataclass_builtins_object__.__setattr__(self,'query',query)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'region',region)\n return __init__": _395,
-    "def __create_fn__(_type_source, _type_dest, _type_endpoint, _type_pipeline, _type_backend, _type_limits, _type_masked, _type_extras, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_masked, _dflt_extras, _return_type):\n def __init__(self,source:_type_source,dest:_type_dest,endpoint:_type_endpoint,pipeline:_type_pipeline,backend:_type_backend,limits:_type_limits,masked:_type_masked=_dflt_masked,extras:_type_extras=_HAS_DEFAULT_FACTORY)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'source',source)\n  __dataclass_builtins_object__.__setattr__(self,'dest',dest)\n  __dataclass_builtins_object__.__setattr__(self,'endpoint',endpoint)\n  __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)\n  __dataclass_builtins_object__.__setattr__(self,'backend',backend)\n  __dataclass_builtins_object__.__setattr__(self,'limits',limits)\n  __dataclass_builtins_object__.__setattr__(self,'masked',masked)\n  __dataclass_builtins_object__.__setattr__(self,'extras',_dflt_extras() if extras is _HAS_DEFAULT_FACTORY else extras)\n return __init__": _396,
-    "def __create_fn__(_type_source, _type_dest, _type_name, _type_shown, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_shown, _return_type):\n def __init__(self,source:_type_source,dest:_type_dest,name:_type_name,shown:_type_shown=_dflt_shown)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'source',source)\n  __dataclass_builtins_object__.__setattr__(self,'dest',dest)\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'shown',shown)\n return __init__": _397,
-    "def __create_fn__(_type_span, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n return __init__": _398,
-    "def __create_fn__(_type_span, _type_amount, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,amount:_type_amount,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'amount',amount)\n  self.__post_init__()\n return __init__": _399,
-    "def __create_fn__(_type_span, _type_area, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,area:_type_area,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'area',area)\n  self.__post_init__()\n return __init__": _400,
-    "def __create_fn__(_type_span, _type_axis, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,axis:_type_axis,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'axis',axis)\n  self.__post_init__()\n return __init__": _401,
-    "def __create_fn__(_type_span, _type_cover, _type_bar_type, _type_segment, _type_size, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_cover, _dflt_bar_type, _dflt_segment, _dflt_size, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,cover:_type_cover=_dflt_cover,bar_type:_type_bar_type=_dflt_bar_type,segment:_type_segment=_dflt_segment,size:_type_size=_dflt_size)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'cover',cover)\n  __dataclass_builtins_object__.__setattr__(self,'bar_type',bar_type)\n  __dataclass_builtins_object__.__setattr__(self,'segment',segment)\n  __dataclass_builtins_object__.__setattr__(self,'size',size)\n  self.__post_init__()\n return __init__": _402,
-    "def __create_fn__(_type_span, _type_degrees, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,degrees:_type_degrees,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'degrees',degrees)\n  self.__post_init__()\n return __init__": _403,
-    "def __create_fn__(_type_span, _type_enabled, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,enabled:_type_enabled,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'enabled',enabled)\n  self.__post_init__()\n return __init__": _404,
-    "def __create_fn__(_type_span, _type_format, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,format:_type_format,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  self.__post_init__()\n return __init__": _405,
-    "def __create_fn__(_type_span, _type_frames, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,frames:_type_frames,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'frames',frames)\n  self.__post_init__()\n return __init__": _406,
-    "def __create_fn__(_type_span, _type_geometry, _type_gravity, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _return_type):\n def __init__(self,geometry:_type_geometry,gravity:_type_gravity=_dflt_gravity,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'geometry',geometry)\n  __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)\n  self.__post_init__()\n return __init__": _407,
-    "def __create_fn__(_type_span, _type_geometry, _type_pad, _type_color, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_pad, _dflt_color, _return_type):\n def __init__(self,geometry:_type_geometry,pad:_type_pad=_dflt_pad,color:_type_color=_dflt_color,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'geometry',geometry)\n  __dataclass_builtins_object__.__setattr__(self,'pad',pad)\n  __dataclass_builtins_object__.__setattr__(self,'color',color)\n  self.__post_init__()\n return __init__": _408,
-    "def __create_fn__(_type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve, _type_batch, _type_degree, _type_spacing, _type_scatype, _type_spcent, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _dflt_dx, _dflt_dy, _dflt_dissolve, _dflt_batch, _dflt_degree, _dflt_spacing, _dflt_scatype, _dflt_spcent, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,gravity:_type_gravity=_dflt_gravity,dx:_type_dx=_dflt_dx,dy:_type_dy=_dflt_dy,dissolve:_type_dissolve=_dflt_dissolve,batch:_type_batch=_dflt_batch,degree:_type_degree=_dflt_degree,spacing:_type_spacing=_dflt_spacing,scatype:_type_scatype=_dflt_scatype,spcent:_type_spcent=_dflt_spcent)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)\n  __dataclass_builtins_object__.__setattr__(self,'dx',dx)\n  __dataclass_builtins_object__.__setattr__(self,'dy',dy)\n  __dataclass_builtins_object__.__setattr__(self,'dissolve',dissolve)\n  __dataclass_builtins_object__.__setattr__(self,'batch',batch)\n  __dataclass_builtins_object__.__setattr__(self,'degree',degree)\n  __dataclass_builtins_object__.__setattr__(self,'spacing',spacing)\n  __dataclass_builtins_object__.__setattr__(self,'scatype',scatype)\n  __dataclass_builtins_object__.__setattr__(self,'spcent',spcent)\n return __init__": _409,
-    "def __create_fn__(_type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve, _type_batch, _type_degree, _type_spacing, _type_scatype, _type_spcent, _type_image, _type_blogo, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _dflt_dx, _dflt_dy, _dflt_dissolve, _dflt_batch, _dflt_degree, _dflt_spacing, _dflt_scatype, _dflt_spcent, _dflt_blogo, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,gravity:_type_gravity=_dflt_gravity,dx:_type_dx=_dflt_dx,dy:_type_dy=_dflt_dy,dissolve:_type_dissolve=_dflt_dissolve,batch:_type_batch=_dflt_batch,degree:_type_degree=_dflt_degree,spacing:_type_spacing=_dflt_spacing,scatype:_type_scatype=_dflt_scatype,spcent:_type_spcent=_dflt_spcent,image:_type_image,blogo:_type_blogo=_dflt_blogo)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)\n  __dataclass_builtins_object__.__setattr__(self,'dx',dx)\n  __dataclass_builtins_object__.__setattr__(self,'dy',dy)\n  __dataclass_builtins_object__.__setattr__(self,'dissolve',dissolve)\n  __dataclass_builtins_object__.__setattr__(self,'batch',batch)\n  __dataclass_builtins_object__.__setattr__(self,'degree',degree)\n  __dataclass_builtins_object__.__setattr__(self,'spacing',spacing)\n  __dataclass_builtins_object__.__setattr__(self,'scatype',scatype)\n  __dataclass_builtins_object__.__setattr__(self,'spcent',spcent)\n  __dataclass_builtins_object__.__setattr__(self,'image',image)\n  __dataclass_builtins_object__.__setattr__(self,'blogo',blogo)\n  self.__post_init__()\n return __init__": _410,
-    "def __create_fn__(_type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve, _type_batch, _type_degree, _type_spacing, _type_scatype, _type_spcent, _type_text, _type_font, _type_fontsize, _type_fill, _type_shadow, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _dflt_dx, _dflt_dy, _dflt_dissolve, _dflt_batch, _dflt_degree, _dflt_spacing, _dflt_scatype, _dflt_spcent, _dflt_font, _dflt_fontsize, _dflt_fill, _dflt_shadow, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,gravity:_type_gravity=_dflt_gravity,dx:_type_dx=_dflt_dx,dy:_type_dy=_dflt_dy,dissolve:_type_dissolve=_dflt_dissolve,batch:_type_batch=_dflt_batch,degree:_type_degree=_dflt_degree,spacing:_type_spacing=_dflt_spacing,scatype:_type_scatype=_dflt_scatype,spcent:_type_spcent=_dflt_spcent,text:_type_text,font:_type_font=_dflt_font,fontsize:_type_fontsize=_dflt_fontsize,fill:_type_fill=_dflt_fill,shadow:_type_shadow=_dflt_shadow)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)\n  __dataclass_builtins_object__.__setattr__(self,'dx',dx)\n  __dataclass_builtins_object__.__setattr__(self,'dy',dy)\n  __dataclass_builtins_object__.__setattr__(self,'dissolve',dissolve)\n  __dataclass_builtins_object__.__setattr__(self,'batch',batch)\n  __dataclass_builtins_object__.__setattr__(self,'degree',degree)\n  __dataclass_builtins_object__.__setattr__(self,'spacing',spacing)\n  __dataclass_builtins_object__.__setattr__(self,'scatype',scatype)\n  __dataclass_builtins_object__.__setattr__(self,'spcent',spcent)\n  __dataclass_builtins_object__.__setattr__(self,'text',text)\n  __dataclass_builtins_object__.__setattr__(self,'font',font)\n  __dataclass_builtins_object__.__setattr__(self,'fontsize',fontsize)\n  __dataclass_builtins_object__.__setattr__(self,'fill',fill)\n  __dataclass_builtins_object__.__setattr__(self,'shadow',shadow)\n  self.__post_init__()\n return __init__": _411,
-    "def __create_fn__(_type_span, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,height:_type_height,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  self.__post_init__()\n return __init__": _412,
-    "def __create_fn__(_type_span, _type_interval, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,interval:_type_interval,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'interval',interval)\n  self.__post_init__()\n return __init__": _413,
-    "def __create_fn__(_type_span, _type_label, _type_content_producer, _type_produce_id, _type_reserved_code1, _type_content_propagator, _type_propagate_id, _type_reserved_code2, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_content_producer, _dflt_produce_id, _dflt_reserved_code1, _dflt_content_propagator, _dflt_propagate_id, _dflt_reserved_code2, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,label:_type_label,content_producer:_type_content_producer=_dflt_content_producer,produce_id:_type_produce_id=_dflt_produce_id,reserved_code1:_type_reserved_code1=_dflt_reserved_code1,content_propagator:_type_content_propagator=_dflt_content_propagator,propagate_id:_type_propagate_id=_dflt_propagate_id,reserved_code2:_type_reserved_code2=_dflt_reserved_code2)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'label',label)\n  __dataclass_builtins_object__.__setattr__(self,'content_producer',content_producer)\n  __dataclass_builtins_object__.__setattr__(self,'produce_id',produce_id)\n  __dataclass_builtins_object__.__setattr__(self,'reserved_code1',reserved_code1)\n  __dataclass_builtins_object__.__setattr__(self,'content_propagator',content_propagator)\n  __dataclass_builtins_object__.__setattr__(self,'propagate_id',propagate_id)\n  __dataclass_builtins_object__.__setattr__(self,'reserved_code2',reserved_code2)\n  self.__post_init__()\n return __init__": _414,
-    "def __create_fn__(_type_span, _type_min_ratio, _type_max_ratio, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,min_ratio:_type_min_ratio,max_ratio:_type_max_ratio,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'min_ratio',min_ratio)\n  __dataclass_builtins_object__.__setattr__(self,'max_ratio',max_ratio)\n  self.__post_init__()\n return __init__": _415,
-    "def __create_fn__(_type_span, _type_mode, _type_width, _type_height, _type_format, _type_quality, _type_quality_forced, _type_rquality, _type_lquality, _type_interlace, _type_ignore_error_flag, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_mode, _dflt_width, _dflt_height, _dflt_format, _dflt_quality, _dflt_quality_forced, _dflt_rquality, _dflt_lquality, _dflt_interlace, _dflt_ignore_error_flag, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,mode:_type_mode=_dflt_mode,width:_type_width=_dflt_width,height:_type_height=_dflt_height,format:_type_format=_dflt_format,quality:_type_quality=_dflt_quality,quality_forced:_type_quality_forced=_dflt_quality_forced,rquality:_type_rquality=_dflt_rquality,lquality:_type_lquality=_dflt_lquality,interlace:_type_interlace=_dflt_interlace,ignore_error_flag:_type_ignore_error_flag=_dflt_ignore_error_flag)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'mode',mode)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'quality_forced',quality_forced)\n  __dataclass_builtins_object__.__setattr__(self,'rquality',rquality)\n  __dataclass_builtins_object__.__setattr__(self,'lquality',lquality)\n  __dataclass_builtins_object__.__setattr__(self,'interlace',interlace)\n  __dataclass_builtins_object__.__setattr__(self,'ignore_error_flag',ignore_error_flag)\n  self.__post_init__()\n return __init__": _416,
-    "def __create_fn__(_type_span, _type_name, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,name:_type_name,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  self.__post_init__()\n return __init__": _417,
-    "def __create_fn__(_type_span, _type_name, _type_params, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_params, _return_type):\n def __init__(self,name:_type_name,params:_type_params=_dflt_params,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'params',params)\n  self.__post_init__()\n return __init__": _418,
-    "def __create_fn__(_type_span, _type_number, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,number:_type_number,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'number',number)\n  self.__post_init__()\n return __init__": _419,
-    "def __create_fn__(_type_span, _type_ops, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_ops, _return_type):\n def __init__(self,ops:_type_ops=_dflt_ops,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'ops',ops)\n  self.__post_init__()\n return __init__": _420,
-    "def __create_fn__(_type_span, _type_percent, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,percent:_type_percent,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'percent',percent)\n  self.__post_init__()\n return __init__": _421,
-    "def __create_fn__(_type_span, _type_radius, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,radius:_type_radius,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'radius',radius)\n  self.__post_init__()\n return __init__": _422,
-    "def __create_fn__(_type_span, _type_radius, _type_sigma, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,radius:_type_radius,sigma:_type_sigma,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'radius',radius)\n  __dataclass_builtins_object__.__setattr__(self,'sigma',sigma)\n  self.__post_init__()\n return __init__": _423,
-    "def __create_fn__(_type_span, _type_size, _type_unit, _type_keep_smaller, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_keep_smaller, _return_type):\n def __init__(self,size:_type_size,unit:_type_unit,keep_smaller:_type_keep_smaller=_dflt_keep_smaller,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'size',size)\n  __dataclass_builtins_object__.__setattr__(self,'unit',unit)\n  __dataclass_builtins_object__.__setattr__(self,'keep_smaller',keep_smaller)\n  self.__post_init__()\n return __init__": _424,
-    "def __create_fn__(_type_span, _type_steps, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,steps:_type_steps,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'steps',steps)\n  self.__post_init__()\n return __init__": _425,
-    "def __create_fn__(_type_span, _type_type, _type_image, _type_text, _type_version, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_image, _dflt_text, _dflt_version, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,type:_type_type,image:_type_image=_dflt_image,text:_type_text=_dflt_text,version:_type_version=_dflt_version)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'type',type)\n  __dataclass_builtins_object__.__setattr__(self,'image',image)\n  __dataclass_builtins_object__.__setattr__(self,'text',text)\n  __dataclass_builtins_object__.__setattr__(self,'version',version)\n  self.__post_init__()\n return __init__": _426,
-    "def __create_fn__(_type_span, _type_type, _type_image, _type_text, _type_version, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_image, _dflt_text, _dflt_version, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,type:_type_type,image:_type_image=_dflt_image,text:_type_text=_dflt_text,version:_type_version=_dflt_version)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'type',type)\n  __dataclass_builtins_object__.__setattr__(self,'image',image)\n  __dataclass_builtins_object__.__setattr__(self,'text',text)\n  __dataclass_builtins_object__.__setattr__(self,'version',version)\n return __init__": _427,
-    "def __create_fn__(_type_span, _type_type, _type_image, _type_text, _type_version, _type_level, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_image, _dflt_text, _dflt_version, _dflt_level, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,type:_type_type,image:_type_image=_dflt_image,text:_type_text=_dflt_text,version:_type_version=_dflt_version,level:_type_level=_dflt_level)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'type',type)\n  __dataclass_builtins_object__.__setattr__(self,'image',image)\n  __dataclass_builtins_object__.__setattr__(self,'text',text)\n  __dataclass_builtins_object__.__setattr__(self,'version',version)\n  __dataclass_builtins_object__.__setattr__(self,'level',level)\n  self.__post_init__()\n return __init__": _428,
-    "def __create_fn__(_type_span, _type_value, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,value:_type_value,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'value',value)\n  self.__post_init__()\n return __init__": _429,
-    "def __create_fn__(_type_span, _type_value, _type_forced, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_forced, _return_type):\n def __init__(self,value:_type_value,forced:_type_forced=_dflt_forced,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'value',value)\n  __dataclass_builtins_object__.__setattr__(self,'forced',forced)\n  self.__post_init__()\n return __init__": _430,
-    "def __create_fn__(_type_span, _type_width, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,width:_type_width,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  self.__post_init__()\n return __init__": _431,
-    "def __create_fn__(_type_span, _type_width, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,width:_type_width,height:_type_height,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  self.__post_init__()\n return __init__": _432,
-    "def __create_fn__(_type_span, _type_width, _type_height, _type_dx, _type_dy, _type_dx_mode, _type_dy_mode, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_dx_mode, _dflt_dy_mode, _return_type):\n def __init__(self,width:_type_width,height:_type_height,dx:_type_dx,dy:_type_dy,dx_mode:_type_dx_mode=_dflt_dx_mode,dy_mode:_type_dy_mode=_dflt_dy_mode,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'dx',dx)\n  __dataclass_builtins_object__.__setattr__(self,'dy',dy)\n  __dataclass_builtins_object__.__setattr__(self,'dx_mode',dx_mode)\n  __dataclass_builtins_object__.__setattr__(self,'dy_mode',dy_mode)\n  self.__post_init__()\n return __init__": _433,
-    "def __create_fn__(_type_span, _type_width, _type_height, _type_dx, _type_dy, _type_gravity, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _return_type):\n def __init__(self,width:_type_width,height:_type_height,dx:_type_dx,dy:_type_dy,gravity:_type_gravity=_dflt_gravity,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'dx',dx)\n  __dataclass_builtins_object__.__setattr__(self,'dy',dy)\n  __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)\n  self.__post_init__()\n return __init__": _434,
-    "def __create_fn__(_type_span, _type_width, _type_height, _type_index, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_index, _return_type):\n def __init__(self,width:_type_width,height:_type_height,index:_type_index=_dflt_index,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'index',index)\n  self.__post_init__()\n return __init__": _435,
-    "def __create_fn__(_type_starts, _type_ends, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,starts:_type_starts,ends:_type_ends)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'starts',starts)\n  __dataclass_builtins_object__.__setattr__(self,'ends',ends)\n return __init__": _436,
-    "def __create_fn__(_type_step, _type_format, _type_quality, _type_rquality, _type_lquality, _type_interlace, _type_strip, _type_size_limit, _type_cgif, _type_egif, _type_aigc, _type_span, _type_format_span, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_format, _dflt_quality, _dflt_rquality, _dflt_lquality, _dflt_interlace, _dflt_strip, _dflt_size_limit, _dflt_cgif, _dflt_egif, _dflt_aigc, _dflt_span, _dflt_format_span, _return_type):\n def __init__(self,step:_type_step,format:_type_format=_dflt_format,quality:_type_quality=_dflt_quality,rquality:_type_rquality=_dflt_rquality,lquality:_type_lquality=_dflt_lquality,interlace:_type_interlace=_dflt_interlace,strip:_type_strip=_dflt_strip,size_limit:_type_size_limit=_dflt_size_limit,cgif:_type_cgif=_dflt_cgif,egif:_type_egif=_dflt_egif,aigc:_type_aigc=_dflt_aigc,span:_type_span=_dflt_span,format_span:_type_format_span=_dflt_format_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'step',step)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'rquality',rquality)\n  __dataclass_builtins_object__.__setattr__(self,'lquality',lquality)\n  __dataclass_builtins_object__.__setattr__(self,'interlace',interlace)\n  __dataclass_builtins_object__.__setattr__(self,'strip',strip)\n  __dataclass_builtins_object__.__setattr__(self,'size_limit',size_limit)\n  __dataclass_builtins_object__.__setattr__(self,'cgif',cgif)\n  __dataclass_builtins_object__.__setattr__(self,'egif',egif)\n  __dataclass_builtins_object__.__setattr__(self,'aigc',aigc)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'format_span',format_span)\n return __init__": _437,
-    "def __create_fn__(_type_task, _type_ok, _type_code, _type_message, _type_column, _type_caret, _type_exit, _type_size, _type_seconds, _type_masked, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_code, _dflt_message, _dflt_column, _dflt_caret, _dflt_exit, _dflt_size, _dflt_seconds, _dflt_masked, _return_type):\n def __init__(self,task:_type_task,ok:_type_ok,code:_type_code=_dflt_code,message:_type_message=_dflt_message,column:_type_column=_dflt_column,caret:_type_caret=_dflt_caret,exit:_type_exit=_dflt_exit,size:_type_size=_dflt_size,seconds:_type_seconds=_dflt_seconds,masked:_type_masked=_dflt_masked)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'task',task)\n  __dataclass_builtins_object__.__setattr__(self,'ok',ok)\n  __dataclass_builtins_object__.__setattr__(self,'code',code)\n  __dataclass_builtins_object__.__setattr__(self,'message',message)\n  __dataclass_builtins_object__.__setattr__(self,'column',column)\n  __dataclass_builtins_object__.__setattr__(self,'caret',caret)\n  __dataclass_builtins_object__.__setattr__(self,'exit',exit)\n  __dataclass_builtins_object__.__setattr__(self,'size',size)\n  __dataclass_builtins_object__.__setattr__(self,'seconds',seconds)\n  __dataclass_builtins_object__.__setattr__(self,'masked',masked)\n return __init__": _438,
-    "def __create_fn__(_type_text, _type_format, _type_points, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,text:_type_text,format:_type_format,points:_type_points)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'text',text)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'points',points)\n return __init__": _439,
-    'def __create_fn__(_type_todo, _type_skipped, _type_collisions, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_todo, _dflt_skipped, _dflt_collisions, _return_type):\n def __init__(self,todo:_type_todo=_HAS_DEFAULT_FACTORY,skipped:_type_skipped=_HAS_DEFAULT_FACTORY,collisions:_type_collisions=_HAS_DEFAULT_FACTORY)->_return_type:\n  self.todo=_dflt_todo() if todo is _HAS_DEFAULT_FACTORY else todo\n  self.skipped=_dflt_skipped() if skipped is _HAS_DEFAULT_FACTORY else skipped\n  self.collisions=_dflt_collisions() if collisions is _HAS_DEFAULT_FACTORY else collisions\n return __init__': _440,
-    'def __create_fn__(_type_workers, _type_scheduler, _type_client, _type_local, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_workers, _dflt_scheduler, _return_type):\n def __init__(self,workers:_type_workers=_dflt_workers,scheduler:_type_scheduler=_dflt_scheduler)->_return_type:\n  self.workers=workers\n  self.scheduler=scheduler\n return __init__': _441,
-    "def __create_fn__(_type_x, _type_baseline, _type_text, _type_font, _type_ink, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,x:_type_x,baseline:_type_baseline,text:_type_text,font:_type_font,ink:_type_ink)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'x',x)\n  __dataclass_builtins_object__.__setattr__(self,'baseline',baseline)\n  __dataclass_builtins_object__.__setattr__(self,'text',text)\n  __dataclass_builtins_object__.__setattr__(self,'font',font)\n  __dataclass_builtins_object__.__setattr__(self,'ink',ink)\n return __init__": _442,
-    "def __create_fn__(_type_x, _type_y, _type_w, _type_h, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,x:_type_x,y:_type_y,w:_type_w,h:_type_h)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'x',x)\n  __dataclass_builtins_object__.__setattr__(self,'y',y)\n  __dataclass_builtins_object__.__setattr__(self,'w',w)\n  __dataclass_builtins_object__.__setattr__(self,'h',h)\n return __init__": _443,
-    "def __create_fn__(_type_z, _type_status, _type_payload, _type_scale, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,z:_type_z,status:_type_status,payload:_type_payload,scale:_type_scale)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'z',z)\n  __dataclass_builtins_object__.__setattr__(self,'status',status)\n  __dataclass_builtins_object__.__setattr__(self,'payload',payload)\n  __dataclass_builtins_object__.__setattr__(self,'scale',scale)\n return __init__": _444,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'algorithm\',\'access_key\',\'sign_time\',\'key_time\',\'header_list\',\'param_list\',\'signature\',\'where\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _445,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'codes\',\'image\',\'image_format\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _446,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'component\',\'kind\',\'keyword\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _447,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'data\',\'format\',\'flag\',\'ssim\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _448,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'data\',\'format\',\'width\',\'height\',\'frames\',\'quality\',\'plan\',\'masked\',\'slim_flag\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _449,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'data\',\'mime_type\',\'etag\',\'masked\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _450,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'data\',\'width\',\'height\',\'frames\',\'quality\',\'original\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _451,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'families\',\'styles\',\'description\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _452,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'format\',\'quality\',\'progressive\',\'strip\',\'reset_orientation\',\'size_limit\',\'keep_smaller\',\'aigc\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _453,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'format\',\'shrink\',\'frames\',\'sequential\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _454,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'format\',\'width\',\'height\',\'frames\',\'orientation\',\'has_alpha\',\'bit_depth\',\'color_space\',\'quality\',\'progressive\',\'icc\',\'exif\',\'dpi\',\'loop\',\'dynamic_range\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _455,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'format\',\'width\',\'height\',\'quality\',\'ave\',\'orientation\',\'frame_count\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _456,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'header\',\'decode\',\'decoded_size\',\'steps\',\'encode\',\'width\',\'height\',\'frames\',\'info\',\'applied\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _457,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'id\',\'bucket\',\'name\',\'rule\',\'is_pic_info\',\'tag\',\'create_time\',\'update_time\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _458,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'id\',\'bucket\',\'name\',\'state\',\'max_size\',\'max_concurrent\',\'notify\',\'create_time\',\'update_time\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _459,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'id\',\'bucket\',\'queue_id\',\'input_object\',\'output_bucket\',\'output_object\',\'rule\',\'is_pic_info\',\'tag\',\'state\',\'code\',\'message\',\'creation_time\',\'start_time\',\'end_time\',\'input_region\',\'output_region\',\'template_id\',\'template_name\',\'user_data\',\'job_level\',\'result\',\'attempts\',\'seq\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _460,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'index\',\'fileid\',\'rule\',\'bucket\',\'pipeline\',\'error\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _461,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'input_object\',\'output_bucket\',\'output_object\',\'rule\',\'is_pic_info\',\'template_id\',\'output_region\',\'user_data\',\'job_level\',\'queue_id\',\'tag\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _462,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'is_pic_info\',\'rules\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _463,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'job_id\',\'attempt\',\'buckets\',\'bucket\',\'region\',\'input_object\',\'output_bucket\',\'output_object\',\'rule\',\'is_pic_info\',\'backend\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _464,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'key\',\'location\',\'etag\',\'image_info\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _465,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'key\',\'location\',\'format\',\'width\',\'height\',\'size\',\'quality\',\'etag\',\'frame_count\',\'bucket\',\'masked\',\'extras\',\'top_level\',\'stored\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _466,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'key\',\'size\',\'etag\',\'last_modified\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _467,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'kind\',\'bucket\',\'key\',\'path\',\'host\',\'path_style\',\'region\',\'raw_path\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _468,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'left\',\'top\',\'width\',\'height\',\'disposal\',\'transparent\',\'delay\',\'descriptor\',\'palette\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _469,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'loads\',\'saves\',\'shrink_on_load\',\'animated\',\'methods\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _470,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'long_image\',\'black_and_white\',\'small_image\',\'big_image\',\'pure_image\',\'clarity_score\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _471,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'max_bytes\',\'connect_timeout\',\'read_timeout\',\'total_timeout\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _472,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'max_input_bytes\',\'max_input_side\',\'max_input_pixels\',\'max_animated_pixels\',\'max_gif_frames\',\'max_frames\',\'max_output_side\',\'max_steps\',\'max_image_watermarks\',\'max_param_value\',\'max_work_pixels\',\'max_request_images\',\'max_request_bytes\',\'max_webp_output_side\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _473,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'mode\',\'referers\',\'allow_empty\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _474,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'mode\',\'width\',\'height\',\'span\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _475,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'name\',\'body\',\'pipeline\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _476,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'name\',\'separators\',\'protection\',\'public_read\',\'hotlink\',\'origin\',\'origin_mode\',\'cache_control\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _477,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'ops\',\'info\',\'ignore_error\',\'rules\',\'pipeline\',\'limits\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _478,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'amount\',\'sigma\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _479,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'background\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _480,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'degrees\',\'width\',\'height\',\'background\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _481,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'groups\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _482,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'horizontal\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _483,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'left\',\'top\',\'width\',\'height\',\'background\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _484,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'left\',\'top\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _485,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'mark\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _486,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'overlay\',\'overlay_size\',\'placements\',\'opacity\',\'tile\',\'grey\',\'key\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _487,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'shape\',\'radius\',\'background\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _488,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'sigma\',\'radius\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _489,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'slope\',\'offset\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _490,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'turns\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _491,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _492,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _493,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'original_info\',\'process_results\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _494,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'path\',\'index\',\'family\',\'style\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _495,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'pieces\',\'box\',\'bounds\',\'fill\',\'shadow\',\'shadow_offset\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _496,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'pipeline\',\'backend\',\'limits\',\'token\',\'threads\',\'masked\',\'extras\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _497,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'pixels\',\'box\',\'origin\',\'neutral\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _498,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'pixels\',\'delays\',\'loop\',\'exif\',\'icc\',\'xmp\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _499,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'red\',\'green\',\'blue\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _500,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'resources\',\'styles\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _501,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'root\',\'endpoint\',\'layout\',\'fsync\',\'timeout\',\'retries\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _502,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'root\',\'host\',\'port\',\'region\',\'buckets\',\'credentials\',\'anonymous\',\'default_bucket\',\'max_body_bytes\',\'workers\',\'max_pending\',\'request_timeout\',\'grace_period\',\'fsync\',\'backend\',\'vips_concurrency\',\'cors_origins\',\'storage_factory\',\'job_workers\',\'scheduler\',\'cache_dir\',\'cache_size\',\'origin_connect_timeout\',\'origin_read_timeout\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _503,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'scheme\',\'host\',\'key\',\'query\',\'bucket\',\'region\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _504,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'source\',\'dest\',\'endpoint\',\'pipeline\',\'backend\',\'limits\',\'masked\',\'extras\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _505,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'source\',\'dest\',\'name\',\'shown\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _506,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'amount\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _507,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'area\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _508,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'axis\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _509,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'cover\',\'bar_type\',\'segment\',\'size\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _510,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'degrees\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _511,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'enabled\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _512,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'format\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _513,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'frames\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _514,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'geometry\',\'gravity\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _515,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'geometry\',\'pad\',\'color\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _516,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'gravity\',\'dx\',\'dy\',\'dissolve\',\'batch\',\'degree\',\'spacing\',\'scatype\',\'spcent\',\'image\',\'blogo\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _517,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'gravity\',\'dx\',\'dy\',\'dissolve\',\'batch\',\'degree\',\'spacing\',\'scatype\',\'spcent\',\'text\',\'font\',\'fontsize\',\'fill\',\'shadow\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _518,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'gravity\',\'dx\',\'dy\',\'dissolve\',\'batch\',\'degree\',\'spacing\',\'scatype\',\'spcent\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _519,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'height\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _520,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'interval\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _521,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'label\',\'content_producer\',\'produce_id\',\'reserved_code1\',\'content_propagator\',\'propagate_id\',\'reserved_code2\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _522,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'min_ratio\',\'max_ratio\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _523,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'mode\',\'width\',\'height\',\'format\',\'quality\',\'quality_forced\',\'rquality\',\'lquality\',\'interlace\',\'ignore_error_flag\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _524,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'name\',\'params\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _525,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'name\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _526,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'number\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _527,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'ops\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _528,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'percent\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _529,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'radius\',\'sigma\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _530,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'radius\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _531,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'size\',\'unit\',\'keep_smaller\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _532,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'steps\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _533,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'type\',\'image\',\'text\',\'version\',\'level\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _534,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'type\',\'image\',\'text\',\'version\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _535,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'value\',\'forced\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _536,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'value\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _537,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',\'dx\',\'dy\',\'dx_mode\',\'dy_mode\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _538,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',\'dx\',\'dy\',\'gravity\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _539,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',\'index\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _540,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _541,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'width\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _542,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _543,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'starts\',\'ends\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _544,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'step\',\'format\',\'quality\',\'rquality\',\'lquality\',\'interlace\',\'strip\',\'size_limit\',\'cgif\',\'egif\',\'aigc\',\'span\',\'format_span\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _545,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'task\',\'ok\',\'code\',\'message\',\'column\',\'caret\',\'exit\',\'size\',\'seconds\',\'masked\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _546,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'text\',\'format\',\'points\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _547,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'x\',\'baseline\',\'text\',\'font\',\'ink\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _548,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'x\',\'y\',\'w\',\'h\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _549,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'z\',\'status\',\'payload\',\'scale\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _550,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'algorithm\',\'access_key\',\'sign_time\',\'key_time\',\'header_list\',\'param_list\',\'signature\',\'where\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _551,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'codes\',\'image\',\'image_format\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _552,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'component\',\'kind\',\'keyword\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _553,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'data\',\'format\',\'flag\',\'ssim\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _554,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'data\',\'format\',\'width\',\'height\',\'frames\',\'quality\',\'plan\',\'masked\',\'slim_flag\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _555,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'data\',\'mime_type\',\'etag\',\'masked\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _556,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'data\',\'width\',\'height\',\'frames\',\'quality\',\'original\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _557,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'families\',\'styles\',\'description\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _558,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'format\',\'quality\',\'progressive\',\'strip\',\'reset_orientation\',\'size_limit\',\'keep_smaller\',\'aigc\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _559,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'format\',\'shrink\',\'frames\',\'sequential\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _560,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'format\',\'width\',\'height\',\'frames\',\'orientation\',\'has_alpha\',\'bit_depth\',\'color_space\',\'quality\',\'progressive\',\'icc\',\'exif\',\'dpi\',\'loop\',\'dynamic_range\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _561,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'format\',\'width\',\'height\',\'quality\',\'ave\',\'orientation\',\'frame_count\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _562,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'header\',\'decode\',\'decoded_size\',\'steps\',\'encode\',\'width\',\'height\',\'frames\',\'info\',\'applied\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _563,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'id\',\'bucket\',\'name\',\'rule\',\'is_pic_info\',\'tag\',\'create_time\',\'update_time\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _564,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'id\',\'bucket\',\'name\',\'state\',\'max_size\',\'max_concurrent\',\'notify\',\'create_time\',\'update_time\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _565,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'id\',\'bucket\',\'queue_id\',\'input_object\',\'output_bucket\',\'output_object\',\'rule\',\'is_pic_info\',\'tag\',\'state\',\'code\',\'message\',\'creation_time\',\'start_time\',\'end_time\',\'input_region\',\'output_region\',\'template_id\',\'template_name\',\'user_data\',\'job_level\',\'result\',\'attempts\',\'seq\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _566,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'index\',\'fileid\',\'rule\',\'bucket\',\'pipeline\',\'error\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _567,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'input_object\',\'output_bucket\',\'output_object\',\'rule\',\'is_pic_info\',\'template_id\',\'output_region\',\'user_data\',\'job_level\',\'queue_id\',\'tag\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _568,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'is_pic_info\',\'rules\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _569,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'job_id\',\'attempt\',\'buckets\',\'bucket\',\'region\',\'input_object\',\'output_bucket\',\'output_object\',\'rule\',\'is_pic_info\',\'backend\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _570,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'key\',\'location\',\'etag\',\'image_info\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _571,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'key\',\'location\',\'format\',\'width\',\'height\',\'size\',\'quality\',\'etag\',\'frame_count\',\'bucket\',\'masked\',\'extras\',\'top_level\',\'stored\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _572,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'key\',\'size\',\'etag\',\'last_modified\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _573,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'kind\',\'bucket\',\'key\',\'path\',\'host\',\'path_style\',\'region\',\'raw_path\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _574,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'left\',\'top\',\'width\',\'height\',\'disposal\',\'transparent\',\'delay\',\'descriptor\',\'palette\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _575,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'loads\',\'saves\',\'shrink_on_load\',\'animated\',\'methods\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _576,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'long_image\',\'black_and_white\',\'small_image\',\'big_image\',\'pure_image\',\'clarity_score\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _577,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'max_bytes\',\'connect_timeout\',\'read_timeout\',\'total_timeout\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _578,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'max_input_bytes\',\'max_input_side\',\'max_input_pixels\',\'max_animated_pixels\',\'max_gif_frames\',\'max_frames\',\'max_output_side\',\'max_steps\',\'max_image_watermarks\',\'max_param_value\',\'max_work_pixels\',\'max_request_images\',\'max_request_bytes\',\'max_webp_output_side\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _579,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'mode\',\'referers\',\'allow_empty\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _580,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'mode\',\'width\',\'height\',\'span\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _581,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'name\',\'body\',\'pipeline\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _582,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'name\',\'separators\',\'protection\',\'public_read\',\'hotlink\',\'origin\',\'origin_mode\',\'cache_control\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _583,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'ops\',\'info\',\'ignore_error\',\'rules\',\'pipeline\',\'limits\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _584,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'amount\',\'sigma\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _585,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'background\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _586,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'degrees\',\'width\',\'height\',\'background\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _587,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'groups\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _588,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'horizontal\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _589,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'left\',\'top\',\'width\',\'height\',\'background\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _590,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'left\',\'top\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _591,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'mark\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _592,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'overlay\',\'overlay_size\',\'placements\',\'opacity\',\'tile\',\'grey\',\'key\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _593,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'shape\',\'radius\',\'background\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _594,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'sigma\',\'radius\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _595,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'slope\',\'offset\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _596,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'turns\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _597,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _598,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _599,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'original_info\',\'process_results\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _600,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'path\',\'index\',\'family\',\'style\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _601,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'pieces\',\'box\',\'bounds\',\'fill\',\'shadow\',\'shadow_offset\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _602,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'pipeline\',\'backend\',\'limits\',\'token\',\'threads\',\'masked\',\'extras\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _603,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'pixels\',\'box\',\'origin\',\'neutral\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _604,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'pixels\',\'delays\',\'loop\',\'exif\',\'icc\',\'xmp\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _605,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'red\',\'green\',\'blue\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _606,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'resources\',\'styles\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _607,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'root\',\'endpoint\',\'layout\',\'fsync\',\'timeout\',\'retries\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _608,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'root\',\'host\',\'port\',\'region\',\'buckets\',\'credentials\',\'anonymous\',\'default_bucket\',\'max_body_bytes\',\'workers\',\'max_pending\',\'request_timeout\',\'grace_period\',\'fsync\',\'backend\',\'vips_concurrency\',\'cors_origins\',\'storage_factory\',\'job_workers\',\'scheduler\',\'cache_dir\',\'cache_size\',\'origin_connect_timeout\',\'origin_read_timeout\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _609,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'scheme\',\'host\',\'key\',\'query\',\'bucket\',\'region\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _610,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'source\',\'dest\',\'endpoint\',\'pipeline\',\'backend\',\'limits\',\'masked\',\'extras\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _611,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'source\',\'dest\',\'name\',\'shown\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _612,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'amount\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _613,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'area\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _614,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'axis\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _615,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'cover\',\'bar_type\',\'segment\',\'size\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _616,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'degrees\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _617,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'enabled\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _618,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'format\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _619,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'frames\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _620,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'geometry\',\'gravity\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _621,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'geometry\',\'pad\',\'color\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _622,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'gravity\',\'dx\',\'dy\',\'dissolve\',\'batch\',\'degree\',\'spacing\',\'scatype\',\'spcent\',\'image\',\'blogo\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _623,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'gravity\',\'dx\',\'dy\',\'dissolve\',\'batch\',\'degree\',\'spacing\',\'scatype\',\'spcent\',\'text\',\'font\',\'fontsize\',\'fill\',\'shadow\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _624,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'gravity\',\'dx\',\'dy\',\'dissolve\',\'batch\',\'degree\',\'spacing\',\'scatype\',\'spcent\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _625,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'height\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _626,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'interval\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _627,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'label\',\'content_producer\',\'produce_id\',\'reserved_code1\',\'content_propagator\',\'propagate_id\',\'reserved_code2\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _628,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'min_ratio\',\'max_ratio\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _629,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'mode\',\'width\',\'height\',\'format\',\'quality\',\'quality_forced\',\'rquality\',\'lquality\',\'interlace\',\'ignore_error_flag\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _630,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'name\',\'params\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _631,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'name\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _632,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'number\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _633,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'ops\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _634,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'percent\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _635,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'radius\',\'sigma\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _636,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'radius\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _637,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'size\',\'unit\',\'keep_smaller\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _638,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'steps\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _639,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'type\',\'image\',\'text\',\'version\',\'level\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _640,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'type\',\'image\',\'text\',\'version\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _641,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'value\',\'forced\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _642,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'value\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _643,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',\'dx\',\'dy\',\'dx_mode\',\'dy_mode\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _644,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',\'dx\',\'dy\',\'gravity\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _645,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',\'index\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _646,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _647,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'width\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _648,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _649,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'starts\',\'ends\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _650,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'step\',\'format\',\'quality\',\'rquality\',\'lquality\',\'interlace\',\'strip\',\'size_limit\',\'cgif\',\'egif\',\'aigc\',\'span\',\'format_span\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _651,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'task\',\'ok\',\'code\',\'message\',\'column\',\'caret\',\'exit\',\'size\',\'seconds\',\'masked\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _652,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'text\',\'format\',\'points\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _653,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'x\',\'baseline\',\'text\',\'font\',\'ink\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _654,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'x\',\'y\',\'w\',\'h\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _655,
-    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'z\',\'status\',\'payload\',\'scale\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _656,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.grid,self.tile,self.whole,)==(other.grid,other.tile,other.whole,)\n  return NotImplemented\n return __eq__': _30,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.groups,)==(other.groups,)\n  return NotImplemented\n return __eq__': _31,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.header,self.decode,self.decoded_size,self.steps,self.encode,self.width,self.height,self.frames,self.info,self.applied,)==(other.header,other.decode,other.decoded_size,other.steps,other.encode,other.width,other.height,other.frames,other.info,other.applied,)\n  return NotImplemented\n return __eq__': _32,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.header,self.limits,self.final_format,self.width,self.height,self.frames,self.format,self.has_alpha,self.orientation,self.quality,self.prims,self.reset_orientation,self.progressive,self.strip,self.size_limit,self.aigc,)==(other.header,other.limits,other.final_format,other.width,other.height,other.frames,other.format,other.has_alpha,other.orientation,other.quality,other.prims,other.reset_orientation,other.progressive,other.strip,other.size_limit,other.aigc,)\n  return NotImplemented\n return __eq__': _33,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.height,)==(other.height,)\n  return NotImplemented\n return __eq__': _34,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.horizontal,)==(other.horizontal,)\n  return NotImplemented\n return __eq__': _35,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.id,self.bucket,self.name,self.rule,self.is_pic_info,self.tag,self.create_time,self.update_time,)==(other.id,other.bucket,other.name,other.rule,other.is_pic_info,other.tag,other.create_time,other.update_time,)\n  return NotImplemented\n return __eq__': _36,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.id,self.bucket,self.name,self.state,self.max_size,self.max_concurrent,self.notify,self.create_time,self.update_time,)==(other.id,other.bucket,other.name,other.state,other.max_size,other.max_concurrent,other.notify,other.create_time,other.update_time,)\n  return NotImplemented\n return __eq__': _37,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.id,self.bucket,self.queue_id,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.tag,self.state,self.code,self.message,self.creation_time,self.start_time,self.end_time,self.input_region,self.output_region,self.template_id,self.template_name,self.user_data,self.job_level,self.result,self.attempts,self.seq,)==(other.id,other.bucket,other.queue_id,other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.tag,other.state,other.code,other.message,other.creation_time,other.start_time,other.end_time,other.input_region,other.output_region,other.template_id,other.template_name,other.user_data,other.job_level,other.result,other.attempts,other.seq,)\n  return NotImplemented\n return __eq__': _38,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.index,self.fileid,self.rule,self.bucket,self.pipeline,)==(other.index,other.fileid,other.rule,other.bucket,other.pipeline,)\n  return NotImplemented\n return __eq__': _39,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.template_id,self.output_region,self.user_data,self.job_level,self.queue_id,self.tag,)==(other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.template_id,other.output_region,other.user_data,other.job_level,other.queue_id,other.tag,)\n  return NotImplemented\n return __eq__': _40,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.interval,)==(other.interval,)\n  return NotImplemented\n return __eq__': _41,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.is_pic_info,self.rules,)==(other.is_pic_info,other.rules,)\n  return NotImplemented\n return __eq__': _42,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.job_id,self.attempt,self.buckets,self.bucket,self.region,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.backend,)==(other.job_id,other.attempt,other.buckets,other.bucket,other.region,other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.backend,)\n  return NotImplemented\n return __eq__': _43,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.key,self.location,self.etag,self.image_info,)==(other.key,other.location,other.etag,other.image_info,)\n  return NotImplemented\n return __eq__': _44,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.key,self.location,self.format,self.width,self.height,self.size,self.quality,self.etag,self.frame_count,self.bucket,self.stored,)==(other.key,other.location,other.format,other.width,other.height,other.size,other.quality,other.etag,other.frame_count,other.bucket,other.stored,)\n  return NotImplemented\n return __eq__': _45,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.key,self.size,self.etag,self.last_modified,)==(other.key,other.size,other.etag,other.last_modified,)\n  return NotImplemented\n return __eq__': _46,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.kind,self.bucket,self.key,self.path,self.host,self.path_style,self.region,self.raw_path,)==(other.kind,other.bucket,other.key,other.path,other.host,other.path_style,other.region,other.raw_path,)\n  return NotImplemented\n return __eq__': _47,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.label,self.content_producer,self.produce_id,self.reserved_code1,self.content_propagator,self.propagate_id,self.reserved_code2,)==(other.label,other.content_producer,other.produce_id,other.reserved_code1,other.content_propagator,other.propagate_id,other.reserved_code2,)\n  return NotImplemented\n return __eq__': _48,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.left,self.top,self.width,self.height,)==(other.left,other.top,other.width,other.height,)\n  return NotImplemented\n return __eq__': _49,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.left,self.top,self.width,self.height,self.background,)==(other.left,other.top,other.width,other.height,other.background,)\n  return NotImplemented\n return __eq__': _50,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.left,self.top,self.width,self.height,self.disposal,self.transparent,self.delay,self.descriptor,self.palette,)==(other.left,other.top,other.width,other.height,other.disposal,other.transparent,other.delay,other.descriptor,other.palette,)\n  return NotImplemented\n return __eq__': _51,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.loads,self.saves,self.shrink_on_load,self.animated,self.methods,)==(other.loads,other.saves,other.shrink_on_load,other.animated,other.methods,)\n  return NotImplemented\n return __eq__': _52,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.long_image,self.black_and_white,self.small_image,self.big_image,self.pure_image,self.clarity_score,)==(other.long_image,other.black_and_white,other.small_image,other.big_image,other.pure_image,other.clarity_score,)\n  return NotImplemented\n return __eq__': _53,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.mark,self.width,self.height,)==(other.mark,other.width,other.height,)\n  return NotImplemented\n return __eq__': _54,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.max_bytes,self.connect_timeout,self.read_timeout,self.total_timeout,)==(other.max_bytes,other.connect_timeout,other.read_timeout,other.total_timeout,)\n  return NotImplemented\n return __eq__': _55,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.max_input_bytes,self.max_input_side,self.max_input_pixels,self.max_animated_pixels,self.max_gif_frames,self.max_frames,self.max_output_side,self.max_steps,self.max_image_watermarks,self.max_param_value,self.max_work_pixels,self.max_request_images,self.max_request_bytes,self.max_webp_output_side,)==(other.max_input_bytes,other.max_input_side,other.max_input_pixels,other.max_animated_pixels,other.max_gif_frames,other.max_frames,other.max_output_side,other.max_steps,other.max_image_watermarks,other.max_param_value,other.max_work_pixels,other.max_request_images,other.max_request_bytes,other.max_webp_output_side,)\n  return NotImplemented\n return __eq__': _56,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.min_ratio,self.max_ratio,)==(other.min_ratio,other.max_ratio,)\n  return NotImplemented\n return __eq__': _57,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.mode,self.referers,self.allow_empty,)==(other.mode,other.referers,other.allow_empty,)\n  return NotImplemented\n return __eq__': _58,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.mode,self.width,self.height,)==(other.mode,other.width,other.height,)\n  return NotImplemented\n return __eq__': _59,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.mode,self.width,self.height,self.format,self.quality,self.quality_forced,self.rquality,self.lquality,self.interlace,self.ignore_error_flag,)==(other.mode,other.width,other.height,other.format,other.quality,other.quality_forced,other.rquality,other.lquality,other.interlace,other.ignore_error_flag,)\n  return NotImplemented\n return __eq__': _60,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.name,)==(other.name,)\n  return NotImplemented\n return __eq__': _61,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.name,self.body,self.pipeline,)==(other.name,other.body,other.pipeline,)\n  return NotImplemented\n return __eq__': _62,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.name,self.params,)==(other.name,other.params,)\n  return NotImplemented\n return __eq__': _63,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.name,self.separators,self.protection,self.public_read,self.hotlink,self.origin,self.origin_mode,self.cache_control,)==(other.name,other.separators,other.protection,other.public_read,other.hotlink,other.origin,other.origin_mode,other.cache_control,)\n  return NotImplemented\n return __eq__': _64,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.number,)==(other.number,)\n  return NotImplemented\n return __eq__': _65,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.ops,)==(other.ops,)\n  return NotImplemented\n return __eq__': _66,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.ops,self.info,self.ignore_error,self.rules,self.pipeline,self.limits,)==(other.ops,other.info,other.ignore_error,other.rules,other.pipeline,other.limits,)\n  return NotImplemented\n return __eq__': _67,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.original_info,self.process_results,)==(other.original_info,other.process_results,)\n  return NotImplemented\n return __eq__': _68,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.overlay_size,self.placements,self.opacity,self.tile,self.grey,self.key,)==(other.overlay_size,other.placements,other.opacity,other.tile,other.grey,other.key,)\n  return NotImplemented\n return __eq__': _69,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.path,self.index,self.family,self.style,)==(other.path,other.index,other.family,other.style,)\n  return NotImplemented\n return __eq__': _70,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.percent,)==(other.percent,)\n  return NotImplemented\n return __eq__': _71,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.pieces,self.box,self.bounds,self.fill,self.shadow,self.shadow_offset,)==(other.pieces,other.box,other.bounds,other.fill,other.shadow,other.shadow_offset,)\n  return NotImplemented\n return __eq__': _72,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.pipeline,self.backend,self.limits,self.token,self.threads,self.masked,self.extras,)==(other.pipeline,other.backend,other.limits,other.token,other.threads,other.masked,other.extras,)\n  return NotImplemented\n return __eq__': _73,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.pixels,self.box,self.origin,self.neutral,)==(other.pixels,other.box,other.origin,other.neutral,)\n  return NotImplemented\n return __eq__': _74,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.pixels,self.delays,self.loop,self.exif,self.icc,)==(other.pixels,other.delays,other.loop,other.exif,other.icc,)\n  return NotImplemented\n return __eq__': _75,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.pixels,self.delays,self.loop,self.exif,self.icc,self.xmp,)==(other.pixels,other.delays,other.loop,other.exif,other.icc,other.xmp,)\n  return NotImplemented\n return __eq__': _76,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.radius,)==(other.radius,)\n  return NotImplemented\n return __eq__': _77,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.radius,self.sigma,)==(other.radius,other.sigma,)\n  return NotImplemented\n return __eq__': _78,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.red,self.green,self.blue,)==(other.red,other.green,other.blue,)\n  return NotImplemented\n return __eq__': _79,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.request,self.target,self.method,self.query,self.raw_query,self.request_id,self.bucket,self.signer,self.headers,)==(other.request,other.target,other.method,other.query,other.raw_query,other.request_id,other.bucket,other.signer,other.headers,)\n  return NotImplemented\n return __eq__': _80,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.resolved,self.backend,self.image,self.data,self.pixels,self.limits,)==(other.resolved,other.backend,other.image,other.data,other.pixels,other.limits,)\n  return NotImplemented\n return __eq__': _81,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.resources,self.styles,)==(other.resources,other.styles,)\n  return NotImplemented\n return __eq__': _82,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.root,self.endpoint,self.layout,self.fsync,self.timeout,self.retries,)==(other.root,other.endpoint,other.layout,other.fsync,other.timeout,other.retries,)\n  return NotImplemented\n return __eq__': _83,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.root,self.host,self.port,self.region,self.buckets,self.credentials,self.anonymous,self.default_bucket,self.max_body_bytes,self.workers,self.max_pending,self.request_timeout,self.grace_period,self.fsync,self.backend,self.vips_concurrency,self.cors_origins,self.storage_factory,self.job_workers,self.scheduler,self.cache_dir,self.cache_size,self.origin_connect_timeout,self.origin_read_timeout,)==(other.root,other.host,other.port,other.region,other.buckets,other.credentials,other.anonymous,other.default_bucket,other.max_body_bytes,other.workers,other.max_pending,other.request_timeout,other.grace_period,other.fsync,other.backend,other.vips_concurrency,other.cors_origins,other.storage_factory,other.job_workers,other.scheduler,other.cache_dir,other.cache_size,other.origin_connect_timeout,other.origin_read_timeout,)\n  return NotImplemented\n return __eq__': _84,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.rule,self.key,self.bucket,self.store,self.pipeline,self.symbolic,self.resolved,self.masked,self.intel,)==(other.rule,other.key,other.bucket,other.store,other.pipeline,other.symbolic,other.resolved,other.masked,other.intel,)\n  return NotImplemented\n return __eq__': _85,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.scheme,self.host,self.key,self.query,self.bucket,self.region,)==(other.scheme,other.host,other.key,other.query,other.bucket,other.region,)\n  return NotImplemented\n return __eq__': _86,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.shape,self.radius,self.background,)==(other.shape,other.radius,other.background,)\n  return NotImplemented\n return __eq__': _87,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.sigma,self.radius,)==(other.sigma,other.radius,)\n  return NotImplemented\n return __eq__': _88,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.size,self.chroma,self.encode,)==(other.size,other.chroma,other.encode,)\n  return NotImplemented\n return __eq__': _89,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.size,self.unit,self.keep_smaller,)==(other.size,other.unit,other.keep_smaller,)\n  return NotImplemented\n return __eq__': _90,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.slope,self.offset,)==(other.slope,other.offset,)\n  return NotImplemented\n return __eq__': _91,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.source,self.dest,self.endpoint,self.pipeline,self.backend,self.limits,self.masked,self.extras,)==(other.source,other.dest,other.endpoint,other.pipeline,other.backend,other.limits,other.masked,other.extras,)\n  return NotImplemented\n return __eq__': _92,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.source,self.dest,self.name,self.shown,)==(other.source,other.dest,other.name,other.shown,)\n  return NotImplemented\n return __eq__': _93,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.starts,self.ends,)==(other.starts,other.ends,)\n  return NotImplemented\n return __eq__': _94,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.step,self.format,self.quality,self.rquality,self.lquality,self.interlace,self.strip,self.size_limit,self.cgif,self.egif,self.aigc,)==(other.step,other.format,other.quality,other.rquality,other.lquality,other.interlace,other.strip,other.size_limit,other.cgif,other.egif,other.aigc,)\n  return NotImplemented\n return __eq__': _95,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.steps,)==(other.steps,)\n  return NotImplemented\n return __eq__': _96,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.task,self.ok,self.code,self.message,self.column,self.caret,self.exit,self.size,self.seconds,self.masked,)==(other.task,other.ok,other.code,other.message,other.column,other.caret,other.exit,other.size,other.seconds,other.masked,)\n  return NotImplemented\n return __eq__': _97,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.text,self.format,self.points,)==(other.text,other.format,other.points,)\n  return NotImplemented\n return __eq__': _98,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.todo,self.skipped,self.collisions,)==(other.todo,other.skipped,other.collisions,)\n  return NotImplemented\n return __eq__': _99,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.turns,)==(other.turns,)\n  return NotImplemented\n return __eq__': _100,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.type,self.image,self.text,self.version,)==(other.type,other.image,other.text,other.version,)\n  return NotImplemented\n return __eq__': _101,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.type,self.image,self.text,self.version,self.level,)==(other.type,other.image,other.text,other.version,other.level,)\n  return NotImplemented\n return __eq__': _102,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.value,)==(other.value,)\n  return NotImplemented\n return __eq__': _103,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.value,self.forced,)==(other.value,other.forced,)\n  return NotImplemented\n return __eq__': _104,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.width,)==(other.width,)\n  return NotImplemented\n return __eq__': _105,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.width,self.height,)==(other.width,other.height,)\n  return NotImplemented\n return __eq__': _106,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.width,self.height,self.dx,self.dy,self.dx_mode,self.dy_mode,)==(other.width,other.height,other.dx,other.dy,other.dx_mode,other.dy_mode,)\n  return NotImplemented\n return __eq__': _107,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.width,self.height,self.dx,self.dy,self.gravity,)==(other.width,other.height,other.dx,other.dy,other.gravity,)\n  return NotImplemented\n return __eq__': _108,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.width,self.height,self.index,)==(other.width,other.height,other.index,)\n  return NotImplemented\n return __eq__': _109,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.workers,self.scheduler,self.client,self.local,)==(other.workers,other.scheduler,other.client,other.local,)\n  return NotImplemented\n return __eq__': _110,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.x,self.baseline,self.text,self.font,self.ink,)==(other.x,other.baseline,other.text,other.font,other.ink,)\n  return NotImplemented\n return __eq__': _111,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.x,self.y,self.w,self.h,)==(other.x,other.y,other.w,other.h,)\n  return NotImplemented\n return __eq__': _112,
+    'def __create_fn__():\n def __eq__(self,other):\n  if other.__class__ is self.__class__:\n   return (self.z,self.status,self.payload,self.scale,)==(other.z,other.status,other.payload,other.scale,)\n  return NotImplemented\n return __eq__': _113,
+    'def __create_fn__():\n def __hash__(self):\n  return hash(())\n return __hash__': _114,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.algorithm,self.access_key,self.sign_time,self.key_time,self.header_list,self.param_list,self.signature,self.where,))\n return __hash__': _115,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.amount,))\n return __hash__': _116,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.amount,self.sigma,))\n return __hash__': _117,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.area,))\n return __hash__': _118,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.axis,))\n return __hash__': _119,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.background,))\n return __hash__': _120,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.codes,self.image,self.image_format,))\n return __hash__': _121,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.component,self.kind,self.keyword,))\n return __hash__': _122,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.cover,self.bar_type,self.segment,self.size,))\n return __hash__': _123,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.data,self.format,self.flag,self.ssim,))\n return __hash__': _124,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.data,self.format,self.width,self.height,self.frames,self.quality,self.plan,self.masked,self.slim_flag,))\n return __hash__': _125,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.data,self.mime_type,self.etag,self.masked,self.slim_flag,))\n return __hash__': _126,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.data,self.width,self.height,self.frames,self.quality,self.original,))\n return __hash__': _127,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.degrees,))\n return __hash__': _128,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.degrees,self.width,self.height,self.background,))\n return __hash__': _129,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.enabled,))\n return __hash__': _130,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.families,self.styles,self.description,))\n return __hash__': _131,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.format,))\n return __hash__': _132,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.format,self.quality,self.progressive,self.strip,self.reset_orientation,self.size_limit,self.keep_smaller,self.aigc,))\n return __hash__': _133,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.format,self.shrink,self.frames,self.sequential,))\n return __hash__': _134,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.format,self.width,self.height,self.frames,self.orientation,self.has_alpha,self.bit_depth,self.color_space,self.quality,self.progressive,self.icc,self.exif,self.dpi,self.loop,self.dynamic_range,))\n return __hash__': _135,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.format,self.width,self.height,self.quality,self.ave,self.orientation,self.frame_count,))\n return __hash__': _136,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.frames,))\n return __hash__': _137,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.geometry,self.gravity,))\n return __hash__': _138,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.geometry,self.pad,self.color,))\n return __hash__': _139,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,))\n return __hash__': _140,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.image,self.blogo,))\n return __hash__': _141,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.text,self.font,self.fontsize,self.fill,self.shadow,))\n return __hash__': _142,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.grid,self.tile,self.whole,))\n return __hash__': _143,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.groups,))\n return __hash__': _144,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.header,self.decode,self.decoded_size,self.steps,self.encode,self.width,self.height,self.frames,self.info,self.applied,))\n return __hash__': _145,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.height,))\n return __hash__': _146,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.horizontal,))\n return __hash__': _147,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.id,self.bucket,self.name,self.rule,self.is_pic_info,self.tag,self.create_time,self.update_time,))\n return __hash__': _148,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.id,self.bucket,self.name,self.state,self.max_size,self.max_concurrent,self.notify,self.create_time,self.update_time,))\n return __hash__': _149,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.id,self.bucket,self.queue_id,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.tag,self.state,self.code,self.message,self.creation_time,self.start_time,self.end_time,self.input_region,self.output_region,self.template_id,self.template_name,self.user_data,self.job_level,self.result,self.attempts,self.seq,))\n return __hash__': _150,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.index,self.fileid,self.rule,self.bucket,self.pipeline,))\n return __hash__': _151,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.template_id,self.output_region,self.user_data,self.job_level,self.queue_id,self.tag,))\n return __hash__': _152,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.interval,))\n return __hash__': _153,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.is_pic_info,self.rules,))\n return __hash__': _154,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.job_id,self.attempt,self.buckets,self.bucket,self.region,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.backend,))\n return __hash__': _155,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.key,self.location,self.etag,self.image_info,))\n return __hash__': _156,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.key,self.location,self.format,self.width,self.height,self.size,self.quality,self.etag,self.frame_count,self.bucket,self.stored,))\n return __hash__': _157,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.key,self.size,self.etag,self.last_modified,))\n return __hash__': _158,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.kind,self.bucket,self.key,self.path,self.host,self.path_style,self.region,self.raw_path,))\n return __hash__': _159,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.label,self.content_producer,self.produce_id,self.reserved_code1,self.content_propagator,self.propagate_id,self.reserved_code2,))\n return __hash__': _160,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.left,self.top,self.width,self.height,))\n return __hash__': _161,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.left,self.top,self.width,self.height,self.background,))\n return __hash__': _162,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.left,self.top,self.width,self.height,self.disposal,self.transparent,self.delay,self.descriptor,self.palette,))\n return __hash__': _163,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.loads,self.saves,self.shrink_on_load,self.animated,self.methods,))\n return __hash__': _164,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.long_image,self.black_and_white,self.small_image,self.big_image,self.pure_image,self.clarity_score,))\n return __hash__': _165,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.mark,self.width,self.height,))\n return __hash__': _166,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.max_bytes,self.connect_timeout,self.read_timeout,self.total_timeout,))\n return __hash__': _167,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.max_input_bytes,self.max_input_side,self.max_input_pixels,self.max_animated_pixels,self.max_gif_frames,self.max_frames,self.max_output_side,self.max_steps,self.max_image_watermarks,self.max_param_value,self.max_work_pixels,self.max_request_images,self.max_request_bytes,self.max_webp_output_side,))\n return __hash__': _168,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.min_ratio,self.max_ratio,))\n return __hash__': _169,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.mode,self.referers,self.allow_empty,))\n return __hash__': _170,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.mode,self.width,self.height,))\n return __hash__': _171,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.mode,self.width,self.height,self.format,self.quality,self.quality_forced,self.rquality,self.lquality,self.interlace,self.ignore_error_flag,))\n return __hash__': _172,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.name,))\n return __hash__': _173,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.name,self.body,self.pipeline,))\n return __hash__': _174,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.name,self.params,))\n return __hash__': _175,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.name,self.separators,self.protection,self.public_read,self.hotlink,self.origin,self.origin_mode,self.cache_control,))\n return __hash__': _176,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.number,))\n return __hash__': _177,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.ops,))\n return __hash__': _178,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.ops,self.info,self.ignore_error,self.rules,self.pipeline,self.limits,))\n return __hash__': _179,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.original_info,self.process_results,))\n return __hash__': _180,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.overlay_size,self.placements,self.opacity,self.tile,self.grey,self.key,))\n return __hash__': _181,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.path,self.index,self.family,self.style,))\n return __hash__': _182,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.percent,))\n return __hash__': _183,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.pieces,self.box,self.bounds,self.fill,self.shadow,self.shadow_offset,))\n return __hash__': _184,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.pipeline,self.backend,self.limits,self.token,self.threads,self.masked,self.extras,))\n return __hash__': _185,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.pixels,self.box,self.origin,self.neutral,))\n return __hash__': _186,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.pixels,self.delays,self.loop,self.exif,self.icc,self.xmp,))\n return __hash__': _187,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.radius,))\n return __hash__': _188,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.radius,self.sigma,))\n return __hash__': _189,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.red,self.green,self.blue,))\n return __hash__': _190,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.resources,self.styles,))\n return __hash__': _191,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.root,self.endpoint,self.layout,self.fsync,self.timeout,self.retries,))\n return __hash__': _192,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.root,self.host,self.port,self.region,self.buckets,self.credentials,self.anonymous,self.default_bucket,self.max_body_bytes,self.workers,self.max_pending,self.request_timeout,self.grace_period,self.fsync,self.backend,self.vips_concurrency,self.cors_origins,self.storage_factory,self.job_workers,self.scheduler,self.cache_dir,self.cache_size,self.origin_connect_timeout,self.origin_read_timeout,))\n return __hash__': _193,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.scheme,self.host,self.key,self.query,self.bucket,self.region,))\n return __hash__': _194,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.shape,self.radius,self.background,))\n return __hash__': _195,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.sigma,self.radius,))\n return __hash__': _196,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.size,self.chroma,self.encode,))\n return __hash__': _197,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.size,self.unit,self.keep_smaller,))\n return __hash__': _198,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.slope,self.offset,))\n return __hash__': _199,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.source,self.dest,self.endpoint,self.pipeline,self.backend,self.limits,self.masked,self.extras,))\n return __hash__': _200,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.source,self.dest,self.name,self.shown,))\n return __hash__': _201,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.starts,self.ends,))\n return __hash__': _202,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.step,self.format,self.quality,self.rquality,self.lquality,self.interlace,self.strip,self.size_limit,self.cgif,self.egif,self.aigc,))\n return __hash__': _203,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.steps,))\n return __hash__': _204,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.task,self.ok,self.code,self.message,self.column,self.caret,self.exit,self.size,self.seconds,self.masked,))\n return __hash__': _205,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.text,self.format,self.points,))\n return __hash__': _206,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.turns,))\n return __hash__': _207,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.type,self.image,self.text,self.version,))\n return __hash__': _208,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.type,self.image,self.text,self.version,self.level,))\n return __hash__': _209,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.value,))\n return __hash__': _210,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.value,self.forced,))\n return __hash__': _211,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.width,))\n return __hash__': _212,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.width,self.height,))\n return __hash__': _213,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.width,self.height,self.dx,self.dy,self.dx_mode,self.dy_mode,))\n return __hash__': _214,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.width,self.height,self.dx,self.dy,self.gravity,))\n return __hash__': _215,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.width,self.height,self.index,))\n return __hash__': _216,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.x,self.baseline,self.text,self.font,self.ink,))\n return __hash__': _217,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.x,self.y,self.w,self.h,))\n return __hash__': _218,
+    'def __create_fn__():\n def __hash__(self):\n  return hash((self.z,self.status,self.payload,self.scale,))\n return __hash__': _219,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"()"\n return __repr__': _220,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(algorithm={self.algorithm!r}, access_key={self.access_key!r}, sign_time={self.sign_time!r}, key_time={self.key_time!r}, header_list={self.header_list!r}, param_list={self.param_list!r}, signature={self.signature!r}, where={self.where!r})"\n return __repr__': _221,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(amount={self.amount!r})"\n return __repr__': _222,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(area={self.area!r})"\n return __repr__': _223,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(axis={self.axis!r})"\n return __repr__': _224,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(codes={self.codes!r}, image={self.image!r}, image_format={self.image_format!r})"\n return __repr__': _225,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(component={self.component!r}, kind={self.kind!r}, keyword={self.keyword!r})"\n return __repr__': _226,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(cover={self.cover!r}, bar_type={self.bar_type!r}, segment={self.segment!r}, size={self.size!r})"\n return __repr__': _227,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(data={self.data!r}, format={self.format!r}, flag={self.flag!r}, ssim={self.ssim!r})"\n return __repr__': _228,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(data={self.data!r}, format={self.format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, quality={self.quality!r}, plan={self.plan!r}, masked={self.masked!r}, slim_flag={self.slim_flag!r})"\n return __repr__': _229,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(data={self.data!r}, mime_type={self.mime_type!r}, etag={self.etag!r}, masked={self.masked!r}, slim_flag={self.slim_flag!r})"\n return __repr__': _230,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(data={self.data!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, quality={self.quality!r}, original={self.original!r})"\n return __repr__': _231,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(degrees={self.degrees!r})"\n return __repr__': _232,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(enabled={self.enabled!r})"\n return __repr__': _233,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(families={self.families!r}, styles={self.styles!r}, description={self.description!r})"\n return __repr__': _234,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(field={self.field!r}, value={self.value!r}, targets={self.targets!r})"\n return __repr__': _235,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(format={self.format!r})"\n return __repr__': _236,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(format={self.format!r}, quality={self.quality!r}, progressive={self.progressive!r}, strip={self.strip!r}, reset_orientation={self.reset_orientation!r}, size_limit={self.size_limit!r}, keep_smaller={self.keep_smaller!r}, aigc={self.aigc!r})"\n return __repr__': _237,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(format={self.format!r}, shrink={self.shrink!r}, frames={self.frames!r}, sequential={self.sequential!r})"\n return __repr__': _238,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(format={self.format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, orientation={self.orientation!r}, has_alpha={self.has_alpha!r}, bit_depth={self.bit_depth!r}, color_space={self.color_space!r}, quality={self.quality!r}, progressive={self.progressive!r}, icc={self.icc!r}, exif={self.exif!r}, dpi={self.dpi!r}, loop={self.loop!r}, dynamic_range={self.dynamic_range!r})"\n return __repr__': _239,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(format={self.format!r}, width={self.width!r}, height={self.height!r}, quality={self.quality!r}, ave={self.ave!r}, orientation={self.orientation!r}, frame_count={self.frame_count!r})"\n return __repr__': _240,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(frames={self.frames!r})"\n return __repr__': _241,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(geometry={self.geometry!r}, gravity={self.gravity!r})"\n return __repr__': _242,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(geometry={self.geometry!r}, pad={self.pad!r}, color={self.color!r})"\n return __repr__': _243,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r})"\n return __repr__': _244,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r}, image={self.image!r}, blogo={self.blogo!r})"\n return __repr__': _245,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r}, text={self.text!r}, font={self.font!r}, fontsize={self.fontsize!r}, fill={self.fill!r}, shadow={self.shadow!r})"\n return __repr__': _246,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(grid={self.grid!r}, tile={self.tile!r}, whole={self.whole!r})"\n return __repr__': _247,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(header={self.header!r}, decode={self.decode!r}, decoded_size={self.decoded_size!r}, steps={self.steps!r}, encode={self.encode!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, info={self.info!r}, applied={self.applied!r})"\n return __repr__': _248,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(header={self.header!r}, limits={self.limits!r}, final_format={self.final_format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, format={self.format!r}, has_alpha={self.has_alpha!r}, orientation={self.orientation!r}, quality={self.quality!r}, prims={self.prims!r}, reset_orientation={self.reset_orientation!r}, progressive={self.progressive!r}, strip={self.strip!r}, size_limit={self.size_limit!r}, aigc={self.aigc!r})"\n return __repr__': _249,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(height={self.height!r})"\n return __repr__': _250,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, name={self.name!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, tag={self.tag!r}, create_time={self.create_time!r}, update_time={self.update_time!r})"\n return __repr__': _251,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, name={self.name!r}, state={self.state!r}, max_size={self.max_size!r}, max_concurrent={self.max_concurrent!r}, notify={self.notify!r}, create_time={self.create_time!r}, update_time={self.update_time!r})"\n return __repr__': _252,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, queue_id={self.queue_id!r}, input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, tag={self.tag!r}, state={self.state!r}, code={self.code!r}, message={self.message!r}, creation_time={self.creation_time!r}, start_time={self.start_time!r}, end_time={self.end_time!r}, input_region={self.input_region!r}, output_region={self.output_region!r}, template_id={self.template_id!r}, template_name={self.template_name!r}, user_data={self.user_data!r}, job_level={self.job_level!r}, result={self.result!r}, attempts={self.attempts!r}, seq={self.seq!r})"\n return __repr__': _253,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(index={self.index!r}, fileid={self.fileid!r}, rule={self.rule!r}, bucket={self.bucket!r}, pipeline={self.pipeline!r}, error={self.error!r})"\n return __repr__': _254,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, template_id={self.template_id!r}, output_region={self.output_region!r}, user_data={self.user_data!r}, job_level={self.job_level!r}, queue_id={self.queue_id!r}, tag={self.tag!r})"\n return __repr__': _255,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(interval={self.interval!r})"\n return __repr__': _256,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(is_pic_info={self.is_pic_info!r}, rules={self.rules!r})"\n return __repr__': _257,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(job_id={self.job_id!r}, attempt={self.attempt!r}, buckets={self.buckets!r}, bucket={self.bucket!r}, region={self.region!r}, input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, backend={self.backend!r})"\n return __repr__': _258,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(key={self.key!r}, location={self.location!r}, etag={self.etag!r}, image_info={self.image_info!r})"\n return __repr__': _259,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(key={self.key!r}, location={self.location!r}, format={self.format!r}, width={self.width!r}, height={self.height!r}, size={self.size!r}, quality={self.quality!r}, etag={self.etag!r}, frame_count={self.frame_count!r}, bucket={self.bucket!r}, masked={self.masked!r}, extras={self.extras!r}, top_level={self.top_level!r}, stored={self.stored!r})"\n return __repr__': _260,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(key={self.key!r}, size={self.size!r}, etag={self.etag!r}, last_modified={self.last_modified!r})"\n return __repr__': _261,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(kind={self.kind!r}, bucket={self.bucket!r}, key={self.key!r}, path={self.path!r}, host={self.host!r}, path_style={self.path_style!r}, region={self.region!r}, raw_path={self.raw_path!r})"\n return __repr__': _262,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(label={self.label!r}, content_producer={self.content_producer!r}, produce_id={self.produce_id!r}, reserved_code1={self.reserved_code1!r}, content_propagator={self.content_propagator!r}, propagate_id={self.propagate_id!r}, reserved_code2={self.reserved_code2!r})"\n return __repr__': _263,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r}, disposal={self.disposal!r}, transparent={self.transparent!r}, delay={self.delay!r}, descriptor={self.descriptor!r}, palette={self.palette!r})"\n return __repr__': _264,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(loads={self.loads!r}, saves={self.saves!r}, shrink_on_load={self.shrink_on_load!r}, animated={self.animated!r}, methods={self.methods!r})"\n return __repr__': _265,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(long_image={self.long_image!r}, black_and_white={self.black_and_white!r}, small_image={self.small_image!r}, big_image={self.big_image!r}, pure_image={self.pure_image!r}, clarity_score={self.clarity_score!r})"\n return __repr__': _266,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(max_bytes={self.max_bytes!r}, connect_timeout={self.connect_timeout!r}, read_timeout={self.read_timeout!r}, total_timeout={self.total_timeout!r})"\n return __repr__': _267,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(max_input_bytes={self.max_input_bytes!r}, max_input_side={self.max_input_side!r}, max_input_pixels={self.max_input_pixels!r}, max_animated_pixels={self.max_animated_pixels!r}, max_gif_frames={self.max_gif_frames!r}, max_frames={self.max_frames!r}, max_output_side={self.max_output_side!r}, max_steps={self.max_steps!r}, max_image_watermarks={self.max_image_watermarks!r}, max_param_value={self.max_param_value!r}, max_work_pixels={self.max_work_pixels!r}, max_request_images={self.max_request_images!r}, max_request_bytes={self.max_request_bytes!r}, max_webp_output_side={self.max_webp_output_side!r})"\n return __repr__': _268,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(min_ratio={self.min_ratio!r}, max_ratio={self.max_ratio!r})"\n return __repr__': _269,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(mode={self.mode!r}, referers={self.referers!r}, allow_empty={self.allow_empty!r})"\n return __repr__': _270,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(mode={self.mode!r}, width={self.width!r}, height={self.height!r})"\n return __repr__': _271,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(mode={self.mode!r}, width={self.width!r}, height={self.height!r}, format={self.format!r}, quality={self.quality!r}, quality_forced={self.quality_forced!r}, rquality={self.rquality!r}, lquality={self.lquality!r}, interlace={self.interlace!r}, ignore_error_flag={self.ignore_error_flag!r})"\n return __repr__': _272,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(name={self.name!r})"\n return __repr__': _273,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(name={self.name!r}, body={self.body!r}, pipeline={self.pipeline!r})"\n return __repr__': _274,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(name={self.name!r}, params={self.params!r})"\n return __repr__': _275,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(name={self.name!r}, separators={self.separators!r}, protection={self.protection!r}, public_read={self.public_read!r}, hotlink={self.hotlink!r}, origin={self.origin!r}, origin_mode={self.origin_mode!r}, cache_control={self.cache_control!r})"\n return __repr__': _276,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(number={self.number!r})"\n return __repr__': _277,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(ops={self.ops!r})"\n return __repr__': _278,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(ops={self.ops!r}, info={self.info!r}, ignore_error={self.ignore_error!r}, rules={self.rules!r}, pipeline={self.pipeline!r}, limits={self.limits!r})"\n return __repr__': _279,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r})"\n return __repr__': _280,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, amount={self.amount!r}, sigma={self.sigma!r})"\n return __repr__': _281,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, background={self.background!r})"\n return __repr__': _282,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, degrees={self.degrees!r}, width={self.width!r}, height={self.height!r}, background={self.background!r})"\n return __repr__': _283,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, groups={self.groups!r})"\n return __repr__': _284,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, horizontal={self.horizontal!r})"\n return __repr__': _285,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r})"\n return __repr__': _286,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r}, background={self.background!r})"\n return __repr__': _287,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, mark={self.mark!r}, width={self.width!r}, height={self.height!r})"\n return __repr__': _288,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, overlay_size={self.overlay_size!r}, placements={self.placements!r}, opacity={self.opacity!r}, tile={self.tile!r}, grey={self.grey!r}, key={self.key!r})"\n return __repr__': _289,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, shape={self.shape!r}, radius={self.radius!r}, background={self.background!r})"\n return __repr__': _290,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, sigma={self.sigma!r}, radius={self.radius!r})"\n return __repr__': _291,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, slope={self.slope!r}, offset={self.offset!r})"\n return __repr__': _292,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, turns={self.turns!r})"\n return __repr__': _293,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(origin={self.origin!r}, width={self.width!r}, height={self.height!r})"\n return __repr__': _294,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(original_info={self.original_info!r}, process_results={self.process_results!r})"\n return __repr__': _295,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(path={self.path!r}, index={self.index!r}, family={self.family!r}, style={self.style!r})"\n return __repr__': _296,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(percent={self.percent!r})"\n return __repr__': _297,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(pieces={self.pieces!r}, box={self.box!r}, bounds={self.bounds!r}, fill={self.fill!r}, shadow={self.shadow!r}, shadow_offset={self.shadow_offset!r})"\n return __repr__': _298,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(pipeline={self.pipeline!r}, backend={self.backend!r}, limits={self.limits!r}, token={self.token!r}, threads={self.threads!r}, masked={self.masked!r}, extras={self.extras!r})"\n return __repr__': _299,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, box={self.box!r}, origin={self.origin!r}, neutral={self.neutral!r})"\n return __repr__': _300,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, delays={self.delays!r}, loop={self.loop!r}, exif={self.exif!r}, icc={self.icc!r})"\n return __repr__': _301,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, delays={self.delays!r}, loop={self.loop!r}, exif={self.exif!r}, icc={self.icc!r}, xmp={self.xmp!r})"\n return __repr__': _302,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(radius={self.radius!r})"\n return __repr__': _303,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(radius={self.radius!r}, sigma={self.sigma!r})"\n return __repr__': _304,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(red={self.red!r}, green={self.green!r}, blue={self.blue!r})"\n return __repr__': _305,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(request={self.request!r}, target={self.target!r}, method={self.method!r}, query={self.query!r}, raw_query={self.raw_query!r}, request_id={self.request_id!r}, bucket={self.bucket!r}, signer={self.signer!r}, headers={self.headers!r})"\n return __repr__': _306,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(resolved={self.resolved!r}, backend={self.backend!r}, image={self.image!r}, data={self.data!r}, pixels={self.pixels!r}, limits={self.limits!r})"\n return __repr__': _307,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(resources={self.resources!r}, styles={self.styles!r})"\n return __repr__': _308,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(root={self.root!r}, endpoint={self.endpoint!r}, layout={self.layout!r}, fsync={self.fsync!r}, timeout={self.timeout!r}, retries={self.retries!r})"\n return __repr__': _309,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(root={self.root!r}, host={self.host!r}, port={self.port!r}, region={self.region!r}, buckets={self.buckets!r}, credentials={self.credentials!r}, anonymous={self.anonymous!r}, default_bucket={self.default_bucket!r}, max_body_bytes={self.max_body_bytes!r}, workers={self.workers!r}, max_pending={self.max_pending!r}, request_timeout={self.request_timeout!r}, grace_period={self.grace_period!r}, fsync={self.fsync!r}, backend={self.backend!r}, vips_concurrency={self.vips_concurrency!r}, cors_origins={self.cors_origins!r}, storage_factory={self.storage_factory!r}, job_workers={self.job_workers!r}, scheduler={self.scheduler!r}, cache_dir={self.cache_dir!r}, cache_size={self.cache_size!r}, origin_connect_timeout={self.origin_connect_timeout!r}, origin_read_timeout={self.origin_read_timeout!r})"\n return __repr__': _310,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(rule={self.rule!r}, key={self.key!r}, bucket={self.bucket!r}, store={self.store!r}, pipeline={self.pipeline!r}, symbolic={self.symbolic!r}, resolved={self.resolved!r}, masked={self.masked!r}, intel={self.intel!r})"\n return __repr__': _311,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(scheme={self.scheme!r}, host={self.host!r}, key={self.key!r}, query={self.query!r}, bucket={self.bucket!r}, region={self.region!r})"\n return __repr__': _312,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(size={self.size!r}, chroma={self.chroma!r}, encode={self.encode!r})"\n return __repr__': _313,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(size={self.size!r}, unit={self.unit!r}, keep_smaller={self.keep_smaller!r})"\n return __repr__': _314,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(source={self.source!r}, dest={self.dest!r}, endpoint={self.endpoint!r}, pipeline={self.pipeline!r}, backend={self.backend!r}, limits={self.limits!r}, masked={self.masked!r}, extras={self.extras!r})"\n return __repr__': _315,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(source={self.source!r}, dest={self.dest!r}, name={self.name!r}, shown={self.shown!r})"\n return __repr__': _316,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(starts={self.starts!r}, ends={self.ends!r})"\n return __repr__': _317,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(step={self.step!r}, format={self.format!r}, quality={self.quality!r}, rquality={self.rquality!r}, lquality={self.lquality!r}, interlace={self.interlace!r}, strip={self.strip!r}, size_limit={self.size_limit!r}, cgif={self.cgif!r}, egif={self.egif!r}, aigc={self.aigc!r})"\n return __repr__': _318,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(steps={self.steps!r})"\n return __repr__': _319,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(task={self.task!r}, ok={self.ok!r}, code={self.code!r}, message={self.message!r}, column={self.column!r}, caret={self.caret!r}, exit={self.exit!r}, size={self.size!r}, seconds={self.seconds!r}, masked={self.masked!r})"\n return __repr__': _320,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(text={self.text!r}, format={self.format!r}, points={self.points!r})"\n return __repr__': _321,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(todo={self.todo!r}, skipped={self.skipped!r}, collisions={self.collisions!r})"\n return __repr__': _322,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(type={self.type!r}, image={self.image!r}, text={self.text!r}, version={self.version!r})"\n return __repr__': _323,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(type={self.type!r}, image={self.image!r}, text={self.text!r}, version={self.version!r}, level={self.level!r})"\n return __repr__': _324,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(value={self.value!r})"\n return __repr__': _325,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(value={self.value!r}, forced={self.forced!r})"\n return __repr__': _326,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(width={self.width!r})"\n return __repr__': _327,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r})"\n return __repr__': _328,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, dx={self.dx!r}, dy={self.dy!r}, dx_mode={self.dx_mode!r}, dy_mode={self.dy_mode!r})"\n return __repr__': _329,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, dx={self.dx!r}, dy={self.dy!r}, gravity={self.gravity!r})"\n return __repr__': _330,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, index={self.index!r})"\n return __repr__': _331,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(workers={self.workers!r}, scheduler={self.scheduler!r}, client={self.client!r}, local={self.local!r})"\n return __repr__': _332,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(x={self.x!r}, baseline={self.baseline!r}, text={self.text!r}, font={self.font!r}, ink={self.ink!r})"\n return __repr__': _333,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(x={self.x!r}, y={self.y!r}, w={self.w!r}, h={self.h!r})"\n return __repr__': _334,
+    'def __create_fn__():\n def __repr__(self):\n  return self.__class__.__qualname__ + f"(z={self.z!r}, status={self.status!r}, payload={self.payload!r}, scale={self.scale!r})"\n return __repr__': _335,
+    "def __create_fn__(_type_algorithm, _type_access_key, _type_sign_time, _type_key_time, _type_header_list, _type_param_list, _type_signature, _type_where, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,algorithm:_type_algorithm,access_key:_type_access_key,sign_time:_type_sign_time,key_time:_type_key_time,header_list:_type_header_list,param_list:_type_param_list,signature:_type_signature,where:_type_where)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'algorithm',algorithm)\n  __dataclass_builtins_object__.__setattr__(self,'access_key',access_key)\n  __dataclass_builtins_object__.__setattr__(self,'sign_time',sign_time)\n  __dataclass_builtins_object__.__setattr__(self,'key_time',key_time)\n  __dataclass_builtins_object__.__setattr__(self,'header_list',header_list)\n  __dataclass_builtins_object__.__setattr__(self,'param_list',param_list)\n  __dataclass_builtins_object__.__setattr__(self,'signature',signature)\n  __dataclass_builtins_object__.__setattr__(self,'where',where)\n return __init__": _336,
+    "def __create_fn__(_type_codes, _type_image, _type_image_format, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_image, _dflt_image_format, _return_type):\n def __init__(self,codes:_type_codes,image:_type_image=_dflt_image,image_format:_type_image_format=_dflt_image_format)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'codes',codes)\n  __dataclass_builtins_object__.__setattr__(self,'image',image)\n  __dataclass_builtins_object__.__setattr__(self,'image_format',image_format)\n return __init__": _337,
+    "def __create_fn__(_type_component, _type_kind, _type_keyword, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_keyword, _return_type):\n def __init__(self,component:_type_component,kind:_type_kind,keyword:_type_keyword=_dflt_keyword)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'component',component)\n  __dataclass_builtins_object__.__setattr__(self,'kind',kind)\n  __dataclass_builtins_object__.__setattr__(self,'keyword',keyword)\n return __init__": _338,
+    "def __create_fn__(_type_data, _type_format, _type_flag, _type_ssim, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,data:_type_data,format:_type_format,flag:_type_flag,ssim:_type_ssim)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'data',data)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'flag',flag)\n  __dataclass_builtins_object__.__setattr__(self,'ssim',ssim)\n return __init__": _339,
+    "def __create_fn__(_type_data, _type_format, _type_width, _type_height, _type_frames, _type_quality, _type_plan, _type_masked, _type_slim_flag, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_plan, _dflt_masked, _dflt_slim_flag, _return_type):\n def __init__(self,data:_type_data,format:_type_format,width:_type_width,height:_type_height,frames:_type_frames,quality:_type_quality,plan:_type_plan=_dflt_plan,masked:_type_masked=_dflt_masked,slim_flag:_type_slim_flag=_dflt_slim_flag)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'data',data)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'frames',frames)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'plan',plan)\n  __dataclass_builtins_object__.__setattr__(self,'masked',masked)\n  __dataclass_builtins_object__.__setattr__(self,'slim_flag',slim_flag)\n return __init__": _340,
+    "def __create_fn__(_type_data, _type_mime_type, _type_etag, _type_masked, _type_slim_flag, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_masked, _dflt_slim_flag, _return_type):\n def __init__(self,data:_type_data,mime_type:_type_mime_type,etag:_type_etag,masked:_type_masked=_dflt_masked,slim_flag:_type_slim_flag=_dflt_slim_flag)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'data',data)\n  __dataclass_builtins_object__.__setattr__(self,'mime_type',mime_type)\n  __dataclass_builtins_object__.__setattr__(self,'etag',etag)\n  __dataclass_builtins_object__.__setattr__(self,'masked',masked)\n  __dataclass_builtins_object__.__setattr__(self,'slim_flag',slim_flag)\n return __init__": _341,
+    "def __create_fn__(_type_data, _type_width, _type_height, _type_frames, _type_quality, _type_original, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_original, _return_type):\n def __init__(self,data:_type_data,width:_type_width,height:_type_height,frames:_type_frames,quality:_type_quality,original:_type_original=_dflt_original)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'data',data)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'frames',frames)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'original',original)\n return __init__": _342,
+    "def __create_fn__(_type_families, _type_styles, _type_description, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,families:_type_families,styles:_type_styles,description:_type_description)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'families',families)\n  __dataclass_builtins_object__.__setattr__(self,'styles',styles)\n  __dataclass_builtins_object__.__setattr__(self,'description',description)\n return __init__": _343,
+    'def __create_fn__(_type_field, _type_value, _type_targets, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,field:_type_field,value:_type_value,targets:_type_targets)->_return_type:\n  self.field=field\n  self.value=value\n  self.targets=targets\n return __init__': _344,
+    "def __create_fn__(_type_format, _type_quality, _type_progressive, _type_strip, _type_reset_orientation, _type_size_limit, _type_keep_smaller, _type_aigc, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_quality, _dflt_progressive, _dflt_strip, _dflt_reset_orientation, _dflt_size_limit, _dflt_keep_smaller, _dflt_aigc, _return_type):\n def __init__(self,format:_type_format,quality:_type_quality=_dflt_quality,progressive:_type_progressive=_dflt_progressive,strip:_type_strip=_dflt_strip,reset_orientation:_type_reset_orientation=_dflt_reset_orientation,size_limit:_type_size_limit=_dflt_size_limit,keep_smaller:_type_keep_smaller=_dflt_keep_smaller,aigc:_type_aigc=_dflt_aigc)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'progressive',progressive)\n  __dataclass_builtins_object__.__setattr__(self,'strip',strip)\n  __dataclass_builtins_object__.__setattr__(self,'reset_orientation',reset_orientation)\n  __dataclass_builtins_object__.__setattr__(self,'size_limit',size_limit)\n  __dataclass_builtins_object__.__setattr__(self,'keep_smaller',keep_smaller)\n  __dataclass_builtins_object__.__setattr__(self,'aigc',aigc)\n return __init__": _345,
+    "def __create_fn__(_type_format, _type_shrink, _type_frames, _type_sequential, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_shrink, _dflt_frames, _dflt_sequential, _return_type):\n def __init__(self,format:_type_format,shrink:_type_shrink=_dflt_shrink,frames:_type_frames=_dflt_frames,sequential:_type_sequential=_dflt_sequential)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'shrink',shrink)\n  __dataclass_builtins_object__.__setattr__(self,'frames',frames)\n  __dataclass_builtins_object__.__setattr__(self,'sequential',sequential)\n return __init__": _346,
+    "def __create_fn__(_type_format, _type_width, _type_height, _type_frames, _type_orientation, _type_has_alpha, _type_bit_depth, _type_color_space, _type_quality, _type_progressive, _type_icc, _type_exif, _type_dpi, _type_loop, _type_dynamic_range, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_frames, _dflt_orientation, _dflt_has_alpha, _dflt_bit_depth, _dflt_color_space, _dflt_quality, _dflt_progressive, _dflt_icc, _dflt_exif, _dflt_dpi, _dflt_loop, _dflt_dynamic_range, _return_type):\n def __init__(self,format:_type_format,width:_type_width,height:_type_height,frames:_type_frames=_dflt_frames,orientation:_type_orientation=_dflt_orientation,has_alpha:_type_has_alpha=_dflt_has_alpha,bit_depth:_type_bit_depth=_dflt_bit_depth,color_space:_type_color_space=_dflt_color_space,quality:_type_quality=_dflt_quality,progressive:_type_progressive=_dflt_progressive,icc:_type_icc=_dflt_icc,exif:_type_exif=_dflt_exif,dpi:_type_dpi=_dflt_dpi,loop:_type_loop=_dflt_loop,dynamic_range:_type_dynamic_range=_dflt_dynamic_range)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'frames',frames)\n  __dataclass_builtins_object__.__setattr__(self,'orientation',orientation)\n  __dataclass_builtins_object__.__setattr__(self,'has_alpha',has_alpha)\n  __dataclass_builtins_object__.__setattr__(self,'bit_depth',bit_depth)\n  __dataclass_builtins_object__.__setattr__(self,'color_space',color_space)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'progressive',progressive)\n  __dataclass_builtins_object__.__setattr__(self,'icc',icc)\n  __dataclass_builtins_object__.__setattr__(self,'exif',exif)\n  __dataclass_builtins_object__.__setattr__(self,'dpi',dpi)\n  __dataclass_builtins_object__.__setattr__(self,'loop',loop)\n  __dataclass_builtins_object__.__setattr__(self,'dynamic_range',dynamic_range)\n return __init__": _347,
+    "def __create_fn__(_type_format, _type_width, _type_height, _type_quality, _type_ave, _type_orientation, _type_frame_count, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,format:_type_format,width:_type_width,height:_type_height,quality:_type_quality,ave:_type_ave,orientation:_type_orientation,frame_count:_type_frame_count)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'ave',ave)\n  __dataclass_builtins_object__.__setattr__(self,'orientation',orientation)\n  __dataclass_builtins_object__.__setattr__(self,'frame_count',frame_count)\n return __init__": _348,
+    "def __create_fn__(_type_grid, _type_tile, _type_whole, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,grid:_type_grid,tile:_type_tile,whole:_type_whole)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'grid',grid)\n  __dataclass_builtins_object__.__setattr__(self,'tile',tile)\n  __dataclass_builtins_object__.__setattr__(self,'whole',whole)\n return __init__": _349,
+    "def __create_fn__(_type_header, _type_decode, _type_decoded_size, _type_steps, _type_encode, _type_width, _type_height, _type_frames, _type_info, _type_applied, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_info, _dflt_applied, _return_type):\n def __init__(self,header:_type_header,decode:_type_decode,decoded_size:_type_decoded_size,steps:_type_steps,encode:_type_encode,width:_type_width,height:_type_height,frames:_type_frames,info:_type_info=_dflt_info,applied:_type_applied=_dflt_applied)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'header',header)\n  __dataclass_builtins_object__.__setattr__(self,'decode',decode)\n  __dataclass_builtins_object__.__setattr__(self,'decoded_size',decoded_size)\n  __dataclass_builtins_object__.__setattr__(self,'steps',steps)\n  __dataclass_builtins_object__.__setattr__(self,'encode',encode)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'frames',frames)\n  __dataclass_builtins_object__.__setattr__(self,'info',info)\n  __dataclass_builtins_object__.__setattr__(self,'applied',applied)\n return __init__": _350,
+    'def __create_fn__(_type_header, _type_limits, _type_final_format, _type_width, _type_height, _type_frames, _type_format, _type_has_alpha, _type_orientation, _type_quality, _type_prims, _type_reset_orientation, _type_progressive, _type_strip, _type_size_limit, _type_aigc, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_prims, _dflt_reset_orientation, _dflt_progressive, _dflt_strip, _dflt_size_limit, _dflt_aigc, _return_type):\n def __init__(self,header:_type_header,limits:_type_limits,final_format:_type_final_format,width:_type_width,height:_type_height,frames:_type_frames,format:_type_format,has_alpha:_type_has_alpha,orientation:_type_orientation,quality:_type_quality,prims:_type_prims=_HAS_DEFAULT_FACTORY,reset_orientation:_type_reset_orientation=_dflt_reset_orientation,progressive:_type_progressive=_dflt_progressive,strip:_type_strip=_dflt_strip,size_limit:_type_size_limit=_dflt_size_limit,aigc:_type_aigc=_dflt_aigc)->_return_type:\n  self.header=header\n  self.limits=limits\n  self.final_format=final_format\n  self.width=width\n  self.height=height\n  self.frames=frames\n  self.format=format\n  self.has_alpha=has_alpha\n  self.orientation=orientation\n  self.quality=quality\n  self.prims=_dflt_prims() if prims is _HAS_DEFAULT_FACTORY else prims\n  self.reset_orientation=reset_orientation\n  self.progressive=progressive\n  self.strip=strip\n  self.size_limit=size_limit\n  self.aigc=aigc\n return __init__': _351,
+    "def __create_fn__(_type_id, _type_bucket, _type_name, _type_rule, _type_is_pic_info, _type_tag, _type_create_time, _type_update_time, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_is_pic_info, _dflt_tag, _dflt_create_time, _dflt_update_time, _return_type):\n def __init__(self,id:_type_id,bucket:_type_bucket,name:_type_name,rule:_type_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,tag:_type_tag=_dflt_tag,create_time:_type_create_time=_dflt_create_time,update_time:_type_update_time=_dflt_update_time)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'id',id)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'rule',rule)\n  __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)\n  __dataclass_builtins_object__.__setattr__(self,'tag',tag)\n  __dataclass_builtins_object__.__setattr__(self,'create_time',create_time)\n  __dataclass_builtins_object__.__setattr__(self,'update_time',update_time)\n return __init__": _352,
+    "def __create_fn__(_type_id, _type_bucket, _type_name, _type_state, _type_max_size, _type_max_concurrent, _type_notify, _type_create_time, _type_update_time, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_state, _dflt_max_size, _dflt_max_concurrent, _dflt_notify, _dflt_create_time, _dflt_update_time, _return_type):\n def __init__(self,id:_type_id,bucket:_type_bucket,name:_type_name,state:_type_state=_dflt_state,max_size:_type_max_size=_dflt_max_size,max_concurrent:_type_max_concurrent=_dflt_max_concurrent,notify:_type_notify=_HAS_DEFAULT_FACTORY,create_time:_type_create_time=_dflt_create_time,update_time:_type_update_time=_dflt_update_time)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'id',id)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'state',state)\n  __dataclass_builtins_object__.__setattr__(self,'max_size',max_size)\n  __dataclass_builtins_object__.__setattr__(self,'max_concurrent',max_concurrent)\n  __dataclass_builtins_object__.__setattr__(self,'notify',_dflt_notify() if notify is _HAS_DEFAULT_FACTORY else notify)\n  __dataclass_builtins_object__.__setattr__(self,'create_time',create_time)\n  __dataclass_builtins_object__.__setattr__(self,'update_time',update_time)\n return __init__": _353,
+    "def __create_fn__(_type_id, _type_bucket, _type_queue_id, _type_input_object, _type_output_bucket, _type_output_object, _type_rule, _type_is_pic_info, _type_tag, _type_state, _type_code, _type_message, _type_creation_time, _type_start_time, _type_end_time, _type_input_region, _type_output_region, _type_template_id, _type_template_name, _type_user_data, _type_job_level, _type_result, _type_attempts, _type_seq, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_is_pic_info, _dflt_tag, _dflt_state, _dflt_code, _dflt_message, _dflt_creation_time, _dflt_start_time, _dflt_end_time, _dflt_input_region, _dflt_output_region, _dflt_template_id, _dflt_template_name, _dflt_user_data, _dflt_job_level, _dflt_result, _dflt_attempts, _dflt_seq, _return_type):\n def __init__(self,id:_type_id,bucket:_type_bucket,queue_id:_type_queue_id,input_object:_type_input_object,output_bucket:_type_output_bucket,output_object:_type_output_object,rule:_type_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,tag:_type_tag=_dflt_tag,state:_type_state=_dflt_state,code:_type_code=_dflt_code,message:_type_message=_dflt_message,creation_time:_type_creation_time=_dflt_creation_time,start_time:_type_start_time=_dflt_start_time,end_time:_type_end_time=_dflt_end_time,input_region:_type_input_region=_dflt_input_region,output_region:_type_output_region=_dflt_output_region,template_id:_type_template_id=_dflt_template_id,template_name:_type_template_name=_dflt_template_name,user_data:_type_user_data=_dflt_user_data,job_level:_type_job_level=_dflt_job_level,result:_type_result=_dflt_result,attempts:_type_attempts=_dflt_attempts,seq:_type_seq=_dflt_seq)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'id',id)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'queue_id',queue_id)\n  __dataclass_builtins_object__.__setattr__(self,'input_object',input_object)\n  __dataclass_builtins_object__.__setattr__(self,'output_bucket',output_bucket)\n  __dataclass_builtins_object__.__setattr__(self,'output_object',output_object)\n  __dataclass_builtins_object__.__setattr__(self,'rule',rule)\n  __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)\n  __dataclass_builtins_object__.__setattr__(self,'tag',tag)\n  __dataclass_builtins_object__.__setattr__(self,'state',state)\n  __dataclass_builtins_object__.__setattr__(self,'code',code)\n  __dataclass_builtins_object__.__setattr__(self,'message',message)\n  __dataclass_builtins_object__.__setattr__(self,'creation_time',creation_time)\n  __dataclass_builtins_object__.__setattr__(self,'start_time',start_time)\n  __dataclass_builtins_object__.__setattr__(self,'end_time',end_time)\n  __dataclass_builtins_object__.__setattr__(self,'input_region',input_region)\n  __dataclass_builtins_object__.__setattr__(self,'output_region',output_region)\n  __dataclass_builtins_object__.__setattr__(self,'template_id',template_id)\n  __dataclass_builtins_object__.__setattr__(self,'template_name',template_name)\n  __dataclass_builtins_object__.__setattr__(self,'user_data',user_data)\n  __dataclass_builtins_object__.__setattr__(self,'job_level',job_level)\n  __dataclass_builtins_object__.__setattr__(self,'result',result)\n  __dataclass_builtins_object__.__setattr__(self,'attempts',attempts)\n  __dataclass_builtins_object__.__setattr__(self,'seq',seq)\n return __init__": _354,
+    "def __create_fn__(_type_index, _type_fileid, _type_rule, _type_bucket, _type_pipeline, _type_error, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_bucket, _dflt_pipeline, _dflt_error, _return_type):\n def __init__(self,index:_type_index,fileid:_type_fileid,rule:_type_rule,bucket:_type_bucket=_dflt_bucket,pipeline:_type_pipeline=_dflt_pipeline,error:_type_error=_dflt_error)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'index',index)\n  __dataclass_builtins_object__.__setattr__(self,'fileid',fileid)\n  __dataclass_builtins_object__.__setattr__(self,'rule',rule)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)\n  __dataclass_builtins_object__.__setattr__(self,'error',error)\n return __init__": _355,
+    "def __create_fn__(_type_input_object, _type_output_bucket, _type_output_object, _type_rule, _type_is_pic_info, _type_template_id, _type_output_region, _type_user_data, _type_job_level, _type_queue_id, _type_tag, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_rule, _dflt_is_pic_info, _dflt_template_id, _dflt_output_region, _dflt_user_data, _dflt_job_level, _dflt_queue_id, _dflt_tag, _return_type):\n def __init__(self,input_object:_type_input_object,output_bucket:_type_output_bucket,output_object:_type_output_object,rule:_type_rule=_dflt_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,template_id:_type_template_id=_dflt_template_id,output_region:_type_output_region=_dflt_output_region,user_data:_type_user_data=_dflt_user_data,job_level:_type_job_level=_dflt_job_level,queue_id:_type_queue_id=_dflt_queue_id,tag:_type_tag=_dflt_tag)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'input_object',input_object)\n  __dataclass_builtins_object__.__setattr__(self,'output_bucket',output_bucket)\n  __dataclass_builtins_object__.__setattr__(self,'output_object',output_object)\n  __dataclass_builtins_object__.__setattr__(self,'rule',rule)\n  __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)\n  __dataclass_builtins_object__.__setattr__(self,'template_id',template_id)\n  __dataclass_builtins_object__.__setattr__(self,'output_region',output_region)\n  __dataclass_builtins_object__.__setattr__(self,'user_data',user_data)\n  __dataclass_builtins_object__.__setattr__(self,'job_level',job_level)\n  __dataclass_builtins_object__.__setattr__(self,'queue_id',queue_id)\n  __dataclass_builtins_object__.__setattr__(self,'tag',tag)\n return __init__": _356,
+    "def __create_fn__(_type_is_pic_info, _type_rules, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,is_pic_info:_type_is_pic_info,rules:_type_rules)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)\n  __dataclass_builtins_object__.__setattr__(self,'rules',rules)\n return __init__": _357,
+    "def __create_fn__(_type_job_id, _type_attempt, _type_buckets, _type_bucket, _type_region, _type_input_object, _type_output_bucket, _type_output_object, _type_rule, _type_is_pic_info, _type_backend, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_is_pic_info, _dflt_backend, _return_type):\n def __init__(self,job_id:_type_job_id,attempt:_type_attempt,buckets:_type_buckets,bucket:_type_bucket,region:_type_region,input_object:_type_input_object,output_bucket:_type_output_bucket,output_object:_type_output_object,rule:_type_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,backend:_type_backend=_dflt_backend)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'job_id',job_id)\n  __dataclass_builtins_object__.__setattr__(self,'attempt',attempt)\n  __dataclass_builtins_object__.__setattr__(self,'buckets',buckets)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'region',region)\n  __dataclass_builtins_object__.__setattr__(self,'input_object',input_object)\n  __dataclass_builtins_object__.__setattr__(self,'output_bucket',output_bucket)\n  __dataclass_builtins_object__.__setattr__(self,'output_object',output_object)\n  __dataclass_builtins_object__.__setattr__(self,'rule',rule)\n  __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)\n  __dataclass_builtins_object__.__setattr__(self,'backend',backend)\n return __init__": _358,
+    "def __create_fn__(_type_key, _type_location, _type_etag, _type_image_info, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_image_info, _return_type):\n def __init__(self,key:_type_key,location:_type_location,etag:_type_etag,image_info:_type_image_info=_dflt_image_info)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'key',key)\n  __dataclass_builtins_object__.__setattr__(self,'location',location)\n  __dataclass_builtins_object__.__setattr__(self,'etag',etag)\n  __dataclass_builtins_object__.__setattr__(self,'image_info',image_info)\n return __init__": _359,
+    "def __create_fn__(_type_key, _type_location, _type_format, _type_width, _type_height, _type_size, _type_quality, _type_etag, _type_frame_count, _type_bucket, _type_masked, _type_extras, _type_top_level, _type_stored, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_frame_count, _dflt_bucket, _dflt_masked, _dflt_extras, _dflt_top_level, _dflt_stored, _return_type):\n def __init__(self,key:_type_key,location:_type_location,format:_type_format,width:_type_width,height:_type_height,size:_type_size,quality:_type_quality,etag:_type_etag,frame_count:_type_frame_count=_dflt_frame_count,bucket:_type_bucket=_dflt_bucket,masked:_type_masked=_dflt_masked,extras:_type_extras=_dflt_extras,top_level:_type_top_level=_dflt_top_level,stored:_type_stored=_dflt_stored)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'key',key)\n  __dataclass_builtins_object__.__setattr__(self,'location',location)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'size',size)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'etag',etag)\n  __dataclass_builtins_object__.__setattr__(self,'frame_count',frame_count)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'masked',masked)\n  __dataclass_builtins_object__.__setattr__(self,'extras',extras)\n  __dataclass_builtins_object__.__setattr__(self,'top_level',top_level)\n  __dataclass_builtins_object__.__setattr__(self,'stored',stored)\n return __init__": _360,
+    "def __create_fn__(_type_key, _type_size, _type_etag, _type_last_modified, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,key:_type_key,size:_type_size,etag:_type_etag,last_modified:_type_last_modified)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'key',key)\n  __dataclass_builtins_object__.__setattr__(self,'size',size)\n  __dataclass_builtins_object__.__setattr__(self,'etag',etag)\n  __dataclass_builtins_object__.__setattr__(self,'last_modified',last_modified)\n return __init__": _361,
+    "def __create_fn__(_type_kind, _type_bucket, _type_key, _type_path, _type_host, _type_path_style, _type_region, _type_raw_path, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_path_style, _dflt_region, _dflt_raw_path, _return_type):\n def __init__(self,kind:_type_kind,bucket:_type_bucket,key:_type_key,path:_type_path,host:_type_host,path_style:_type_path_style=_dflt_path_style,region:_type_region=_dflt_region,raw_path:_type_raw_path=_dflt_raw_path)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'kind',kind)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'key',key)\n  __dataclass_builtins_object__.__setattr__(self,'path',path)\n  __dataclass_builtins_object__.__setattr__(self,'host',host)\n  __dataclass_builtins_object__.__setattr__(self,'path_style',path_style)\n  __dataclass_builtins_object__.__setattr__(self,'region',region)\n  __dataclass_builtins_object__.__setattr__(self,'raw_path',raw_path)\n return __init__": _362,
+    "def __create_fn__(_type_left, _type_top, _type_width, _type_height, _type_disposal, _type_transparent, _type_delay, _type_descriptor, _type_palette, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,left:_type_left,top:_type_top,width:_type_width,height:_type_height,disposal:_type_disposal,transparent:_type_transparent,delay:_type_delay,descriptor:_type_descriptor,palette:_type_palette)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'left',left)\n  __dataclass_builtins_object__.__setattr__(self,'top',top)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'disposal',disposal)\n  __dataclass_builtins_object__.__setattr__(self,'transparent',transparent)\n  __dataclass_builtins_object__.__setattr__(self,'delay',delay)\n  __dataclass_builtins_object__.__setattr__(self,'descriptor',descriptor)\n  __dataclass_builtins_object__.__setattr__(self,'palette',palette)\n return __init__": _363,
+    "def __create_fn__(_type_loads, _type_saves, _type_shrink_on_load, _type_animated, _type_methods, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,loads:_type_loads,saves:_type_saves,shrink_on_load:_type_shrink_on_load,animated:_type_animated,methods:_type_methods)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'loads',loads)\n  __dataclass_builtins_object__.__setattr__(self,'saves',saves)\n  __dataclass_builtins_object__.__setattr__(self,'shrink_on_load',shrink_on_load)\n  __dataclass_builtins_object__.__setattr__(self,'animated',animated)\n  __dataclass_builtins_object__.__setattr__(self,'methods',methods)\n return __init__": _364,
+    "def __create_fn__(_type_long_image, _type_black_and_white, _type_small_image, _type_big_image, _type_pure_image, _type_clarity_score, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,long_image:_type_long_image,black_and_white:_type_black_and_white,small_image:_type_small_image,big_image:_type_big_image,pure_image:_type_pure_image,clarity_score:_type_clarity_score)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'long_image',long_image)\n  __dataclass_builtins_object__.__setattr__(self,'black_and_white',black_and_white)\n  __dataclass_builtins_object__.__setattr__(self,'small_image',small_image)\n  __dataclass_builtins_object__.__setattr__(self,'big_image',big_image)\n  __dataclass_builtins_object__.__setattr__(self,'pure_image',pure_image)\n  __dataclass_builtins_object__.__setattr__(self,'clarity_score',clarity_score)\n return __init__": _365,
+    "def __create_fn__(_type_max_bytes, _type_connect_timeout, _type_read_timeout, _type_total_timeout, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,max_bytes:_type_max_bytes,connect_timeout:_type_connect_timeout,read_timeout:_type_read_timeout,total_timeout:_type_total_timeout)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'max_bytes',max_bytes)\n  __dataclass_builtins_object__.__setattr__(self,'connect_timeout',connect_timeout)\n  __dataclass_builtins_object__.__setattr__(self,'read_timeout',read_timeout)\n  __dataclass_builtins_object__.__setattr__(self,'total_timeout',total_timeout)\n return __init__": _366,
+    "def __create_fn__(_type_max_input_bytes, _type_max_input_side, _type_max_input_pixels, _type_max_animated_pixels, _type_max_gif_frames, _type_max_frames, _type_max_output_side, _type_max_steps, _type_max_image_watermarks, _type_max_param_value, _type_max_work_pixels, _type_max_request_images, _type_max_request_bytes, _type_max_webp_output_side, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_max_input_bytes, _dflt_max_input_side, _dflt_max_input_pixels, _dflt_max_animated_pixels, _dflt_max_gif_frames, _dflt_max_frames, _dflt_max_output_side, _dflt_max_steps, _dflt_max_image_watermarks, _dflt_max_param_value, _dflt_max_work_pixels, _dflt_max_request_images, _dflt_max_request_bytes, _dflt_max_webp_output_side, _return_type):\n def __init__(self,max_input_bytes:_type_max_input_bytes=_dflt_max_input_bytes,max_input_side:_type_max_input_side=_dflt_max_input_side,max_input_pixels:_type_max_input_pixels=_dflt_max_input_pixels,max_animated_pixels:_type_max_animated_pixels=_dflt_max_animated_pixels,max_gif_frames:_type_max_gif_frames=_dflt_max_gif_frames,max_frames:_type_max_frames=_dflt_max_frames,max_output_side:_type_max_output_side=_dflt_max_output_side,max_steps:_type_max_steps=_dflt_max_steps,max_image_watermarks:_type_max_image_watermarks=_dflt_max_image_watermarks,max_param_value:_type_max_param_value=_dflt_max_param_value,max_work_pixels:_type_max_work_pixels=_dflt_max_work_pixels,max_request_images:_type_max_request_images=_dflt_max_request_images,max_request_bytes:_type_max_request_bytes=_dflt_max_request_bytes,max_webp_output_side:_type_max_webp_output_side=_dflt_max_webp_output_side)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'max_input_bytes',max_input_bytes)\n  __dataclass_builtins_object__.__setattr__(self,'max_input_side',max_input_side)\n  __dataclass_builtins_object__.__setattr__(self,'max_input_pixels',max_input_pixels)\n  __dataclass_builtins_object__.__setattr__(self,'max_animated_pixels',max_animated_pixels)\n  __dataclass_builtins_object__.__setattr__(self,'max_gif_frames',max_gif_frames)\n  __dataclass_builtins_object__.__setattr__(self,'max_frames',max_frames)\n  __dataclass_builtins_object__.__setattr__(self,'max_output_side',max_output_side)\n  __dataclass_builtins_object__.__setattr__(self,'max_steps',max_steps)\n  __dataclass_builtins_object__.__setattr__(self,'max_image_watermarks',max_image_watermarks)\n  __dataclass_builtins_object__.__setattr__(self,'max_param_value',max_param_value)\n  __dataclass_builtins_object__.__setattr__(self,'max_work_pixels',max_work_pixels)\n  __dataclass_builtins_object__.__setattr__(self,'max_request_images',max_request_images)\n  __dataclass_builtins_object__.__setattr__(self,'max_request_bytes',max_request_bytes)\n  __dataclass_builtins_object__.__setattr__(self,'max_webp_output_side',max_webp_output_side)\n return __init__": _367,
+    "def __create_fn__(_type_mode, _type_referers, _type_allow_empty, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_mode, _dflt_referers, _dflt_allow_empty, _return_type):\n def __init__(self,mode:_type_mode=_dflt_mode,referers:_type_referers=_dflt_referers,allow_empty:_type_allow_empty=_dflt_allow_empty)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'mode',mode)\n  __dataclass_builtins_object__.__setattr__(self,'referers',referers)\n  __dataclass_builtins_object__.__setattr__(self,'allow_empty',allow_empty)\n  self.__post_init__()\n return __init__": _368,
+    "def __create_fn__(_type_mode, _type_width, _type_height, _type_span, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,mode:_type_mode,width:_type_width,height:_type_height,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'mode',mode)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n return __init__": _369,
+    "def __create_fn__(_type_name, _type_body, _type_pipeline, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,name:_type_name,body:_type_body,pipeline:_type_pipeline)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'body',body)\n  __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)\n return __init__": _370,
+    "def __create_fn__(_type_name, _type_separators, _type_protection, _type_public_read, _type_hotlink, _type_origin, _type_origin_mode, _type_cache_control, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_separators, _dflt_protection, _dflt_public_read, _dflt_hotlink, _dflt_origin, _dflt_origin_mode, _dflt_cache_control, _return_type):\n def __init__(self,name:_type_name,separators:_type_separators=_dflt_separators,protection:_type_protection=_dflt_protection,public_read:_type_public_read=_dflt_public_read,hotlink:_type_hotlink=_HAS_DEFAULT_FACTORY,origin:_type_origin=_dflt_origin,origin_mode:_type_origin_mode=_dflt_origin_mode,cache_control:_type_cache_control=_dflt_cache_control)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'separators',separators)\n  __dataclass_builtins_object__.__setattr__(self,'protection',protection)\n  __dataclass_builtins_object__.__setattr__(self,'public_read',public_read)\n  __dataclass_builtins_object__.__setattr__(self,'hotlink',_dflt_hotlink() if hotlink is _HAS_DEFAULT_FACTORY else hotlink)\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'origin_mode',origin_mode)\n  __dataclass_builtins_object__.__setattr__(self,'cache_control',cache_control)\n  self.__post_init__()\n return __init__": _371,
+    "def __create_fn__(_type_ops, _type_info, _type_ignore_error, _type_rules, _type_pipeline, _type_limits, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_limits, _return_type):\n def __init__(self,ops:_type_ops,info:_type_info,ignore_error:_type_ignore_error,rules:_type_rules,pipeline:_type_pipeline,limits:_type_limits=_HAS_DEFAULT_FACTORY)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'ops',ops)\n  __dataclass_builtins_object__.__setattr__(self,'info',info)\n  __dataclass_builtins_object__.__setattr__(self,'ignore_error',ignore_error)\n  __dataclass_builtins_object__.__setattr__(self,'rules',rules)\n  __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)\n  __dataclass_builtins_object__.__setattr__(self,'limits',_dflt_limits() if limits is _HAS_DEFAULT_FACTORY else limits)\n return __init__": _372,
+    "def __create_fn__(_type_origin, _type_span, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n return __init__": _373,
+    "def __create_fn__(_type_origin, _type_span, _type_amount, _type_sigma, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _dflt_sigma, _return_type):\n def __init__(self,amount:_type_amount,sigma:_type_sigma=_dflt_sigma,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'amount',amount)\n  __dataclass_builtins_object__.__setattr__(self,'sigma',sigma)\n return __init__": _374,
+    "def __create_fn__(_type_origin, _type_span, _type_background, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'background',background)\n return __init__": _375,
+    "def __create_fn__(_type_origin, _type_span, _type_degrees, _type_width, _type_height, _type_background, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,degrees:_type_degrees,width:_type_width,height:_type_height,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'degrees',degrees)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'background',background)\n return __init__": _376,
+    "def __create_fn__(_type_origin, _type_span, _type_groups, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,groups:_type_groups,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'groups',groups)\n return __init__": _377,
+    "def __create_fn__(_type_origin, _type_span, _type_horizontal, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,horizontal:_type_horizontal,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'horizontal',horizontal)\n return __init__": _378,
+    "def __create_fn__(_type_origin, _type_span, _type_left, _type_top, _type_width, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,left:_type_left,top:_type_top,width:_type_width,height:_type_height,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'left',left)\n  __dataclass_builtins_object__.__setattr__(self,'top',top)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n return __init__": _379,
+    "def __create_fn__(_type_origin, _type_span, _type_left, _type_top, _type_width, _type_height, _type_background, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,left:_type_left,top:_type_top,width:_type_width,height:_type_height,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'left',left)\n  __dataclass_builtins_object__.__setattr__(self,'top',top)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'background',background)\n return __init__": _380,
+    "def __create_fn__(_type_origin, _type_span, _type_mark, _type_width, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,mark:_type_mark,width:_type_width,height:_type_height,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'mark',mark)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n return __init__": _381,
+    "def __create_fn__(_type_origin, _type_span, _type_overlay, _type_overlay_size, _type_placements, _type_opacity, _type_tile, _type_grey, _type_key, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _dflt_tile, _dflt_grey, _dflt_key, _return_type):\n def __init__(self,overlay:_type_overlay,overlay_size:_type_overlay_size,placements:_type_placements,opacity:_type_opacity,tile:_type_tile=_dflt_tile,grey:_type_grey=_dflt_grey,key:_type_key=_dflt_key,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'overlay',overlay)\n  __dataclass_builtins_object__.__setattr__(self,'overlay_size',overlay_size)\n  __dataclass_builtins_object__.__setattr__(self,'placements',placements)\n  __dataclass_builtins_object__.__setattr__(self,'opacity',opacity)\n  __dataclass_builtins_object__.__setattr__(self,'tile',tile)\n  __dataclass_builtins_object__.__setattr__(self,'grey',grey)\n  __dataclass_builtins_object__.__setattr__(self,'key',key)\n return __init__": _382,
+    "def __create_fn__(_type_origin, _type_span, _type_shape, _type_radius, _type_background, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,shape:_type_shape,radius:_type_radius,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'shape',shape)\n  __dataclass_builtins_object__.__setattr__(self,'radius',radius)\n  __dataclass_builtins_object__.__setattr__(self,'background',background)\n return __init__": _383,
+    "def __create_fn__(_type_origin, _type_span, _type_sigma, _type_radius, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,sigma:_type_sigma,radius:_type_radius,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'sigma',sigma)\n  __dataclass_builtins_object__.__setattr__(self,'radius',radius)\n return __init__": _384,
+    "def __create_fn__(_type_origin, _type_span, _type_slope, _type_offset, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,slope:_type_slope,offset:_type_offset,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'slope',slope)\n  __dataclass_builtins_object__.__setattr__(self,'offset',offset)\n return __init__": _385,
+    "def __create_fn__(_type_origin, _type_span, _type_turns, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,turns:_type_turns,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'turns',turns)\n return __init__": _386,
+    "def __create_fn__(_type_origin, _type_span, _type_width, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_span, _return_type):\n def __init__(self,width:_type_width,height:_type_height,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n return __init__": _387,
+    "def __create_fn__(_type_original_info, _type_process_results, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_process_results, _return_type):\n def __init__(self,original_info:_type_original_info,process_results:_type_process_results=_dflt_process_results)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'original_info',original_info)\n  __dataclass_builtins_object__.__setattr__(self,'process_results',process_results)\n return __init__": _388,
+    "def __create_fn__(_type_path, _type_index, _type_family, _type_style, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,path:_type_path,index:_type_index,family:_type_family,style:_type_style)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'path',path)\n  __dataclass_builtins_object__.__setattr__(self,'index',index)\n  __dataclass_builtins_object__.__setattr__(self,'family',family)\n  __dataclass_builtins_object__.__setattr__(self,'style',style)\n return __init__": _389,
+    "def __create_fn__(_type_pieces, _type_box, _type_bounds, _type_fill, _type_shadow, _type_shadow_offset, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,pieces:_type_pieces,box:_type_box,bounds:_type_bounds,fill:_type_fill,shadow:_type_shadow,shadow_offset:_type_shadow_offset)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'pieces',pieces)\n  __dataclass_builtins_object__.__setattr__(self,'box',box)\n  __dataclass_builtins_object__.__setattr__(self,'bounds',bounds)\n  __dataclass_builtins_object__.__setattr__(self,'fill',fill)\n  __dataclass_builtins_object__.__setattr__(self,'shadow',shadow)\n  __dataclass_builtins_object__.__setattr__(self,'shadow_offset',shadow_offset)\n return __init__": _390,
+    "def __create_fn__(_type_pipeline, _type_backend, _type_limits, _type_token, _type_threads, _type_masked, _type_extras, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_threads, _dflt_masked, _dflt_extras, _return_type):\n def __init__(self,pipeline:_type_pipeline,backend:_type_backend,limits:_type_limits,token:_type_token,threads:_type_threads=_dflt_threads,masked:_type_masked=_dflt_masked,extras:_type_extras=_HAS_DEFAULT_FACTORY)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)\n  __dataclass_builtins_object__.__setattr__(self,'backend',backend)\n  __dataclass_builtins_object__.__setattr__(self,'limits',limits)\n  __dataclass_builtins_object__.__setattr__(self,'token',token)\n  __dataclass_builtins_object__.__setattr__(self,'threads',threads)\n  __dataclass_builtins_object__.__setattr__(self,'masked',masked)\n  __dataclass_builtins_object__.__setattr__(self,'extras',_dflt_extras() if extras is _HAS_DEFAULT_FACTORY else extras)\n return __init__": _391,
+    "def __create_fn__(_type_pixels, _type_box, _type_origin, _type_neutral, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_origin, _dflt_neutral, _return_type):\n def __init__(self,pixels:_type_pixels,box:_type_box,origin:_type_origin=_dflt_origin,neutral:_type_neutral=_dflt_neutral)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'pixels',pixels)\n  __dataclass_builtins_object__.__setattr__(self,'box',box)\n  __dataclass_builtins_object__.__setattr__(self,'origin',origin)\n  __dataclass_builtins_object__.__setattr__(self,'neutral',neutral)\n return __init__": _392,
+    'def __create_fn__(_type_pixels, _type_delays, _type_loop, _type_exif, _type_icc, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_delays, _dflt_loop, _dflt_exif, _dflt_icc, _return_type):\n def __init__(self,pixels:_type_pixels,delays:_type_delays=_HAS_DEFAULT_FACTORY,loop:_type_loop=_dflt_loop,exif:_type_exif=_dflt_exif,icc:_type_icc=_dflt_icc)->_return_type:\n  self.pixels=pixels\n  self.delays=_dflt_delays() if delays is _HAS_DEFAULT_FACTORY else delays\n  self.loop=loop\n  self.exif=exif\n  self.icc=icc\n return __init__': _393,
+    "def __create_fn__(_type_pixels, _type_delays, _type_loop, _type_exif, _type_icc, _type_xmp, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_delays, _dflt_loop, _dflt_exif, _dflt_icc, _dflt_xmp, _return_type):\n def __init__(self,pixels:_type_pixels,delays:_type_delays=_dflt_delays,loop:_type_loop=_dflt_loop,exif:_type_exif=_dflt_exif,icc:_type_icc=_dflt_icc,xmp:_type_xmp=_dflt_xmp)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'pixels',pixels)\n  __dataclass_builtins_object__.__setattr__(self,'delays',delays)\n  __dataclass_builtins_object__.__setattr__(self,'loop',loop)\n  __dataclass_builtins_object__.__setattr__(self,'exif',exif)\n  __dataclass_builtins_object__.__setattr__(self,'icc',icc)\n  __dataclass_builtins_object__.__setattr__(self,'xmp',xmp)\n  self.__post_init__()\n return __init__": _394,
+    "def __create_fn__(_type_red, _type_green, _type_blue, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,red:_type_red,green:_type_green,blue:_type_blue)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'red',red)\n  __dataclass_builtins_object__.__setattr__(self,'green',green)\n  __dataclass_builtins_object__.__setattr__(self,'blue',blue)\n  self.__post_init__()\n return __init__": _395,
+    'def __create_fn__(_type_request, _type_target, _type_method, _type_query, _type_raw_query, _type_request_id, _type_bucket, _type_signer, _type_headers, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_bucket, _dflt_signer, _return_type):\n def __init__(self,request:_type_request,target:_type_target,method:_type_method,query:_type_query,raw_query:_type_raw_query,request_id:_type_request_id,bucket:_type_bucket=_dflt_bucket,signer:_type_signer=_dflt_signer)->_return_type:\n  self.request=request\n  self.target=target\n  self.method=method\n  self.query=query\n  self.raw_query=raw_query\n  self.request_id=request_id\n  self.bucket=bucket\n  self.signer=signer\n  self.__post_init__()\n return __init__': _396,
+    'def __create_fn__(_type_resolved, _type_backend, _type_image, _type_data, _type_pixels, _type_limits, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,resolved:_type_resolved,backend:_type_backend,image:_type_image,data:_type_data,pixels:_type_pixels,limits:_type_limits)->_return_type:\n  self.resolved=resolved\n  self.backend=backend\n  self.image=image\n  self.data=data\n  self.pixels=pixels\n  self.limits=limits\n return __init__': _397,
+    "def __create_fn__(_type_resources, _type_styles, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_resources, _dflt_styles, _return_type):\n def __init__(self,resources:_type_resources=_dflt_resources,styles:_type_styles=_dflt_styles)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'resources',resources)\n  __dataclass_builtins_object__.__setattr__(self,'styles',styles)\n return __init__": _398,
+    "def __create_fn__(_type_root, _type_endpoint, _type_layout, _type_fsync, _type_timeout, _type_retries, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_endpoint, _dflt_layout, _dflt_fsync, _dflt_timeout, _dflt_retries, _return_type):\n def __init__(self,root:_type_root,endpoint:_type_endpoint=_dflt_endpoint,layout:_type_layout=_dflt_layout,fsync:_type_fsync=_dflt_fsync,timeout:_type_timeout=_dflt_timeout,retries:_type_retries=_dflt_retries)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'root',root)\n  __dataclass_builtins_object__.__setattr__(self,'endpoint',endpoint)\n  __dataclass_builtins_object__.__setattr__(self,'layout',layout)\n  __dataclass_builtins_object__.__setattr__(self,'fsync',fsync)\n  __dataclass_builtins_object__.__setattr__(self,'timeout',timeout)\n  __dataclass_builtins_object__.__setattr__(self,'retries',retries)\n return __init__": _399,
+    "def __create_fn__(_type_root, _type_host, _type_port, _type_region, _type_buckets, _type_credentials, _type_anonymous, _type_default_bucket, _type_max_body_bytes, _type_workers, _type_max_pending, _type_request_timeout, _type_grace_period, _type_fsync, _type_backend, _type_vips_concurrency, _type_cors_origins, _type_storage_factory, _type_job_workers, _type_scheduler, _type_cache_dir, _type_cache_size, _type_origin_connect_timeout, _type_origin_read_timeout, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_host, _dflt_port, _dflt_region, _dflt_buckets, _dflt_credentials, _dflt_anonymous, _dflt_default_bucket, _dflt_max_body_bytes, _dflt_workers, _dflt_max_pending, _dflt_request_timeout, _dflt_grace_period, _dflt_fsync, _dflt_backend, _dflt_vips_concurrency, _dflt_cors_origins, _dflt_storage_factory, _dflt_job_workers, _dflt_scheduler, _dflt_cache_dir, _dflt_cache_size, _dflt_origin_connect_timeout, _dflt_origin_read_timeout, _return_type):\n def __init__(self,root:_type_root,host:_type_host=_dflt_host,port:_type_port=_dflt_port,region:_type_region=_dflt_region,buckets:_type_buckets=_HAS_DEFAULT_FACTORY,credentials:_type_credentials=_HAS_DEFAULT_FACTORY,anonymous:_type_anonymous=_dflt_anonymous,default_bucket:_type_default_bucket=_dflt_default_bucket,max_body_bytes:_type_max_body_bytes=_dflt_max_body_bytes,workers:_type_workers=_HAS_DEFAULT_FACTORY,max_pending:_type_max_pending=_dflt_max_pending,request_timeout:_type_request_timeout=_dflt_request_timeout,grace_period:_type_grace_period=_dflt_grace_period,fsync:_type_fsync=_dflt_fsync,backend:_type_backend=_dflt_backend,vips_concurrency:_type_vips_concurrency=_dflt_vips_concurrency,cors_origins:_type_cors_origins=_dflt_cors_origins,storage_factory:_type_storage_factory=_dflt_storage_factory,job_workers:_type_job_workers=_dflt_job_workers,scheduler:_type_scheduler=_dflt_scheduler,cache_dir:_type_cache_dir=_dflt_cache_dir,cache_size:_type_cache_size=_dflt_cache_size,origin_connect_timeout:_type_origin_connect_timeout=_dflt_origin_connect_timeout,origin_read_timeout:_type_origin_read_timeout=_dflt_origin_read_timeout)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'root',root)\n  __dataclass_builtins_object__.__setattr__(self,'host',host)\n  __dataclass_builtins_object__.__setattr__(self,'port',port)\n  __dataclass_builtins_object__.__setattr__(self,'region',region)\n  __dataclass_builtins_object__.__setattr__(self,'buckets',_dflt_buckets() if buckets is _HAS_DEFAULT_FACTORY else buckets)\n  __dataclass_builtins_object__.__setattr__(self,'credentials',_dflt_credentials() if credentials is _HAS_DEFAULT_FACTORY else credentials)\n  __dataclass_builtins_object__.__setattr__(self,'anonymous',anonymous)\n  __dataclass_builtins_object__.__setattr__(self,'default_bucket',default_bucket)\n  __dataclass_builtins_object__.__setattr__(self,'max_body_bytes',max_body_bytes)\n  __dataclass_builtins_object__.__setattr__(self,'workers',_dflt_workers() if workers is _HAS_DEFAULT_FACTORY else workers)\n  __dataclass_builtins_object__.__setattr__(self,'max_pending',max_pending)\n  __dataclass_builtins_object__.__setattr__(self,'request_timeout',request_timeout)\n  __dataclass_builtins_object__.__setattr__(self,'grace_period',grace_period)\n  __dataclass_builtins_object__.__setattr__(self,'fsync',fsync)\n  __dataclass_builtins_object__.__setattr__(self,'backend',backend)\n  __dataclass_builtins_object__.__setattr__(self,'vips_concurrency',vips_concurrency)\n  __dataclass_builtins_object__.__setattr__(self,'cors_origins',cors_origins)\n  __dataclass_builtins_object__.__setattr__(self,'storage_factory',storage_factory)\n  __dataclass_builtins_object__.__setattr__(self,'job_workers',job_workers)\n  __dataclass_builtins_object__.__setattr__(self,'scheduler',scheduler)\n  __dataclass_builtins_object__.__setattr__(self,'cache_dir',cache_dir)\n  __dataclass_builtins_object__.__setattr__(self,'cache_size',cache_size)\n  __dataclass_builtins_object__.__setattr__(self,'origin_connect_timeout',origin_connect_timeout)\n  __dataclass_builtins_object__.__setattr__(self,'origin_read_timeout',origin_read_timeout)\n  self.__post_init__()\n return __init__": _400,
+    'def __create_fn__(_type_rule, _type_key, _type_bucket, _type_store, _type_pipeline, _type_symbolic, _type_resolved, _type_masked, _type_intel, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_pipeline, _dflt_symbolic, _dflt_resolved, _dflt_masked, _dflt_intel, _return_type):\n def __init__(self,rule:_type_rule,key:_type_key,bucket:_type_bucket,store:_type_store,pipeline:_type_pipeline=_dflt_pipeline,symbolic:_type_symbolic=_dflt_symbolic,resolved:_type_resolved=_dflt_resolved,masked:_type_masked=_dflt_masked,intel:_type_intel=_dflt_intel)->_return_type:\n  self.rule=rule\n  self.key=key\n  self.bucket=bucket\n  self.store=store\n  self.pipeline=pipeline\n  self.symbolic=symbolic\n  self.resolved=resolved\n  self.masked=masked\n  self.intel=intel\n return __init__': _401,
+    "def __create_fn__(_type_scheme, _type_host, _type_key, _type_query, _type_bucket, _type_region, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_bucket, _dflt_region, _return_type):\n def __init__(self,scheme:_type_scheme,host:_type_host,key:_type_key,query:_type_query,bucket:_type_bucket=_dflt_bucket,region:_type_region=_dflt_region)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'scheme',scheme)\n  __dataclass_builtins_object__.__setattr__(self,'host',host)\n  __dataclass_builtins_object__.__setattr__(self,'key',key)\n  __dataclass_builtins_object__.__setattr__(self,'query',query)\n  __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)\n  __dataclass_builtins_object__.__setattr__(self,'region',region)\n return __init__": _402,
+    "def __create_fn__(_type_size, _type_chroma, _type_encode, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,size:_type_size,chroma:_type_chroma,encode:_type_encode)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'size',size)\n  __dataclass_builtins_object__.__setattr__(self,'chroma',chroma)\n  __dataclass_builtins_object__.__setattr__(self,'encode',encode)\n return __init__": _403,
+    "def __create_fn__(_type_source, _type_dest, _type_endpoint, _type_pipeline, _type_backend, _type_limits, _type_masked, _type_extras, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_masked, _dflt_extras, _return_type):\n def __init__(self,source:_type_source,dest:_type_dest,endpoint:_type_endpoint,pipeline:_type_pipeline,backend:_type_backend,limits:_type_limits,masked:_type_masked=_dflt_masked,extras:_type_extras=_HAS_DEFAULT_FACTORY)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'source',source)\n  __dataclass_builtins_object__.__setattr__(self,'dest',dest)\n  __dataclass_builtins_object__.__setattr__(self,'endpoint',endpoint)\n  __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)\n  __dataclass_builtins_object__.__setattr__(self,'backend',backend)\n  __dataclass_builtins_object__.__setattr__(self,'limits',limits)\n  __dataclass_builtins_object__.__setattr__(self,'masked',masked)\n  __dataclass_builtins_object__.__setattr__(self,'extras',_dflt_extras() if extras is _HAS_DEFAULT_FACTORY else extras)\n return __init__": _404,
+    "def __create_fn__(_type_source, _type_dest, _type_name, _type_shown, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_shown, _return_type):\n def __init__(self,source:_type_source,dest:_type_dest,name:_type_name,shown:_type_shown=_dflt_shown)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'source',source)\n  __dataclass_builtins_object__.__setattr__(self,'dest',dest)\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'shown',shown)\n return __init__": _405,
+    "def __create_fn__(_type_span, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n return __init__": _406,
+    "def __create_fn__(_type_span, _type_amount, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,amount:_type_amount,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'amount',amount)\n  self.__post_init__()\n return __init__": _407,
+    "def __create_fn__(_type_span, _type_area, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,area:_type_area,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'area',area)\n  self.__post_init__()\n return __init__": _408,
+    "def __create_fn__(_type_span, _type_axis, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,axis:_type_axis,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'axis',axis)\n  self.__post_init__()\n return __init__": _409,
+    "def __create_fn__(_type_span, _type_cover, _type_bar_type, _type_segment, _type_size, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_cover, _dflt_bar_type, _dflt_segment, _dflt_size, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,cover:_type_cover=_dflt_cover,bar_type:_type_bar_type=_dflt_bar_type,segment:_type_segment=_dflt_segment,size:_type_size=_dflt_size)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'cover',cover)\n  __dataclass_builtins_object__.__setattr__(self,'bar_type',bar_type)\n  __dataclass_builtins_object__.__setattr__(self,'segment',segment)\n  __dataclass_builtins_object__.__setattr__(self,'size',size)\n  self.__post_init__()\n return __init__": _410,
+    "def __create_fn__(_type_span, _type_degrees, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,degrees:_type_degrees,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'degrees',degrees)\n  self.__post_init__()\n return __init__": _411,
+    "def __create_fn__(_type_span, _type_enabled, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,enabled:_type_enabled,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'enabled',enabled)\n  self.__post_init__()\n return __init__": _412,
+    "def __create_fn__(_type_span, _type_format, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,format:_type_format,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  self.__post_init__()\n return __init__": _413,
+    "def __create_fn__(_type_span, _type_frames, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,frames:_type_frames,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'frames',frames)\n  self.__post_init__()\n return __init__": _414,
+    "def __create_fn__(_type_span, _type_geometry, _type_gravity, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _return_type):\n def __init__(self,geometry:_type_geometry,gravity:_type_gravity=_dflt_gravity,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'geometry',geometry)\n  __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)\n  self.__post_init__()\n return __init__": _415,
+    "def __create_fn__(_type_span, _type_geometry, _type_pad, _type_color, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_pad, _dflt_color, _return_type):\n def __init__(self,geometry:_type_geometry,pad:_type_pad=_dflt_pad,color:_type_color=_dflt_color,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'geometry',geometry)\n  __dataclass_builtins_object__.__setattr__(self,'pad',pad)\n  __dataclass_builtins_object__.__setattr__(self,'color',color)\n  self.__post_init__()\n return __init__": _416,
+    "def __create_fn__(_type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve, _type_batch, _type_degree, _type_spacing, _type_scatype, _type_spcent, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _dflt_dx, _dflt_dy, _dflt_dissolve, _dflt_batch, _dflt_degree, _dflt_spacing, _dflt_scatype, _dflt_spcent, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,gravity:_type_gravity=_dflt_gravity,dx:_type_dx=_dflt_dx,dy:_type_dy=_dflt_dy,dissolve:_type_dissolve=_dflt_dissolve,batch:_type_batch=_dflt_batch,degree:_type_degree=_dflt_degree,spacing:_type_spacing=_dflt_spacing,scatype:_type_scatype=_dflt_scatype,spcent:_type_spcent=_dflt_spcent)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)\n  __dataclass_builtins_object__.__setattr__(self,'dx',dx)\n  __dataclass_builtins_object__.__setattr__(self,'dy',dy)\n  __dataclass_builtins_object__.__setattr__(self,'dissolve',dissolve)\n  __dataclass_builtins_object__.__setattr__(self,'batch',batch)\n  __dataclass_builtins_object__.__setattr__(self,'degree',degree)\n  __dataclass_builtins_object__.__setattr__(self,'spacing',spacing)\n  __dataclass_builtins_object__.__setattr__(self,'scatype',scatype)\n  __dataclass_builtins_object__.__setattr__(self,'spcent',spcent)\n return __init__": _417,
+    "def __create_fn__(_type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve, _type_batch, _type_degree, _type_spacing, _type_scatype, _type_spcent, _type_image, _type_blogo, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _dflt_dx, _dflt_dy, _dflt_dissolve, _dflt_batch, _dflt_degree, _dflt_spacing, _dflt_scatype, _dflt_spcent, _dflt_blogo, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,gravity:_type_gravity=_dflt_gravity,dx:_type_dx=_dflt_dx,dy:_type_dy=_dflt_dy,dissolve:_type_dissolve=_dflt_dissolve,batch:_type_batch=_dflt_batch,degree:_type_degree=_dflt_degree,spacing:_type_spacing=_dflt_spacing,scatype:_type_scatype=_dflt_scatype,spcent:_type_spcent=_dflt_spcent,image:_type_image,blogo:_type_blogo=_dflt_blogo)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)\n  __dataclass_builtins_object__.__setattr__(self,'dx',dx)\n  __dataclass_builtins_object__.__setattr__(self,'dy',dy)\n  __dataclass_builtins_object__.__setattr__(self,'dissolve',dissolve)\n  __dataclass_builtins_object__.__setattr__(self,'batch',batch)\n  __dataclass_builtins_object__.__setattr__(self,'degree',degree)\n  __dataclass_builtins_object__.__setattr__(self,'spacing',spacing)\n  __dataclass_builtins_object__.__setattr__(self,'scatype',scatype)\n  __dataclass_builtins_object__.__setattr__(self,'spcent',spcent)\n  __dataclass_builtins_object__.__setattr__(self,'image',image)\n  __dataclass_builtins_object__.__setattr__(self,'blogo',blogo)\n  self.__post_init__()\n return __init__": _418,
+    "def __create_fn__(_type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve, _type_batch, _type_degree, _type_spacing, _type_scatype, _type_spcent, _type_text, _type_font, _type_fontsize, _type_fill, _type_shadow, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _dflt_dx, _dflt_dy, _dflt_dissolve, _dflt_batch, _dflt_degree, _dflt_spacing, _dflt_scatype, _dflt_spcent, _dflt_font, _dflt_fontsize, _dflt_fill, _dflt_shadow, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,gravity:_type_gravity=_dflt_gravity,dx:_type_dx=_dflt_dx,dy:_type_dy=_dflt_dy,dissolve:_type_dissolve=_dflt_dissolve,batch:_type_batch=_dflt_batch,degree:_type_degree=_dflt_degree,spacing:_type_spacing=_dflt_spacing,scatype:_type_scatype=_dflt_scatype,spcent:_type_spcent=_dflt_spcent,text:_type_text,font:_type_font=_dflt_font,fontsize:_type_fontsize=_dflt_fontsize,fill:_type_fill=_dflt_fill,shadow:_type_shadow=_dflt_shadow)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)\n  __dataclass_builtins_object__.__setattr__(self,'dx',dx)\n  __dataclass_builtins_object__.__setattr__(self,'dy',dy)\n  __dataclass_builtins_object__.__setattr__(self,'dissolve',dissolve)\n  __dataclass_builtins_object__.__setattr__(self,'batch',batch)\n  __dataclass_builtins_object__.__setattr__(self,'degree',degree)\n  __dataclass_builtins_object__.__setattr__(self,'spacing',spacing)\n  __dataclass_builtins_object__.__setattr__(self,'scatype',scatype)\n  __dataclass_builtins_object__.__setattr__(self,'spcent',spcent)\n  __dataclass_builtins_object__.__setattr__(self,'text',text)\n  __dataclass_builtins_object__.__setattr__(self,'font',font)\n  __dataclass_builtins_object__.__setattr__(self,'fontsize',fontsize)\n  __dataclass_builtins_object__.__setattr__(self,'fill',fill)\n  __dataclass_builtins_object__.__setattr__(self,'shadow',shadow)\n  self.__post_init__()\n return __init__": _419,
+    "def __create_fn__(_type_span, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,height:_type_height,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  self.__post_init__()\n return __init__": _420,
+    "def __create_fn__(_type_span, _type_interval, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,interval:_type_interval,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'interval',interval)\n  self.__post_init__()\n return __init__": _421,
+    "def __create_fn__(_type_span, _type_label, _type_content_producer, _type_produce_id, _type_reserved_code1, _type_content_propagator, _type_propagate_id, _type_reserved_code2, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_content_producer, _dflt_produce_id, _dflt_reserved_code1, _dflt_content_propagator, _dflt_propagate_id, _dflt_reserved_code2, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,label:_type_label,content_producer:_type_content_producer=_dflt_content_producer,produce_id:_type_produce_id=_dflt_produce_id,reserved_code1:_type_reserved_code1=_dflt_reserved_code1,content_propagator:_type_content_propagator=_dflt_content_propagator,propagate_id:_type_propagate_id=_dflt_propagate_id,reserved_code2:_type_reserved_code2=_dflt_reserved_code2)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'label',label)\n  __dataclass_builtins_object__.__setattr__(self,'content_producer',content_producer)\n  __dataclass_builtins_object__.__setattr__(self,'produce_id',produce_id)\n  __dataclass_builtins_object__.__setattr__(self,'reserved_code1',reserved_code1)\n  __dataclass_builtins_object__.__setattr__(self,'content_propagator',content_propagator)\n  __dataclass_builtins_object__.__setattr__(self,'propagate_id',propagate_id)\n  __dataclass_builtins_object__.__setattr__(self,'reserved_code2',reserved_code2)\n  self.__post_init__()\n return __init__": _422,
+    "def __create_fn__(_type_span, _type_min_ratio, _type_max_ratio, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,min_ratio:_type_min_ratio,max_ratio:_type_max_ratio,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'min_ratio',min_ratio)\n  __dataclass_builtins_object__.__setattr__(self,'max_ratio',max_ratio)\n  self.__post_init__()\n return __init__": _423,
+    "def __create_fn__(_type_span, _type_mode, _type_width, _type_height, _type_format, _type_quality, _type_quality_forced, _type_rquality, _type_lquality, _type_interlace, _type_ignore_error_flag, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_mode, _dflt_width, _dflt_height, _dflt_format, _dflt_quality, _dflt_quality_forced, _dflt_rquality, _dflt_lquality, _dflt_interlace, _dflt_ignore_error_flag, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,mode:_type_mode=_dflt_mode,width:_type_width=_dflt_width,height:_type_height=_dflt_height,format:_type_format=_dflt_format,quality:_type_quality=_dflt_quality,quality_forced:_type_quality_forced=_dflt_quality_forced,rquality:_type_rquality=_dflt_rquality,lquality:_type_lquality=_dflt_lquality,interlace:_type_interlace=_dflt_interlace,ignore_error_flag:_type_ignore_error_flag=_dflt_ignore_error_flag)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'mode',mode)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'quality_forced',quality_forced)\n  __dataclass_builtins_object__.__setattr__(self,'rquality',rquality)\n  __dataclass_builtins_object__.__setattr__(self,'lquality',lquality)\n  __dataclass_builtins_object__.__setattr__(self,'interlace',interlace)\n  __dataclass_builtins_object__.__setattr__(self,'ignore_error_flag',ignore_error_flag)\n  self.__post_init__()\n return __init__": _424,
+    "def __create_fn__(_type_span, _type_name, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,name:_type_name,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  self.__post_init__()\n return __init__": _425,
+    "def __create_fn__(_type_span, _type_name, _type_params, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_params, _return_type):\n def __init__(self,name:_type_name,params:_type_params=_dflt_params,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'name',name)\n  __dataclass_builtins_object__.__setattr__(self,'params',params)\n  self.__post_init__()\n return __init__": _426,
+    "def __create_fn__(_type_span, _type_number, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,number:_type_number,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'number',number)\n  self.__post_init__()\n return __init__": _427,
+    "def __create_fn__(_type_span, _type_ops, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_ops, _return_type):\n def __init__(self,ops:_type_ops=_dflt_ops,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'ops',ops)\n  self.__post_init__()\n return __init__": _428,
+    "def __create_fn__(_type_span, _type_percent, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,percent:_type_percent,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'percent',percent)\n  self.__post_init__()\n return __init__": _429,
+    "def __create_fn__(_type_span, _type_radius, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,radius:_type_radius,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'radius',radius)\n  self.__post_init__()\n return __init__": _430,
+    "def __create_fn__(_type_span, _type_radius, _type_sigma, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,radius:_type_radius,sigma:_type_sigma,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'radius',radius)\n  __dataclass_builtins_object__.__setattr__(self,'sigma',sigma)\n  self.__post_init__()\n return __init__": _431,
+    "def __create_fn__(_type_span, _type_size, _type_unit, _type_keep_smaller, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_keep_smaller, _return_type):\n def __init__(self,size:_type_size,unit:_type_unit,keep_smaller:_type_keep_smaller=_dflt_keep_smaller,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'size',size)\n  __dataclass_builtins_object__.__setattr__(self,'unit',unit)\n  __dataclass_builtins_object__.__setattr__(self,'keep_smaller',keep_smaller)\n  self.__post_init__()\n return __init__": _432,
+    "def __create_fn__(_type_span, _type_steps, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,steps:_type_steps,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'steps',steps)\n  self.__post_init__()\n return __init__": _433,
+    "def __create_fn__(_type_span, _type_type, _type_image, _type_text, _type_version, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_image, _dflt_text, _dflt_version, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,type:_type_type,image:_type_image=_dflt_image,text:_type_text=_dflt_text,version:_type_version=_dflt_version)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'type',type)\n  __dataclass_builtins_object__.__setattr__(self,'image',image)\n  __dataclass_builtins_object__.__setattr__(self,'text',text)\n  __dataclass_builtins_object__.__setattr__(self,'version',version)\n  self.__post_init__()\n return __init__": _434,
+    "def __create_fn__(_type_span, _type_type, _type_image, _type_text, _type_version, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_image, _dflt_text, _dflt_version, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,type:_type_type,image:_type_image=_dflt_image,text:_type_text=_dflt_text,version:_type_version=_dflt_version)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'type',type)\n  __dataclass_builtins_object__.__setattr__(self,'image',image)\n  __dataclass_builtins_object__.__setattr__(self,'text',text)\n  __dataclass_builtins_object__.__setattr__(self,'version',version)\n return __init__": _435,
+    "def __create_fn__(_type_span, _type_type, _type_image, _type_text, _type_version, _type_level, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_image, _dflt_text, _dflt_version, _dflt_level, _return_type):\n def __init__(self,*,span:_type_span=_dflt_span,type:_type_type,image:_type_image=_dflt_image,text:_type_text=_dflt_text,version:_type_version=_dflt_version,level:_type_level=_dflt_level)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'type',type)\n  __dataclass_builtins_object__.__setattr__(self,'image',image)\n  __dataclass_builtins_object__.__setattr__(self,'text',text)\n  __dataclass_builtins_object__.__setattr__(self,'version',version)\n  __dataclass_builtins_object__.__setattr__(self,'level',level)\n  self.__post_init__()\n return __init__": _436,
+    "def __create_fn__(_type_span, _type_value, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,value:_type_value,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'value',value)\n  self.__post_init__()\n return __init__": _437,
+    "def __create_fn__(_type_span, _type_value, _type_forced, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_forced, _return_type):\n def __init__(self,value:_type_value,forced:_type_forced=_dflt_forced,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'value',value)\n  __dataclass_builtins_object__.__setattr__(self,'forced',forced)\n  self.__post_init__()\n return __init__": _438,
+    "def __create_fn__(_type_span, _type_width, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,width:_type_width,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  self.__post_init__()\n return __init__": _439,
+    "def __create_fn__(_type_span, _type_width, _type_height, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _return_type):\n def __init__(self,width:_type_width,height:_type_height,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  self.__post_init__()\n return __init__": _440,
+    "def __create_fn__(_type_span, _type_width, _type_height, _type_dx, _type_dy, _type_dx_mode, _type_dy_mode, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_dx_mode, _dflt_dy_mode, _return_type):\n def __init__(self,width:_type_width,height:_type_height,dx:_type_dx,dy:_type_dy,dx_mode:_type_dx_mode=_dflt_dx_mode,dy_mode:_type_dy_mode=_dflt_dy_mode,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'dx',dx)\n  __dataclass_builtins_object__.__setattr__(self,'dy',dy)\n  __dataclass_builtins_object__.__setattr__(self,'dx_mode',dx_mode)\n  __dataclass_builtins_object__.__setattr__(self,'dy_mode',dy_mode)\n  self.__post_init__()\n return __init__": _441,
+    "def __create_fn__(_type_span, _type_width, _type_height, _type_dx, _type_dy, _type_gravity, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_gravity, _return_type):\n def __init__(self,width:_type_width,height:_type_height,dx:_type_dx,dy:_type_dy,gravity:_type_gravity=_dflt_gravity,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'dx',dx)\n  __dataclass_builtins_object__.__setattr__(self,'dy',dy)\n  __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)\n  self.__post_init__()\n return __init__": _442,
+    "def __create_fn__(_type_span, _type_width, _type_height, _type_index, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_span, _dflt_index, _return_type):\n def __init__(self,width:_type_width,height:_type_height,index:_type_index=_dflt_index,*,span:_type_span=_dflt_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'width',width)\n  __dataclass_builtins_object__.__setattr__(self,'height',height)\n  __dataclass_builtins_object__.__setattr__(self,'index',index)\n  self.__post_init__()\n return __init__": _443,
+    "def __create_fn__(_type_starts, _type_ends, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,starts:_type_starts,ends:_type_ends)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'starts',starts)\n  __dataclass_builtins_object__.__setattr__(self,'ends',ends)\n return __init__": _444,
+    "def __create_fn__(_type_step, _type_format, _type_quality, _type_rquality, _type_lquality, _type_interlace, _type_strip, _type_size_limit, _type_cgif, _type_egif, _type_aigc, _type_span, _type_format_span, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_format, _dflt_quality, _dflt_rquality, _dflt_lquality, _dflt_interlace, _dflt_strip, _dflt_size_limit, _dflt_cgif, _dflt_egif, _dflt_aigc, _dflt_span, _dflt_format_span, _return_type):\n def __init__(self,step:_type_step,format:_type_format=_dflt_format,quality:_type_quality=_dflt_quality,rquality:_type_rquality=_dflt_rquality,lquality:_type_lquality=_dflt_lquality,interlace:_type_interlace=_dflt_interlace,strip:_type_strip=_dflt_strip,size_limit:_type_size_limit=_dflt_size_limit,cgif:_type_cgif=_dflt_cgif,egif:_type_egif=_dflt_egif,aigc:_type_aigc=_dflt_aigc,span:_type_span=_dflt_span,format_span:_type_format_span=_dflt_format_span)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'step',step)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'quality',quality)\n  __dataclass_builtins_object__.__setattr__(self,'rquality',rquality)\n  __dataclass_builtins_object__.__setattr__(self,'lquality',lquality)\n  __dataclass_builtins_object__.__setattr__(self,'interlace',interlace)\n  __dataclass_builtins_object__.__setattr__(self,'strip',strip)\n  __dataclass_builtins_object__.__setattr__(self,'size_limit',size_limit)\n  __dataclass_builtins_object__.__setattr__(self,'cgif',cgif)\n  __dataclass_builtins_object__.__setattr__(self,'egif',egif)\n  __dataclass_builtins_object__.__setattr__(self,'aigc',aigc)\n  __dataclass_builtins_object__.__setattr__(self,'span',span)\n  __dataclass_builtins_object__.__setattr__(self,'format_span',format_span)\n return __init__": _445,
+    "def __create_fn__(_type_task, _type_ok, _type_code, _type_message, _type_column, _type_caret, _type_exit, _type_size, _type_seconds, _type_masked, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_code, _dflt_message, _dflt_column, _dflt_caret, _dflt_exit, _dflt_size, _dflt_seconds, _dflt_masked, _return_type):\n def __init__(self,task:_type_task,ok:_type_ok,code:_type_code=_dflt_code,message:_type_message=_dflt_message,column:_type_column=_dflt_column,caret:_type_caret=_dflt_caret,exit:_type_exit=_dflt_exit,size:_type_size=_dflt_size,seconds:_type_seconds=_dflt_seconds,masked:_type_masked=_dflt_masked)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'task',task)\n  __dataclass_builtins_object__.__setattr__(self,'ok',ok)\n  __dataclass_builtins_object__.__setattr__(self,'code',code)\n  __dataclass_builtins_object__.__setattr__(self,'message',message)\n  __dataclass_builtins_object__.__setattr__(self,'column',column)\n  __dataclass_builtins_object__.__setattr__(self,'caret',caret)\n  __dataclass_builtins_object__.__setattr__(self,'exit',exit)\n  __dataclass_builtins_object__.__setattr__(self,'size',size)\n  __dataclass_builtins_object__.__setattr__(self,'seconds',seconds)\n  __dataclass_builtins_object__.__setattr__(self,'masked',masked)\n return __init__": _446,
+    "def __create_fn__(_type_text, _type_format, _type_points, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,text:_type_text,format:_type_format,points:_type_points)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'text',text)\n  __dataclass_builtins_object__.__setattr__(self,'format',format)\n  __dataclass_builtins_object__.__setattr__(self,'points',points)\n return __init__": _447,
+    'def __create_fn__(_type_todo, _type_skipped, _type_collisions, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_todo, _dflt_skipped, _dflt_collisions, _return_type):\n def __init__(self,todo:_type_todo=_HAS_DEFAULT_FACTORY,skipped:_type_skipped=_HAS_DEFAULT_FACTORY,collisions:_type_collisions=_HAS_DEFAULT_FACTORY)->_return_type:\n  self.todo=_dflt_todo() if todo is _HAS_DEFAULT_FACTORY else todo\n  self.skipped=_dflt_skipped() if skipped is _HAS_DEFAULT_FACTORY else skipped\n  self.collisions=_dflt_collisions() if collisions is _HAS_DEFAULT_FACTORY else collisions\n return __init__': _448,
+    'def __create_fn__(_type_workers, _type_scheduler, _type_client, _type_local, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _dflt_workers, _dflt_scheduler, _return_type):\n def __init__(self,workers:_type_workers=_dflt_workers,scheduler:_type_scheduler=_dflt_scheduler)->_return_type:\n  self.workers=workers\n  self.scheduler=scheduler\n return __init__': _449,
+    "def __create_fn__(_type_x, _type_baseline, _type_text, _type_font, _type_ink, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,x:_type_x,baseline:_type_baseline,text:_type_text,font:_type_font,ink:_type_ink)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'x',x)\n  __dataclass_builtins_object__.__setattr__(self,'baseline',baseline)\n  __dataclass_builtins_object__.__setattr__(self,'text',text)\n  __dataclass_builtins_object__.__setattr__(self,'font',font)\n  __dataclass_builtins_object__.__setattr__(self,'ink',ink)\n return __init__": _450,
+    "def __create_fn__(_type_x, _type_y, _type_w, _type_h, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,x:_type_x,y:_type_y,w:_type_w,h:_type_h)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'x',x)\n  __dataclass_builtins_object__.__setattr__(self,'y',y)\n  __dataclass_builtins_object__.__setattr__(self,'w',w)\n  __dataclass_builtins_object__.__setattr__(self,'h',h)\n return __init__": _451,
+    "def __create_fn__(_type_z, _type_status, _type_payload, _type_scale, MISSING, _HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type):\n def __init__(self,z:_type_z,status:_type_status,payload:_type_payload,scale:_type_scale)->_return_type:\n  __dataclass_builtins_object__.__setattr__(self,'z',z)\n  __dataclass_builtins_object__.__setattr__(self,'status',status)\n  __dataclass_builtins_object__.__setattr__(self,'payload',payload)\n  __dataclass_builtins_object__.__setattr__(self,'scale',scale)\n return __init__": _452,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'algorithm\',\'access_key\',\'sign_time\',\'key_time\',\'header_list\',\'param_list\',\'signature\',\'where\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _453,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'codes\',\'image\',\'image_format\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _454,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'component\',\'kind\',\'keyword\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _455,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'data\',\'format\',\'flag\',\'ssim\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _456,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'data\',\'format\',\'width\',\'height\',\'frames\',\'quality\',\'plan\',\'masked\',\'slim_flag\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _457,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'data\',\'mime_type\',\'etag\',\'masked\',\'slim_flag\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _458,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'data\',\'width\',\'height\',\'frames\',\'quality\',\'original\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _459,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'families\',\'styles\',\'description\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _460,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'format\',\'quality\',\'progressive\',\'strip\',\'reset_orientation\',\'size_limit\',\'keep_smaller\',\'aigc\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _461,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'format\',\'shrink\',\'frames\',\'sequential\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _462,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'format\',\'width\',\'height\',\'frames\',\'orientation\',\'has_alpha\',\'bit_depth\',\'color_space\',\'quality\',\'progressive\',\'icc\',\'exif\',\'dpi\',\'loop\',\'dynamic_range\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _463,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'format\',\'width\',\'height\',\'quality\',\'ave\',\'orientation\',\'frame_count\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _464,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'grid\',\'tile\',\'whole\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _465,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'header\',\'decode\',\'decoded_size\',\'steps\',\'encode\',\'width\',\'height\',\'frames\',\'info\',\'applied\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _466,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'id\',\'bucket\',\'name\',\'rule\',\'is_pic_info\',\'tag\',\'create_time\',\'update_time\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _467,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'id\',\'bucket\',\'name\',\'state\',\'max_size\',\'max_concurrent\',\'notify\',\'create_time\',\'update_time\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _468,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'id\',\'bucket\',\'queue_id\',\'input_object\',\'output_bucket\',\'output_object\',\'rule\',\'is_pic_info\',\'tag\',\'state\',\'code\',\'message\',\'creation_time\',\'start_time\',\'end_time\',\'input_region\',\'output_region\',\'template_id\',\'template_name\',\'user_data\',\'job_level\',\'result\',\'attempts\',\'seq\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _469,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'index\',\'fileid\',\'rule\',\'bucket\',\'pipeline\',\'error\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _470,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'input_object\',\'output_bucket\',\'output_object\',\'rule\',\'is_pic_info\',\'template_id\',\'output_region\',\'user_data\',\'job_level\',\'queue_id\',\'tag\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _471,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'is_pic_info\',\'rules\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _472,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'job_id\',\'attempt\',\'buckets\',\'bucket\',\'region\',\'input_object\',\'output_bucket\',\'output_object\',\'rule\',\'is_pic_info\',\'backend\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _473,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'key\',\'location\',\'etag\',\'image_info\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _474,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'key\',\'location\',\'format\',\'width\',\'height\',\'size\',\'quality\',\'etag\',\'frame_count\',\'bucket\',\'masked\',\'extras\',\'top_level\',\'stored\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _475,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'key\',\'size\',\'etag\',\'last_modified\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _476,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'kind\',\'bucket\',\'key\',\'path\',\'host\',\'path_style\',\'region\',\'raw_path\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _477,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'left\',\'top\',\'width\',\'height\',\'disposal\',\'transparent\',\'delay\',\'descriptor\',\'palette\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _478,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'loads\',\'saves\',\'shrink_on_load\',\'animated\',\'methods\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _479,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'long_image\',\'black_and_white\',\'small_image\',\'big_image\',\'pure_image\',\'clarity_score\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _480,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'max_bytes\',\'connect_timeout\',\'read_timeout\',\'total_timeout\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _481,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'max_input_bytes\',\'max_input_side\',\'max_input_pixels\',\'max_animated_pixels\',\'max_gif_frames\',\'max_frames\',\'max_output_side\',\'max_steps\',\'max_image_watermarks\',\'max_param_value\',\'max_work_pixels\',\'max_request_images\',\'max_request_bytes\',\'max_webp_output_side\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _482,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'mode\',\'referers\',\'allow_empty\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _483,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'mode\',\'width\',\'height\',\'span\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _484,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'name\',\'body\',\'pipeline\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _485,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'name\',\'separators\',\'protection\',\'public_read\',\'hotlink\',\'origin\',\'origin_mode\',\'cache_control\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _486,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'ops\',\'info\',\'ignore_error\',\'rules\',\'pipeline\',\'limits\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _487,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'amount\',\'sigma\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _488,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'background\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _489,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'degrees\',\'width\',\'height\',\'background\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _490,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'groups\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _491,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'horizontal\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _492,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'left\',\'top\',\'width\',\'height\',\'background\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _493,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'left\',\'top\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _494,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'mark\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _495,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'overlay\',\'overlay_size\',\'placements\',\'opacity\',\'tile\',\'grey\',\'key\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _496,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'shape\',\'radius\',\'background\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _497,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'sigma\',\'radius\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _498,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'slope\',\'offset\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _499,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'turns\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _500,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _501,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'origin\',\'span\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _502,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'original_info\',\'process_results\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _503,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'path\',\'index\',\'family\',\'style\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _504,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'pieces\',\'box\',\'bounds\',\'fill\',\'shadow\',\'shadow_offset\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _505,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'pipeline\',\'backend\',\'limits\',\'token\',\'threads\',\'masked\',\'extras\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _506,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'pixels\',\'box\',\'origin\',\'neutral\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _507,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'pixels\',\'delays\',\'loop\',\'exif\',\'icc\',\'xmp\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _508,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'red\',\'green\',\'blue\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _509,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'resources\',\'styles\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _510,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'root\',\'endpoint\',\'layout\',\'fsync\',\'timeout\',\'retries\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _511,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'root\',\'host\',\'port\',\'region\',\'buckets\',\'credentials\',\'anonymous\',\'default_bucket\',\'max_body_bytes\',\'workers\',\'max_pending\',\'request_timeout\',\'grace_period\',\'fsync\',\'backend\',\'vips_concurrency\',\'cors_origins\',\'storage_factory\',\'job_workers\',\'scheduler\',\'cache_dir\',\'cache_size\',\'origin_connect_timeout\',\'origin_read_timeout\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _512,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'scheme\',\'host\',\'key\',\'query\',\'bucket\',\'region\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _513,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'size\',\'chroma\',\'encode\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _514,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'source\',\'dest\',\'endpoint\',\'pipeline\',\'backend\',\'limits\',\'masked\',\'extras\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _515,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'source\',\'dest\',\'name\',\'shown\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _516,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'amount\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _517,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'area\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _518,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'axis\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _519,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'cover\',\'bar_type\',\'segment\',\'size\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _520,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'degrees\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _521,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'enabled\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _522,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'format\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _523,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'frames\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _524,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'geometry\',\'gravity\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _525,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'geometry\',\'pad\',\'color\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _526,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'gravity\',\'dx\',\'dy\',\'dissolve\',\'batch\',\'degree\',\'spacing\',\'scatype\',\'spcent\',\'image\',\'blogo\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _527,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'gravity\',\'dx\',\'dy\',\'dissolve\',\'batch\',\'degree\',\'spacing\',\'scatype\',\'spcent\',\'text\',\'font\',\'fontsize\',\'fill\',\'shadow\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _528,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'gravity\',\'dx\',\'dy\',\'dissolve\',\'batch\',\'degree\',\'spacing\',\'scatype\',\'spcent\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _529,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'height\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _530,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'interval\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _531,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'label\',\'content_producer\',\'produce_id\',\'reserved_code1\',\'content_propagator\',\'propagate_id\',\'reserved_code2\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _532,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'min_ratio\',\'max_ratio\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _533,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'mode\',\'width\',\'height\',\'format\',\'quality\',\'quality_forced\',\'rquality\',\'lquality\',\'interlace\',\'ignore_error_flag\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _534,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'name\',\'params\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _535,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'name\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _536,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'number\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _537,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'ops\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _538,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'percent\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _539,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'radius\',\'sigma\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _540,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'radius\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _541,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'size\',\'unit\',\'keep_smaller\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _542,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'steps\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _543,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'type\',\'image\',\'text\',\'version\',\'level\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _544,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'type\',\'image\',\'text\',\'version\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _545,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'value\',\'forced\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _546,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'value\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _547,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',\'dx\',\'dy\',\'dx_mode\',\'dy_mode\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _548,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',\'dx\',\'dy\',\'gravity\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _549,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',\'index\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _550,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _551,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',\'width\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _552,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'span\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _553,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'starts\',\'ends\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _554,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'step\',\'format\',\'quality\',\'rquality\',\'lquality\',\'interlace\',\'strip\',\'size_limit\',\'cgif\',\'egif\',\'aigc\',\'span\',\'format_span\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _555,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'task\',\'ok\',\'code\',\'message\',\'column\',\'caret\',\'exit\',\'size\',\'seconds\',\'masked\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _556,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'text\',\'format\',\'points\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _557,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'x\',\'baseline\',\'text\',\'font\',\'ink\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _558,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'x\',\'y\',\'w\',\'h\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _559,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __delattr__(self,name):\n  if type(self) is cls or name in (\'z\',\'status\',\'payload\',\'scale\',):\n   raise FrozenInstanceError(f"cannot delete field {name!r}")\n  super(cls, self).__delattr__(name)\n return __delattr__': _560,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'algorithm\',\'access_key\',\'sign_time\',\'key_time\',\'header_list\',\'param_list\',\'signature\',\'where\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _561,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'codes\',\'image\',\'image_format\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _562,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'component\',\'kind\',\'keyword\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _563,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'data\',\'format\',\'flag\',\'ssim\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _564,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'data\',\'format\',\'width\',\'height\',\'frames\',\'quality\',\'plan\',\'masked\',\'slim_flag\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _565,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'data\',\'mime_type\',\'etag\',\'masked\',\'slim_flag\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _566,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'data\',\'width\',\'height\',\'frames\',\'quality\',\'original\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _567,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'families\',\'styles\',\'description\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _568,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'format\',\'quality\',\'progressive\',\'strip\',\'reset_orientation\',\'size_limit\',\'keep_smaller\',\'aigc\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _569,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'format\',\'shrink\',\'frames\',\'sequential\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _570,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'format\',\'width\',\'height\',\'frames\',\'orientation\',\'has_alpha\',\'bit_depth\',\'color_space\',\'quality\',\'progressive\',\'icc\',\'exif\',\'dpi\',\'loop\',\'dynamic_range\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _571,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'format\',\'width\',\'height\',\'quality\',\'ave\',\'orientation\',\'frame_count\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _572,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'grid\',\'tile\',\'whole\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _573,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'header\',\'decode\',\'decoded_size\',\'steps\',\'encode\',\'width\',\'height\',\'frames\',\'info\',\'applied\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _574,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'id\',\'bucket\',\'name\',\'rule\',\'is_pic_info\',\'tag\',\'create_time\',\'update_time\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _575,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'id\',\'bucket\',\'name\',\'state\',\'max_size\',\'max_concurrent\',\'notify\',\'create_time\',\'update_time\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _576,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'id\',\'bucket\',\'queue_id\',\'input_object\',\'output_bucket\',\'output_object\',\'rule\',\'is_pic_info\',\'tag\',\'state\',\'code\',\'message\',\'creation_time\',\'start_time\',\'end_time\',\'input_region\',\'output_region\',\'template_id\',\'template_name\',\'user_data\',\'job_level\',\'result\',\'attempts\',\'seq\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _577,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'index\',\'fileid\',\'rule\',\'bucket\',\'pipeline\',\'error\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _578,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'input_object\',\'output_bucket\',\'output_object\',\'rule\',\'is_pic_info\',\'template_id\',\'output_region\',\'user_data\',\'job_level\',\'queue_id\',\'tag\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _579,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'is_pic_info\',\'rules\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _580,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'job_id\',\'attempt\',\'buckets\',\'bucket\',\'region\',\'input_object\',\'output_bucket\',\'output_object\',\'rule\',\'is_pic_info\',\'backend\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _581,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'key\',\'location\',\'etag\',\'image_info\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _582,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'key\',\'location\',\'format\',\'width\',\'height\',\'size\',\'quality\',\'etag\',\'frame_count\',\'bucket\',\'masked\',\'extras\',\'top_level\',\'stored\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _583,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'key\',\'size\',\'etag\',\'last_modified\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _584,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'kind\',\'bucket\',\'key\',\'path\',\'host\',\'path_style\',\'region\',\'raw_path\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _585,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'left\',\'top\',\'width\',\'height\',\'disposal\',\'transparent\',\'delay\',\'descriptor\',\'palette\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _586,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'loads\',\'saves\',\'shrink_on_load\',\'animated\',\'methods\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _587,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'long_image\',\'black_and_white\',\'small_image\',\'big_image\',\'pure_image\',\'clarity_score\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _588,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'max_bytes\',\'connect_timeout\',\'read_timeout\',\'total_timeout\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _589,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'max_input_bytes\',\'max_input_side\',\'max_input_pixels\',\'max_animated_pixels\',\'max_gif_frames\',\'max_frames\',\'max_output_side\',\'max_steps\',\'max_image_watermarks\',\'max_param_value\',\'max_work_pixels\',\'max_request_images\',\'max_request_bytes\',\'max_webp_output_side\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _590,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'mode\',\'referers\',\'allow_empty\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _591,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'mode\',\'width\',\'height\',\'span\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _592,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'name\',\'body\',\'pipeline\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _593,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'name\',\'separators\',\'protection\',\'public_read\',\'hotlink\',\'origin\',\'origin_mode\',\'cache_control\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _594,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'ops\',\'info\',\'ignore_error\',\'rules\',\'pipeline\',\'limits\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _595,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'amount\',\'sigma\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _596,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'background\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _597,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'degrees\',\'width\',\'height\',\'background\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _598,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'groups\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _599,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'horizontal\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _600,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'left\',\'top\',\'width\',\'height\',\'background\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _601,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'left\',\'top\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _602,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'mark\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _603,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'overlay\',\'overlay_size\',\'placements\',\'opacity\',\'tile\',\'grey\',\'key\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _604,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'shape\',\'radius\',\'background\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _605,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'sigma\',\'radius\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _606,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'slope\',\'offset\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _607,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'turns\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _608,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _609,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'origin\',\'span\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _610,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'original_info\',\'process_results\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _611,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'path\',\'index\',\'family\',\'style\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _612,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'pieces\',\'box\',\'bounds\',\'fill\',\'shadow\',\'shadow_offset\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _613,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'pipeline\',\'backend\',\'limits\',\'token\',\'threads\',\'masked\',\'extras\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _614,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'pixels\',\'box\',\'origin\',\'neutral\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _615,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'pixels\',\'delays\',\'loop\',\'exif\',\'icc\',\'xmp\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _616,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'red\',\'green\',\'blue\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _617,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'resources\',\'styles\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _618,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'root\',\'endpoint\',\'layout\',\'fsync\',\'timeout\',\'retries\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _619,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'root\',\'host\',\'port\',\'region\',\'buckets\',\'credentials\',\'anonymous\',\'default_bucket\',\'max_body_bytes\',\'workers\',\'max_pending\',\'request_timeout\',\'grace_period\',\'fsync\',\'backend\',\'vips_concurrency\',\'cors_origins\',\'storage_factory\',\'job_workers\',\'scheduler\',\'cache_dir\',\'cache_size\',\'origin_connect_timeout\',\'origin_read_timeout\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _620,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'scheme\',\'host\',\'key\',\'query\',\'bucket\',\'region\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _621,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'size\',\'chroma\',\'encode\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _622,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'source\',\'dest\',\'endpoint\',\'pipeline\',\'backend\',\'limits\',\'masked\',\'extras\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _623,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'source\',\'dest\',\'name\',\'shown\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _624,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'amount\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _625,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'area\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _626,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'axis\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _627,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'cover\',\'bar_type\',\'segment\',\'size\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _628,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'degrees\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _629,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'enabled\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _630,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'format\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _631,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'frames\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _632,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'geometry\',\'gravity\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _633,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'geometry\',\'pad\',\'color\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _634,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'gravity\',\'dx\',\'dy\',\'dissolve\',\'batch\',\'degree\',\'spacing\',\'scatype\',\'spcent\',\'image\',\'blogo\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _635,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'gravity\',\'dx\',\'dy\',\'dissolve\',\'batch\',\'degree\',\'spacing\',\'scatype\',\'spcent\',\'text\',\'font\',\'fontsize\',\'fill\',\'shadow\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _636,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'gravity\',\'dx\',\'dy\',\'dissolve\',\'batch\',\'degree\',\'spacing\',\'scatype\',\'spcent\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _637,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'height\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _638,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'interval\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _639,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'label\',\'content_producer\',\'produce_id\',\'reserved_code1\',\'content_propagator\',\'propagate_id\',\'reserved_code2\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _640,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'min_ratio\',\'max_ratio\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _641,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'mode\',\'width\',\'height\',\'format\',\'quality\',\'quality_forced\',\'rquality\',\'lquality\',\'interlace\',\'ignore_error_flag\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _642,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'name\',\'params\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _643,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'name\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _644,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'number\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _645,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'ops\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _646,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'percent\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _647,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'radius\',\'sigma\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _648,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'radius\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _649,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'size\',\'unit\',\'keep_smaller\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _650,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'steps\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _651,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'type\',\'image\',\'text\',\'version\',\'level\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _652,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'type\',\'image\',\'text\',\'version\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _653,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'value\',\'forced\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _654,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'value\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _655,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',\'dx\',\'dy\',\'dx_mode\',\'dy_mode\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _656,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',\'dx\',\'dy\',\'gravity\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _657,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',\'index\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _658,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'width\',\'height\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _659,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',\'width\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _660,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'span\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _661,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'starts\',\'ends\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _662,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'step\',\'format\',\'quality\',\'rquality\',\'lquality\',\'interlace\',\'strip\',\'size_limit\',\'cgif\',\'egif\',\'aigc\',\'span\',\'format_span\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _663,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'task\',\'ok\',\'code\',\'message\',\'column\',\'caret\',\'exit\',\'size\',\'seconds\',\'masked\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _664,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'text\',\'format\',\'points\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _665,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'x\',\'baseline\',\'text\',\'font\',\'ink\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _666,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'x\',\'y\',\'w\',\'h\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _667,
+    'def __create_fn__(cls, FrozenInstanceError):\n def __setattr__(self,name,value):\n  if type(self) is cls or name in (\'z\',\'status\',\'payload\',\'scale\',):\n   raise FrozenInstanceError(f"cannot assign to field {name!r}")\n  super(cls, self).__setattr__(name, value)\n return __setattr__': _668,
 }

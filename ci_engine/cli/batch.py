@@ -177,9 +177,41 @@ def _init_worker(config: Config) -> None:
     _CONFIG = config
 
 
+def apply_rule(
+    data: bytes, pipeline: A.Pipeline | None, backend: str, limits: Limits, extras: Extras, masked: str
+) -> tuple[bytes, str]:
+    """The output bytes of one file and its masked-error note (``CODE: message``, or ``masked``
+    when the rule itself was masked and the original is copied). Shared by both batch runners."""
+    if pipeline is None:
+        return data, masked
+    from ci_engine.api import process
+
+    result = process(data, pipeline, backend=backend, limits=limits, **extras.kwargs())
+    note = f"{result.masked.code}: {result.masked.message}" if result.masked is not None else ""
+    return result.data, note
+
+
+def ci_failure(task: Task, exc: CIError, start: float) -> Outcome:
+    """The outcome of a file whose processing raised a CI error."""
+    return Outcome(
+        task,
+        False,
+        code=exc.code,
+        message=exc.message,
+        column=exc.column,
+        caret=exc.caret,
+        exit=exit_code(exc),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def internal_failure(task: Task, exc: Exception) -> Outcome:
+    """The outcome of a file whose processing failed with an unexpected exception."""
+    return Outcome(task, False, code="InternalError", message=f"{type(exc).__name__}: {exc}", exit=exit_code(exc))
+
+
 def process_one(task: Task, config: Config) -> Outcome:
     """Run the batch's processing string on one file (in a worker process)."""
-    from ci_engine.api import process
 
     start = time.perf_counter()
     dest = Path(task.dest)
@@ -190,34 +222,19 @@ def process_one(task: Task, config: Config) -> Outcome:
         # and an interrupted run is cleaned up by name.
         tmp = reserve_temp(dest, config.token)
         data = Path(task.source).read_bytes()
-        if config.pipeline is None:
-            output, masked = data, config.masked
-        else:
-            kwargs = config.extras.kwargs()
-            result = process(data, config.pipeline, backend=config.backend, limits=config.limits, **kwargs)
-            output = result.data
-            masked = f"{result.masked.code}: {result.masked.message}" if result.masked is not None else ""
+        output, masked = apply_rule(data, config.pipeline, config.backend, config.limits, config.extras, config.masked)
         with open(tmp, "wb") as fh:
             fh.write(output)
         os.replace(tmp, dest)
         tmp = None
         return Outcome(task, True, size=len(output), seconds=time.perf_counter() - start, masked=masked)
     except CIError as exc:
-        return Outcome(
-            task,
-            False,
-            code=exc.code,
-            message=exc.message,
-            column=exc.column,
-            caret=exc.caret,
-            exit=exit_code(exc),
-            seconds=time.perf_counter() - start,
-        )
+        return ci_failure(task, exc, start)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         return Outcome(task, False, code="OSError", message=f"{where}{exc.strerror or exc}", exit=exit_code(exc))
     except Exception as exc:
-        return Outcome(task, False, code="InternalError", message=f"{type(exc).__name__}: {exc}", exit=exit_code(exc))
+        return internal_failure(task, exc)
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):

@@ -23,7 +23,17 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from ci_engine import ast as A
-from ci_engine.cli.batch import Outcome, Plan, Task, _note, _summary, usable_cores
+from ci_engine.cli.batch import (
+    Outcome,
+    Plan,
+    Task,
+    _note,
+    _summary,
+    apply_rule,
+    ci_failure,
+    internal_failure,
+    usable_cores,
+)
 from ci_engine.cli.common import (
     EXIT_FAILURES,
     EXIT_INTERRUPTED,
@@ -33,7 +43,6 @@ from ci_engine.cli.common import (
     PROG,
     SUFFIXES,
     Extras,
-    exit_code,
     rule_format,
 )
 from ci_engine.cli.progress import Progress
@@ -76,35 +85,17 @@ def _store(root: str, endpoint: str | None) -> Store:
 def run_file(task: Task, config: DaskConfig) -> Outcome:
     """One file, on a worker: read through the source store, process, write through the
     destination store (atomic there)."""
-    from ci_engine.api import process
 
     start = time.perf_counter()
     try:
         data = _store(config.source, config.endpoint).get(task.source)
-        masked = config.masked
-        if config.pipeline is None:
-            output = data
-        else:
-            result = process(
-                data, config.pipeline, backend=config.backend, limits=config.limits, **config.extras.kwargs()
-            )
-            output = result.data
-            masked = f"{result.masked.code}: {result.masked.message}" if result.masked is not None else ""
+        output, masked = apply_rule(data, config.pipeline, config.backend, config.limits, config.extras, config.masked)
         _store(config.dest, config.endpoint).put(task.dest, output)
         return Outcome(task, True, size=len(output), seconds=time.perf_counter() - start, masked=masked)
     except CIError as exc:
-        return Outcome(
-            task,
-            False,
-            code=exc.code,
-            message=exc.message,
-            column=exc.column,
-            caret=exc.caret,
-            exit=exit_code(exc),
-            seconds=time.perf_counter() - start,
-        )
+        return ci_failure(task, exc, start)
     except Exception as exc:
-        return Outcome(task, False, code="InternalError", message=f"{type(exc).__name__}: {exc}", exit=exit_code(exc))
+        return internal_failure(task, exc)
 
 
 def _is_image(key: str) -> bool:

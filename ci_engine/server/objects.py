@@ -38,9 +38,9 @@ from ci_engine.errors import (
 )
 from ci_engine.limits import check_input_bytes
 from ci_engine.parse import KEYWORDS
-from ci_engine.persistent import parse_pic_operations, persist
+from ci_engine.persistent import UploadResult, parse_pic_operations, persist
 from ci_engine.render import render
-from ci_engine.server.app import App, Context, io
+from ci_engine.server.app import App, BucketState, Context, io
 from ci_engine.server.cache import CachedResult
 from ci_engine.server.config import BucketConfig
 from ci_engine.server.errors import (
@@ -577,6 +577,34 @@ def _other_buckets(app: App) -> dict[str, Store]:
     return {name: app.storage.store(name) for name in app.storage.buckets()}
 
 
+def _persist(
+    app: App,
+    state: BucketState,
+    store: Store,
+    bucket: str,
+    key: str,
+    data: bytes | None,
+    header: bytes,
+    *,
+    in_cloud: bool = False,
+) -> UploadResult:
+    """:func:`ci_engine.persist` with the server's region, backend, limits, the bucket's styles
+    and the other buckets (for ``fileid`` targets elsewhere); run in the image pool."""
+    return persist(
+        key,
+        data,
+        header,
+        store,
+        bucket=bucket,
+        region=app.config.region,
+        styles=state.styles,
+        backend=app.config.backend,
+        limits=app.limits,
+        in_cloud=in_cloud,
+        buckets=_other_buckets(app),
+    )
+
+
 async def store_upload(app: App, ctx: Context, key: str, tmp: Path, etag: str) -> Response:
     """Put the uploaded file ``tmp`` under ``key`` (consuming it): with ``Pic-Operations``
     through :func:`ci_engine.persist` (in the image pool), else renamed into place."""
@@ -602,18 +630,7 @@ async def store_upload(app: App, ctx: Context, key: str, tmp: Path, etag: str) -
             data = tmp.read_bytes()
         finally:
             _unlink(tmp)
-        return persist(
-            key,
-            data,
-            header,
-            store,
-            bucket=bucket,
-            region=app.config.region,
-            styles=state.styles,
-            backend=app.config.backend,
-            limits=app.limits,
-            buckets=_other_buckets(app),
-        )
+        return _persist(app, state, store, bucket, key, data, header)
 
     try:
         result = await app.pool.run(work)
@@ -664,19 +681,7 @@ async def image_process(app: App, ctx: Context) -> Response:
     state = await app.state_async(bucket)
 
     def work() -> Any:
-        return persist(
-            key,
-            None,
-            header,
-            store,
-            bucket=bucket,
-            region=app.config.region,
-            styles=state.styles,
-            backend=app.config.backend,
-            limits=app.limits,
-            in_cloud=True,
-            buckets=_other_buckets(app),
-        )
+        return _persist(app, state, store, bucket, key, None, header, in_cloud=True)
 
     result = await app.pool.run(work)
     return Response(result.to_xml().encode("utf-8"), media_type="application/xml")

@@ -31,23 +31,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.hostile.runner import _reset_peak, _status
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 BOMBS = ROOT / "tests" / "fixtures" / "bombs"
 ADDRESS_SPACE = 8 << 30
 EXTRA = ("memoryview-released", "resources-str-value", "resolver-returns-str")
 """Class 5: foreign exceptions. Not files: the call itself is the input."""
-
-
-def _status(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def _one(name: str, backend: str, root: str) -> dict[str, Any]:
@@ -78,12 +69,7 @@ def _one(name: str, backend: str, root: str) -> dict[str, Any]:
             rule = f"watermark/1/image/{make_work_bombs.b64('logo.png')}"
             resources = lambda url: "not bytes"  # noqa: E731
     gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as refs:
-            refs.write("5")
-        reset = True
-    except OSError:
-        reset = False
+    reset = _reset_peak()
     before = _status("VmRSS")
     started = time.process_time()
     outcome, kind, size = "ok", None, 0

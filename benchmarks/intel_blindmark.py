@@ -9,7 +9,6 @@ Prints one line per photograph and attack; docs/intel.md quotes the results.
 from __future__ import annotations
 
 import base64
-import io
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -21,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import ci_engine as ce  # noqa: E402
+from tests.support.images import encode, psnr, to_array  # noqa: E402
 
 PHOTOS = [
     ROOT / "docs" / "samples" / "kleiber.jpg",
@@ -32,35 +32,20 @@ PHOTOS = [
 TEXT = "Order1007"
 
 
-def _rgb(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-def _save(pixels: np.ndarray, fmt: str, **kw: object) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * float(np.log10(255.0**2 / mse)) if mse else float("inf")
-
-
 def attacks(png: bytes) -> dict[str, bytes]:
     """The issue's attacks, on the marked image (lossless PNG)."""
-    pixels = _rgb(png)
+    pixels = to_array(png)
     image = Image.fromarray(pixels)
     h, w = pixels.shape[:2]
     half = image.resize((w // 2, h // 2), Image.Resampling.LANCZOS)
     return {
         "none (PNG)": png,
-        "JPEG q75": _save(pixels, "JPEG", quality=75),
-        "downscale 50%": _save(np.asarray(half), "PNG"),
-        "crop 10% left": _save(pixels[:, w // 10 :], "PNG"),
-        "crop 10% top": _save(pixels[h // 10 :], "PNG"),
-        "brightness +20": _save(np.clip(pixels.astype(np.int16) + 20, 0, 255).astype(np.uint8), "PNG"),
-        "PNG -> WebP (q75)": _save(pixels, "WEBP", quality=75),
+        "JPEG q75": encode(pixels, "JPEG", quality=75),
+        "downscale 50%": encode(np.asarray(half), "PNG"),
+        "crop 10% left": encode(pixels[:, w // 10 :], "PNG"),
+        "crop 10% top": encode(pixels[h // 10 :], "PNG"),
+        "brightness +20": encode(np.clip(pixels.astype(np.int16) + 20, 0, 255).astype(np.uint8), "PNG"),
+        "PNG -> WebP (q75)": encode(pixels, "WEBP", quality=75),
         "unmarked": b"",
     }
 
@@ -74,10 +59,10 @@ def main() -> None:
     rule = "watermark/3/type/3/text/" + base64.urlsafe_b64encode(TEXT.encode()).decode().rstrip("=")
     total: dict[str, list[bool]] = {}
     for path in PHOTOS:
-        source = _rgb(path.read_bytes())
-        png = _save(source, "PNG")
+        source = to_array(path.read_bytes())
+        png = encode(source, "PNG")
         marked = ce.process(png, rule)
-        value = psnr(source, _rgb(marked.data))
+        value = psnr(source, to_array(marked.data))
         print(f"{path.name} {source.shape[1]}x{source.shape[0]}: PSNR {value:.2f} dB")
         for name, data in attacks(marked.data).items():
             text, status = extract_text(data or png)

@@ -15,6 +15,7 @@ from PIL import Image
 import ci_engine as ce
 from ci_engine.backends import available_backends
 from ci_engine.intel.blindmark import PAYLOAD_BYTES, extract_pixels, fingerprint, payload_for_text
+from tests.support.images import encode, psnr, to_array
 
 SAMPLES = Path(__file__).resolve().parents[2] / "docs" / "samples"
 TEXT = "Order1007"
@@ -22,21 +23,6 @@ TEXT = "Order1007"
 
 def b64(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _rgb(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
-
-
-def _save(pixels: np.ndarray, fmt: str, **kw: object) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, fmt, **kw)
-    return buf.getvalue()
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * float(np.log10(255.0**2 / mse))
 
 
 def _extract(data: bytes, rule: str = "watermark/4/type/3") -> dict[str, str]:
@@ -48,34 +34,34 @@ def _extract(data: bytes, rule: str = "watermark/4/type/3") -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def marked() -> tuple[np.ndarray, bytes]:
-    source = _rgb((SAMPLES / "kleiber.jpg").read_bytes())
-    result = ce.process(_save(source, "PNG"), f"watermark/3/type/3/text/{b64(TEXT)}")
+    source = to_array((SAMPLES / "kleiber.jpg").read_bytes())
+    result = ce.process(encode(source, "PNG"), f"watermark/3/type/3/text/{b64(TEXT)}")
     assert (result.format, result.width, result.height) == ("png", 1200, 675)
     return source, result.data
 
 
 def test_the_mark_is_invisible(marked: tuple[np.ndarray, bytes]) -> None:
     source, data = marked
-    assert _psnr(source, _rgb(data)) >= 40.0
+    assert psnr(source, to_array(data)) >= 40.0
 
 
 def _attacks(pixels: np.ndarray) -> dict[str, bytes]:
     h, w = pixels.shape[:2]
     half = np.asarray(Image.fromarray(pixels).resize((w // 2, h // 2), Image.Resampling.LANCZOS))
     return {
-        "jpeg75": _save(pixels, "JPEG", quality=75),
-        "half": _save(half, "PNG"),
-        "crop-left": _save(pixels[:, w // 10 :], "PNG"),
-        "crop-bottom": _save(pixels[: h - h // 10], "PNG"),
-        "bright": _save(np.clip(pixels.astype(np.int16) + 20, 0, 255).astype(np.uint8), "PNG"),
-        "webp": _save(pixels, "WEBP", quality=75),
+        "jpeg75": encode(pixels, "JPEG", quality=75),
+        "half": encode(half, "PNG"),
+        "crop-left": encode(pixels[:, w // 10 :], "PNG"),
+        "crop-bottom": encode(pixels[: h - h // 10], "PNG"),
+        "bright": encode(np.clip(pixels.astype(np.int16) + 20, 0, 255).astype(np.uint8), "PNG"),
+        "webp": encode(pixels, "WEBP", quality=75),
     }
 
 
 @pytest.mark.parametrize("attack", ["none", "jpeg75", "half", "crop-left", "crop-bottom", "bright", "webp"])
 def test_the_text_survives(marked: tuple[np.ndarray, bytes], attack: str) -> None:
     _, data = marked
-    suspect = data if attack == "none" else _attacks(_rgb(data))[attack]
+    suspect = data if attack == "none" else _attacks(to_array(data))[attack]
     fields = _extract(suspect)
     assert list(fields) == ["Text", "WatermarkStatus"]
     assert fields["Text"] == TEXT
@@ -85,7 +71,7 @@ def test_the_text_survives(marked: tuple[np.ndarray, bytes], attack: str) -> Non
 @pytest.mark.parametrize("name", ["kleiber.jpg", "ladybird.jpg"])
 def test_unmarked_images_report_no_watermark(name: str) -> None:
     data = (SAMPLES / name).read_bytes()
-    for suspect in (data, _attacks(_rgb(data))["half"]):
+    for suspect in (data, _attacks(to_array(data))["half"]):
         fields = _extract(suspect)
         assert fields == {"Text": "", "WatermarkStatus": fields["WatermarkStatus"]}
         assert int(fields["WatermarkStatus"]) < 60
@@ -103,12 +89,12 @@ def test_jpeg_in_jpeg_out_on_both_backends() -> None:
 def test_image_marks_types_1_and_2() -> None:
     mark = np.zeros((64, 96), np.uint8)
     mark[16:48, 20:76] = 255  # white on black, as CI advises
-    mark_png = _save(mark, "PNG")
-    other = _save(255 - mark, "PNG")
+    mark_png = encode(mark[..., None], "PNG")
+    other = encode((255 - mark)[..., None], "PNG")
     source = (SAMPLES / "kleiber.jpg").read_bytes()
     resources = {"http://b.cos/mark.png": mark_png, "http://b.cos/other.png": other, "http://b.cos/orig.jpg": source}
     marked = ce.process(source, f"watermark/3/type/2/image/{b64('http://b.cos/mark.png')}", resources=resources)
-    attacked = _save(_rgb(marked.data), "JPEG", quality=75)
+    attacked = encode(to_array(marked.data), "JPEG", quality=75)
     found = ET.fromstring(
         ce.process(attacked, f"watermark/4/type/2/image/{b64('http://b.cos/mark.png')}", resources=resources).data
     )
@@ -116,7 +102,7 @@ def test_image_marks_types_1_and_2() -> None:
     assert int(found.findtext("WatermarkStatus")) > 75
     recovered = Image.open(io.BytesIO(base64.b64decode(found.findtext("ResultImage"))))
     assert recovered.size == (192, 128)
-    assert fingerprint(_save(np.asarray(recovered.convert("L")), "PNG")) == fingerprint(mark_png)
+    assert fingerprint(encode(np.asarray(recovered.convert("L"))[..., None], "PNG")) == fingerprint(mark_png)
     wrong = ET.fromstring(
         ce.process(attacked, f"watermark/4/type/2/image/{b64('http://b.cos/other.png')}", resources=resources).data
     )
@@ -129,7 +115,7 @@ def test_image_marks_types_1_and_2() -> None:
 
 
 def test_limits_are_typed_errors() -> None:
-    small = _save(np.full((200, 300, 3), 128, np.uint8), "PNG")
+    small = encode(np.full((200, 300, 3), 128, np.uint8), "PNG")
     with pytest.raises(ce.UnsupportedForInputError):
         ce.process(small, f"watermark/3/type/3/text/{b64('abc')}")
     with pytest.raises(ce.UnsupportedOperationError):

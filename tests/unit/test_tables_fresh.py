@@ -150,7 +150,9 @@ for name, module in sorted(sys.modules.items()):
                 fn = getattr(fn, "__wrapped__", fn)  # __repr__: inside dataclasses' recursion guard
                 if hasattr(fn, "__code__"):
                     code = shape(fn.__code__).encode()
-                    digests[f"{cls.__qualname__}.{method}"] = [hashlib.sha256(code).hexdigest(), fn.__qualname__]
+                    digests[f"{cls.__qualname__}.{method}"] = [
+                        hashlib.sha256(code).hexdigest(), fn.__qualname__, fn.__code__.co_filename.rsplit("/", 1)[-1]
+                    ]
 print(json.dumps({"installed": _dataclass_hook.installed(), "digests": digests, "files": sorted(FILES)}))
 """
 
@@ -181,7 +183,13 @@ def test_precompiled_dataclass_methods_are_identical_to_compiled_ones() -> None:
     assert set(on["files"]) <= {"_dataclass_code.py", "<string>"}
     assert off["files"] == ["<string>"]
     assert len(on["digests"]) > 300  # type: ignore[arg-type]
-    assert on["digests"] == off["digests"]
+    # Compare what the table supplied with what exec compiles from the same source; a method
+    # the table lacks (a class changed since generation) is compiled by exec in both runs.
+    from_table = {k for k, v in on["digests"].items() if v[2] == "_dataclass_code.py"}  # type: ignore[attr-defined]
+    assert len(from_table) > 300
+    assert set(on["digests"]) == set(off["digests"])  # type: ignore[arg-type]
+    for key in sorted(from_table):
+        assert on["digests"][key][:2] == off["digests"][key][:2], key  # type: ignore[index]
 
 
 @pytest.mark.skipif(

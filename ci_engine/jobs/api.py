@@ -179,10 +179,7 @@ def _job_xml(xml: _XML, job: Job) -> None:
     if job.template_id:
         xml.leaf("TemplateId", job.template_id)
         xml.leaf("TemplateName", job.template_name)
-    xml.open("PicProcess")
-    xml.leaf("IsPicInfo", "true" if job.is_pic_info else "false")
-    xml.leaf("ProcessRule", job.rule)
-    xml.close("PicProcess")
+    _pic_process_xml(xml, job.is_pic_info, job.rule)
     xml.open("Output")
     xml.leaf("Region", job.output_region)
     xml.leaf("Bucket", job.output_bucket)
@@ -195,6 +192,14 @@ def _job_xml(xml: _XML, job: Job) -> None:
     xml.leaf("JobLevel", job.job_level)
     xml.close("Operation")
     xml.close("JobsDetail")
+
+
+def _pic_process_xml(xml: _XML, is_pic_info: bool, rule: str) -> None:
+    """The ``<PicProcess>`` element of a job's operation and of a template."""
+    xml.open("PicProcess")
+    xml.leaf("IsPicInfo", "true" if is_pic_info else "false")
+    xml.leaf("ProcessRule", rule)
+    xml.close("PicProcess")
 
 
 def _quoted_etags(value: Mapping[str, Any]) -> dict[str, Any]:
@@ -218,10 +223,7 @@ def _template_xml(xml: _XML, name: str, template: Template) -> None:
     xml.leaf("Tag", template.tag)
     xml.leaf("UpdateTime", template.update_time)
     xml.leaf("CreateTime", template.create_time)
-    xml.open("PicProcess")
-    xml.leaf("IsPicInfo", "true" if template.is_pic_info else "false")
-    xml.leaf("ProcessRule", template.rule)
-    xml.close("PicProcess")
+    _pic_process_xml(xml, template.is_pic_info, template.rule)
     xml.close(name)
 
 

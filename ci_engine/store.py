@@ -406,14 +406,18 @@ class LocalStore(Store):
             raise InternalError(f"store: cannot read {key!r}", detail=repr(exc)) from exc
         return os.fdopen(fd, "rb")
 
-    def head(self, key: str) -> ObjectInfo:
+    def _stat(self, key: str) -> os.stat_result:
+        """The object's file status; ``NoSuchKeyError`` when it is absent or not a regular file."""
         target = self._regular(key)
         if target is None:
             raise _no_such_key(key)
         try:
-            st = os.stat(target)
+            return os.stat(target)
         except OSError:
             raise _no_such_key(key) from None
+
+    def head(self, key: str) -> ObjectInfo:
+        st = self._stat(key)
         return ObjectInfo(key, st.st_size, self.etag(key), st.st_mtime)
 
     def _make_parents(self, directory: Path, key: str) -> None:
@@ -434,13 +438,7 @@ class LocalStore(Store):
             return False
 
     def etag(self, key: str) -> str:
-        target = self._regular(key)
-        if target is None:
-            raise _no_such_key(key)
-        try:
-            st = os.stat(target)
-        except OSError:
-            raise _no_such_key(key) from None
+        st = self._stat(key)
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
         with self._lock:
             cached = self._etags.get(key)

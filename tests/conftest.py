@@ -44,6 +44,10 @@ if BLOCK_PYVIPS:
     if "pyvips" in sys.modules:
         raise RuntimeError("CI_ENGINE_BLOCK_PYVIPS=1: pyvips was imported before tests/conftest.py ran")
     sys.meta_path.insert(0, _BlockPyvips())
+    # Processes the tests start (a `ci-engine serve` subprocess, Dask worker processes) do not
+    # run this file: the backend variable makes them use the Pillow backend too, so that their
+    # bytes are compared with this process's.
+    os.environ["CI_ENGINE_BACKEND"] = "pillow"
 
 import pytest  # noqa: E402
 

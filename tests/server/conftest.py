@@ -101,6 +101,17 @@ def start_server(root: Path, *extra: str, env: dict[str, str] | None = None) -> 
     return Server(proc, "127.0.0.1", port, root, log)
 
 
+def start_configured(base: Path, config: str, *extra: str) -> Server:
+    """``ci-engine serve`` with ``config`` as ``base/server.toml``, the test keys and ``extra``
+    arguments; its root is ``base/root``."""
+    base.mkdir(parents=True, exist_ok=True)
+    path = base / "server.toml"
+    path.write_text(config)
+    return start_server(
+        base / "root", "--config", str(path), "--secret-id", SECRET_ID, "--secret-key", SECRET_KEY, *extra
+    )
+
+
 def stop_server(server: Server, timeout: float = 20.0) -> int:
     server.process.send_signal(signal.SIGTERM)
     try:
@@ -113,18 +124,9 @@ def stop_server(server: Server, timeout: float = 20.0) -> int:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    base = tmp_path_factory.mktemp("ci-serve")
-    config = base / "server.toml"
-    config.write_text(CONFIG)
-    root = base / "root"
-    srv = start_server(
-        root,
-        "--config",
-        str(config),
-        "--secret-id",
-        SECRET_ID,
-        "--secret-key",
-        SECRET_KEY,
+    srv = start_configured(
+        tmp_path_factory.mktemp("ci-serve"),
+        CONFIG,
         *(arg for name in (PHOTOS, GUARDED, HOTLINK, PUBLIC) for arg in ("--bucket", name)),
     )
     try:

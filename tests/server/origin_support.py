@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.server.conftest import SECRET_ID, SECRET_KEY, Server, start_server
+from tests.server.conftest import Server, start_configured
 
 ORIGIN_BUCKET = "mirror-1250000000"
 CACHED_BUCKET = "cached-1250000000"
@@ -130,20 +130,7 @@ def cut(declared: int, sent: bytes) -> Answer:
 
 
 def serve_with(tmp: Path, config: str, *extra: str) -> Server:
-    tmp.mkdir(parents=True, exist_ok=True)
-    path = tmp / "server.toml"
-    path.write_text(config)
-    return start_server(
-        tmp / "root",
-        "--config",
-        str(path),
-        "--secret-id",
-        SECRET_ID,
-        "--secret-key",
-        SECRET_KEY,
-        "--anonymous",
-        *extra,
-    )
+    return start_configured(tmp, config, "--anonymous", *extra)
 
 
 def raw(

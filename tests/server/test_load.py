@@ -34,7 +34,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from tests.server.conftest import PHOTOS, REPO, Server, make_client, start_server, stop_server
+from tests.server.conftest import PHOTOS, REPO, Server, make_client, start_configured, stop_server
 
 SAMPLES = REPO / "docs" / "samples"
 
@@ -71,23 +71,7 @@ fsync = false
 
 
 def _start(tmp: Path, name: str) -> Server:
-    from tests.server.conftest import SECRET_ID, SECRET_KEY
-
-    base = tmp / name
-    base.mkdir()
-    config = base / "server.toml"
-    config.write_text(CONFIG)
-    return start_server(
-        base / "root",
-        "--config",
-        str(config),
-        "--secret-id",
-        SECRET_ID,
-        "--secret-key",
-        SECRET_KEY,
-        "--bucket",
-        PHOTOS,
-    )
+    return start_configured(tmp / name, CONFIG, "--bucket", PHOTOS)
 
 
 @pytest.fixture()

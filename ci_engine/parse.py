@@ -109,7 +109,7 @@ def load_tables() -> Any:
     import zlib
 
     from ci_engine import _tables as T
-    from ci_engine._lalr import Tables, tables_from_lark
+    from ci_engine._lalr import tables_from_lark
 
     grammar = None
     for path in _GRAMMAR_PATHS:
@@ -127,6 +127,14 @@ def load_tables() -> Any:
             stacklevel=3,
         )
         return tables_from_lark(load_lark())
+    return generated_tables()
+
+
+def generated_tables() -> Any:
+    """The tables of ``ci_engine/_tables.py`` as they are, without checking the grammar."""
+    from ci_engine import _tables as T
+    from ci_engine._lalr import Tables
+
     return Tables(
         start_states=T.START_STATES,
         end_states=T.END_STATES,

@@ -30,7 +30,7 @@ from ci_engine._tables_build import (
     render_dataclass_module,
     render_module,
 )
-from ci_engine.parse import _Builder, load_lark, load_tables
+from ci_engine.parse import _Builder, generated_tables, load_lark, load_tables
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,23 +90,7 @@ def test_a_stale_grammar_falls_back_to_lark_with_a_warning(monkeypatch: pytest.M
     assert isinstance(tables, Tables)
     assert tables.factories is None
     text = "imageMogr2/crop/300x300/gravity/center|watermark/2/text/YQ"
-    assert Driver(tables, _Builder()).parse(text) == Driver(_generated(), _Builder()).parse(text)
-
-
-def _generated() -> Tables:
-    return Tables(
-        start_states=_tables.START_STATES,
-        end_states=_tables.END_STATES,
-        states=_tables.STATES,
-        rules=_tables.RULES,
-        sources=(),
-        patterns=_tables.PATTERNS,
-        scanners=_tables.SCANNERS,
-        chars=_tables.CHARS,
-        words=_tables.WORDS,
-        literals=_tables.LITERALS,
-        factories=_tables.FACTORIES,
-    )
+    assert Driver(tables, _Builder()).parse(text) == Driver(generated_tables(), _Builder()).parse(text)
 
 
 def test_first_parse_in_a_new_process_imports_no_lark() -> None:

@@ -71,11 +71,13 @@ class Code:
 
 @dataclass(frozen=True, slots=True)
 class Recognition:
-    """What ``QRcode`` found, and the covered image (encoded) when ``cover`` was asked."""
+    """What ``QRcode`` found, and the image (encoded) when it was asked: the covered image
+    with ``cover`` (``covered``), else the image as the steps before ``QRcode`` made it."""
 
     codes: tuple[Code, ...]
     image: bytes | None = None
     image_format: str | None = None
+    covered: bool = False
 
     @property
     def status(self) -> int:
@@ -155,23 +157,27 @@ def recognize(
     cover: bool = False,
     bar_type: int = 0,
     backend: str = "auto",
+    image: bool = False,
     **run: Any,
 ) -> Recognition:
     """Recognise the codes in the image ``data`` and, with ``cover``, encode the covered
-    image in the input's format. ``run`` takes :func:`ci_engine.intel.pixels.decode`'s
-    keywords (``pipeline`` for the steps before, ``limits``, ``rules`` ...).
+    image in the input's format; with ``image`` (and no ``cover``) encode the image as the
+    steps before made it, from the same decode (what a ``Pic-Operations`` rule stores).
+    ``run`` takes :func:`ci_engine.intel.pixels.decode`'s keywords (``pipeline`` for the
+    steps before, ``limits``, ``rules`` ...).
 
     Raises:
         CIError: the input is not a supported image, or over a limit.
     """
     from ci_engine.intel.pixels import decode, finish
 
-    decoded = decode(data, backend=backend, passes=SCAN_PASSES, encode=cover, what="QRcode: the scan", **run)
+    encode = cover or image
+    decoded = decode(data, backend=backend, passes=SCAN_PASSES, encode=encode, what="QRcode: the scan", **run)
     codes = recognize_pixels(decoded.pixels, bar_type=bar_type)
-    if not cover:
+    if not encode:
         return Recognition(codes)
-    result = finish(decoded, cover_patches(decoded.pixels, codes))
-    return Recognition(codes, result.data, result.format)
+    result = finish(decoded, cover_patches(decoded.pixels, codes) if cover else ())
+    return Recognition(codes, result.data, result.format, covered=cover)
 
 
 def recognition_xml(found: Recognition) -> bytes:
@@ -180,7 +186,7 @@ def recognition_xml(found: Recognition) -> bytes:
     for code in found.codes:
         location = [("Point", f"{x},{y}") for x, y in code.points]
         children.append(("QRcodeInfo", [("CodeUrl", code.text), ("CodeLocation", location)]))
-    if found.image is not None:
+    if found.covered and found.image is not None:
         children.append(("ResultImage", base64.b64encode(found.image).decode("ascii")))
     return response(children)
 

@@ -33,7 +33,10 @@ upscaled to 4000x3000, q90), hard-linked under N keys of a local bucket; every j
   and the **throughput** ``(N - N/10) / (wall(N) - wall(N/10))``, the files per second once
   each is running (neither's start-up: the pool forking its workers, the client importing
   ``distributed`` and connecting), with the CPU of every process involved per file.
-  ``--only-batch`` runs just this.
+  Before it, **task granularity**: the same files through ``batch``'s worker function from
+  this process, one Dask task per file (what ``batch --scheduler`` did first) against its
+  chunks, with the CPU of the client + scheduler and of the workers' event loops per file.
+  ``--only-batch`` runs just these two.
 
 Every figure is wall time on whatever else the machine is running: the load average is
 printed at the start and the end. ``--json`` writes ``benchmarks/results/jobs.json``.
@@ -318,7 +321,8 @@ def batch_compare(root: Path, cluster: Any, keys: list[str], small: int, rounds:
     scheduler runs), the fixed cost and the time per file of ``wall = fixed + n x per_file``
     from the two sizes, and the **throughput** ``(N - small) / (wall(N) - wall(small))``:
     files per second once both are running, without the start-up of either (the pool's
-    worker processes, the client's import of distributed and connection)."""
+    worker processes, the client's import of distributed and connection). CPU the same way:
+    per file of the whole command, and per extra file (the start-up's CPU taken out)."""
     few = root / "batch-few"
     few.mkdir(exist_ok=True)
     for key in keys[:small]:
@@ -349,11 +353,76 @@ def batch_compare(root: Path, cluster: Any, keys: list[str], small: int, rounds:
             "per_file_ms": per_file * 1000,
             "throughput_files_per_s": 1 / per_file,
             "cpu_per_file_ms": min(cpus[mode]["all"]) / n * 1000,
+            "cpu_marginal_ms": (min(cpus[mode]["all"]) - min(cpus[mode]["few"])) / (n - small) * 1000,
         }
     out["wall_ratio"] = min(walls["pool"]["all"]) / min(walls["dask"]["all"])
     out["throughput_ratio"] = out["dask"]["throughput_files_per_s"] / out["pool"]["throughput_files_per_s"]
     out["cpu_ratio"] = out["pool"]["cpu_per_file_ms"] / out["dask"]["cpu_per_file_ms"]
+    out["cpu_marginal_ratio"] = out["pool"]["cpu_marginal_ms"] / out["dask"]["cpu_marginal_ms"]
     return out
+
+
+def granularity(root: Path, cluster: Any, n: int) -> dict[str, Any]:
+    """Where ``batch --scheduler`` spent its time before the chunks: the same files through
+    ``run_files`` on the warm cluster, from this process (client and scheduler here), as one
+    task per file and in :func:`~ci_engine.cli.batch_dask.chunk_sizes` chunks, alternating
+    twice (best wall kept). Per file: wall, the CPU of this process (client + scheduler), of
+    the workers, and of the workers' event loops (``MainThread``)."""
+    from distributed import as_completed
+
+    from ci_engine.cli.batch_dask import DaskConfig, _store, chunk_sizes, plan_keys, run_files
+    from ci_engine.limits import Limits
+    from ci_engine.parse import parse
+
+    client = cluster.client
+    src, dest = str(root / BUCKET / "in"), str(root / "granularity")
+    os.makedirs(dest, exist_ok=True)
+    plan = plan_keys(_store(src, None), _store(dest, None), parse(RULE), force=True)
+    config = client.scatter(DaskConfig(src, dest, None, parse(RULE), "auto", Limits()), broadcast=True)
+    client.gather(client.submit(run_files, plan.todo[:2], config, pure=False))
+    out: dict[str, Any] = {}
+    for _ in range(2):
+        for mode in ("per_file", "chunked"):
+            sizes = [1] * n if mode == "per_file" else chunk_sizes(n, 2)
+            chunks, at = [], 0
+            for size in sizes:
+                chunks.append(plan.todo[at : at + size])
+                at += size
+            threads = client.run(service_threads_cpu)
+            start, cpu, wcpu = time.perf_counter(), cpu_seconds(), workers_cpu(cluster)
+            futures = [client.submit(run_files, chunk, config, pure=False) for chunk in chunks]
+            done = 0
+            for future in as_completed(futures):  # type: ignore[no-untyped-call]
+                done += sum(1 for o in future.result() if o.ok)
+                future.release()
+            wall = time.perf_counter() - start
+            cpu, wcpu = cpu_seconds() - cpu, workers_cpu(cluster) - wcpu
+            now = client.run(service_threads_cpu)
+            loops = sum(_thread_kinds(now[a], threads[a]).get("MainThread", 0.0) for a in now)
+            if done != n:
+                raise SystemExit(f"granularity: {n - done} files failed")
+            figures = {
+                "tasks": len(chunks),
+                "wall_s": wall,
+                "client_scheduler_cpu_ms_per_file": cpu / n * 1000,
+                "workers_cpu_ms_per_file": wcpu / n * 1000,
+                "workers_event_loops_cpu_ms_per_file": loops / n * 1000,
+            }
+            if mode not in out or wall < out[mode]["wall_s"]:
+                out[mode] = figures
+    return out
+
+
+def print_granularity(g: dict[str, Any], n: int) -> None:
+    for mode, label in (("per_file", "one task per file"), ("chunked", "chunks")):
+        m = g[mode]
+        print(
+            f"{label} ({m['tasks']} tasks, client and scheduler in this process): {m['wall_s']:.2f} s "
+            f"({n / m['wall_s']:.1f} files/s); CPU per file: client + scheduler "
+            f"{m['client_scheduler_cpu_ms_per_file']:.2f} ms, workers {m['workers_cpu_ms_per_file']:.1f} ms "
+            f"(their event loops {m['workers_event_loops_cpu_ms_per_file']:.2f} ms)",
+            flush=True,
+        )
 
 
 def print_batch(b: dict[str, Any]) -> None:
@@ -363,12 +432,12 @@ def print_batch(b: dict[str, Any]) -> None:
             f"{label}: {b['files']} files {min(m['wall_s']):.2f} s, {b['few_files']} files "
             f"{min(m['wall_few_s']):.2f} s (best of {b['rounds']}): start-up {m['fixed_s']:.2f} s + "
             f"{m['per_file_ms']:.1f} ms/file = {m['throughput_files_per_s']:.1f} files/s; CPU "
-            f"{m['cpu_per_file_ms']:.1f} ms/file (all processes)",
+            f"{m['cpu_per_file_ms']:.1f} ms/file (all processes), {m['cpu_marginal_ms']:.1f} ms per extra file",
             flush=True,
         )
     print(
         f"batch --scheduler / --jobs 2: throughput {b['throughput_ratio']:.2f}x, whole command "
-        f"{b['wall_ratio']:.2f}x, CPU per file {b['cpu_ratio']:.2f}x",
+        f"{b['wall_ratio']:.2f}x, CPU per file {b['cpu_ratio']:.2f}x (per extra file {b['cpu_marginal_ratio']:.2f}x)",
         flush=True,
     )
 
@@ -396,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 cluster.client.run(_warm)
                 batch(root / BUCKET / "in", root / "batch-warm", "--scheduler", cluster.address)
+                print_granularity(granularity(root, cluster, n), n)
                 print_batch(batch_compare(root, cluster, keys, max(2, n // 10), args.rounds))
             finally:
                 cluster.close()
@@ -459,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
                     if not args.skip_batch:
+                        g = granularity(root, cluster, n)
+                        results["batch_task_granularity"] = g
+                        print_granularity(g, n)
                         b = batch_compare(root, cluster, keys, max(2, n // 10), args.rounds)
                         results["batch"] = b
                         results["batch_scheduler_vs_jobs2"] = b["throughput_ratio"]

@@ -183,6 +183,7 @@ def _small_codes(grey: NDArray[np.uint8], formats: Any, found: Sequence[Code]) -
     all.
     A code already known (same text, centre within half its side) is not repeated."""
     import cv2
+    import numpy as np
 
     height, width = grey.shape
     budget = 2 * width * height
@@ -200,7 +201,7 @@ def _small_codes(grey: NDArray[np.uint8], formats: Any, found: Sequence[Code]) -
                 return out
             budget -= cost
             view = cv2.resize(grey[top:bottom, left:right], None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
-            codes = _read(view, formats, factor, left, top)
+            codes = _read(np.asarray(view, np.uint8), formats, factor, left, top)
             for code in codes:
                 if not any(_same(code, other) for other in (*found, *out)):
                     out.append(code)

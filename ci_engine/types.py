@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import enum
 import unicodedata
-from dataclasses import dataclass
 
 from ci_engine._colors import CSS_COLORS
+from ci_engine._dc import dataclass
 from ci_engine.errors import Span, ValueRangeError
 
 __all__ = [

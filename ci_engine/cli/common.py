@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import errno
 import os
 import re
@@ -31,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from ci_engine import _dc
 from ci_engine import ast as A
 from ci_engine.api import Result
 from ci_engine.errors import CIError, InternalError, InvalidArgumentError, UnsupportedOperationError
@@ -168,7 +168,7 @@ def _size(text: str) -> int:
 def add_limit_options(parser: argparse.ArgumentParser) -> None:
     """One ``--max-...`` option per field of :class:`~ci_engine.limits.Limits`."""
     group = parser.add_argument_group("limits (CI's documented limits by default)")
-    for f in dataclasses.fields(Limits):
+    for f in _dc.fields(Limits):
         group.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f"limit_{f.name}",
@@ -182,7 +182,7 @@ def add_limit_options(parser: argparse.ArgumentParser) -> None:
 def limits_from(args: argparse.Namespace) -> Limits:
     """The :class:`Limits` the options ask for."""
     overrides: dict[str, Any] = {}
-    for f in dataclasses.fields(Limits):
+    for f in _dc.fields(Limits):
         value = getattr(args, f"limit_{f.name}", None)
         if value is not None:
             overrides[f.name] = value
@@ -206,7 +206,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclasses.dataclass(frozen=True)
+@_dc.dataclass(frozen=True)
 class Extras:
     """The options above, in a picklable form (batch workers rebuild the objects)."""
 
@@ -291,9 +291,9 @@ def with_format(pipeline: A.Pipeline, fmt: OutputFormat) -> A.Pipeline:
     final step when the last one is something else)."""
     last = pipeline.steps[-1]
     if isinstance(last, A.ImageMogr2):
-        step: A.Step = dataclasses.replace(last, ops=(*last.ops, A.Format(fmt)))
-        return dataclasses.replace(pipeline, steps=(*pipeline.steps[:-1], step))
-    return dataclasses.replace(pipeline, steps=(*pipeline.steps, A.ImageMogr2((A.Format(fmt),))))
+        step: A.Step = _dc.replace(last, ops=(*last.ops, A.Format(fmt)))
+        return _dc.replace(pipeline, steps=(*pipeline.steps[:-1], step))
+    return _dc.replace(pipeline, steps=(*pipeline.steps, A.ImageMogr2((A.Format(fmt),))))
 
 
 def with_ignore_error(pipeline: A.Pipeline) -> A.Pipeline:
@@ -304,12 +304,12 @@ def with_ignore_error(pipeline: A.Pipeline) -> A.Pipeline:
     for i in range(len(steps) - 1, -1, -1):
         step = steps[i]
         if isinstance(step, A.ImageMogr2):
-            steps[i] = dataclasses.replace(step, ops=(*step.ops, A.IgnoreError()))
-            return dataclasses.replace(pipeline, steps=tuple(steps))
+            steps[i] = _dc.replace(step, ops=(*step.ops, A.IgnoreError()))
+            return _dc.replace(pipeline, steps=tuple(steps))
         if isinstance(step, A.ImageView2):
-            steps[i] = dataclasses.replace(step, ignore_error_flag=True)
-            return dataclasses.replace(pipeline, steps=tuple(steps))
-    return dataclasses.replace(pipeline, steps=(*steps, A.ImageMogr2((A.IgnoreError(),))))
+            steps[i] = _dc.replace(step, ignore_error_flag=True)
+            return _dc.replace(pipeline, steps=tuple(steps))
+    return _dc.replace(pipeline, steps=(*steps, A.ImageMogr2((A.IgnoreError(),))))
 
 
 def parse_rule(text: str, limits: Limits, *, ignore_error: bool = False) -> tuple[A.Pipeline | None, CIError | None]:

@@ -9,6 +9,7 @@ mismatch (CRC-32 of the grammar) and compiles the grammar at run time with a war
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -22,12 +23,10 @@ from ci_engine import _dataclass_code, _tables
 from ci_engine._lalr import Driver, Tables, tables_from_lark
 from ci_engine._tables_build import (
     COMMAND,
-    DATACLASS_TARGET,
     TARGET,
     build,
     grammar_bytes,
     record_dataclass_sources,
-    render_dataclass_module,
     render_module,
 )
 from ci_engine.parse import _Builder, generated_tables, load_lark, load_tables
@@ -106,12 +105,11 @@ def test_first_parse_in_a_new_process_imports_no_lark() -> None:
     assert result.stdout.strip() == "[]"
 
 
-# -- the precompiled dataclass methods (ci_engine/_dataclass_code.py) ------------------------------------
+# -- the precompiled dataclass methods (ci_engine/_dataclass_code.py, see ci_engine/_dc.py) ---------------
 
 _METHODS = """\
-import dataclasses, hashlib, importlib, json, pkgutil, sys, types
+import hashlib, importlib, json, pkgutil, sys, types
 import ci_engine
-from ci_engine import _dataclass_hook
 FIELDS = ("co_argcount", "co_posonlyargcount", "co_kwonlyargcount", "co_stacksize", "co_flags", "co_code",
           "co_names", "co_varnames", "co_freevars", "co_cellvars", "co_name", "co_qualname",
           "co_linetable", "co_exceptiontable")
@@ -128,16 +126,16 @@ for name, module in sorted(sys.modules.items()):
     if not name.startswith("ci_engine"):
         continue
     for cls in vars(module).values():
-        if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == name:
-            for method in ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"):
+        if isinstance(cls, type) and "__ci_dataclass__" in cls.__dict__ and cls.__module__ == name:
+            for method in ("__init__", "__repr__", "__eq__", "__hash__"):
                 fn = cls.__dict__.get(method)
-                fn = getattr(fn, "__wrapped__", fn)  # __repr__: inside dataclasses' recursion guard
+                fn = getattr(fn, "__wrapped__", fn)  # __repr__: inside the recursion guard
                 if hasattr(fn, "__code__"):
                     code = shape(fn.__code__).encode()
                     digests[f"{cls.__qualname__}.{method}"] = [
                         hashlib.sha256(code).hexdigest(), fn.__qualname__, fn.__code__.co_filename.rsplit("/", 1)[-1]
                     ]
-print(json.dumps({"installed": _dataclass_hook.installed(), "digests": digests, "files": sorted(FILES)}))
+print(json.dumps({"digests": digests, "files": sorted(FILES)}))
 """
 
 
@@ -158,50 +156,42 @@ def test_precompiled_dataclass_methods_are_identical_to_compiled_ones() -> None:
     # so the first line) differs: the generated module instead of exec's "<string>".
     on = _methods()
     off = _methods(CI_ENGINE_NO_PRECOMPILED="1")
-    assert on["installed"] is True
-    assert off["installed"] is False
-    # A class changed since the table was generated compiles through exec ("<string>"): that
+    # A class changed since the table was generated compiles at run time ("<string>"): that
     # costs time, never behaviour, and test_precompiled_dataclass_methods_are_nearly_current
     # bounds it. Most methods must come from the table.
     assert "_dataclass_code.py" in on["files"]
     assert set(on["files"]) <= {"_dataclass_code.py", "<string>"}
     assert off["files"] == ["<string>"]
-    assert len(on["digests"]) > 300  # type: ignore[arg-type]
-    # Compare what the table supplied with what exec compiles from the same source; a method
-    # the table lacks (a class changed since generation) is compiled by exec in both runs.
     from_table = {k for k, v in on["digests"].items() if v[2] == "_dataclass_code.py"}  # type: ignore[attr-defined]
-    assert len(from_table) > 300
+    assert len(from_table) > 450
     assert set(on["digests"]) == set(off["digests"])  # type: ignore[arg-type]
     for key in sorted(from_table):
         assert on["digests"][key][:2] == off["digests"][key][:2], key  # type: ignore[index]
 
 
-@pytest.mark.skipif(
-    _dataclass_code.PYTHON != f"{sys.version_info[0]}.{sys.version_info[1]}",
-    reason=f"_dataclass_code.py was generated for Python {_dataclass_code.PYTHON}",
-)
 def test_precompiled_dataclass_methods_are_nearly_current() -> None:
-    # The table is a cache keyed by the complete source: a class changed since it was
-    # generated is compiled as usual (slower, never different). So this fails only when
-    # more than a tenth of the sources are missing, not at every new field; `--check` of
-    # the command reports exact staleness.
-    sources = record_dataclass_sources()
-    missing = [source for source in sources if source not in _dataclass_code.CODE]
-    assert len(missing) <= len(sources) // 10, (
-        f"ci_engine/_dataclass_code.py lacks {len(missing)} of {len(sources)} dataclass method sources: run `{COMMAND}`"
+    # The table is a cache keyed by everything a class's methods depend on: a class changed
+    # since it was generated compiles at run time (slower, never different). So this fails
+    # only when more than a tenth of the classes are missing, not at every new field;
+    # `--check` of the command reports exact staleness.
+    recorded = record_dataclass_sources()
+    keys = {key for key, _sources, _doc in recorded}
+    missing = [key for key in keys if ast.literal_eval(key) not in _dataclass_code.CLASSES]
+    assert len(recorded) > 140
+    assert len(missing) <= len(keys) // 10, (
+        f"ci_engine/_dataclass_code.py lacks {len(missing)} of {len(keys)} dataclasses: run `{COMMAND}`"
     )
-    assert render_dataclass_module(sorted(_dataclass_code.CODE)) == DATACLASS_TARGET.read_text("utf-8")
 
 
-def test_the_hook_compiles_what_the_table_lacks() -> None:
+def test_a_class_the_table_lacks_is_compiled() -> None:
     code = (
         "from __future__ import annotations\n"
-        "import dataclasses\n"
-        "from ci_engine import _dataclass_hook\n"
-        "assert _dataclass_hook.installed()\n"
-        "@dataclasses.dataclass(frozen=True)\n"
+        "from ci_engine._dc import dataclass\n"
+        "@dataclass(frozen=True, slots=True)\n"
         "class Fresh:\n"
         "    never_seen_before: int = 3\n"
+        "assert '__ci_dataclass__' in Fresh.__dict__\n"
+        "assert Fresh.__init__.__code__.co_filename == '<string>'\n"
         "assert repr(Fresh()) == 'Fresh(never_seen_before=3)' and Fresh(1) == Fresh(1) and hash(Fresh(2))\n"
         "print('ok')\n"
     )

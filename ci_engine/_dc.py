@@ -42,6 +42,7 @@ attribute by attribute and behaviour by behaviour.
 from __future__ import annotations
 
 import os
+from _thread import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -422,7 +423,14 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
         )
 
     names = tuple(f.name for f in data)
+    # The class itself, once made (the frozen methods' ``type(self) is cls`` test).
+    made_cell: list[type] = []
+    if frozen:
+        methods["__setattr__"] = _frozen_method(made_cell, qualname, names, "__setattr__")
+        methods["__delattr__"] = _frozen_method(made_cell, qualname, names, "__delattr__")
     if slots:
+        # Everything in the namespace before the type is made: setting a dunder on a type
+        # afterwards re-derives its slots, which costs as much as making it.
         namespace = dict(own)
         inherited: set[str] = set()
         for base in cls.__mro__[1:-1]:
@@ -436,11 +444,11 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
         namespace[_INFO] = (all_fields, frozen)
         namespace["__dataclass_fields__"] = _LazyFields()
         namespace["__dataclass_params__"] = _LazyParams(frozen)
+        namespace["__qualname__"] = qualname
         if frozen:
             namespace.setdefault("__getstate__", _dataclass_getstate)
             namespace.setdefault("__setstate__", _dataclass_setstate)
         made = type(cls)(cls.__name__, cls.__bases__, namespace)
-        made.__qualname__ = qualname
     else:
         made = cls
         for f in own_fields:
@@ -456,12 +464,11 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
         lazy_fields.owner = lazy_params.owner = cls
         cls.__dataclass_fields__ = lazy_fields  # type: ignore[attr-defined]
         cls.__dataclass_params__ = lazy_params  # type: ignore[attr-defined]
-    if frozen:
-        type.__setattr__(made, "__setattr__", _frozen_method(made, names, "__setattr__"))
-        type.__setattr__(made, "__delattr__", _frozen_method(made, names, "__delattr__"))
-    import abc
+    made_cell.append(made)
+    if hasattr(made, "__abstractmethods__"):  # (what abc.update_abstractmethods checks first)
+        import abc
 
-    abc.update_abstractmethods(made)
+        abc.update_abstractmethods(made)
     return made
 
 
@@ -556,15 +563,12 @@ def _compile(source: str) -> Any:
 
 def _recursive_repr(fn: Any) -> Any:
     """``fn`` answering ``...`` when called again for the same object in the same thread
-    (what :mod:`dataclasses` does for a ``repr`` that reaches its own object)."""
-    import functools
-    from _thread import get_ident
-
+    (what :mod:`dataclasses` does for a ``repr`` that reaches its own object); the wrapper
+    carries ``fn``'s names and ``__wrapped__``, as ``functools.wraps`` gives them."""
     running: set[tuple[int, int]] = set()
 
-    @functools.wraps(fn)
     def wrapper(self: Any) -> str:
-        key = id(self), get_ident()
+        key = id(self), _get_ident()
         if key in running:
             return "..."
         running.add(key)
@@ -574,14 +578,21 @@ def _recursive_repr(fn: Any) -> Any:
             running.discard(key)
         return result
 
+    wrapper.__module__ = fn.__module__
+    wrapper.__name__ = fn.__name__
+    wrapper.__qualname__ = fn.__qualname__
+    wrapper.__doc__ = fn.__doc__
+    wrapper.__dict__.update(fn.__dict__)
+    wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
     return wrapper
 
 
-def _frozen_method(cls: Any, names: tuple[str, ...], which: str) -> Any:
+def _frozen_method(cell: list[type], qualname: str, names: tuple[str, ...], which: str) -> Any:
     fieldnames = frozenset(names)
     if which == "__setattr__":
 
         def __setattr__(self: Any, name: str, value: Any) -> None:
+            cls: Any = cell[0]
             if type(self) is cls or name in fieldnames:
                 raise _frozen_error(f"cannot assign to field {name!r}")
             super(cls, self).__setattr__(name, value)
@@ -590,12 +601,13 @@ def _frozen_method(cls: Any, names: tuple[str, ...], which: str) -> Any:
     else:
 
         def __delattr__(self: Any, name: str) -> None:
+            cls: Any = cell[0]
             if type(self) is cls or name in fieldnames:
                 raise _frozen_error(f"cannot delete field {name!r}")
             super(cls, self).__delattr__(name)
 
         method = __delattr__
-    method.__qualname__ = f"{cls.__qualname__}.{which}"
+    method.__qualname__ = f"{qualname}.{which}"
     return method
 
 

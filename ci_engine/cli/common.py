@@ -19,7 +19,6 @@ Exit codes (``docs/usage.md`` has the table):
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import os
@@ -28,7 +27,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ci_engine import _dc
 from ci_engine import ast as A
@@ -36,6 +35,9 @@ from ci_engine.api import Result
 from ci_engine.errors import CIError, InternalError, InvalidArgumentError, UnsupportedOperationError
 from ci_engine.limits import Limits
 from ci_engine.types import ImageFormat, OutputFormat
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = [
     "EXIT_OK",
@@ -157,10 +159,14 @@ _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
 def _size(text: str) -> int:
     match = _SIZE.match(text)
     if not match:
+        import argparse
+
         raise argparse.ArgumentTypeError(f"expected an integer (optionally with k, m or g), got {text!r}")
     scale: int = 1024 ** " kmg".index((match.group(2) or " ").lower())
     value = int(match.group(1)) * scale
     if value < 1:
+        import argparse
+
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
     return value
 
@@ -229,10 +235,10 @@ class Extras:
 
 def extras_from(args: argparse.Namespace) -> Extras:
     """Read ``--resources`` and ``--styles`` (a bad styles file is a usage error)."""
-    import json
-
     styles: tuple[tuple[str, str], ...] = ()
     if getattr(args, "styles", None):
+        import json
+
         try:
             loaded = json.loads(Path(args.styles).read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:

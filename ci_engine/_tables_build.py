@@ -107,6 +107,9 @@ def render_module(tables: Tables, grammar: bytes) -> str:
         *[f"    {name!r}: {value!r}," for name, value in sorted(data["literals"].items())],
         "}",
         "",
+        "# Per pattern: its alternatives and the ASCII characters each can start with (None: any).",
+        *_rows("ALTERNATIVES", "tuple[tuple[tuple[str, str | None], ...] | None, ...]", data["alternatives"]),
+        "",
     ]
     distinct: dict[str, int] = {}
     for source in data["sources"]:

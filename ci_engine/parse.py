@@ -146,6 +146,7 @@ def generated_tables() -> Any:
         words=T.WORDS,
         literals=T.LITERALS,
         factories=T.FACTORIES,
+        alternatives=getattr(T, "ALTERNATIVES", None),
     )
 
 

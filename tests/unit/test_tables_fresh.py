@@ -199,6 +199,70 @@ def test_a_class_the_table_lacks_is_compiled() -> None:
     assert result.stdout.strip() == "ok"
 
 
+def test_first_character_dispatch_finds_what_the_whole_regex_finds() -> None:
+    # A scanner compiles, per first character, only the alternatives that can start with
+    # it: at every position of texts made from the grammar's own tokens, every string the
+    # test suite parses and random characters, the (terminal, end) is the whole regex's.
+    import random
+    import re
+
+    from ci_engine._lalr import Driver
+
+    tables = load_tables()
+    assert tables.alternatives is not None
+    driver = Driver(tables, _Builder())
+    rng = random.Random(7)
+    alphabet = "".join(sorted(set("".join(tables.literals.values())))) + "0123456789xX!<>-_=&%.,:#@ \u00e9\u212a"
+    samples = [
+        "imageMogr2/thumbnail/400x/format/webp/quality/80",
+        "watermark/2/text/Zm9v/fill/IzAwMDAwMA/dissolve/50|imageView2/1/w/200/h/100",
+        "imageMogr2/crop/300x400/gravity/center/rotate/-90/AIGCMetadata/Label/1",
+        "ci-process=QRcode&cover=1",
+        "imageInfo|exif|imageAve|imageSlim|style/abc",
+    ]
+    dispatched = 0
+    checked = 0
+    for index, alternatives in enumerate(tables.alternatives):
+        if alternatives is None:
+            continue
+        pattern, flags = tables.patterns[index]
+        whole = re.compile(pattern, flags)
+        scan = driver._dispatcher(index)
+        texts = [*samples, *tables.literals.values()]
+        texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(300)]
+        for text in texts:
+            for pos in range(len(text)):
+                want = whole.match(text, pos)
+                got = scan(text, pos)
+                expected = None if want is None else (want.lastgroup, want.end())
+                actual = None if got is None else (got.lastgroup, got.end())
+                assert actual == expected, (index, text, pos)
+                checked += 1
+        dispatched += 1
+    assert dispatched > 20
+    assert checked > 50_000
+
+
+def test_first_characters_of_patterns() -> None:
+    from ci_engine._lalr import _first_chars, alternatives
+
+    assert _first_chars("(?P<A>(?i:ab))", 0) == "Aa"
+    assert _first_chars("(?P<A>[0-9]+x?)", 0) == "0123456789"
+    assert _first_chars("(?P<A>x?y)", 0) == "xy"
+    assert _first_chars("(?P<A>x*)", 0) is None  # may match the empty string
+    assert _first_chars("(?P<A>[^/]+)", 0) is None
+    assert _first_chars("(?P<A>.)", 0) is None
+    assert _first_chars("(?P<A>(?i:k))", 0) == "Kk"
+    assert _first_chars("(?P<A>(?i:\u212a))", 0) is None  # the Kelvin sign folds to k
+    assert alternatives("(?P<A>a)|(?P<B>[|)(])|(?P<C>\\|)", 0) == (
+        ("(?P<A>a)", "a"),
+        ("(?P<B>[|)(])", "()|"),
+        ("(?P<C>\\|)", "|"),
+    )
+    assert alternatives("(?P<A>a)", 0) is None
+    assert alternatives("a|b", 0) is None
+
+
 def test_word_scanners_find_what_the_state_regex_finds() -> None:
     # States whose terminals are all plain literals scan with str.startswith in the order
     # of the regex alternation; at every position of texts made of those literals, the

@@ -19,51 +19,11 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
  return __init__
 _f0 = __create_fn__
 
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(data={self.data!r}, format={self.format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, quality={self.quality!r}, plan={self.plan!r}, masked={self.masked!r}, slim_flag={self.slim_flag!r})"
- return __repr__
-_f1 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.data,self.format,self.width,self.height,self.frames,self.quality,self.plan,self.masked,self.slim_flag,)==(other.data,other.format,other.width,other.height,other.frames,other.quality,other.plan,other.masked,other.slim_flag,)
-  return NotImplemented
- return __eq__
-_f2 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.data,self.format,self.width,self.height,self.frames,self.quality,self.plan,self.masked,self.slim_flag,))
- return __hash__
-_f3 = __create_fn__
-
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _dflt_span):
  def __init__(self,*,span:_type_span=_dflt_span)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'span',span)
  return __init__
-_f4 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"()"
- return __repr__
-_f5 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return ()==()
-  return NotImplemented
- return __eq__
-_f6 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash(())
- return __hash__
-_f7 = __create_fn__
+_f1 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_steps, _dflt_span):
  def __init__(self,steps:_type_steps,*,span:_type_span=_dflt_span)->_return_type:
@@ -71,27 +31,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'steps',steps)
   self.__post_init__()
  return __init__
-_f8 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(steps={self.steps!r})"
- return __repr__
-_f9 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.steps,)==(other.steps,)
-  return NotImplemented
- return __eq__
-_f10 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.steps,))
- return __hash__
-_f11 = __create_fn__
+_f2 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_name, _type_params, _dflt_span, _dflt_params):
  def __init__(self,name:_type_name,params:_type_params=_dflt_params,*,span:_type_span=_dflt_span)->_return_type:
@@ -100,27 +40,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'params',params)
   self.__post_init__()
  return __init__
-_f12 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(name={self.name!r}, params={self.params!r})"
- return __repr__
-_f13 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.name,self.params,)==(other.name,other.params,)
-  return NotImplemented
- return __eq__
-_f14 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.name,self.params,))
- return __hash__
-_f15 = __create_fn__
+_f3 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_cover, _type_bar_type, _type_segment, _type_size, _dflt_span, _dflt_cover, _dflt_bar_type, _dflt_segment, _dflt_size):
  def __init__(self,*,span:_type_span=_dflt_span,cover:_type_cover=_dflt_cover,bar_type:_type_bar_type=_dflt_bar_type,segment:_type_segment=_dflt_segment,size:_type_size=_dflt_size)->_return_type:
@@ -131,27 +51,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'size',size)
   self.__post_init__()
  return __init__
-_f16 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(cover={self.cover!r}, bar_type={self.bar_type!r}, segment={self.segment!r}, size={self.size!r})"
- return __repr__
-_f17 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.cover,self.bar_type,self.segment,self.size,)==(other.cover,other.bar_type,other.segment,other.size,)
-  return NotImplemented
- return __eq__
-_f18 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.cover,self.bar_type,self.segment,self.size,))
- return __hash__
-_f19 = __create_fn__
+_f4 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_name, _dflt_span):
  def __init__(self,name:_type_name,*,span:_type_span=_dflt_span)->_return_type:
@@ -159,27 +59,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'name',name)
   self.__post_init__()
  return __init__
-_f20 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(name={self.name!r})"
- return __repr__
-_f21 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.name,)==(other.name,)
-  return NotImplemented
- return __eq__
-_f22 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.name,))
- return __hash__
-_f23 = __create_fn__
+_f5 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_label, _type_content_producer, _type_produce_id, _type_reserved_code1, _type_content_propagator, _type_propagate_id, _type_reserved_code2, _dflt_span, _dflt_content_producer, _dflt_produce_id, _dflt_reserved_code1, _dflt_content_propagator, _dflt_propagate_id, _dflt_reserved_code2):
  def __init__(self,*,span:_type_span=_dflt_span,label:_type_label,content_producer:_type_content_producer=_dflt_content_producer,produce_id:_type_produce_id=_dflt_produce_id,reserved_code1:_type_reserved_code1=_dflt_reserved_code1,content_propagator:_type_content_propagator=_dflt_content_propagator,propagate_id:_type_propagate_id=_dflt_propagate_id,reserved_code2:_type_reserved_code2=_dflt_reserved_code2)->_return_type:
@@ -193,27 +73,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'reserved_code2',reserved_code2)
   self.__post_init__()
  return __init__
-_f24 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(label={self.label!r}, content_producer={self.content_producer!r}, produce_id={self.produce_id!r}, reserved_code1={self.reserved_code1!r}, content_propagator={self.content_propagator!r}, propagate_id={self.propagate_id!r}, reserved_code2={self.reserved_code2!r})"
- return __repr__
-_f25 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.label,self.content_producer,self.produce_id,self.reserved_code1,self.content_propagator,self.propagate_id,self.reserved_code2,)==(other.label,other.content_producer,other.produce_id,other.reserved_code1,other.content_propagator,other.propagate_id,other.reserved_code2,)
-  return NotImplemented
- return __eq__
-_f26 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.label,self.content_producer,self.produce_id,self.reserved_code1,self.content_propagator,self.propagate_id,self.reserved_code2,))
- return __hash__
-_f27 = __create_fn__
+_f6 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_radius, _type_sigma, _dflt_span):
  def __init__(self,radius:_type_radius,sigma:_type_sigma,*,span:_type_span=_dflt_span)->_return_type:
@@ -222,27 +82,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'sigma',sigma)
   self.__post_init__()
  return __init__
-_f28 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(radius={self.radius!r}, sigma={self.sigma!r})"
- return __repr__
-_f29 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.radius,self.sigma,)==(other.radius,other.sigma,)
-  return NotImplemented
- return __eq__
-_f30 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.radius,self.sigma,))
- return __hash__
-_f31 = __create_fn__
+_f7 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_value, _dflt_span):
  def __init__(self,value:_type_value,*,span:_type_span=_dflt_span)->_return_type:
@@ -250,27 +90,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'value',value)
   self.__post_init__()
  return __init__
-_f32 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(value={self.value!r})"
- return __repr__
-_f33 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.value,)==(other.value,)
-  return NotImplemented
- return __eq__
-_f34 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.value,))
- return __hash__
-_f35 = __create_fn__
+_f8 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_frames, _dflt_span):
  def __init__(self,frames:_type_frames,*,span:_type_span=_dflt_span)->_return_type:
@@ -278,27 +98,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'frames',frames)
   self.__post_init__()
  return __init__
-_f36 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(frames={self.frames!r})"
- return __repr__
-_f37 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.frames,)==(other.frames,)
-  return NotImplemented
- return __eq__
-_f38 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.frames,))
- return __hash__
-_f39 = __create_fn__
+_f9 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_width, _type_height, _dflt_span):
  def __init__(self,width:_type_width,height:_type_height,*,span:_type_span=_dflt_span)->_return_type:
@@ -307,27 +107,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'height',height)
   self.__post_init__()
  return __init__
-_f40 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r})"
- return __repr__
-_f41 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.width,self.height,)==(other.width,other.height,)
-  return NotImplemented
- return __eq__
-_f42 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.width,self.height,))
- return __hash__
-_f43 = __create_fn__
+_f10 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_geometry, _type_gravity, _dflt_span, _dflt_gravity):
  def __init__(self,geometry:_type_geometry,gravity:_type_gravity=_dflt_gravity,*,span:_type_span=_dflt_span)->_return_type:
@@ -336,27 +116,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)
   self.__post_init__()
  return __init__
-_f44 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(geometry={self.geometry!r}, gravity={self.gravity!r})"
- return __repr__
-_f45 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.geometry,self.gravity,)==(other.geometry,other.gravity,)
-  return NotImplemented
- return __eq__
-_f46 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.geometry,self.gravity,))
- return __hash__
-_f47 = __create_fn__
+_f11 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_height, _dflt_span):
  def __init__(self,height:_type_height,*,span:_type_span=_dflt_span)->_return_type:
@@ -364,27 +124,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'height',height)
   self.__post_init__()
  return __init__
-_f48 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(height={self.height!r})"
- return __repr__
-_f49 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.height,)==(other.height,)
-  return NotImplemented
- return __eq__
-_f50 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.height,))
- return __hash__
-_f51 = __create_fn__
+_f12 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_width, _type_height, _type_dx, _type_dy, _type_dx_mode, _type_dy_mode, _dflt_span, _dflt_dx_mode, _dflt_dy_mode):
  def __init__(self,width:_type_width,height:_type_height,dx:_type_dx,dy:_type_dy,dx_mode:_type_dx_mode=_dflt_dx_mode,dy_mode:_type_dy_mode=_dflt_dy_mode,*,span:_type_span=_dflt_span)->_return_type:
@@ -397,27 +137,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'dy_mode',dy_mode)
   self.__post_init__()
  return __init__
-_f52 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, dx={self.dx!r}, dy={self.dy!r}, dx_mode={self.dx_mode!r}, dy_mode={self.dy_mode!r})"
- return __repr__
-_f53 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.width,self.height,self.dx,self.dy,self.dx_mode,self.dy_mode,)==(other.width,other.height,other.dx,other.dy,other.dx_mode,other.dy_mode,)
-  return NotImplemented
- return __eq__
-_f54 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.width,self.height,self.dx,self.dy,self.dx_mode,self.dy_mode,))
- return __hash__
-_f55 = __create_fn__
+_f13 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_width, _dflt_span):
  def __init__(self,width:_type_width,*,span:_type_span=_dflt_span)->_return_type:
@@ -425,27 +145,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'width',width)
   self.__post_init__()
  return __init__
-_f56 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(width={self.width!r})"
- return __repr__
-_f57 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.width,)==(other.width,)
-  return NotImplemented
- return __eq__
-_f58 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.width,))
- return __hash__
-_f59 = __create_fn__
+_f14 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_width, _type_height, _type_dx, _type_dy, _type_gravity, _dflt_span, _dflt_gravity):
  def __init__(self,width:_type_width,height:_type_height,dx:_type_dx,dy:_type_dy,gravity:_type_gravity=_dflt_gravity,*,span:_type_span=_dflt_span)->_return_type:
@@ -457,27 +157,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'gravity',gravity)
   self.__post_init__()
  return __init__
-_f60 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, dx={self.dx!r}, dy={self.dy!r}, gravity={self.gravity!r})"
- return __repr__
-_f61 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.width,self.height,self.dx,self.dy,self.gravity,)==(other.width,other.height,other.dx,other.dy,other.gravity,)
-  return NotImplemented
- return __eq__
-_f62 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.width,self.height,self.dx,self.dy,self.gravity,))
- return __hash__
-_f63 = __create_fn__
+_f15 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_interval, _dflt_span):
  def __init__(self,interval:_type_interval,*,span:_type_span=_dflt_span)->_return_type:
@@ -485,27 +165,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'interval',interval)
   self.__post_init__()
  return __init__
-_f64 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(interval={self.interval!r})"
- return __repr__
-_f65 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.interval,)==(other.interval,)
-  return NotImplemented
- return __eq__
-_f66 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.interval,))
- return __hash__
-_f67 = __create_fn__
+_f16 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_axis, _dflt_span):
  def __init__(self,axis:_type_axis,*,span:_type_span=_dflt_span)->_return_type:
@@ -513,27 +173,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'axis',axis)
   self.__post_init__()
  return __init__
-_f68 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(axis={self.axis!r})"
- return __repr__
-_f69 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.axis,)==(other.axis,)
-  return NotImplemented
- return __eq__
-_f70 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.axis,))
- return __hash__
-_f71 = __create_fn__
+_f17 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_format, _dflt_span):
  def __init__(self,format:_type_format,*,span:_type_span=_dflt_span)->_return_type:
@@ -541,27 +181,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'format',format)
   self.__post_init__()
  return __init__
-_f72 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(format={self.format!r})"
- return __repr__
-_f73 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.format,)==(other.format,)
-  return NotImplemented
- return __eq__
-_f74 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.format,))
- return __hash__
-_f75 = __create_fn__
+_f18 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_number, _dflt_span):
  def __init__(self,number:_type_number,*,span:_type_span=_dflt_span)->_return_type:
@@ -569,27 +189,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'number',number)
   self.__post_init__()
  return __init__
-_f76 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(number={self.number!r})"
- return __repr__
-_f77 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.number,)==(other.number,)
-  return NotImplemented
- return __eq__
-_f78 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.number,))
- return __hash__
-_f79 = __create_fn__
+_f19 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_enabled, _dflt_span):
  def __init__(self,enabled:_type_enabled,*,span:_type_span=_dflt_span)->_return_type:
@@ -597,27 +197,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'enabled',enabled)
   self.__post_init__()
  return __init__
-_f80 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(enabled={self.enabled!r})"
- return __repr__
-_f81 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.enabled,)==(other.enabled,)
-  return NotImplemented
- return __eq__
-_f82 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.enabled,))
- return __hash__
-_f83 = __create_fn__
+_f20 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_percent, _dflt_span):
  def __init__(self,percent:_type_percent,*,span:_type_span=_dflt_span)->_return_type:
@@ -625,27 +205,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'percent',percent)
   self.__post_init__()
  return __init__
-_f84 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(percent={self.percent!r})"
- return __repr__
-_f85 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.percent,)==(other.percent,)
-  return NotImplemented
- return __eq__
-_f86 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.percent,))
- return __hash__
-_f87 = __create_fn__
+_f21 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_radius, _dflt_span):
  def __init__(self,radius:_type_radius,*,span:_type_span=_dflt_span)->_return_type:
@@ -653,27 +213,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'radius',radius)
   self.__post_init__()
  return __init__
-_f88 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(radius={self.radius!r})"
- return __repr__
-_f89 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.radius,)==(other.radius,)
-  return NotImplemented
- return __eq__
-_f90 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.radius,))
- return __hash__
-_f91 = __create_fn__
+_f22 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_ops, _dflt_span, _dflt_ops):
  def __init__(self,ops:_type_ops=_dflt_ops,*,span:_type_span=_dflt_span)->_return_type:
@@ -681,27 +221,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'ops',ops)
   self.__post_init__()
  return __init__
-_f92 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(ops={self.ops!r})"
- return __repr__
-_f93 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.ops,)==(other.ops,)
-  return NotImplemented
- return __eq__
-_f94 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.ops,))
- return __hash__
-_f95 = __create_fn__
+_f23 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_width, _type_height, _type_index, _dflt_span, _dflt_index):
  def __init__(self,width:_type_width,height:_type_height,index:_type_index=_dflt_index,*,span:_type_span=_dflt_span)->_return_type:
@@ -711,27 +231,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'index',index)
   self.__post_init__()
  return __init__
-_f96 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(width={self.width!r}, height={self.height!r}, index={self.index!r})"
- return __repr__
-_f97 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.width,self.height,self.index,)==(other.width,other.height,other.index,)
-  return NotImplemented
- return __eq__
-_f98 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.width,self.height,self.index,))
- return __hash__
-_f99 = __create_fn__
+_f24 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_area, _dflt_span):
  def __init__(self,area:_type_area,*,span:_type_span=_dflt_span)->_return_type:
@@ -739,27 +239,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'area',area)
   self.__post_init__()
  return __init__
-_f100 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(area={self.area!r})"
- return __repr__
-_f101 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.area,)==(other.area,)
-  return NotImplemented
- return __eq__
-_f102 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.area,))
- return __hash__
-_f103 = __create_fn__
+_f25 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_value, _type_forced, _dflt_span, _dflt_forced):
  def __init__(self,value:_type_value,forced:_type_forced=_dflt_forced,*,span:_type_span=_dflt_span)->_return_type:
@@ -768,27 +248,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'forced',forced)
   self.__post_init__()
  return __init__
-_f104 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(value={self.value!r}, forced={self.forced!r})"
- return __repr__
-_f105 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.value,self.forced,)==(other.value,other.forced,)
-  return NotImplemented
- return __eq__
-_f106 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.value,self.forced,))
- return __hash__
-_f107 = __create_fn__
+_f26 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_min_ratio, _type_max_ratio, _dflt_span):
  def __init__(self,min_ratio:_type_min_ratio,max_ratio:_type_max_ratio,*,span:_type_span=_dflt_span)->_return_type:
@@ -797,27 +257,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'max_ratio',max_ratio)
   self.__post_init__()
  return __init__
-_f108 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(min_ratio={self.min_ratio!r}, max_ratio={self.max_ratio!r})"
- return __repr__
-_f109 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.min_ratio,self.max_ratio,)==(other.min_ratio,other.max_ratio,)
-  return NotImplemented
- return __eq__
-_f110 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.min_ratio,self.max_ratio,))
- return __hash__
-_f111 = __create_fn__
+_f27 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_degrees, _dflt_span):
  def __init__(self,degrees:_type_degrees,*,span:_type_span=_dflt_span)->_return_type:
@@ -825,27 +265,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'degrees',degrees)
   self.__post_init__()
  return __init__
-_f112 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(degrees={self.degrees!r})"
- return __repr__
-_f113 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.degrees,)==(other.degrees,)
-  return NotImplemented
- return __eq__
-_f114 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.degrees,))
- return __hash__
-_f115 = __create_fn__
+_f28 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_amount, _dflt_span):
  def __init__(self,amount:_type_amount,*,span:_type_span=_dflt_span)->_return_type:
@@ -853,27 +273,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'amount',amount)
   self.__post_init__()
  return __init__
-_f116 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(amount={self.amount!r})"
- return __repr__
-_f117 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.amount,)==(other.amount,)
-  return NotImplemented
- return __eq__
-_f118 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.amount,))
- return __hash__
-_f119 = __create_fn__
+_f29 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_size, _type_unit, _type_keep_smaller, _dflt_span, _dflt_keep_smaller):
  def __init__(self,size:_type_size,unit:_type_unit,keep_smaller:_type_keep_smaller=_dflt_keep_smaller,*,span:_type_span=_dflt_span)->_return_type:
@@ -883,27 +283,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'keep_smaller',keep_smaller)
   self.__post_init__()
  return __init__
-_f120 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(size={self.size!r}, unit={self.unit!r}, keep_smaller={self.keep_smaller!r})"
- return __repr__
-_f121 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.size,self.unit,self.keep_smaller,)==(other.size,other.unit,other.keep_smaller,)
-  return NotImplemented
- return __eq__
-_f122 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.size,self.unit,self.keep_smaller,))
- return __hash__
-_f123 = __create_fn__
+_f30 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_geometry, _type_pad, _type_color, _dflt_span, _dflt_pad, _dflt_color):
  def __init__(self,geometry:_type_geometry,pad:_type_pad=_dflt_pad,color:_type_color=_dflt_color,*,span:_type_span=_dflt_span)->_return_type:
@@ -913,27 +293,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'color',color)
   self.__post_init__()
  return __init__
-_f124 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(geometry={self.geometry!r}, pad={self.pad!r}, color={self.color!r})"
- return __repr__
-_f125 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.geometry,self.pad,self.color,)==(other.geometry,other.pad,other.color,)
-  return NotImplemented
- return __eq__
-_f126 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.geometry,self.pad,self.color,))
- return __hash__
-_f127 = __create_fn__
+_f31 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_mode, _type_width, _type_height, _type_format, _type_quality, _type_quality_forced, _type_rquality, _type_lquality, _type_interlace, _type_ignore_error_flag, _dflt_span, _dflt_mode, _dflt_width, _dflt_height, _dflt_format, _dflt_quality, _dflt_quality_forced, _dflt_rquality, _dflt_lquality, _dflt_interlace, _dflt_ignore_error_flag):
  def __init__(self,*,span:_type_span=_dflt_span,mode:_type_mode=_dflt_mode,width:_type_width=_dflt_width,height:_type_height=_dflt_height,format:_type_format=_dflt_format,quality:_type_quality=_dflt_quality,quality_forced:_type_quality_forced=_dflt_quality_forced,rquality:_type_rquality=_dflt_rquality,lquality:_type_lquality=_dflt_lquality,interlace:_type_interlace=_dflt_interlace,ignore_error_flag:_type_ignore_error_flag=_dflt_ignore_error_flag)->_return_type:
@@ -950,27 +310,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'ignore_error_flag',ignore_error_flag)
   self.__post_init__()
  return __init__
-_f128 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(mode={self.mode!r}, width={self.width!r}, height={self.height!r}, format={self.format!r}, quality={self.quality!r}, quality_forced={self.quality_forced!r}, rquality={self.rquality!r}, lquality={self.lquality!r}, interlace={self.interlace!r}, ignore_error_flag={self.ignore_error_flag!r})"
- return __repr__
-_f129 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.mode,self.width,self.height,self.format,self.quality,self.quality_forced,self.rquality,self.lquality,self.interlace,self.ignore_error_flag,)==(other.mode,other.width,other.height,other.format,other.quality,other.quality_forced,other.rquality,other.lquality,other.interlace,other.ignore_error_flag,)
-  return NotImplemented
- return __eq__
-_f130 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.mode,self.width,self.height,self.format,self.quality,self.quality_forced,self.rquality,self.lquality,self.interlace,self.ignore_error_flag,))
- return __hash__
-_f131 = __create_fn__
+_f32 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_type, _type_image, _type_text, _type_version, _type_level, _dflt_span, _dflt_image, _dflt_text, _dflt_version, _dflt_level):
  def __init__(self,*,span:_type_span=_dflt_span,type:_type_type,image:_type_image=_dflt_image,text:_type_text=_dflt_text,version:_type_version=_dflt_version,level:_type_level=_dflt_level)->_return_type:
@@ -982,27 +322,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'level',level)
   self.__post_init__()
  return __init__
-_f132 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(type={self.type!r}, image={self.image!r}, text={self.text!r}, version={self.version!r}, level={self.level!r})"
- return __repr__
-_f133 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.type,self.image,self.text,self.version,self.level,)==(other.type,other.image,other.text,other.version,other.level,)
-  return NotImplemented
- return __eq__
-_f134 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.type,self.image,self.text,self.version,self.level,))
- return __hash__
-_f135 = __create_fn__
+_f33 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_type, _type_image, _type_text, _type_version, _dflt_span, _dflt_image, _dflt_text, _dflt_version):
  def __init__(self,*,span:_type_span=_dflt_span,type:_type_type,image:_type_image=_dflt_image,text:_type_text=_dflt_text,version:_type_version=_dflt_version)->_return_type:
@@ -1013,27 +333,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'version',version)
   self.__post_init__()
  return __init__
-_f136 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(type={self.type!r}, image={self.image!r}, text={self.text!r}, version={self.version!r})"
- return __repr__
-_f137 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.type,self.image,self.text,self.version,)==(other.type,other.image,other.text,other.version,)
-  return NotImplemented
- return __eq__
-_f138 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.type,self.image,self.text,self.version,))
- return __hash__
-_f139 = __create_fn__
+_f34 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve, _type_batch, _type_degree, _type_spacing, _type_scatype, _type_spcent, _type_image, _type_blogo, _dflt_span, _dflt_gravity, _dflt_dx, _dflt_dy, _dflt_dissolve, _dflt_batch, _dflt_degree, _dflt_spacing, _dflt_scatype, _dflt_spcent, _dflt_blogo):
  def __init__(self,*,span:_type_span=_dflt_span,gravity:_type_gravity=_dflt_gravity,dx:_type_dx=_dflt_dx,dy:_type_dy=_dflt_dy,dissolve:_type_dissolve=_dflt_dissolve,batch:_type_batch=_dflt_batch,degree:_type_degree=_dflt_degree,spacing:_type_spacing=_dflt_spacing,scatype:_type_scatype=_dflt_scatype,spcent:_type_spcent=_dflt_spcent,image:_type_image,blogo:_type_blogo=_dflt_blogo)->_return_type:
@@ -1051,27 +351,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'blogo',blogo)
   self.__post_init__()
  return __init__
-_f140 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r}, image={self.image!r}, blogo={self.blogo!r})"
- return __repr__
-_f141 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.image,self.blogo,)==(other.gravity,other.dx,other.dy,other.dissolve,other.batch,other.degree,other.spacing,other.scatype,other.spcent,other.image,other.blogo,)
-  return NotImplemented
- return __eq__
-_f142 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.image,self.blogo,))
- return __hash__
-_f143 = __create_fn__
+_f35 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve, _type_batch, _type_degree, _type_spacing, _type_scatype, _type_spcent, _type_text, _type_font, _type_fontsize, _type_fill, _type_shadow, _dflt_span, _dflt_gravity, _dflt_dx, _dflt_dy, _dflt_dissolve, _dflt_batch, _dflt_degree, _dflt_spacing, _dflt_scatype, _dflt_spcent, _dflt_font, _dflt_fontsize, _dflt_fill, _dflt_shadow):
  def __init__(self,*,span:_type_span=_dflt_span,gravity:_type_gravity=_dflt_gravity,dx:_type_dx=_dflt_dx,dy:_type_dy=_dflt_dy,dissolve:_type_dissolve=_dflt_dissolve,batch:_type_batch=_dflt_batch,degree:_type_degree=_dflt_degree,spacing:_type_spacing=_dflt_spacing,scatype:_type_scatype=_dflt_scatype,spcent:_type_spcent=_dflt_spcent,text:_type_text,font:_type_font=_dflt_font,fontsize:_type_fontsize=_dflt_fontsize,fill:_type_fill=_dflt_fill,shadow:_type_shadow=_dflt_shadow)->_return_type:
@@ -1092,27 +372,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'shadow',shadow)
   self.__post_init__()
  return __init__
-_f144 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r}, text={self.text!r}, font={self.font!r}, fontsize={self.fontsize!r}, fill={self.fill!r}, shadow={self.shadow!r})"
- return __repr__
-_f145 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.text,self.font,self.fontsize,self.fill,self.shadow,)==(other.gravity,other.dx,other.dy,other.dissolve,other.batch,other.degree,other.spacing,other.scatype,other.spcent,other.text,other.font,other.fontsize,other.fill,other.shadow,)
-  return NotImplemented
- return __eq__
-_f146 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,self.text,self.font,self.fontsize,self.fill,self.shadow,))
- return __hash__
-_f147 = __create_fn__
+_f36 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_type, _type_image, _type_text, _type_version, _dflt_span, _dflt_image, _dflt_text, _dflt_version):
  def __init__(self,*,span:_type_span=_dflt_span,type:_type_type,image:_type_image=_dflt_image,text:_type_text=_dflt_text,version:_type_version=_dflt_version)->_return_type:
@@ -1122,7 +382,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'text',text)
   __dataclass_builtins_object__.__setattr__(self,'version',version)
  return __init__
-_f148 = __create_fn__
+_f37 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_span, _type_gravity, _type_dx, _type_dy, _type_dissolve, _type_batch, _type_degree, _type_spacing, _type_scatype, _type_spcent, _dflt_span, _dflt_gravity, _dflt_dx, _dflt_dy, _dflt_dissolve, _dflt_batch, _dflt_degree, _dflt_spacing, _dflt_scatype, _dflt_spcent):
  def __init__(self,*,span:_type_span=_dflt_span,gravity:_type_gravity=_dflt_gravity,dx:_type_dx=_dflt_dx,dy:_type_dy=_dflt_dy,dissolve:_type_dissolve=_dflt_dissolve,batch:_type_batch=_dflt_batch,degree:_type_degree=_dflt_degree,spacing:_type_spacing=_dflt_spacing,scatype:_type_scatype=_dflt_scatype,spcent:_type_spcent=_dflt_spcent)->_return_type:
@@ -1137,27 +397,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'scatype',scatype)
   __dataclass_builtins_object__.__setattr__(self,'spcent',spcent)
  return __init__
-_f149 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(gravity={self.gravity!r}, dx={self.dx!r}, dy={self.dy!r}, dissolve={self.dissolve!r}, batch={self.batch!r}, degree={self.degree!r}, spacing={self.spacing!r}, scatype={self.scatype!r}, spcent={self.spcent!r})"
- return __repr__
-_f150 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,)==(other.gravity,other.dx,other.dy,other.dissolve,other.batch,other.degree,other.spacing,other.scatype,other.spcent,)
-  return NotImplemented
- return __eq__
-_f151 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.gravity,self.dx,self.dy,self.dissolve,self.batch,self.degree,self.spacing,self.scatype,self.spcent,))
- return __hash__
-_f152 = __create_fn__
+_f38 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_loads, _type_saves, _type_shrink_on_load, _type_animated, _type_methods):
  def __init__(self,loads:_type_loads,saves:_type_saves,shrink_on_load:_type_shrink_on_load,animated:_type_animated,methods:_type_methods)->_return_type:
@@ -1167,27 +407,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'animated',animated)
   __dataclass_builtins_object__.__setattr__(self,'methods',methods)
  return __init__
-_f153 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(loads={self.loads!r}, saves={self.saves!r}, shrink_on_load={self.shrink_on_load!r}, animated={self.animated!r}, methods={self.methods!r})"
- return __repr__
-_f154 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.loads,self.saves,self.shrink_on_load,self.animated,self.methods,)==(other.loads,other.saves,other.shrink_on_load,other.animated,other.methods,)
-  return NotImplemented
- return __eq__
-_f155 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.loads,self.saves,self.shrink_on_load,self.animated,self.methods,))
- return __hash__
-_f156 = __create_fn__
+_f39 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_pixels, _type_delays, _type_loop, _type_exif, _type_icc, _type_xmp, _dflt_delays, _dflt_loop, _dflt_exif, _dflt_icc, _dflt_xmp):
  def __init__(self,pixels:_type_pixels,delays:_type_delays=_dflt_delays,loop:_type_loop=_dflt_loop,exif:_type_exif=_dflt_exif,icc:_type_icc=_dflt_icc,xmp:_type_xmp=_dflt_xmp)->_return_type:
@@ -1199,27 +419,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'xmp',xmp)
   self.__post_init__()
  return __init__
-_f157 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, delays={self.delays!r}, loop={self.loop!r}, exif={self.exif!r}, icc={self.icc!r}, xmp={self.xmp!r})"
- return __repr__
-_f158 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.pixels,self.delays,self.loop,self.exif,self.icc,self.xmp,)==(other.pixels,other.delays,other.loop,other.exif,other.icc,other.xmp,)
-  return NotImplemented
- return __eq__
-_f159 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.pixels,self.delays,self.loop,self.exif,self.icc,self.xmp,))
- return __hash__
-_f160 = __create_fn__
+_f40 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_left, _type_top, _type_width, _type_height, _type_disposal, _type_transparent, _type_delay, _type_descriptor, _type_palette):
  def __init__(self,left:_type_left,top:_type_top,width:_type_width,height:_type_height,disposal:_type_disposal,transparent:_type_transparent,delay:_type_delay,descriptor:_type_descriptor,palette:_type_palette)->_return_type:
@@ -1233,27 +433,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'descriptor',descriptor)
   __dataclass_builtins_object__.__setattr__(self,'palette',palette)
  return __init__
-_f161 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r}, disposal={self.disposal!r}, transparent={self.transparent!r}, delay={self.delay!r}, descriptor={self.descriptor!r}, palette={self.palette!r})"
- return __repr__
-_f162 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.left,self.top,self.width,self.height,self.disposal,self.transparent,self.delay,self.descriptor,self.palette,)==(other.left,other.top,other.width,other.height,other.disposal,other.transparent,other.delay,other.descriptor,other.palette,)
-  return NotImplemented
- return __eq__
-_f163 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.left,self.top,self.width,self.height,self.disposal,self.transparent,self.delay,self.descriptor,self.palette,))
- return __hash__
-_f164 = __create_fn__
+_f41 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_pipeline, _type_backend, _type_limits, _type_token, _type_threads, _type_masked, _type_extras, _dflt_threads, _dflt_masked, _dflt_extras):
  def __init__(self,pipeline:_type_pipeline,backend:_type_backend,limits:_type_limits,token:_type_token,threads:_type_threads=_dflt_threads,masked:_type_masked=_dflt_masked,extras:_type_extras=_HAS_DEFAULT_FACTORY)->_return_type:
@@ -1265,27 +445,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'masked',masked)
   __dataclass_builtins_object__.__setattr__(self,'extras',_dflt_extras() if extras is _HAS_DEFAULT_FACTORY else extras)
  return __init__
-_f165 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(pipeline={self.pipeline!r}, backend={self.backend!r}, limits={self.limits!r}, token={self.token!r}, threads={self.threads!r}, masked={self.masked!r}, extras={self.extras!r})"
- return __repr__
-_f166 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.pipeline,self.backend,self.limits,self.token,self.threads,self.masked,self.extras,)==(other.pipeline,other.backend,other.limits,other.token,other.threads,other.masked,other.extras,)
-  return NotImplemented
- return __eq__
-_f167 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.pipeline,self.backend,self.limits,self.token,self.threads,self.masked,self.extras,))
- return __hash__
-_f168 = __create_fn__
+_f42 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_task, _type_ok, _type_code, _type_message, _type_column, _type_caret, _type_exit, _type_size, _type_seconds, _type_masked, _dflt_code, _dflt_message, _dflt_column, _dflt_caret, _dflt_exit, _dflt_size, _dflt_seconds, _dflt_masked):
  def __init__(self,task:_type_task,ok:_type_ok,code:_type_code=_dflt_code,message:_type_message=_dflt_message,column:_type_column=_dflt_column,caret:_type_caret=_dflt_caret,exit:_type_exit=_dflt_exit,size:_type_size=_dflt_size,seconds:_type_seconds=_dflt_seconds,masked:_type_masked=_dflt_masked)->_return_type:
@@ -1300,27 +460,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'seconds',seconds)
   __dataclass_builtins_object__.__setattr__(self,'masked',masked)
  return __init__
-_f169 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(task={self.task!r}, ok={self.ok!r}, code={self.code!r}, message={self.message!r}, column={self.column!r}, caret={self.caret!r}, exit={self.exit!r}, size={self.size!r}, seconds={self.seconds!r}, masked={self.masked!r})"
- return __repr__
-_f170 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.task,self.ok,self.code,self.message,self.column,self.caret,self.exit,self.size,self.seconds,self.masked,)==(other.task,other.ok,other.code,other.message,other.column,other.caret,other.exit,other.size,other.seconds,other.masked,)
-  return NotImplemented
- return __eq__
-_f171 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.task,self.ok,self.code,self.message,self.column,self.caret,self.exit,self.size,self.seconds,self.masked,))
- return __hash__
-_f172 = __create_fn__
+_f43 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_todo, _type_skipped, _type_collisions, _dflt_todo, _dflt_skipped, _dflt_collisions):
  def __init__(self,todo:_type_todo=_HAS_DEFAULT_FACTORY,skipped:_type_skipped=_HAS_DEFAULT_FACTORY,collisions:_type_collisions=_HAS_DEFAULT_FACTORY)->_return_type:
@@ -1328,27 +468,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   self.skipped=_dflt_skipped() if skipped is _HAS_DEFAULT_FACTORY else skipped
   self.collisions=_dflt_collisions() if collisions is _HAS_DEFAULT_FACTORY else collisions
  return __init__
-_f173 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(todo={self.todo!r}, skipped={self.skipped!r}, collisions={self.collisions!r})"
- return __repr__
-_f174 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.todo,self.skipped,self.collisions,)==(other.todo,other.skipped,other.collisions,)
-  return NotImplemented
- return __eq__
-_f175 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.todo,self.skipped,self.collisions,))
- return __hash__
-_f176 = __create_fn__
+_f44 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_source, _type_dest, _type_name, _type_shown, _dflt_shown):
  def __init__(self,source:_type_source,dest:_type_dest,name:_type_name,shown:_type_shown=_dflt_shown)->_return_type:
@@ -1357,27 +477,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'name',name)
   __dataclass_builtins_object__.__setattr__(self,'shown',shown)
  return __init__
-_f177 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(source={self.source!r}, dest={self.dest!r}, name={self.name!r}, shown={self.shown!r})"
- return __repr__
-_f178 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.source,self.dest,self.name,self.shown,)==(other.source,other.dest,other.name,other.shown,)
-  return NotImplemented
- return __eq__
-_f179 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.source,self.dest,self.name,self.shown,))
- return __hash__
-_f180 = __create_fn__
+_f45 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_source, _type_dest, _type_endpoint, _type_pipeline, _type_backend, _type_limits, _type_masked, _type_extras, _dflt_masked, _dflt_extras):
  def __init__(self,source:_type_source,dest:_type_dest,endpoint:_type_endpoint,pipeline:_type_pipeline,backend:_type_backend,limits:_type_limits,masked:_type_masked=_dflt_masked,extras:_type_extras=_HAS_DEFAULT_FACTORY)->_return_type:
@@ -1390,54 +490,14 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'masked',masked)
   __dataclass_builtins_object__.__setattr__(self,'extras',_dflt_extras() if extras is _HAS_DEFAULT_FACTORY else extras)
  return __init__
-_f181 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(source={self.source!r}, dest={self.dest!r}, endpoint={self.endpoint!r}, pipeline={self.pipeline!r}, backend={self.backend!r}, limits={self.limits!r}, masked={self.masked!r}, extras={self.extras!r})"
- return __repr__
-_f182 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.source,self.dest,self.endpoint,self.pipeline,self.backend,self.limits,self.masked,self.extras,)==(other.source,other.dest,other.endpoint,other.pipeline,other.backend,other.limits,other.masked,other.extras,)
-  return NotImplemented
- return __eq__
-_f183 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.source,self.dest,self.endpoint,self.pipeline,self.backend,self.limits,self.masked,self.extras,))
- return __hash__
-_f184 = __create_fn__
+_f46 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_resources, _type_styles, _dflt_resources, _dflt_styles):
  def __init__(self,resources:_type_resources=_dflt_resources,styles:_type_styles=_dflt_styles)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'resources',resources)
   __dataclass_builtins_object__.__setattr__(self,'styles',styles)
  return __init__
-_f185 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(resources={self.resources!r}, styles={self.styles!r})"
- return __repr__
-_f186 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.resources,self.styles,)==(other.resources,other.styles,)
-  return NotImplemented
- return __eq__
-_f187 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.resources,self.styles,))
- return __hash__
-_f188 = __create_fn__
+_f47 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_pixels, _type_delays, _type_loop, _type_exif, _type_icc, _dflt_delays, _dflt_loop, _dflt_exif, _dflt_icc):
  def __init__(self,pixels:_type_pixels,delays:_type_delays=_HAS_DEFAULT_FACTORY,loop:_type_loop=_dflt_loop,exif:_type_exif=_dflt_exif,icc:_type_icc=_dflt_icc)->_return_type:
@@ -1447,27 +507,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   self.exif=exif
   self.icc=icc
  return __init__
-_f189 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, delays={self.delays!r}, loop={self.loop!r}, exif={self.exif!r}, icc={self.icc!r})"
- return __repr__
-_f190 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.pixels,self.delays,self.loop,self.exif,self.icc,)==(other.pixels,other.delays,other.loop,other.exif,other.icc,)
-  return NotImplemented
- return __eq__
-_f191 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.pixels,self.delays,self.loop,self.exif,self.icc,))
- return __hash__
-_f192 = __create_fn__
+_f48 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_data, _type_width, _type_height, _type_frames, _type_quality, _type_original, _dflt_original):
  def __init__(self,data:_type_data,width:_type_width,height:_type_height,frames:_type_frames,quality:_type_quality,original:_type_original=_dflt_original)->_return_type:
@@ -1478,27 +518,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'quality',quality)
   __dataclass_builtins_object__.__setattr__(self,'original',original)
  return __init__
-_f193 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(data={self.data!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, quality={self.quality!r}, original={self.original!r})"
- return __repr__
-_f194 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.data,self.width,self.height,self.frames,self.quality,self.original,)==(other.data,other.width,other.height,other.frames,other.quality,other.original,)
-  return NotImplemented
- return __eq__
-_f195 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.data,self.width,self.height,self.frames,self.quality,self.original,))
- return __hash__
-_f196 = __create_fn__
+_f49 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_z, _type_status, _type_payload, _type_scale):
  def __init__(self,z:_type_z,status:_type_status,payload:_type_payload,scale:_type_scale)->_return_type:
@@ -1507,27 +527,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'payload',payload)
   __dataclass_builtins_object__.__setattr__(self,'scale',scale)
  return __init__
-_f197 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(z={self.z!r}, status={self.status!r}, payload={self.payload!r}, scale={self.scale!r})"
- return __repr__
-_f198 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.z,self.status,self.payload,self.scale,)==(other.z,other.status,other.payload,other.scale,)
-  return NotImplemented
- return __eq__
-_f199 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.z,self.status,self.payload,self.scale,))
- return __hash__
-_f200 = __create_fn__
+_f50 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_x, _type_y, _type_w, _type_h):
  def __init__(self,x:_type_x,y:_type_y,w:_type_w,h:_type_h)->_return_type:
@@ -1536,27 +536,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'w',w)
   __dataclass_builtins_object__.__setattr__(self,'h',h)
  return __init__
-_f201 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(x={self.x!r}, y={self.y!r}, w={self.w!r}, h={self.h!r})"
- return __repr__
-_f202 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.x,self.y,self.w,self.h,)==(other.x,other.y,other.w,other.h,)
-  return NotImplemented
- return __eq__
-_f203 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.x,self.y,self.w,self.h,))
- return __hash__
-_f204 = __create_fn__
+_f51 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_resolved, _type_backend, _type_image, _type_data, _type_pixels, _type_limits):
  def __init__(self,resolved:_type_resolved,backend:_type_backend,image:_type_image,data:_type_data,pixels:_type_pixels,limits:_type_limits)->_return_type:
@@ -1567,27 +547,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   self.pixels=pixels
   self.limits=limits
  return __init__
-_f205 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(resolved={self.resolved!r}, backend={self.backend!r}, image={self.image!r}, data={self.data!r}, pixels={self.pixels!r}, limits={self.limits!r})"
- return __repr__
-_f206 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.resolved,self.backend,self.image,self.data,self.pixels,self.limits,)==(other.resolved,other.backend,other.image,other.data,other.pixels,other.limits,)
-  return NotImplemented
- return __eq__
-_f207 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.resolved,self.backend,self.image,self.data,self.pixels,self.limits,))
- return __hash__
-_f208 = __create_fn__
+_f52 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_text, _type_format, _type_points):
  def __init__(self,text:_type_text,format:_type_format,points:_type_points)->_return_type:
@@ -1595,27 +555,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'format',format)
   __dataclass_builtins_object__.__setattr__(self,'points',points)
  return __init__
-_f209 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(text={self.text!r}, format={self.format!r}, points={self.points!r})"
- return __repr__
-_f210 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.text,self.format,self.points,)==(other.text,other.format,other.points,)
-  return NotImplemented
- return __eq__
-_f211 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.text,self.format,self.points,))
- return __hash__
-_f212 = __create_fn__
+_f53 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_codes, _type_image, _type_image_format, _dflt_image, _dflt_image_format):
  def __init__(self,codes:_type_codes,image:_type_image=_dflt_image,image_format:_type_image_format=_dflt_image_format)->_return_type:
@@ -1623,27 +563,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'image',image)
   __dataclass_builtins_object__.__setattr__(self,'image_format',image_format)
  return __init__
-_f213 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(codes={self.codes!r}, image={self.image!r}, image_format={self.image_format!r})"
- return __repr__
-_f214 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.codes,self.image,self.image_format,)==(other.codes,other.image,other.image_format,)
-  return NotImplemented
- return __eq__
-_f215 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.codes,self.image,self.image_format,))
- return __hash__
-_f216 = __create_fn__
+_f54 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_long_image, _type_black_and_white, _type_small_image, _type_big_image, _type_pure_image, _type_clarity_score):
  def __init__(self,long_image:_type_long_image,black_and_white:_type_black_and_white,small_image:_type_small_image,big_image:_type_big_image,pure_image:_type_pure_image,clarity_score:_type_clarity_score)->_return_type:
@@ -1654,27 +574,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'pure_image',pure_image)
   __dataclass_builtins_object__.__setattr__(self,'clarity_score',clarity_score)
  return __init__
-_f217 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(long_image={self.long_image!r}, black_and_white={self.black_and_white!r}, small_image={self.small_image!r}, big_image={self.big_image!r}, pure_image={self.pure_image!r}, clarity_score={self.clarity_score!r})"
- return __repr__
-_f218 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.long_image,self.black_and_white,self.small_image,self.big_image,self.pure_image,self.clarity_score,)==(other.long_image,other.black_and_white,other.small_image,other.big_image,other.pure_image,other.clarity_score,)
-  return NotImplemented
- return __eq__
-_f219 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.long_image,self.black_and_white,self.small_image,self.big_image,self.pure_image,self.clarity_score,))
- return __hash__
-_f220 = __create_fn__
+_f55 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_size, _type_chroma, _type_encode):
  def __init__(self,size:_type_size,chroma:_type_chroma,encode:_type_encode)->_return_type:
@@ -1682,27 +582,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'chroma',chroma)
   __dataclass_builtins_object__.__setattr__(self,'encode',encode)
  return __init__
-_f221 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(size={self.size!r}, chroma={self.chroma!r}, encode={self.encode!r})"
- return __repr__
-_f222 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.size,self.chroma,self.encode,)==(other.size,other.chroma,other.encode,)
-  return NotImplemented
- return __eq__
-_f223 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.size,self.chroma,self.encode,))
- return __hash__
-_f224 = __create_fn__
+_f56 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_data, _type_format, _type_flag, _type_ssim):
  def __init__(self,data:_type_data,format:_type_format,flag:_type_flag,ssim:_type_ssim)->_return_type:
@@ -1711,27 +591,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'flag',flag)
   __dataclass_builtins_object__.__setattr__(self,'ssim',ssim)
  return __init__
-_f225 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(data={self.data!r}, format={self.format!r}, flag={self.flag!r}, ssim={self.ssim!r})"
- return __repr__
-_f226 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.data,self.format,self.flag,self.ssim,)==(other.data,other.format,other.flag,other.ssim,)
-  return NotImplemented
- return __eq__
-_f227 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.data,self.format,self.flag,self.ssim,))
- return __hash__
-_f228 = __create_fn__
+_f57 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_grid, _type_tile, _type_whole):
  def __init__(self,grid:_type_grid,tile:_type_tile,whole:_type_whole)->_return_type:
@@ -1739,27 +599,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'tile',tile)
   __dataclass_builtins_object__.__setattr__(self,'whole',whole)
  return __init__
-_f229 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(grid={self.grid!r}, tile={self.tile!r}, whole={self.whole!r})"
- return __repr__
-_f230 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.grid,self.tile,self.whole,)==(other.grid,other.tile,other.whole,)
-  return NotImplemented
- return __eq__
-_f231 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.grid,self.tile,self.whole,))
- return __hash__
-_f232 = __create_fn__
+_f58 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_root, _type_endpoint, _type_layout, _type_fsync, _type_timeout, _type_retries, _dflt_endpoint, _dflt_layout, _dflt_fsync, _dflt_timeout, _dflt_retries):
  def __init__(self,root:_type_root,endpoint:_type_endpoint=_dflt_endpoint,layout:_type_layout=_dflt_layout,fsync:_type_fsync=_dflt_fsync,timeout:_type_timeout=_dflt_timeout,retries:_type_retries=_dflt_retries)->_return_type:
@@ -1770,27 +610,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'timeout',timeout)
   __dataclass_builtins_object__.__setattr__(self,'retries',retries)
  return __init__
-_f233 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(root={self.root!r}, endpoint={self.endpoint!r}, layout={self.layout!r}, fsync={self.fsync!r}, timeout={self.timeout!r}, retries={self.retries!r})"
- return __repr__
-_f234 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.root,self.endpoint,self.layout,self.fsync,self.timeout,self.retries,)==(other.root,other.endpoint,other.layout,other.fsync,other.timeout,other.retries,)
-  return NotImplemented
- return __eq__
-_f235 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.root,self.endpoint,self.layout,self.fsync,self.timeout,self.retries,))
- return __hash__
-_f236 = __create_fn__
+_f59 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_id, _type_bucket, _type_queue_id, _type_input_object, _type_output_bucket, _type_output_object, _type_rule, _type_is_pic_info, _type_tag, _type_state, _type_code, _type_message, _type_creation_time, _type_start_time, _type_end_time, _type_input_region, _type_output_region, _type_template_id, _type_template_name, _type_user_data, _type_job_level, _type_result, _type_attempts, _type_seq, _dflt_is_pic_info, _dflt_tag, _dflt_state, _dflt_code, _dflt_message, _dflt_creation_time, _dflt_start_time, _dflt_end_time, _dflt_input_region, _dflt_output_region, _dflt_template_id, _dflt_template_name, _dflt_user_data, _dflt_job_level, _dflt_result, _dflt_attempts, _dflt_seq):
  def __init__(self,id:_type_id,bucket:_type_bucket,queue_id:_type_queue_id,input_object:_type_input_object,output_bucket:_type_output_bucket,output_object:_type_output_object,rule:_type_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,tag:_type_tag=_dflt_tag,state:_type_state=_dflt_state,code:_type_code=_dflt_code,message:_type_message=_dflt_message,creation_time:_type_creation_time=_dflt_creation_time,start_time:_type_start_time=_dflt_start_time,end_time:_type_end_time=_dflt_end_time,input_region:_type_input_region=_dflt_input_region,output_region:_type_output_region=_dflt_output_region,template_id:_type_template_id=_dflt_template_id,template_name:_type_template_name=_dflt_template_name,user_data:_type_user_data=_dflt_user_data,job_level:_type_job_level=_dflt_job_level,result:_type_result=_dflt_result,attempts:_type_attempts=_dflt_attempts,seq:_type_seq=_dflt_seq)->_return_type:
@@ -1819,27 +639,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'attempts',attempts)
   __dataclass_builtins_object__.__setattr__(self,'seq',seq)
  return __init__
-_f237 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, queue_id={self.queue_id!r}, input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, tag={self.tag!r}, state={self.state!r}, code={self.code!r}, message={self.message!r}, creation_time={self.creation_time!r}, start_time={self.start_time!r}, end_time={self.end_time!r}, input_region={self.input_region!r}, output_region={self.output_region!r}, template_id={self.template_id!r}, template_name={self.template_name!r}, user_data={self.user_data!r}, job_level={self.job_level!r}, result={self.result!r}, attempts={self.attempts!r}, seq={self.seq!r})"
- return __repr__
-_f238 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.id,self.bucket,self.queue_id,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.tag,self.state,self.code,self.message,self.creation_time,self.start_time,self.end_time,self.input_region,self.output_region,self.template_id,self.template_name,self.user_data,self.job_level,self.result,self.attempts,self.seq,)==(other.id,other.bucket,other.queue_id,other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.tag,other.state,other.code,other.message,other.creation_time,other.start_time,other.end_time,other.input_region,other.output_region,other.template_id,other.template_name,other.user_data,other.job_level,other.result,other.attempts,other.seq,)
-  return NotImplemented
- return __eq__
-_f239 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.id,self.bucket,self.queue_id,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.tag,self.state,self.code,self.message,self.creation_time,self.start_time,self.end_time,self.input_region,self.output_region,self.template_id,self.template_name,self.user_data,self.job_level,self.result,self.attempts,self.seq,))
- return __hash__
-_f240 = __create_fn__
+_f60 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_id, _type_bucket, _type_name, _type_state, _type_max_size, _type_max_concurrent, _type_notify, _type_create_time, _type_update_time, _dflt_state, _dflt_max_size, _dflt_max_concurrent, _dflt_notify, _dflt_create_time, _dflt_update_time):
  def __init__(self,id:_type_id,bucket:_type_bucket,name:_type_name,state:_type_state=_dflt_state,max_size:_type_max_size=_dflt_max_size,max_concurrent:_type_max_concurrent=_dflt_max_concurrent,notify:_type_notify=_HAS_DEFAULT_FACTORY,create_time:_type_create_time=_dflt_create_time,update_time:_type_update_time=_dflt_update_time)->_return_type:
@@ -1853,27 +653,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'create_time',create_time)
   __dataclass_builtins_object__.__setattr__(self,'update_time',update_time)
  return __init__
-_f241 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, name={self.name!r}, state={self.state!r}, max_size={self.max_size!r}, max_concurrent={self.max_concurrent!r}, notify={self.notify!r}, create_time={self.create_time!r}, update_time={self.update_time!r})"
- return __repr__
-_f242 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.id,self.bucket,self.name,self.state,self.max_size,self.max_concurrent,self.notify,self.create_time,self.update_time,)==(other.id,other.bucket,other.name,other.state,other.max_size,other.max_concurrent,other.notify,other.create_time,other.update_time,)
-  return NotImplemented
- return __eq__
-_f243 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.id,self.bucket,self.name,self.state,self.max_size,self.max_concurrent,self.notify,self.create_time,self.update_time,))
- return __hash__
-_f244 = __create_fn__
+_f61 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_id, _type_bucket, _type_name, _type_rule, _type_is_pic_info, _type_tag, _type_create_time, _type_update_time, _dflt_is_pic_info, _dflt_tag, _dflt_create_time, _dflt_update_time):
  def __init__(self,id:_type_id,bucket:_type_bucket,name:_type_name,rule:_type_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,tag:_type_tag=_dflt_tag,create_time:_type_create_time=_dflt_create_time,update_time:_type_update_time=_dflt_update_time)->_return_type:
@@ -1886,27 +666,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'create_time',create_time)
   __dataclass_builtins_object__.__setattr__(self,'update_time',update_time)
  return __init__
-_f245 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(id={self.id!r}, bucket={self.bucket!r}, name={self.name!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, tag={self.tag!r}, create_time={self.create_time!r}, update_time={self.update_time!r})"
- return __repr__
-_f246 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.id,self.bucket,self.name,self.rule,self.is_pic_info,self.tag,self.create_time,self.update_time,)==(other.id,other.bucket,other.name,other.rule,other.is_pic_info,other.tag,other.create_time,other.update_time,)
-  return NotImplemented
- return __eq__
-_f247 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.id,self.bucket,self.name,self.rule,self.is_pic_info,self.tag,self.create_time,self.update_time,))
- return __hash__
-_f248 = __create_fn__
+_f62 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_workers, _type_scheduler, _dflt_workers, _dflt_scheduler, _dflt_client, _dflt_local):
  def __init__(self,workers:_type_workers=_dflt_workers,scheduler:_type_scheduler=_dflt_scheduler)->_return_type:
@@ -1915,27 +675,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   self.client=_dflt_client
   self.local=_dflt_local
  return __init__
-_f249 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(workers={self.workers!r}, scheduler={self.scheduler!r}, client={self.client!r}, local={self.local!r})"
- return __repr__
-_f250 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.workers,self.scheduler,self.client,self.local,)==(other.workers,other.scheduler,other.client,other.local,)
-  return NotImplemented
- return __eq__
-_f251 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.workers,self.scheduler,self.client,self.local,))
- return __hash__
-_f252 = __create_fn__
+_f63 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_input_object, _type_output_bucket, _type_output_object, _type_rule, _type_is_pic_info, _type_template_id, _type_output_region, _type_user_data, _type_job_level, _type_queue_id, _type_tag, _dflt_rule, _dflt_is_pic_info, _dflt_template_id, _dflt_output_region, _dflt_user_data, _dflt_job_level, _dflt_queue_id, _dflt_tag):
  def __init__(self,input_object:_type_input_object,output_bucket:_type_output_bucket,output_object:_type_output_object,rule:_type_rule=_dflt_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,template_id:_type_template_id=_dflt_template_id,output_region:_type_output_region=_dflt_output_region,user_data:_type_user_data=_dflt_user_data,job_level:_type_job_level=_dflt_job_level,queue_id:_type_queue_id=_dflt_queue_id,tag:_type_tag=_dflt_tag)->_return_type:
@@ -1951,27 +691,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'queue_id',queue_id)
   __dataclass_builtins_object__.__setattr__(self,'tag',tag)
  return __init__
-_f253 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, template_id={self.template_id!r}, output_region={self.output_region!r}, user_data={self.user_data!r}, job_level={self.job_level!r}, queue_id={self.queue_id!r}, tag={self.tag!r})"
- return __repr__
-_f254 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.template_id,self.output_region,self.user_data,self.job_level,self.queue_id,self.tag,)==(other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.template_id,other.output_region,other.user_data,other.job_level,other.queue_id,other.tag,)
-  return NotImplemented
- return __eq__
-_f255 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.template_id,self.output_region,self.user_data,self.job_level,self.queue_id,self.tag,))
- return __hash__
-_f256 = __create_fn__
+_f64 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_job_id, _type_attempt, _type_buckets, _type_bucket, _type_region, _type_input_object, _type_output_bucket, _type_output_object, _type_rule, _type_is_pic_info, _type_backend, _dflt_is_pic_info, _dflt_backend):
  def __init__(self,job_id:_type_job_id,attempt:_type_attempt,buckets:_type_buckets,bucket:_type_bucket,region:_type_region,input_object:_type_input_object,output_bucket:_type_output_bucket,output_object:_type_output_object,rule:_type_rule,is_pic_info:_type_is_pic_info=_dflt_is_pic_info,backend:_type_backend=_dflt_backend)->_return_type:
@@ -1987,27 +707,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)
   __dataclass_builtins_object__.__setattr__(self,'backend',backend)
  return __init__
-_f257 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(job_id={self.job_id!r}, attempt={self.attempt!r}, buckets={self.buckets!r}, bucket={self.bucket!r}, region={self.region!r}, input_object={self.input_object!r}, output_bucket={self.output_bucket!r}, output_object={self.output_object!r}, rule={self.rule!r}, is_pic_info={self.is_pic_info!r}, backend={self.backend!r})"
- return __repr__
-_f258 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.job_id,self.attempt,self.buckets,self.bucket,self.region,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.backend,)==(other.job_id,other.attempt,other.buckets,other.bucket,other.region,other.input_object,other.output_bucket,other.output_object,other.rule,other.is_pic_info,other.backend,)
-  return NotImplemented
- return __eq__
-_f259 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.job_id,self.attempt,self.buckets,self.bucket,self.region,self.input_object,self.output_bucket,self.output_object,self.rule,self.is_pic_info,self.backend,))
- return __hash__
-_f260 = __create_fn__
+_f65 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_max_input_bytes, _type_max_input_side, _type_max_input_pixels, _type_max_animated_pixels, _type_max_gif_frames, _type_max_frames, _type_max_output_side, _type_max_steps, _type_max_image_watermarks, _type_max_param_value, _type_max_work_pixels, _type_max_request_images, _type_max_request_bytes, _type_max_webp_output_side, _dflt_max_input_bytes, _dflt_max_input_side, _dflt_max_input_pixels, _dflt_max_animated_pixels, _dflt_max_gif_frames, _dflt_max_frames, _dflt_max_output_side, _dflt_max_steps, _dflt_max_image_watermarks, _dflt_max_param_value, _dflt_max_work_pixels, _dflt_max_request_images, _dflt_max_request_bytes, _dflt_max_webp_output_side):
  def __init__(self,max_input_bytes:_type_max_input_bytes=_dflt_max_input_bytes,max_input_side:_type_max_input_side=_dflt_max_input_side,max_input_pixels:_type_max_input_pixels=_dflt_max_input_pixels,max_animated_pixels:_type_max_animated_pixels=_dflt_max_animated_pixels,max_gif_frames:_type_max_gif_frames=_dflt_max_gif_frames,max_frames:_type_max_frames=_dflt_max_frames,max_output_side:_type_max_output_side=_dflt_max_output_side,max_steps:_type_max_steps=_dflt_max_steps,max_image_watermarks:_type_max_image_watermarks=_dflt_max_image_watermarks,max_param_value:_type_max_param_value=_dflt_max_param_value,max_work_pixels:_type_max_work_pixels=_dflt_max_work_pixels,max_request_images:_type_max_request_images=_dflt_max_request_images,max_request_bytes:_type_max_request_bytes=_dflt_max_request_bytes,max_webp_output_side:_type_max_webp_output_side=_dflt_max_webp_output_side)->_return_type:
@@ -2026,27 +726,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'max_request_bytes',max_request_bytes)
   __dataclass_builtins_object__.__setattr__(self,'max_webp_output_side',max_webp_output_side)
  return __init__
-_f261 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(max_input_bytes={self.max_input_bytes!r}, max_input_side={self.max_input_side!r}, max_input_pixels={self.max_input_pixels!r}, max_animated_pixels={self.max_animated_pixels!r}, max_gif_frames={self.max_gif_frames!r}, max_frames={self.max_frames!r}, max_output_side={self.max_output_side!r}, max_steps={self.max_steps!r}, max_image_watermarks={self.max_image_watermarks!r}, max_param_value={self.max_param_value!r}, max_work_pixels={self.max_work_pixels!r}, max_request_images={self.max_request_images!r}, max_request_bytes={self.max_request_bytes!r}, max_webp_output_side={self.max_webp_output_side!r})"
- return __repr__
-_f262 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.max_input_bytes,self.max_input_side,self.max_input_pixels,self.max_animated_pixels,self.max_gif_frames,self.max_frames,self.max_output_side,self.max_steps,self.max_image_watermarks,self.max_param_value,self.max_work_pixels,self.max_request_images,self.max_request_bytes,self.max_webp_output_side,)==(other.max_input_bytes,other.max_input_side,other.max_input_pixels,other.max_animated_pixels,other.max_gif_frames,other.max_frames,other.max_output_side,other.max_steps,other.max_image_watermarks,other.max_param_value,other.max_work_pixels,other.max_request_images,other.max_request_bytes,other.max_webp_output_side,)
-  return NotImplemented
- return __eq__
-_f263 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.max_input_bytes,self.max_input_side,self.max_input_pixels,self.max_animated_pixels,self.max_gif_frames,self.max_frames,self.max_output_side,self.max_steps,self.max_image_watermarks,self.max_param_value,self.max_work_pixels,self.max_request_images,self.max_request_bytes,self.max_webp_output_side,))
- return __hash__
-_f264 = __create_fn__
+_f66 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_field, _type_value, _type_targets):
  def __init__(self,field:_type_field,value:_type_value,targets:_type_targets)->_return_type:
@@ -2054,27 +734,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   self.value=value
   self.targets=targets
  return __init__
-_f265 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(field={self.field!r}, value={self.value!r}, targets={self.targets!r})"
- return __repr__
-_f266 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.field,self.value,self.targets,)==(other.field,other.value,other.targets,)
-  return NotImplemented
- return __eq__
-_f267 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.field,self.value,self.targets,))
- return __hash__
-_f268 = __create_fn__
+_f67 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_format, _type_width, _type_height, _type_quality, _type_ave, _type_orientation, _type_frame_count):
  def __init__(self,format:_type_format,width:_type_width,height:_type_height,quality:_type_quality,ave:_type_ave,orientation:_type_orientation,frame_count:_type_frame_count)->_return_type:
@@ -2086,27 +746,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'orientation',orientation)
   __dataclass_builtins_object__.__setattr__(self,'frame_count',frame_count)
  return __init__
-_f269 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(format={self.format!r}, width={self.width!r}, height={self.height!r}, quality={self.quality!r}, ave={self.ave!r}, orientation={self.orientation!r}, frame_count={self.frame_count!r})"
- return __repr__
-_f270 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.format,self.width,self.height,self.quality,self.ave,self.orientation,self.frame_count,)==(other.format,other.width,other.height,other.quality,other.ave,other.orientation,other.frame_count,)
-  return NotImplemented
- return __eq__
-_f271 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.format,self.width,self.height,self.quality,self.ave,self.orientation,self.frame_count,))
- return __hash__
-_f272 = __create_fn__
+_f68 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_key, _type_location, _type_etag, _type_image_info, _dflt_image_info):
  def __init__(self,key:_type_key,location:_type_location,etag:_type_etag,image_info:_type_image_info=_dflt_image_info)->_return_type:
@@ -2115,54 +755,14 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'etag',etag)
   __dataclass_builtins_object__.__setattr__(self,'image_info',image_info)
  return __init__
-_f273 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(key={self.key!r}, location={self.location!r}, etag={self.etag!r}, image_info={self.image_info!r})"
- return __repr__
-_f274 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.key,self.location,self.etag,self.image_info,)==(other.key,other.location,other.etag,other.image_info,)
-  return NotImplemented
- return __eq__
-_f275 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.key,self.location,self.etag,self.image_info,))
- return __hash__
-_f276 = __create_fn__
+_f69 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_is_pic_info, _type_rules):
  def __init__(self,is_pic_info:_type_is_pic_info,rules:_type_rules)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'is_pic_info',is_pic_info)
   __dataclass_builtins_object__.__setattr__(self,'rules',rules)
  return __init__
-_f277 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(is_pic_info={self.is_pic_info!r}, rules={self.rules!r})"
- return __repr__
-_f278 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.is_pic_info,self.rules,)==(other.is_pic_info,other.rules,)
-  return NotImplemented
- return __eq__
-_f279 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.is_pic_info,self.rules,))
- return __hash__
-_f280 = __create_fn__
+_f70 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_index, _type_fileid, _type_rule, _type_bucket, _type_pipeline, _type_error, _dflt_bucket, _dflt_pipeline, _dflt_error):
  def __init__(self,index:_type_index,fileid:_type_fileid,rule:_type_rule,bucket:_type_bucket=_dflt_bucket,pipeline:_type_pipeline=_dflt_pipeline,error:_type_error=_dflt_error)->_return_type:
@@ -2173,27 +773,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)
   __dataclass_builtins_object__.__setattr__(self,'error',error)
  return __init__
-_f281 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(index={self.index!r}, fileid={self.fileid!r}, rule={self.rule!r}, bucket={self.bucket!r}, pipeline={self.pipeline!r}, error={self.error!r})"
- return __repr__
-_f282 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.index,self.fileid,self.rule,self.bucket,self.pipeline,)==(other.index,other.fileid,other.rule,other.bucket,other.pipeline,)
-  return NotImplemented
- return __eq__
-_f283 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.index,self.fileid,self.rule,self.bucket,self.pipeline,))
- return __hash__
-_f284 = __create_fn__
+_f71 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_key, _type_location, _type_format, _type_width, _type_height, _type_size, _type_quality, _type_etag, _type_frame_count, _type_bucket, _type_masked, _type_extras, _type_top_level, _type_stored, _dflt_frame_count, _dflt_bucket, _dflt_masked, _dflt_extras, _dflt_top_level, _dflt_stored):
  def __init__(self,key:_type_key,location:_type_location,format:_type_format,width:_type_width,height:_type_height,size:_type_size,quality:_type_quality,etag:_type_etag,frame_count:_type_frame_count=_dflt_frame_count,bucket:_type_bucket=_dflt_bucket,masked:_type_masked=_dflt_masked,extras:_type_extras=_dflt_extras,top_level:_type_top_level=_dflt_top_level,stored:_type_stored=_dflt_stored)->_return_type:
@@ -2212,54 +792,14 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'top_level',top_level)
   __dataclass_builtins_object__.__setattr__(self,'stored',stored)
  return __init__
-_f285 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(key={self.key!r}, location={self.location!r}, format={self.format!r}, width={self.width!r}, height={self.height!r}, size={self.size!r}, quality={self.quality!r}, etag={self.etag!r}, frame_count={self.frame_count!r}, bucket={self.bucket!r}, masked={self.masked!r}, extras={self.extras!r}, top_level={self.top_level!r}, stored={self.stored!r})"
- return __repr__
-_f286 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.key,self.location,self.format,self.width,self.height,self.size,self.quality,self.etag,self.frame_count,self.bucket,self.stored,)==(other.key,other.location,other.format,other.width,other.height,other.size,other.quality,other.etag,other.frame_count,other.bucket,other.stored,)
-  return NotImplemented
- return __eq__
-_f287 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.key,self.location,self.format,self.width,self.height,self.size,self.quality,self.etag,self.frame_count,self.bucket,self.stored,))
- return __hash__
-_f288 = __create_fn__
+_f72 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_original_info, _type_process_results, _dflt_process_results):
  def __init__(self,original_info:_type_original_info,process_results:_type_process_results=_dflt_process_results)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'original_info',original_info)
   __dataclass_builtins_object__.__setattr__(self,'process_results',process_results)
  return __init__
-_f289 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(original_info={self.original_info!r}, process_results={self.process_results!r})"
- return __repr__
-_f290 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.original_info,self.process_results,)==(other.original_info,other.process_results,)
-  return NotImplemented
- return __eq__
-_f291 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.original_info,self.process_results,))
- return __hash__
-_f292 = __create_fn__
+_f73 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_rule, _type_key, _type_bucket, _type_store, _type_pipeline, _type_symbolic, _type_resolved, _type_masked, _type_intel, _dflt_pipeline, _dflt_symbolic, _dflt_resolved, _dflt_masked, _dflt_intel):
  def __init__(self,rule:_type_rule,key:_type_key,bucket:_type_bucket,store:_type_store,pipeline:_type_pipeline=_dflt_pipeline,symbolic:_type_symbolic=_dflt_symbolic,resolved:_type_resolved=_dflt_resolved,masked:_type_masked=_dflt_masked,intel:_type_intel=_dflt_intel)->_return_type:
@@ -2273,27 +813,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   self.masked=masked
   self.intel=intel
  return __init__
-_f293 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(rule={self.rule!r}, key={self.key!r}, bucket={self.bucket!r}, store={self.store!r}, pipeline={self.pipeline!r}, symbolic={self.symbolic!r}, resolved={self.resolved!r}, masked={self.masked!r}, intel={self.intel!r})"
- return __repr__
-_f294 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.rule,self.key,self.bucket,self.store,self.pipeline,self.symbolic,self.resolved,self.masked,self.intel,)==(other.rule,other.key,other.bucket,other.store,other.pipeline,other.symbolic,other.resolved,other.masked,other.intel,)
-  return NotImplemented
- return __eq__
-_f295 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.rule,self.key,self.bucket,self.store,self.pipeline,self.symbolic,self.resolved,self.masked,self.intel,))
- return __hash__
-_f296 = __create_fn__
+_f74 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_ops, _type_info, _type_ignore_error, _type_rules, _type_pipeline, _type_limits, _dflt_limits):
  def __init__(self,ops:_type_ops,info:_type_info,ignore_error:_type_ignore_error,rules:_type_rules,pipeline:_type_pipeline,limits:_type_limits=_HAS_DEFAULT_FACTORY)->_return_type:
@@ -2304,27 +824,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)
   __dataclass_builtins_object__.__setattr__(self,'limits',_dflt_limits() if limits is _HAS_DEFAULT_FACTORY else limits)
  return __init__
-_f297 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(ops={self.ops!r}, info={self.info!r}, ignore_error={self.ignore_error!r}, rules={self.rules!r}, pipeline={self.pipeline!r}, limits={self.limits!r})"
- return __repr__
-_f298 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.ops,self.info,self.ignore_error,self.rules,self.pipeline,self.limits,)==(other.ops,other.info,other.ignore_error,other.rules,other.pipeline,other.limits,)
-  return NotImplemented
- return __eq__
-_f299 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.ops,self.info,self.ignore_error,self.rules,self.pipeline,self.limits,))
- return __hash__
-_f300 = __create_fn__
+_f75 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_header, _type_decode, _type_decoded_size, _type_steps, _type_encode, _type_width, _type_height, _type_frames, _type_info, _type_applied, _dflt_info, _dflt_applied):
  def __init__(self,header:_type_header,decode:_type_decode,decoded_size:_type_decoded_size,steps:_type_steps,encode:_type_encode,width:_type_width,height:_type_height,frames:_type_frames,info:_type_info=_dflt_info,applied:_type_applied=_dflt_applied)->_return_type:
@@ -2339,27 +839,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'info',info)
   __dataclass_builtins_object__.__setattr__(self,'applied',applied)
  return __init__
-_f301 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(header={self.header!r}, decode={self.decode!r}, decoded_size={self.decoded_size!r}, steps={self.steps!r}, encode={self.encode!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, info={self.info!r}, applied={self.applied!r})"
- return __repr__
-_f302 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.header,self.decode,self.decoded_size,self.steps,self.encode,self.width,self.height,self.frames,self.info,self.applied,)==(other.header,other.decode,other.decoded_size,other.steps,other.encode,other.width,other.height,other.frames,other.info,other.applied,)
-  return NotImplemented
- return __eq__
-_f303 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.header,self.decode,self.decoded_size,self.steps,self.encode,self.width,self.height,self.frames,self.info,self.applied,))
- return __hash__
-_f304 = __create_fn__
+_f76 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_step, _type_format, _type_quality, _type_rquality, _type_lquality, _type_interlace, _type_strip, _type_size_limit, _type_cgif, _type_egif, _type_aigc, _type_span, _type_format_span, _dflt_format, _dflt_quality, _dflt_rquality, _dflt_lquality, _dflt_interlace, _dflt_strip, _dflt_size_limit, _dflt_cgif, _dflt_egif, _dflt_aigc, _dflt_span, _dflt_format_span):
  def __init__(self,step:_type_step,format:_type_format=_dflt_format,quality:_type_quality=_dflt_quality,rquality:_type_rquality=_dflt_rquality,lquality:_type_lquality=_dflt_lquality,interlace:_type_interlace=_dflt_interlace,strip:_type_strip=_dflt_strip,size_limit:_type_size_limit=_dflt_size_limit,cgif:_type_cgif=_dflt_cgif,egif:_type_egif=_dflt_egif,aigc:_type_aigc=_dflt_aigc,span:_type_span=_dflt_span,format_span:_type_format_span=_dflt_format_span)->_return_type:
@@ -2377,27 +857,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'span',span)
   __dataclass_builtins_object__.__setattr__(self,'format_span',format_span)
  return __init__
-_f305 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(step={self.step!r}, format={self.format!r}, quality={self.quality!r}, rquality={self.rquality!r}, lquality={self.lquality!r}, interlace={self.interlace!r}, strip={self.strip!r}, size_limit={self.size_limit!r}, cgif={self.cgif!r}, egif={self.egif!r}, aigc={self.aigc!r})"
- return __repr__
-_f306 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.step,self.format,self.quality,self.rquality,self.lquality,self.interlace,self.strip,self.size_limit,self.cgif,self.egif,self.aigc,)==(other.step,other.format,other.quality,other.rquality,other.lquality,other.interlace,other.strip,other.size_limit,other.cgif,other.egif,other.aigc,)
-  return NotImplemented
- return __eq__
-_f307 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.step,self.format,self.quality,self.rquality,self.lquality,self.interlace,self.strip,self.size_limit,self.cgif,self.egif,self.aigc,))
- return __hash__
-_f308 = __create_fn__
+_f77 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_mode, _type_width, _type_height, _type_span, _dflt_span):
  def __init__(self,mode:_type_mode,width:_type_width,height:_type_height,span:_type_span=_dflt_span)->_return_type:
@@ -2406,27 +866,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'height',height)
   __dataclass_builtins_object__.__setattr__(self,'span',span)
  return __init__
-_f309 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(mode={self.mode!r}, width={self.width!r}, height={self.height!r})"
- return __repr__
-_f310 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.mode,self.width,self.height,)==(other.mode,other.width,other.height,)
-  return NotImplemented
- return __eq__
-_f311 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.mode,self.width,self.height,))
- return __hash__
-_f312 = __create_fn__
+_f78 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_header, _type_limits, _type_final_format, _type_width, _type_height, _type_frames, _type_format, _type_has_alpha, _type_orientation, _type_quality, _type_prims, _type_reset_orientation, _type_progressive, _type_strip, _type_size_limit, _type_aigc, _dflt_prims, _dflt_reset_orientation, _dflt_progressive, _dflt_strip, _dflt_size_limit, _dflt_aigc):
  def __init__(self,header:_type_header,limits:_type_limits,final_format:_type_final_format,width:_type_width,height:_type_height,frames:_type_frames,format:_type_format,has_alpha:_type_has_alpha,orientation:_type_orientation,quality:_type_quality,prims:_type_prims=_HAS_DEFAULT_FACTORY,reset_orientation:_type_reset_orientation=_dflt_reset_orientation,progressive:_type_progressive=_dflt_progressive,strip:_type_strip=_dflt_strip,size_limit:_type_size_limit=_dflt_size_limit,aigc:_type_aigc=_dflt_aigc)->_return_type:
@@ -2447,27 +887,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   self.size_limit=size_limit
   self.aigc=aigc
  return __init__
-_f313 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(header={self.header!r}, limits={self.limits!r}, final_format={self.final_format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, format={self.format!r}, has_alpha={self.has_alpha!r}, orientation={self.orientation!r}, quality={self.quality!r}, prims={self.prims!r}, reset_orientation={self.reset_orientation!r}, progressive={self.progressive!r}, strip={self.strip!r}, size_limit={self.size_limit!r}, aigc={self.aigc!r})"
- return __repr__
-_f314 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.header,self.limits,self.final_format,self.width,self.height,self.frames,self.format,self.has_alpha,self.orientation,self.quality,self.prims,self.reset_orientation,self.progressive,self.strip,self.size_limit,self.aigc,)==(other.header,other.limits,other.final_format,other.width,other.height,other.frames,other.format,other.has_alpha,other.orientation,other.quality,other.prims,other.reset_orientation,other.progressive,other.strip,other.size_limit,other.aigc,)
-  return NotImplemented
- return __eq__
-_f315 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.header,self.limits,self.final_format,self.width,self.height,self.frames,self.format,self.has_alpha,self.orientation,self.quality,self.prims,self.reset_orientation,self.progressive,self.strip,self.size_limit,self.aigc,))
- return __hash__
-_f316 = __create_fn__
+_f79 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_sigma, _type_radius, _dflt_origin, _dflt_span):
  def __init__(self,sigma:_type_sigma,radius:_type_radius,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2476,27 +896,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'sigma',sigma)
   __dataclass_builtins_object__.__setattr__(self,'radius',radius)
  return __init__
-_f317 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, sigma={self.sigma!r}, radius={self.radius!r})"
- return __repr__
-_f318 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.sigma,self.radius,)==(other.sigma,other.radius,)
-  return NotImplemented
- return __eq__
-_f319 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.sigma,self.radius,))
- return __hash__
-_f320 = __create_fn__
+_f80 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_overlay, _type_overlay_size, _type_placements, _type_opacity, _type_tile, _type_grey, _type_key, _dflt_origin, _dflt_span, _dflt_tile, _dflt_grey, _dflt_key):
  def __init__(self,overlay:_type_overlay,overlay_size:_type_overlay_size,placements:_type_placements,opacity:_type_opacity,tile:_type_tile=_dflt_tile,grey:_type_grey=_dflt_grey,key:_type_key=_dflt_key,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2510,27 +910,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'grey',grey)
   __dataclass_builtins_object__.__setattr__(self,'key',key)
  return __init__
-_f321 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, overlay_size={self.overlay_size!r}, placements={self.placements!r}, opacity={self.opacity!r}, tile={self.tile!r}, grey={self.grey!r}, key={self.key!r})"
- return __repr__
-_f322 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.overlay_size,self.placements,self.opacity,self.tile,self.grey,self.key,)==(other.overlay_size,other.placements,other.opacity,other.tile,other.grey,other.key,)
-  return NotImplemented
- return __eq__
-_f323 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.overlay_size,self.placements,self.opacity,self.tile,self.grey,self.key,))
- return __hash__
-_f324 = __create_fn__
+_f81 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_left, _type_top, _type_width, _type_height, _dflt_origin, _dflt_span):
  def __init__(self,left:_type_left,top:_type_top,width:_type_width,height:_type_height,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2541,27 +921,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'width',width)
   __dataclass_builtins_object__.__setattr__(self,'height',height)
  return __init__
-_f325 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r})"
- return __repr__
-_f326 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.left,self.top,self.width,self.height,)==(other.left,other.top,other.width,other.height,)
-  return NotImplemented
- return __eq__
-_f327 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.left,self.top,self.width,self.height,))
- return __hash__
-_f328 = __create_fn__
+_f82 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_format, _type_shrink, _type_frames, _type_sequential, _dflt_shrink, _dflt_frames, _dflt_sequential):
  def __init__(self,format:_type_format,shrink:_type_shrink=_dflt_shrink,frames:_type_frames=_dflt_frames,sequential:_type_sequential=_dflt_sequential)->_return_type:
@@ -2570,27 +930,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'frames',frames)
   __dataclass_builtins_object__.__setattr__(self,'sequential',sequential)
  return __init__
-_f329 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(format={self.format!r}, shrink={self.shrink!r}, frames={self.frames!r}, sequential={self.sequential!r})"
- return __repr__
-_f330 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.format,self.shrink,self.frames,self.sequential,)==(other.format,other.shrink,other.frames,other.sequential,)
-  return NotImplemented
- return __eq__
-_f331 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.format,self.shrink,self.frames,self.sequential,))
- return __hash__
-_f332 = __create_fn__
+_f83 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_left, _type_top, _type_width, _type_height, _type_background, _dflt_origin, _dflt_span):
  def __init__(self,left:_type_left,top:_type_top,width:_type_width,height:_type_height,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2602,27 +942,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'height',height)
   __dataclass_builtins_object__.__setattr__(self,'background',background)
  return __init__
-_f333 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, left={self.left!r}, top={self.top!r}, width={self.width!r}, height={self.height!r}, background={self.background!r})"
- return __repr__
-_f334 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.left,self.top,self.width,self.height,self.background,)==(other.left,other.top,other.width,other.height,other.background,)
-  return NotImplemented
- return __eq__
-_f335 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.left,self.top,self.width,self.height,self.background,))
- return __hash__
-_f336 = __create_fn__
+_f84 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_format, _type_quality, _type_progressive, _type_strip, _type_reset_orientation, _type_size_limit, _type_keep_smaller, _type_aigc, _dflt_quality, _dflt_progressive, _dflt_strip, _dflt_reset_orientation, _dflt_size_limit, _dflt_keep_smaller, _dflt_aigc):
  def __init__(self,format:_type_format,quality:_type_quality=_dflt_quality,progressive:_type_progressive=_dflt_progressive,strip:_type_strip=_dflt_strip,reset_orientation:_type_reset_orientation=_dflt_reset_orientation,size_limit:_type_size_limit=_dflt_size_limit,keep_smaller:_type_keep_smaller=_dflt_keep_smaller,aigc:_type_aigc=_dflt_aigc)->_return_type:
@@ -2635,27 +955,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'keep_smaller',keep_smaller)
   __dataclass_builtins_object__.__setattr__(self,'aigc',aigc)
  return __init__
-_f337 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(format={self.format!r}, quality={self.quality!r}, progressive={self.progressive!r}, strip={self.strip!r}, reset_orientation={self.reset_orientation!r}, size_limit={self.size_limit!r}, keep_smaller={self.keep_smaller!r}, aigc={self.aigc!r})"
- return __repr__
-_f338 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.format,self.quality,self.progressive,self.strip,self.reset_orientation,self.size_limit,self.keep_smaller,self.aigc,)==(other.format,other.quality,other.progressive,other.strip,other.reset_orientation,other.size_limit,other.keep_smaller,other.aigc,)
-  return NotImplemented
- return __eq__
-_f339 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.format,self.quality,self.progressive,self.strip,self.reset_orientation,self.size_limit,self.keep_smaller,self.aigc,))
- return __hash__
-_f340 = __create_fn__
+_f85 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_background, _dflt_origin, _dflt_span):
  def __init__(self,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2663,27 +963,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'span',span)
   __dataclass_builtins_object__.__setattr__(self,'background',background)
  return __init__
-_f341 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, background={self.background!r})"
- return __repr__
-_f342 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.background,)==(other.background,)
-  return NotImplemented
- return __eq__
-_f343 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.background,))
- return __hash__
-_f344 = __create_fn__
+_f86 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_horizontal, _dflt_origin, _dflt_span):
  def __init__(self,horizontal:_type_horizontal,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2691,40 +971,14 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'span',span)
   __dataclass_builtins_object__.__setattr__(self,'horizontal',horizontal)
  return __init__
-_f345 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, horizontal={self.horizontal!r})"
- return __repr__
-_f346 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.horizontal,)==(other.horizontal,)
-  return NotImplemented
- return __eq__
-_f347 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.horizontal,))
- return __hash__
-_f348 = __create_fn__
+_f87 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _dflt_origin, _dflt_span):
  def __init__(self,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'origin',origin)
   __dataclass_builtins_object__.__setattr__(self,'span',span)
  return __init__
-_f349 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r})"
- return __repr__
-_f350 = __create_fn__
+_f88 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_slope, _type_offset, _dflt_origin, _dflt_span):
  def __init__(self,slope:_type_slope,offset:_type_offset,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2733,27 +987,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'slope',slope)
   __dataclass_builtins_object__.__setattr__(self,'offset',offset)
  return __init__
-_f351 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, slope={self.slope!r}, offset={self.offset!r})"
- return __repr__
-_f352 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.slope,self.offset,)==(other.slope,other.offset,)
-  return NotImplemented
- return __eq__
-_f353 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.slope,self.offset,))
- return __hash__
-_f354 = __create_fn__
+_f89 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_shape, _type_radius, _type_background, _dflt_origin, _dflt_span):
  def __init__(self,shape:_type_shape,radius:_type_radius,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2763,27 +997,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'radius',radius)
   __dataclass_builtins_object__.__setattr__(self,'background',background)
  return __init__
-_f355 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, shape={self.shape!r}, radius={self.radius!r}, background={self.background!r})"
- return __repr__
-_f356 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.shape,self.radius,self.background,)==(other.shape,other.radius,other.background,)
-  return NotImplemented
- return __eq__
-_f357 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.shape,self.radius,self.background,))
- return __hash__
-_f358 = __create_fn__
+_f90 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_width, _type_height, _dflt_origin, _dflt_span):
  def __init__(self,width:_type_width,height:_type_height,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2792,13 +1006,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'width',width)
   __dataclass_builtins_object__.__setattr__(self,'height',height)
  return __init__
-_f359 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, width={self.width!r}, height={self.height!r})"
- return __repr__
-_f360 = __create_fn__
+_f91 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_degrees, _type_width, _type_height, _type_background, _dflt_origin, _dflt_span):
  def __init__(self,degrees:_type_degrees,width:_type_width,height:_type_height,background:_type_background,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2809,27 +1017,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'height',height)
   __dataclass_builtins_object__.__setattr__(self,'background',background)
  return __init__
-_f361 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, degrees={self.degrees!r}, width={self.width!r}, height={self.height!r}, background={self.background!r})"
- return __repr__
-_f362 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.degrees,self.width,self.height,self.background,)==(other.degrees,other.width,other.height,other.background,)
-  return NotImplemented
- return __eq__
-_f363 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.degrees,self.width,self.height,self.background,))
- return __hash__
-_f364 = __create_fn__
+_f92 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_turns, _dflt_origin, _dflt_span):
  def __init__(self,turns:_type_turns,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2837,27 +1025,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'span',span)
   __dataclass_builtins_object__.__setattr__(self,'turns',turns)
  return __init__
-_f365 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, turns={self.turns!r})"
- return __repr__
-_f366 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.turns,)==(other.turns,)
-  return NotImplemented
- return __eq__
-_f367 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.turns,))
- return __hash__
-_f368 = __create_fn__
+_f93 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_groups, _dflt_origin, _dflt_span):
  def __init__(self,groups:_type_groups,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2865,27 +1033,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'span',span)
   __dataclass_builtins_object__.__setattr__(self,'groups',groups)
  return __init__
-_f369 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, groups={self.groups!r})"
- return __repr__
-_f370 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.groups,)==(other.groups,)
-  return NotImplemented
- return __eq__
-_f371 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.groups,))
- return __hash__
-_f372 = __create_fn__
+_f94 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_amount, _type_sigma, _dflt_origin, _dflt_span, _dflt_sigma):
  def __init__(self,amount:_type_amount,sigma:_type_sigma=_dflt_sigma,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2894,27 +1042,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'amount',amount)
   __dataclass_builtins_object__.__setattr__(self,'sigma',sigma)
  return __init__
-_f373 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, amount={self.amount!r}, sigma={self.sigma!r})"
- return __repr__
-_f374 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.amount,self.sigma,)==(other.amount,other.sigma,)
-  return NotImplemented
- return __eq__
-_f375 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.amount,self.sigma,))
- return __hash__
-_f376 = __create_fn__
+_f95 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_origin, _type_span, _type_mark, _type_width, _type_height, _dflt_origin, _dflt_span):
  def __init__(self,mark:_type_mark,width:_type_width,height:_type_height,*,origin:_type_origin=_dflt_origin,span:_type_span=_dflt_span)->_return_type:
@@ -2924,27 +1052,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'width',width)
   __dataclass_builtins_object__.__setattr__(self,'height',height)
  return __init__
-_f377 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(origin={self.origin!r}, mark={self.mark!r}, width={self.width!r}, height={self.height!r})"
- return __repr__
-_f378 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.mark,self.width,self.height,)==(other.mark,other.width,other.height,)
-  return NotImplemented
- return __eq__
-_f379 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.mark,self.width,self.height,))
- return __hash__
-_f380 = __create_fn__
+_f96 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_kind, _type_bucket, _type_key, _type_path, _type_host, _type_path_style, _type_region, _type_raw_path, _dflt_path_style, _dflt_region, _dflt_raw_path):
  def __init__(self,kind:_type_kind,bucket:_type_bucket,key:_type_key,path:_type_path,host:_type_host,path_style:_type_path_style=_dflt_path_style,region:_type_region=_dflt_region,raw_path:_type_raw_path=_dflt_raw_path)->_return_type:
@@ -2957,27 +1065,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'region',region)
   __dataclass_builtins_object__.__setattr__(self,'raw_path',raw_path)
  return __init__
-_f381 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(kind={self.kind!r}, bucket={self.bucket!r}, key={self.key!r}, path={self.path!r}, host={self.host!r}, path_style={self.path_style!r}, region={self.region!r}, raw_path={self.raw_path!r})"
- return __repr__
-_f382 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.kind,self.bucket,self.key,self.path,self.host,self.path_style,self.region,self.raw_path,)==(other.kind,other.bucket,other.key,other.path,other.host,other.path_style,other.region,other.raw_path,)
-  return NotImplemented
- return __eq__
-_f383 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.kind,self.bucket,self.key,self.path,self.host,self.path_style,self.region,self.raw_path,))
- return __hash__
-_f384 = __create_fn__
+_f97 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_request, _type_target, _type_method, _type_query, _type_raw_query, _type_request_id, _type_bucket, _type_signer, _dflt_bucket, _dflt_signer):
  def __init__(self,request:_type_request,target:_type_target,method:_type_method,query:_type_query,raw_query:_type_raw_query,request_id:_type_request_id,bucket:_type_bucket=_dflt_bucket,signer:_type_signer=_dflt_signer)->_return_type:
@@ -2991,27 +1079,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   self.signer=signer
   self.__post_init__()
  return __init__
-_f385 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(request={self.request!r}, target={self.target!r}, method={self.method!r}, query={self.query!r}, raw_query={self.raw_query!r}, request_id={self.request_id!r}, bucket={self.bucket!r}, signer={self.signer!r}, headers={self.headers!r})"
- return __repr__
-_f386 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.request,self.target,self.method,self.query,self.raw_query,self.request_id,self.bucket,self.signer,self.headers,)==(other.request,other.target,other.method,other.query,other.raw_query,other.request_id,other.bucket,other.signer,other.headers,)
-  return NotImplemented
- return __eq__
-_f387 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.request,self.target,self.method,self.query,self.raw_query,self.request_id,self.bucket,self.signer,self.headers,))
- return __hash__
-_f388 = __create_fn__
+_f98 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_algorithm, _type_access_key, _type_sign_time, _type_key_time, _type_header_list, _type_param_list, _type_signature, _type_where):
  def __init__(self,algorithm:_type_algorithm,access_key:_type_access_key,sign_time:_type_sign_time,key_time:_type_key_time,header_list:_type_header_list,param_list:_type_param_list,signature:_type_signature,where:_type_where)->_return_type:
@@ -3024,27 +1092,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'signature',signature)
   __dataclass_builtins_object__.__setattr__(self,'where',where)
  return __init__
-_f389 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(algorithm={self.algorithm!r}, access_key={self.access_key!r}, sign_time={self.sign_time!r}, key_time={self.key_time!r}, header_list={self.header_list!r}, param_list={self.param_list!r}, signature={self.signature!r}, where={self.where!r})"
- return __repr__
-_f390 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.algorithm,self.access_key,self.sign_time,self.key_time,self.header_list,self.param_list,self.signature,self.where,)==(other.algorithm,other.access_key,other.sign_time,other.key_time,other.header_list,other.param_list,other.signature,other.where,)
-  return NotImplemented
- return __eq__
-_f391 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.algorithm,self.access_key,self.sign_time,self.key_time,self.header_list,self.param_list,self.signature,self.where,))
- return __hash__
-_f392 = __create_fn__
+_f99 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_data, _type_mime_type, _type_etag, _type_masked, _type_slim_flag, _dflt_masked, _dflt_slim_flag):
  def __init__(self,data:_type_data,mime_type:_type_mime_type,etag:_type_etag,masked:_type_masked=_dflt_masked,slim_flag:_type_slim_flag=_dflt_slim_flag)->_return_type:
@@ -3054,27 +1102,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'masked',masked)
   __dataclass_builtins_object__.__setattr__(self,'slim_flag',slim_flag)
  return __init__
-_f393 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(data={self.data!r}, mime_type={self.mime_type!r}, etag={self.etag!r}, masked={self.masked!r}, slim_flag={self.slim_flag!r})"
- return __repr__
-_f394 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.data,self.mime_type,self.etag,self.masked,self.slim_flag,)==(other.data,other.mime_type,other.etag,other.masked,other.slim_flag,)
-  return NotImplemented
- return __eq__
-_f395 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.data,self.mime_type,self.etag,self.masked,self.slim_flag,))
- return __hash__
-_f396 = __create_fn__
+_f100 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_name, _type_separators, _type_protection, _type_public_read, _type_hotlink, _type_origin, _type_origin_mode, _type_cache_control, _dflt_separators, _dflt_protection, _dflt_public_read, _dflt_hotlink, _dflt_origin, _dflt_origin_mode, _dflt_cache_control):
  def __init__(self,name:_type_name,separators:_type_separators=_dflt_separators,protection:_type_protection=_dflt_protection,public_read:_type_public_read=_dflt_public_read,hotlink:_type_hotlink=_HAS_DEFAULT_FACTORY,origin:_type_origin=_dflt_origin,origin_mode:_type_origin_mode=_dflt_origin_mode,cache_control:_type_cache_control=_dflt_cache_control)->_return_type:
@@ -3088,27 +1116,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'cache_control',cache_control)
   self.__post_init__()
  return __init__
-_f397 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(name={self.name!r}, separators={self.separators!r}, protection={self.protection!r}, public_read={self.public_read!r}, hotlink={self.hotlink!r}, origin={self.origin!r}, origin_mode={self.origin_mode!r}, cache_control={self.cache_control!r})"
- return __repr__
-_f398 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.name,self.separators,self.protection,self.public_read,self.hotlink,self.origin,self.origin_mode,self.cache_control,)==(other.name,other.separators,other.protection,other.public_read,other.hotlink,other.origin,other.origin_mode,other.cache_control,)
-  return NotImplemented
- return __eq__
-_f399 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.name,self.separators,self.protection,self.public_read,self.hotlink,self.origin,self.origin_mode,self.cache_control,))
- return __hash__
-_f400 = __create_fn__
+_f101 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_mode, _type_referers, _type_allow_empty, _dflt_mode, _dflt_referers, _dflt_allow_empty):
  def __init__(self,mode:_type_mode=_dflt_mode,referers:_type_referers=_dflt_referers,allow_empty:_type_allow_empty=_dflt_allow_empty)->_return_type:
@@ -3117,27 +1125,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'allow_empty',allow_empty)
   self.__post_init__()
  return __init__
-_f401 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(mode={self.mode!r}, referers={self.referers!r}, allow_empty={self.allow_empty!r})"
- return __repr__
-_f402 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.mode,self.referers,self.allow_empty,)==(other.mode,other.referers,other.allow_empty,)
-  return NotImplemented
- return __eq__
-_f403 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.mode,self.referers,self.allow_empty,))
- return __hash__
-_f404 = __create_fn__
+_f102 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_root, _type_host, _type_port, _type_region, _type_buckets, _type_credentials, _type_anonymous, _type_default_bucket, _type_max_body_bytes, _type_workers, _type_max_pending, _type_request_timeout, _type_grace_period, _type_fsync, _type_backend, _type_vips_concurrency, _type_cors_origins, _type_storage_factory, _type_job_workers, _type_scheduler, _type_cache_dir, _type_cache_size, _type_origin_connect_timeout, _type_origin_read_timeout, _dflt_host, _dflt_port, _dflt_region, _dflt_buckets, _dflt_credentials, _dflt_anonymous, _dflt_default_bucket, _dflt_max_body_bytes, _dflt_workers, _dflt_max_pending, _dflt_request_timeout, _dflt_grace_period, _dflt_fsync, _dflt_backend, _dflt_vips_concurrency, _dflt_cors_origins, _dflt_storage_factory, _dflt_job_workers, _dflt_scheduler, _dflt_cache_dir, _dflt_cache_size, _dflt_origin_connect_timeout, _dflt_origin_read_timeout):
  def __init__(self,root:_type_root,host:_type_host=_dflt_host,port:_type_port=_dflt_port,region:_type_region=_dflt_region,buckets:_type_buckets=_HAS_DEFAULT_FACTORY,credentials:_type_credentials=_HAS_DEFAULT_FACTORY,anonymous:_type_anonymous=_dflt_anonymous,default_bucket:_type_default_bucket=_dflt_default_bucket,max_body_bytes:_type_max_body_bytes=_dflt_max_body_bytes,workers:_type_workers=_HAS_DEFAULT_FACTORY,max_pending:_type_max_pending=_dflt_max_pending,request_timeout:_type_request_timeout=_dflt_request_timeout,grace_period:_type_grace_period=_dflt_grace_period,fsync:_type_fsync=_dflt_fsync,backend:_type_backend=_dflt_backend,vips_concurrency:_type_vips_concurrency=_dflt_vips_concurrency,cors_origins:_type_cors_origins=_dflt_cors_origins,storage_factory:_type_storage_factory=_dflt_storage_factory,job_workers:_type_job_workers=_dflt_job_workers,scheduler:_type_scheduler=_dflt_scheduler,cache_dir:_type_cache_dir=_dflt_cache_dir,cache_size:_type_cache_size=_dflt_cache_size,origin_connect_timeout:_type_origin_connect_timeout=_dflt_origin_connect_timeout,origin_read_timeout:_type_origin_read_timeout=_dflt_origin_read_timeout)->_return_type:
@@ -3167,27 +1155,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'origin_read_timeout',origin_read_timeout)
   self.__post_init__()
  return __init__
-_f405 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(root={self.root!r}, host={self.host!r}, port={self.port!r}, region={self.region!r}, buckets={self.buckets!r}, credentials={self.credentials!r}, anonymous={self.anonymous!r}, default_bucket={self.default_bucket!r}, max_body_bytes={self.max_body_bytes!r}, workers={self.workers!r}, max_pending={self.max_pending!r}, request_timeout={self.request_timeout!r}, grace_period={self.grace_period!r}, fsync={self.fsync!r}, backend={self.backend!r}, vips_concurrency={self.vips_concurrency!r}, cors_origins={self.cors_origins!r}, storage_factory={self.storage_factory!r}, job_workers={self.job_workers!r}, scheduler={self.scheduler!r}, cache_dir={self.cache_dir!r}, cache_size={self.cache_size!r}, origin_connect_timeout={self.origin_connect_timeout!r}, origin_read_timeout={self.origin_read_timeout!r})"
- return __repr__
-_f406 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.root,self.host,self.port,self.region,self.buckets,self.credentials,self.anonymous,self.default_bucket,self.max_body_bytes,self.workers,self.max_pending,self.request_timeout,self.grace_period,self.fsync,self.backend,self.vips_concurrency,self.cors_origins,self.storage_factory,self.job_workers,self.scheduler,self.cache_dir,self.cache_size,self.origin_connect_timeout,self.origin_read_timeout,)==(other.root,other.host,other.port,other.region,other.buckets,other.credentials,other.anonymous,other.default_bucket,other.max_body_bytes,other.workers,other.max_pending,other.request_timeout,other.grace_period,other.fsync,other.backend,other.vips_concurrency,other.cors_origins,other.storage_factory,other.job_workers,other.scheduler,other.cache_dir,other.cache_size,other.origin_connect_timeout,other.origin_read_timeout,)
-  return NotImplemented
- return __eq__
-_f407 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.root,self.host,self.port,self.region,self.buckets,self.credentials,self.anonymous,self.default_bucket,self.max_body_bytes,self.workers,self.max_pending,self.request_timeout,self.grace_period,self.fsync,self.backend,self.vips_concurrency,self.cors_origins,self.storage_factory,self.job_workers,self.scheduler,self.cache_dir,self.cache_size,self.origin_connect_timeout,self.origin_read_timeout,))
- return __hash__
-_f408 = __create_fn__
+_f103 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_max_bytes, _type_connect_timeout, _type_read_timeout, _type_total_timeout):
  def __init__(self,max_bytes:_type_max_bytes,connect_timeout:_type_connect_timeout,read_timeout:_type_read_timeout,total_timeout:_type_total_timeout)->_return_type:
@@ -3196,27 +1164,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'read_timeout',read_timeout)
   __dataclass_builtins_object__.__setattr__(self,'total_timeout',total_timeout)
  return __init__
-_f409 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(max_bytes={self.max_bytes!r}, connect_timeout={self.connect_timeout!r}, read_timeout={self.read_timeout!r}, total_timeout={self.total_timeout!r})"
- return __repr__
-_f410 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.max_bytes,self.connect_timeout,self.read_timeout,self.total_timeout,)==(other.max_bytes,other.connect_timeout,other.read_timeout,other.total_timeout,)
-  return NotImplemented
- return __eq__
-_f411 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.max_bytes,self.connect_timeout,self.read_timeout,self.total_timeout,))
- return __hash__
-_f412 = __create_fn__
+_f104 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_key, _type_size, _type_etag, _type_last_modified):
  def __init__(self,key:_type_key,size:_type_size,etag:_type_etag,last_modified:_type_last_modified)->_return_type:
@@ -3225,27 +1173,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'etag',etag)
   __dataclass_builtins_object__.__setattr__(self,'last_modified',last_modified)
  return __init__
-_f413 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(key={self.key!r}, size={self.size!r}, etag={self.etag!r}, last_modified={self.last_modified!r})"
- return __repr__
-_f414 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.key,self.size,self.etag,self.last_modified,)==(other.key,other.size,other.etag,other.last_modified,)
-  return NotImplemented
- return __eq__
-_f415 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.key,self.size,self.etag,self.last_modified,))
- return __hash__
-_f416 = __create_fn__
+_f105 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_name, _type_body, _type_pipeline):
  def __init__(self,name:_type_name,body:_type_body,pipeline:_type_pipeline)->_return_type:
@@ -3253,27 +1181,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'body',body)
   __dataclass_builtins_object__.__setattr__(self,'pipeline',pipeline)
  return __init__
-_f417 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(name={self.name!r}, body={self.body!r}, pipeline={self.pipeline!r})"
- return __repr__
-_f418 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.name,self.body,self.pipeline,)==(other.name,other.body,other.pipeline,)
-  return NotImplemented
- return __eq__
-_f419 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.name,self.body,self.pipeline,))
- return __hash__
-_f420 = __create_fn__
+_f106 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_component, _type_kind, _type_keyword, _dflt_keyword):
  def __init__(self,component:_type_component,kind:_type_kind,keyword:_type_keyword=_dflt_keyword)->_return_type:
@@ -3281,27 +1189,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'kind',kind)
   __dataclass_builtins_object__.__setattr__(self,'keyword',keyword)
  return __init__
-_f421 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(component={self.component!r}, kind={self.kind!r}, keyword={self.keyword!r})"
- return __repr__
-_f422 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.component,self.kind,self.keyword,)==(other.component,other.kind,other.keyword,)
-  return NotImplemented
- return __eq__
-_f423 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.component,self.kind,self.keyword,))
- return __hash__
-_f424 = __create_fn__
+_f107 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_red, _type_green, _type_blue):
  def __init__(self,red:_type_red,green:_type_green,blue:_type_blue)->_return_type:
@@ -3310,27 +1198,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'blue',blue)
   self.__post_init__()
  return __init__
-_f425 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(red={self.red!r}, green={self.green!r}, blue={self.blue!r})"
- return __repr__
-_f426 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.red,self.green,self.blue,)==(other.red,other.green,other.blue,)
-  return NotImplemented
- return __eq__
-_f427 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.red,self.green,self.blue,))
- return __hash__
-_f428 = __create_fn__
+_f108 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_format, _type_width, _type_height, _type_frames, _type_orientation, _type_has_alpha, _type_bit_depth, _type_color_space, _type_quality, _type_progressive, _type_icc, _type_exif, _type_dpi, _type_loop, _type_dynamic_range, _dflt_frames, _dflt_orientation, _dflt_has_alpha, _dflt_bit_depth, _dflt_color_space, _dflt_quality, _dflt_progressive, _dflt_icc, _dflt_exif, _dflt_dpi, _dflt_loop, _dflt_dynamic_range):
  def __init__(self,format:_type_format,width:_type_width,height:_type_height,frames:_type_frames=_dflt_frames,orientation:_type_orientation=_dflt_orientation,has_alpha:_type_has_alpha=_dflt_has_alpha,bit_depth:_type_bit_depth=_dflt_bit_depth,color_space:_type_color_space=_dflt_color_space,quality:_type_quality=_dflt_quality,progressive:_type_progressive=_dflt_progressive,icc:_type_icc=_dflt_icc,exif:_type_exif=_dflt_exif,dpi:_type_dpi=_dflt_dpi,loop:_type_loop=_dflt_loop,dynamic_range:_type_dynamic_range=_dflt_dynamic_range)->_return_type:
@@ -3350,54 +1218,14 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'loop',loop)
   __dataclass_builtins_object__.__setattr__(self,'dynamic_range',dynamic_range)
  return __init__
-_f429 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(format={self.format!r}, width={self.width!r}, height={self.height!r}, frames={self.frames!r}, orientation={self.orientation!r}, has_alpha={self.has_alpha!r}, bit_depth={self.bit_depth!r}, color_space={self.color_space!r}, quality={self.quality!r}, progressive={self.progressive!r}, icc={self.icc!r}, exif={self.exif!r}, dpi={self.dpi!r}, loop={self.loop!r}, dynamic_range={self.dynamic_range!r})"
- return __repr__
-_f430 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.format,self.width,self.height,self.frames,self.orientation,self.has_alpha,self.bit_depth,self.color_space,self.quality,self.progressive,self.icc,self.exif,self.dpi,self.loop,self.dynamic_range,)==(other.format,other.width,other.height,other.frames,other.orientation,other.has_alpha,other.bit_depth,other.color_space,other.quality,other.progressive,other.icc,other.exif,other.dpi,other.loop,other.dynamic_range,)
-  return NotImplemented
- return __eq__
-_f431 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.format,self.width,self.height,self.frames,self.orientation,self.has_alpha,self.bit_depth,self.color_space,self.quality,self.progressive,self.icc,self.exif,self.dpi,self.loop,self.dynamic_range,))
- return __hash__
-_f432 = __create_fn__
+_f109 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_starts, _type_ends):
  def __init__(self,starts:_type_starts,ends:_type_ends)->_return_type:
   __dataclass_builtins_object__.__setattr__(self,'starts',starts)
   __dataclass_builtins_object__.__setattr__(self,'ends',ends)
  return __init__
-_f433 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(starts={self.starts!r}, ends={self.ends!r})"
- return __repr__
-_f434 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.starts,self.ends,)==(other.starts,other.ends,)
-  return NotImplemented
- return __eq__
-_f435 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.starts,self.ends,))
- return __hash__
-_f436 = __create_fn__
+_f110 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_path, _type_index, _type_family, _type_style):
  def __init__(self,path:_type_path,index:_type_index,family:_type_family,style:_type_style)->_return_type:
@@ -3406,27 +1234,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'family',family)
   __dataclass_builtins_object__.__setattr__(self,'style',style)
  return __init__
-_f437 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(path={self.path!r}, index={self.index!r}, family={self.family!r}, style={self.style!r})"
- return __repr__
-_f438 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.path,self.index,self.family,self.style,)==(other.path,other.index,other.family,other.style,)
-  return NotImplemented
- return __eq__
-_f439 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.path,self.index,self.family,self.style,))
- return __hash__
-_f440 = __create_fn__
+_f111 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_families, _type_styles, _type_description):
  def __init__(self,families:_type_families,styles:_type_styles,description:_type_description)->_return_type:
@@ -3434,27 +1242,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'styles',styles)
   __dataclass_builtins_object__.__setattr__(self,'description',description)
  return __init__
-_f441 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(families={self.families!r}, styles={self.styles!r}, description={self.description!r})"
- return __repr__
-_f442 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.families,self.styles,self.description,)==(other.families,other.styles,other.description,)
-  return NotImplemented
- return __eq__
-_f443 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.families,self.styles,self.description,))
- return __hash__
-_f444 = __create_fn__
+_f112 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_scheme, _type_host, _type_key, _type_query, _type_bucket, _type_region, _dflt_bucket, _dflt_region):
  def __init__(self,scheme:_type_scheme,host:_type_host,key:_type_key,query:_type_query,bucket:_type_bucket=_dflt_bucket,region:_type_region=_dflt_region)->_return_type:
@@ -3465,27 +1253,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'bucket',bucket)
   __dataclass_builtins_object__.__setattr__(self,'region',region)
  return __init__
-_f445 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(scheme={self.scheme!r}, host={self.host!r}, key={self.key!r}, query={self.query!r}, bucket={self.bucket!r}, region={self.region!r})"
- return __repr__
-_f446 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.scheme,self.host,self.key,self.query,self.bucket,self.region,)==(other.scheme,other.host,other.key,other.query,other.bucket,other.region,)
-  return NotImplemented
- return __eq__
-_f447 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.scheme,self.host,self.key,self.query,self.bucket,self.region,))
- return __hash__
-_f448 = __create_fn__
+_f113 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_pixels, _type_box, _type_origin, _type_neutral, _dflt_origin, _dflt_neutral):
  def __init__(self,pixels:_type_pixels,box:_type_box,origin:_type_origin=_dflt_origin,neutral:_type_neutral=_dflt_neutral)->_return_type:
@@ -3494,27 +1262,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'origin',origin)
   __dataclass_builtins_object__.__setattr__(self,'neutral',neutral)
  return __init__
-_f449 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(pixels={self.pixels!r}, box={self.box!r}, origin={self.origin!r}, neutral={self.neutral!r})"
- return __repr__
-_f450 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.pixels,self.box,self.origin,self.neutral,)==(other.pixels,other.box,other.origin,other.neutral,)
-  return NotImplemented
- return __eq__
-_f451 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.pixels,self.box,self.origin,self.neutral,))
- return __hash__
-_f452 = __create_fn__
+_f114 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_pieces, _type_box, _type_bounds, _type_fill, _type_shadow, _type_shadow_offset):
  def __init__(self,pieces:_type_pieces,box:_type_box,bounds:_type_bounds,fill:_type_fill,shadow:_type_shadow,shadow_offset:_type_shadow_offset)->_return_type:
@@ -3525,27 +1273,7 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'shadow',shadow)
   __dataclass_builtins_object__.__setattr__(self,'shadow_offset',shadow_offset)
  return __init__
-_f453 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(pieces={self.pieces!r}, box={self.box!r}, bounds={self.bounds!r}, fill={self.fill!r}, shadow={self.shadow!r}, shadow_offset={self.shadow_offset!r})"
- return __repr__
-_f454 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.pieces,self.box,self.bounds,self.fill,self.shadow,self.shadow_offset,)==(other.pieces,other.box,other.bounds,other.fill,other.shadow,other.shadow_offset,)
-  return NotImplemented
- return __eq__
-_f455 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.pieces,self.box,self.bounds,self.fill,self.shadow,self.shadow_offset,))
- return __hash__
-_f456 = __create_fn__
+_f115 = __create_fn__
 
 def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_type, _type_x, _type_baseline, _type_text, _type_font, _type_ink):
  def __init__(self,x:_type_x,baseline:_type_baseline,text:_type_text,font:_type_font,ink:_type_ink)->_return_type:
@@ -3555,325 +1283,305 @@ def __create_fn__(_HAS_DEFAULT_FACTORY, __dataclass_builtins_object__, _return_t
   __dataclass_builtins_object__.__setattr__(self,'font',font)
   __dataclass_builtins_object__.__setattr__(self,'ink',ink)
  return __init__
-_f457 = __create_fn__
-
-def __create_fn__():
- def __repr__(self):
-  return self.__class__.__qualname__ + f"(x={self.x!r}, baseline={self.baseline!r}, text={self.text!r}, font={self.font!r}, ink={self.ink!r})"
- return __repr__
-_f458 = __create_fn__
-
-def __create_fn__():
- def __eq__(self,other):
-  if other.__class__ is self.__class__:
-   return (self.x,self.baseline,self.text,self.font,self.ink,)==(other.x,other.baseline,other.text,other.font,other.ink,)
-  return NotImplemented
- return __eq__
-_f459 = __create_fn__
-
-def __create_fn__():
- def __hash__(self):
-  return hash((self.x,self.baseline,self.text,self.font,self.ink,))
- return __hash__
-_f460 = __create_fn__
+_f116 = __create_fn__
 
 del __create_fn__
 
 CLASSES = {
     ('ci_engine.api', 'Result', True, True, False, (), False, (('data', 'bytes', False, False, False, True, True, None, True, False), ('format', 'str', False, False, False, True, True, None, True, False), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False), ('frames', 'int', False, False, False, True, True, None, True, False), ('quality', 'int | None', False, False, False, True, True, None, True, False), ('plan', 'ResolvedPlan | None', False, True, False, True, True, None, True, False), ('masked', 'CIError | None', False, True, False, True, True, None, True, False), ('slim_flag', 'int | None', False, True, False, True, True, None, True, False)), None):
-        (_f0, _f1, _f2, _f3, None),
+        (_f0, None),
     ('ci_engine.ast.base', 'Node', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f4, _f5, _f6, _f7, None),
+        (_f1, None),
     ('ci_engine.ast.base', 'Pipeline', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('steps', 'tuple[Step, ...]', False, False, False, True, True, None, True, False)), None):
-        (_f8, _f9, _f10, _f11, None),
+        (_f2, None),
     ('ci_engine.ast.base', 'Step', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f4, _f5, _f6, _f7, None),
+        (_f1, None),
     ('ci_engine.ast.info', 'CiProcess', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('name', 'CiProcessName', False, False, False, True, True, None, True, False), ('params', 'tuple[tuple[str, str | None], ...]', False, True, False, True, True, None, True, False)), None):
-        (_f12, _f13, _f14, _f15, None),
+        (_f3, None),
     ('ci_engine.ast.info', 'Exif', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f4, _f5, _f6, _f7, None),
+        (_f1, None),
     ('ci_engine.ast.info', 'ImageAve', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f4, _f5, _f6, _f7, None),
+        (_f1, None),
     ('ci_engine.ast.info', 'ImageInfo', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f4, _f5, _f6, _f7, None),
+        (_f1, None),
     ('ci_engine.ast.info', 'ImageInspect', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f4, _f5, _f6, _f7, None),
+        (_f1, None),
     ('ci_engine.ast.info', 'ImageSlim', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f4, _f5, _f6, _f7, None),
+        (_f1, None),
     ('ci_engine.ast.info', 'QRCode', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('cover', 'bool | None', False, True, False, True, True, None, True, True), ('bar_type', 'int | None', False, True, False, True, True, None, True, True), ('segment', 'int | None', False, True, False, True, True, None, True, True), ('size', 'int | None', False, True, False, True, True, None, True, True)), None):
-        (_f16, _f17, _f18, _f19, None),
+        (_f4, None),
     ('ci_engine.ast.info', 'StyleRef', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('name', 'str', False, False, False, True, True, None, True, False)), None):
-        (_f20, _f21, _f22, _f23, None),
+        (_f5, None),
     ('ci_engine.ast.mogr', 'AIGCMetadata', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('label', 'str', False, False, False, True, True, None, True, True), ('content_producer', 'str | None', False, True, False, True, True, None, True, True), ('produce_id', 'str | None', False, True, False, True, True, None, True, True), ('reserved_code1', 'str | None', False, True, False, True, True, None, True, True), ('content_propagator', 'str | None', False, True, False, True, True, None, True, True), ('propagate_id', 'str | None', False, True, False, True, True, None, True, True), ('reserved_code2', 'str | None', False, True, False, True, True, None, True, True)), None):
-        (_f24, _f25, _f26, _f27, None),
+        (_f6, None),
     ('ci_engine.ast.mogr', 'AutoOrient', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f4, _f5, _f6, _f7, None),
+        (_f1, None),
     ('ci_engine.ast.mogr', 'Blur', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('radius', 'int', False, False, False, True, True, None, True, False), ('sigma', 'float', False, False, False, True, True, None, True, False)), None):
-        (_f28, _f29, _f30, _f31, None),
+        (_f7, None),
     ('ci_engine.ast.mogr', 'Bright', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('value', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f32, _f33, _f34, _f35, None),
+        (_f8, None),
     ('ci_engine.ast.mogr', 'CGif', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('frames', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f36, _f37, _f38, _f39, None),
+        (_f9, None),
     ('ci_engine.ast.mogr', 'Contrast', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('value', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f32, _f33, _f34, _f35, None),
+        (_f8, None),
     ('ci_engine.ast.mogr', 'CoverBox', True, True, False, (), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f40, _f41, _f42, _f43, None),
+        (_f10, None),
     ('ci_engine.ast.mogr', 'Crop', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('geometry', 'CropGeometry', False, False, False, True, True, None, True, False), ('gravity', 'Gravity | None', False, True, False, True, True, None, True, False)), None):
-        (_f44, _f45, _f46, _f47, None),
+        (_f11, None),
     ('ci_engine.ast.mogr', 'CropBox', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f40, _f41, _f42, _f43, None),
+        (_f10, None),
     ('ci_engine.ast.mogr', 'CropHeight', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('height', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f48, _f49, _f50, _f51, None),
+        (_f12, None),
     ('ci_engine.ast.mogr', 'CropRegion', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int | None', False, False, False, True, True, None, True, False), ('height', 'int | None', False, False, False, True, True, None, True, False), ('dx', 'int', False, False, False, True, True, None, True, False), ('dy', 'int', False, False, False, True, True, None, True, False), ('dx_mode', 'OffsetMode', False, True, False, True, True, None, True, False), ('dy_mode', 'OffsetMode', False, True, False, True, True, None, True, False)), None):
-        (_f52, _f53, _f54, _f55, None),
+        (_f13, None),
     ('ci_engine.ast.mogr', 'CropWidth', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f56, _f57, _f58, _f59, None),
+        (_f14, None),
     ('ci_engine.ast.mogr', 'Cut', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False), ('dx', 'int', False, False, False, True, True, None, True, False), ('dy', 'int', False, False, False, True, True, None, True, False), ('gravity', 'Gravity | None', False, True, False, True, True, None, True, False)), None):
-        (_f60, _f61, _f62, _f63, None),
+        (_f15, None),
     ('ci_engine.ast.mogr', 'EGif', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('interval', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f64, _f65, _f66, _f67, None),
+        (_f16, None),
     ('ci_engine.ast.mogr', 'EnlargeBox', True, True, False, (), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int | None', False, False, False, True, True, None, True, False), ('height', 'int | None', False, False, False, True, True, None, True, False)), None):
-        (_f40, _f41, _f42, _f43, None),
+        (_f10, None),
     ('ci_engine.ast.mogr', 'ExactSize', True, True, False, (), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f40, _f41, _f42, _f43, None),
+        (_f10, None),
     ('ci_engine.ast.mogr', 'FitBox', True, True, False, (), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f40, _f41, _f42, _f43, None),
+        (_f10, None),
     ('ci_engine.ast.mogr', 'FitHeight', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('height', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f48, _f49, _f50, _f51, None),
+        (_f12, None),
     ('ci_engine.ast.mogr', 'FitWidth', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f56, _f57, _f58, _f59, None),
+        (_f14, None),
     ('ci_engine.ast.mogr', 'Flip', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('axis', 'FlipAxis', False, False, False, True, True, None, True, False)), None):
-        (_f68, _f69, _f70, _f71, None),
+        (_f17, None),
     ('ci_engine.ast.mogr', 'Format', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('format', 'OutputFormat', False, False, False, True, True, None, True, False)), None):
-        (_f72, _f73, _f74, _f75, None),
+        (_f18, None),
     ('ci_engine.ast.mogr', 'Frame', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('number', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f76, _f77, _f78, _f79, None),
+        (_f19, None),
     ('ci_engine.ast.mogr', 'Grayscale', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('enabled', 'bool', False, False, False, True, True, None, True, False)), None):
-        (_f80, _f81, _f82, _f83, None),
+        (_f20, None),
     ('ci_engine.ast.mogr', 'HeightPercent', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('percent', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f84, _f85, _f86, _f87, None),
+        (_f21, None),
     ('ci_engine.ast.mogr', 'IRadius', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('radius', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f88, _f89, _f90, _f91, None),
+        (_f22, None),
     ('ci_engine.ast.mogr', 'IgnoreError', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f4, _f5, _f6, _f7, None),
+        (_f1, None),
     ('ci_engine.ast.mogr', 'ImageMogr2', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('ops', 'tuple[MogrOp, ...]', False, True, False, True, True, None, True, False)), None):
-        (_f92, _f93, _f94, _f95, None),
+        (_f23, None),
     ('ci_engine.ast.mogr', 'IndexCrop', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int | None', False, False, False, True, True, None, True, False), ('height', 'int | None', False, False, False, True, True, None, True, False), ('index', 'int', False, True, False, True, True, None, True, False)), None):
-        (_f96, _f97, _f98, _f99, None),
+        (_f24, None),
     ('ci_engine.ast.mogr', 'Interlace', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('enabled', 'bool', False, False, False, True, True, None, True, False)), None):
-        (_f80, _f81, _f82, _f83, None),
+        (_f20, None),
     ('ci_engine.ast.mogr', 'LQuality', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('value', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f32, _f33, _f34, _f35, None),
+        (_f8, None),
     ('ci_engine.ast.mogr', 'MaxArea', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('area', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f100, _f101, _f102, _f103, None),
+        (_f25, None),
     ('ci_engine.ast.mogr', 'MogrOp', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f4, _f5, _f6, _f7, None),
+        (_f1, None),
     ('ci_engine.ast.mogr', 'Quality', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('value', 'int', False, False, False, True, True, None, True, False), ('forced', 'bool', False, True, False, True, True, None, True, False)), None):
-        (_f104, _f105, _f106, _f107, None),
+        (_f26, None),
     ('ci_engine.ast.mogr', 'RQuality', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('value', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f32, _f33, _f34, _f35, None),
+        (_f8, None),
     ('ci_engine.ast.mogr', 'RRadius', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('radius', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f88, _f89, _f90, _f91, None),
+        (_f22, None),
     ('ci_engine.ast.mogr', 'RatioCrop', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('min_ratio', 'float', False, False, False, True, True, None, True, False), ('max_ratio', 'float', False, False, False, True, True, None, True, False)), None):
-        (_f108, _f109, _f110, _f111, None),
+        (_f27, None),
     ('ci_engine.ast.mogr', 'Rotate', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('degrees', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f112, _f113, _f114, _f115, None),
+        (_f28, None),
     ('ci_engine.ast.mogr', 'ScalePercent', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('percent', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f84, _f85, _f86, _f87, None),
+        (_f21, None),
     ('ci_engine.ast.mogr', 'Sharpen', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('amount', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f116, _f117, _f118, _f119, None),
+        (_f29, None),
     ('ci_engine.ast.mogr', 'ShrinkBox', True, True, False, (), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int | None', False, False, False, True, True, None, True, False), ('height', 'int | None', False, False, False, True, True, None, True, False)), None):
-        (_f40, _f41, _f42, _f43, None),
+        (_f10, None),
     ('ci_engine.ast.mogr', 'SizeLimit', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('size', 'int', False, False, False, True, True, None, True, False), ('unit', 'SizeUnit', False, False, False, True, True, None, True, False), ('keep_smaller', 'bool', False, True, False, True, True, None, True, False)), None):
-        (_f120, _f121, _f122, _f123, None),
+        (_f30, None),
     ('ci_engine.ast.mogr', 'SmartCrop', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f40, _f41, _f42, _f43, None),
+        (_f10, None),
     ('ci_engine.ast.mogr', 'Strip', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f4, _f5, _f6, _f7, None),
+        (_f1, None),
     ('ci_engine.ast.mogr', 'Thumbnail', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('geometry', 'ThumbnailGeometry', False, False, False, True, True, None, True, False), ('pad', 'bool | None', False, True, False, True, True, None, True, False), ('color', 'Color | None', False, True, False, True, True, None, True, False)), None):
-        (_f124, _f125, _f126, _f127, None),
+        (_f31, None),
     ('ci_engine.ast.mogr', 'WidthPercent', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('percent', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f84, _f85, _f86, _f87, None),
+        (_f21, None),
     ('ci_engine.ast.mogr', '_Box', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False)), ('None', 'MISSING', 'MISSING')):
-        (_f40, _f41, _f42, _f43, "_Box(width: 'int', height: 'int', *, span: 'Span | None' = None)"),
+        (_f10, "_Box(width: 'int', height: 'int', *, span: 'Span | None' = None)"),
     ('ci_engine.ast.mogr', '_CropGeometry', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f4, _f5, _f6, _f7, None),
+        (_f1, None),
     ('ci_engine.ast.mogr', '_Geometry', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f4, _f5, _f6, _f7, None),
+        (_f1, None),
     ('ci_engine.ast.mogr', '_OneWayBox', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int | None', False, False, False, True, True, None, True, False), ('height', 'int | None', False, False, False, True, True, None, True, False)), None):
-        (_f40, _f41, _f42, _f43, None),
+        (_f10, None),
     ('ci_engine.ast.view', 'ImageView2', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('mode', 'int | None', False, True, False, True, True, None, True, True), ('width', 'int | None', False, True, False, True, True, None, True, True), ('height', 'int | None', False, True, False, True, True, None, True, True), ('format', 'OutputFormat | None', False, True, False, True, True, None, True, True), ('quality', 'int | None', False, True, False, True, True, None, True, True), ('quality_forced', 'bool', False, True, False, True, True, None, True, True), ('rquality', 'int | None', False, True, False, True, True, None, True, True), ('lquality', 'int | None', False, True, False, True, True, None, True, True), ('interlace', 'bool | None', False, True, False, True, True, None, True, True), ('ignore_error_flag', 'bool', False, True, False, True, True, None, True, True)), None):
-        (_f128, _f129, _f130, _f131, None),
+        (_f32, None),
     ('ci_engine.ast.watermark', 'BlindWatermark', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('mode', 'ClassVar[int]', True, True, False, True, True, None, True, None), ('type', 'BlindType', False, False, False, True, True, None, True, True), ('image', 'str | None', False, True, False, True, True, None, True, True), ('text', 'str | None', False, True, False, True, True, None, True, True), ('version', 'str | None', False, True, False, True, True, None, True, True), ('level', 'int | None', False, True, False, True, True, None, True, True)), None):
-        (_f132, _f133, _f134, _f135, None),
+        (_f33, None),
     ('ci_engine.ast.watermark', 'ExtractBlindWatermark', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('mode', 'ClassVar[int]', True, True, False, True, True, None, True, None), ('type', 'BlindType', False, False, False, True, True, None, True, True), ('image', 'str | None', False, True, False, True, True, None, True, True), ('text', 'str | None', False, True, False, True, True, None, True, True), ('version', 'str | None', False, True, False, True, True, None, True, True)), None):
-        (_f136, _f137, _f138, _f139, None),
+        (_f34, None),
     ('ci_engine.ast.watermark', 'ImageWatermark', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('mode', 'ClassVar[int]', True, True, False, True, True, None, True, None), ('gravity', 'Gravity | None', False, True, False, True, True, None, True, True), ('dx', 'int | None', False, True, False, True, True, None, True, True), ('dy', 'int | None', False, True, False, True, True, None, True, True), ('dissolve', 'int | None', False, True, False, True, True, None, True, True), ('batch', 'bool | None', False, True, False, True, True, None, True, True), ('degree', 'int | None', False, True, False, True, True, None, True, True), ('spacing', 'int | None', False, True, False, True, True, None, True, True), ('scatype', 'ScaleType | None', False, True, False, True, True, None, True, True), ('spcent', 'int | None', False, True, False, True, True, None, True, True), ('image', 'str', False, False, False, True, True, None, True, True), ('blogo', 'BlogoMode | None', False, True, False, True, True, None, True, True)), None):
-        (_f140, _f141, _f142, _f143, None),
+        (_f35, None),
     ('ci_engine.ast.watermark', 'TextWatermark', True, True, False, ('__post_init__',), True, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('mode', 'ClassVar[int]', True, True, False, True, True, None, True, None), ('gravity', 'Gravity | None', False, True, False, True, True, None, True, True), ('dx', 'int | None', False, True, False, True, True, None, True, True), ('dy', 'int | None', False, True, False, True, True, None, True, True), ('dissolve', 'int | None', False, True, False, True, True, None, True, True), ('batch', 'bool | None', False, True, False, True, True, None, True, True), ('degree', 'int | None', False, True, False, True, True, None, True, True), ('spacing', 'int | None', False, True, False, True, True, None, True, True), ('scatype', 'ScaleType | None', False, True, False, True, True, None, True, True), ('spcent', 'int | None', False, True, False, True, True, None, True, True), ('text', 'str', False, False, False, True, True, None, True, True), ('font', 'Font | None', False, True, False, True, True, None, True, True), ('fontsize', 'int | None', False, True, False, True, True, None, True, True), ('fill', 'Color | None', False, True, False, True, True, None, True, True), ('shadow', 'int | None', False, True, False, True, True, None, True, True)), None):
-        (_f144, _f145, _f146, _f147, None),
+        (_f36, None),
     ('ci_engine.ast.watermark', '_Blind', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('mode', 'ClassVar[int]', True, True, False, True, True, None, True, None), ('type', 'BlindType', False, False, False, True, True, None, True, True), ('image', 'str | None', False, True, False, True, True, None, True, True), ('text', 'str | None', False, True, False, True, True, None, True, True), ('version', 'str | None', False, True, False, True, True, None, True, True)), ('None', 'MISSING', 'None', 'None', 'None')):
-        (_f148, _f137, _f138, _f139, "_Blind(*, span: 'Span | None' = None, type: 'BlindType', image: 'str | None' = None, text: 'str | None' = None, version: 'str | None' = None)"),
+        (_f37, "_Blind(*, span: 'Span | None' = None, type: 'BlindType', image: 'str | None' = None, text: 'str | None' = None, version: 'str | None' = None)"),
     ('ci_engine.ast.watermark', '_Watermark', True, True, False, (), False, (('keyword', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('mode', 'ClassVar[int]', True, True, False, True, True, None, True, None), ('gravity', 'Gravity | None', False, True, False, True, True, None, True, True), ('dx', 'int | None', False, True, False, True, True, None, True, True), ('dy', 'int | None', False, True, False, True, True, None, True, True), ('dissolve', 'int | None', False, True, False, True, True, None, True, True), ('batch', 'bool | None', False, True, False, True, True, None, True, True), ('degree', 'int | None', False, True, False, True, True, None, True, True), ('spacing', 'int | None', False, True, False, True, True, None, True, True), ('scatype', 'ScaleType | None', False, True, False, True, True, None, True, True), ('spcent', 'int | None', False, True, False, True, True, None, True, True)), None):
-        (_f149, _f150, _f151, _f152, None),
+        (_f38, None),
     ('ci_engine.backends.base', 'Capabilities', True, True, False, (), False, (('loads', 'frozenset[ImageFormat]', False, False, False, True, True, None, True, False), ('saves', 'frozenset[ImageFormat]', False, False, False, True, True, None, True, False), ('shrink_on_load', 'frozenset[ImageFormat]', False, False, False, True, True, None, True, False), ('animated', 'bool', False, False, False, True, True, None, True, False), ('methods', 'frozenset[str]', False, False, False, True, True, None, True, False)), None):
-        (_f153, _f154, _f155, _f156, None),
+        (_f39, None),
     ('ci_engine.backends.pillow', 'PillowImage', True, True, False, ('__post_init__',), True, (('pixels', 'U8', False, False, False, True, True, None, True, False), ('delays', 'tuple[int, ...]', False, True, False, True, True, None, True, False), ('loop', 'int', False, True, False, True, True, None, True, False), ('exif', 'bytes | None', False, True, False, True, True, None, True, False), ('icc', 'bytes | None', False, True, False, True, True, None, True, False), ('xmp', 'bytes | None', False, True, False, True, True, None, True, False)), None):
-        (_f157, _f158, _f159, _f160, None),
+        (_f40, None),
     ('ci_engine.backends.pillow', '_GifFrame', True, True, False, (), False, (('left', 'int', False, False, False, True, True, None, True, False), ('top', 'int', False, False, False, True, True, None, True, False), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False), ('disposal', 'int', False, False, False, True, True, None, True, False), ('transparent', 'int | None', False, False, False, True, True, None, True, False), ('delay', 'int', False, False, False, True, True, None, True, False), ('descriptor', 'bytes', False, False, False, True, True, None, True, False), ('palette', 'bytes', False, False, False, True, True, None, True, False)), ('MISSING', 'MISSING', 'MISSING', 'MISSING', 'MISSING', 'MISSING', 'MISSING', 'MISSING', 'MISSING')):
-        (_f161, _f162, _f163, _f164, "_GifFrame(left: 'int', top: 'int', width: 'int', height: 'int', disposal: 'int', transparent: 'int | None', delay: 'int', descriptor: 'bytes', palette: 'bytes')"),
+        (_f41, "_GifFrame(left: 'int', top: 'int', width: 'int', height: 'int', disposal: 'int', transparent: 'int | None', delay: 'int', descriptor: 'bytes', palette: 'bytes')"),
     ('ci_engine.cli.batch', 'Config', True, True, False, (), False, (('pipeline', 'A.Pipeline | None', False, False, False, True, True, None, True, False), ('backend', 'str', False, False, False, True, True, None, True, False), ('limits', 'Limits', False, False, False, True, True, None, True, False), ('token', 'str', False, False, False, True, True, None, True, False), ('threads', 'int', False, True, False, True, True, None, True, False), ('masked', 'str', False, True, False, True, True, None, True, False), ('extras', 'Extras', False, False, True, True, True, None, True, False)), None):
-        (_f165, _f166, _f167, _f168, None),
+        (_f42, None),
     ('ci_engine.cli.batch', 'Outcome', True, True, False, (), False, (('task', 'Task', False, False, False, True, True, None, True, False), ('ok', 'bool', False, False, False, True, True, None, True, False), ('code', 'str', False, True, False, True, True, None, True, False), ('message', 'str', False, True, False, True, True, None, True, False), ('column', 'int | None', False, True, False, True, True, None, True, False), ('caret', 'str', False, True, False, True, True, None, True, False), ('exit', 'int', False, True, False, True, True, None, True, False), ('size', 'int', False, True, False, True, True, None, True, False), ('seconds', 'float', False, True, False, True, True, None, True, False), ('masked', 'str', False, True, False, True, True, None, True, False)), ('MISSING', 'MISSING', "''", "''", 'None', "''", '0', '0', '0.0', "''")):
-        (_f169, _f170, _f171, _f172, "Outcome(task: 'Task', ok: 'bool', code: 'str' = '', message: 'str' = '', column: 'int | None' = None, caret: 'str' = '', exit: 'int' = 0, size: 'int' = 0, seconds: 'float' = 0.0, masked: 'str' = '')"),
+        (_f43, "Outcome(task: 'Task', ok: 'bool', code: 'str' = '', message: 'str' = '', column: 'int | None' = None, caret: 'str' = '', exit: 'int' = 0, size: 'int' = 0, seconds: 'float' = 0.0, masked: 'str' = '')"),
     ('ci_engine.cli.batch', 'Plan', False, False, False, (), False, (('todo', 'list[Task]', False, False, True, True, True, None, True, False), ('skipped', 'list[Task]', False, False, True, True, True, None, True, False), ('collisions', 'list[Outcome]', False, False, True, True, True, None, True, False)), None):
-        (_f173, _f174, _f175, _f176, None),
+        (_f44, None),
     ('ci_engine.cli.batch', 'Task', True, True, False, (), False, (('source', 'str', False, False, False, True, True, None, True, False), ('dest', 'str', False, False, False, True, True, None, True, False), ('name', 'str', False, False, False, True, True, None, True, False), ('shown', 'str', False, True, False, True, True, None, True, False)), ('MISSING', 'MISSING', 'MISSING', "''")):
-        (_f177, _f178, _f179, _f180, "Task(source: 'str', dest: 'str', name: 'str', shown: 'str' = '')"),
+        (_f45, "Task(source: 'str', dest: 'str', name: 'str', shown: 'str' = '')"),
     ('ci_engine.cli.batch_dask', 'DaskConfig', True, True, False, (), False, (('source', 'str', False, False, False, True, True, None, True, False), ('dest', 'str', False, False, False, True, True, None, True, False), ('endpoint', 'str | None', False, False, False, True, True, None, True, False), ('pipeline', 'A.Pipeline | None', False, False, False, True, True, None, True, False), ('backend', 'str', False, False, False, True, True, None, True, False), ('limits', 'Limits', False, False, False, True, True, None, True, False), ('masked', 'str', False, True, False, True, True, None, True, False), ('extras', 'Extras', False, False, True, True, True, None, True, False)), None):
-        (_f181, _f182, _f183, _f184, None),
+        (_f46, None),
     ('ci_engine.cli.common', 'Extras', True, False, False, (), False, (('resources', 'str | None', False, True, False, True, True, None, True, False), ('styles', 'tuple[tuple[str, str], ...]', False, True, False, True, True, None, True, False)), None):
-        (_f185, _f186, _f187, _f188, None),
+        (_f47, None),
     ('ci_engine.codecs', 'Frames', False, False, False, (), False, (('pixels', 'NDArray[np.uint8]', False, False, False, True, True, None, True, False), ('delays', 'list[int]', False, False, True, True, True, None, True, False), ('loop', 'int', False, True, False, True, True, None, True, False), ('exif', 'bytes | None', False, True, False, True, True, None, True, False), ('icc', 'bytes | None', False, True, False, True, True, None, True, False)), None):
-        (_f189, _f190, _f191, _f192, None),
+        (_f48, None),
     ('ci_engine.execute', 'Encoded', True, True, False, (), False, (('data', 'bytes', False, False, False, True, True, None, True, False), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False), ('frames', 'int', False, False, False, True, True, None, True, False), ('quality', 'int | None', False, False, False, True, True, None, True, False), ('original', 'bool', False, True, False, True, True, None, True, False)), None):
-        (_f193, _f194, _f195, _f196, None),
+        (_f49, None),
     ('ci_engine.intel.blindmark', 'Extraction', True, True, False, (), False, (('z', 'float', False, False, False, True, True, None, True, False), ('status', 'int', False, False, False, True, True, None, True, False), ('payload', 'bytes | None', False, False, False, True, True, None, True, False), ('scale', 'float', False, False, False, True, True, None, True, False)), None):
-        (_f197, _f198, _f199, _f200, None),
+        (_f50, None),
     ('ci_engine.intel.faces', 'Face', True, True, False, (), False, (('x', 'int', False, False, False, True, True, None, True, False), ('y', 'int', False, False, False, True, True, None, True, False), ('w', 'int', False, False, False, True, True, None, True, False), ('h', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f201, _f202, _f203, _f204, None),
+        (_f51, None),
     ('ci_engine.intel.pixels', 'Decoded', False, False, False, (), False, (('resolved', 'ResolvedPlan', False, False, False, True, True, None, True, False), ('backend', 'Backend[Any]', False, False, False, True, True, None, True, False), ('image', 'Any', False, False, False, True, True, None, True, False), ('data', 'bytes', False, False, False, True, True, None, True, False), ('pixels', 'NDArray[np.uint8]', False, False, False, True, True, None, True, False), ('limits', 'Limits', False, False, False, True, True, None, True, False)), None):
-        (_f205, _f206, _f207, _f208, None),
+        (_f52, None),
     ('ci_engine.intel.qrcode', 'Code', True, True, False, (), False, (('text', 'str', False, False, False, True, True, None, True, False), ('format', 'str', False, False, False, True, True, None, True, False), ('points', 'tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]', False, False, False, True, True, None, True, False)), None):
-        (_f209, _f210, _f211, _f212, None),
+        (_f53, None),
     ('ci_engine.intel.qrcode', 'Recognition', True, True, False, (), False, (('codes', 'tuple[Code, ...]', False, False, False, True, True, None, True, False), ('image', 'bytes | None', False, True, False, True, True, None, True, False), ('image_format', 'str | None', False, True, False, True, True, None, True, False)), None):
-        (_f213, _f214, _f215, _f216, None),
+        (_f54, None),
     ('ci_engine.intel.quality', 'Assessment', True, True, False, (), False, (('long_image', 'bool', False, False, False, True, True, None, True, False), ('black_and_white', 'bool', False, False, False, True, True, None, True, False), ('small_image', 'bool', False, False, False, True, True, None, True, False), ('big_image', 'bool', False, False, False, True, True, None, True, False), ('pure_image', 'bool', False, False, False, True, True, None, True, False), ('clarity_score', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f217, _f218, _f219, _f220, None),
+        (_f55, None),
     ('ci_engine.intel.slim', 'Candidate', True, True, False, (), False, (('size', 'int', False, False, False, True, True, None, True, False), ('chroma', 'bool', False, False, False, True, True, None, True, False), ('encode', 'Callable[[], bytes]', False, False, False, True, True, None, True, False)), None):
-        (_f221, _f222, _f223, _f224, None),
+        (_f56, None),
     ('ci_engine.intel.slim', 'Slimmed', True, True, False, (), False, (('data', 'bytes', False, False, False, True, True, None, True, False), ('format', 'str', False, False, False, True, True, None, True, False), ('flag', 'int', False, False, False, True, True, None, True, False), ('ssim', 'float', False, False, False, True, True, None, True, False)), None):
-        (_f225, _f226, _f227, _f228, None),
+        (_f57, None),
     ('ci_engine.intel.slim', '_View', True, True, False, (), False, (('grid', 'int', False, False, False, True, True, None, True, False), ('tile', 'int', False, False, False, True, True, None, True, False), ('whole', 'bool', False, False, False, True, True, None, True, False)), None):
-        (_f229, _f230, _f231, _f232, None),
+        (_f58, None),
     ('ci_engine.jobs.buckets', 'Buckets', True, True, False, (), False, (('root', 'str', False, False, False, True, True, None, True, False), ('endpoint', 'str | None', False, True, False, True, True, None, True, False), ('layout', 'str', False, True, False, True, True, None, True, False), ('fsync', 'bool', False, True, False, True, True, None, True, False), ('timeout', 'float', False, True, False, True, True, None, True, False), ('retries', 'int', False, True, False, True, True, None, True, False)), None):
-        (_f233, _f234, _f235, _f236, None),
+        (_f59, None),
     ('ci_engine.jobs.records', 'Job', True, True, False, (), False, (('id', 'str', False, False, False, True, True, None, True, False), ('bucket', 'str', False, False, False, True, True, None, True, False), ('queue_id', 'str', False, False, False, True, True, None, True, False), ('input_object', 'str', False, False, False, True, True, None, True, False), ('output_bucket', 'str', False, False, False, True, True, None, True, False), ('output_object', 'str', False, False, False, True, True, None, True, False), ('rule', 'str', False, False, False, True, True, None, True, False), ('is_pic_info', 'bool', False, True, False, True, True, None, True, False), ('tag', 'str', False, True, False, True, True, None, True, False), ('state', 'str', False, True, False, True, True, None, True, False), ('code', 'str', False, True, False, True, True, None, True, False), ('message', 'str', False, True, False, True, True, None, True, False), ('creation_time', 'str', False, True, False, True, True, None, True, False), ('start_time', 'str', False, True, False, True, True, None, True, False), ('end_time', 'str', False, True, False, True, True, None, True, False), ('input_region', 'str', False, True, False, True, True, None, True, False), ('output_region', 'str', False, True, False, True, True, None, True, False), ('template_id', 'str', False, True, False, True, True, None, True, False), ('template_name', 'str', False, True, False, True, True, None, True, False), ('user_data', 'str', False, True, False, True, True, None, True, False), ('job_level', 'int', False, True, False, True, True, None, True, False), ('result', 'Mapping[str, Any] | None', False, True, False, True, True, None, True, False), ('attempts', 'int', False, True, False, True, True, None, True, False), ('seq', 'int', False, True, False, True, True, None, True, False)), None):
-        (_f237, _f238, _f239, _f240, None),
+        (_f60, None),
     ('ci_engine.jobs.records', 'Queue', True, True, False, (), False, (('id', 'str', False, False, False, True, True, None, True, False), ('bucket', 'str', False, False, False, True, True, None, True, False), ('name', 'str', False, False, False, True, True, None, True, False), ('state', 'str', False, True, False, True, True, None, True, False), ('max_size', 'int', False, True, False, True, True, None, True, False), ('max_concurrent', 'int', False, True, False, True, True, None, True, False), ('notify', 'Mapping[str, str]', False, False, True, True, True, None, True, False), ('create_time', 'str', False, True, False, True, True, None, True, False), ('update_time', 'str', False, True, False, True, True, None, True, False)), ('MISSING', 'MISSING', 'MISSING', "'Active'", '10000', '0', 'MISSING', "''", "''")):
-        (_f241, _f242, _f243, _f244, "Queue(id: 'str', bucket: 'str', name: 'str', state: 'str' = 'Active', max_size: 'int' = 10000, max_concurrent: 'int' = 0, notify: 'Mapping[str, str]' = <factory>, create_time: 'str' = '', update_time: 'str' = '')"),
+        (_f61, "Queue(id: 'str', bucket: 'str', name: 'str', state: 'str' = 'Active', max_size: 'int' = 10000, max_concurrent: 'int' = 0, notify: 'Mapping[str, str]' = <factory>, create_time: 'str' = '', update_time: 'str' = '')"),
     ('ci_engine.jobs.records', 'Template', True, True, False, (), False, (('id', 'str', False, False, False, True, True, None, True, False), ('bucket', 'str', False, False, False, True, True, None, True, False), ('name', 'str', False, False, False, True, True, None, True, False), ('rule', 'str', False, False, False, True, True, None, True, False), ('is_pic_info', 'bool', False, True, False, True, True, None, True, False), ('tag', 'str', False, True, False, True, True, None, True, False), ('create_time', 'str', False, True, False, True, True, None, True, False), ('update_time', 'str', False, True, False, True, True, None, True, False)), ('MISSING', 'MISSING', 'MISSING', 'MISSING', 'False', "'PicProcess'", "''", "''")):
-        (_f245, _f246, _f247, _f248, "Template(id: 'str', bucket: 'str', name: 'str', rule: 'str', is_pic_info: 'bool' = False, tag: 'str' = 'PicProcess', create_time: 'str' = '', update_time: 'str' = '')"),
+        (_f62, "Template(id: 'str', bucket: 'str', name: 'str', rule: 'str', is_pic_info: 'bool' = False, tag: 'str' = 'PicProcess', create_time: 'str' = '', update_time: 'str' = '')"),
     ('ci_engine.jobs.service', 'Cluster', False, False, False, (), False, (('workers', 'int | None', False, True, False, True, True, None, True, False), ('scheduler', 'str | None', False, True, False, True, True, None, True, False), ('client', 'Any', False, True, False, False, True, None, True, False), ('local', 'Any', False, True, False, False, True, None, True, False)), None):
-        (_f249, _f250, _f251, _f252, None),
+        (_f63, None),
     ('ci_engine.jobs.service', 'JobRequest', True, True, False, (), False, (('input_object', 'str', False, False, False, True, True, None, True, False), ('output_bucket', 'str', False, False, False, True, True, None, True, False), ('output_object', 'str', False, False, False, True, True, None, True, False), ('rule', 'str', False, True, False, True, True, None, True, False), ('is_pic_info', 'bool', False, True, False, True, True, None, True, False), ('template_id', 'str', False, True, False, True, True, None, True, False), ('output_region', 'str', False, True, False, True, True, None, True, False), ('user_data', 'str', False, True, False, True, True, None, True, False), ('job_level', 'int', False, True, False, True, True, None, True, False), ('queue_id', 'str', False, True, False, True, True, None, True, False), ('tag', 'str', False, True, False, True, True, None, True, False)), None):
-        (_f253, _f254, _f255, _f256, None),
+        (_f64, None),
     ('ci_engine.jobs.work', 'JobSpec', True, True, False, (), False, (('job_id', 'str', False, False, False, True, True, None, True, False), ('attempt', 'int', False, False, False, True, True, None, True, False), ('buckets', 'Buckets', False, False, False, True, True, None, True, False), ('bucket', 'str', False, False, False, True, True, None, True, False), ('region', 'str', False, False, False, True, True, None, True, False), ('input_object', 'str', False, False, False, True, True, None, True, False), ('output_bucket', 'str', False, False, False, True, True, None, True, False), ('output_object', 'str', False, False, False, True, True, None, True, False), ('rule', 'str', False, False, False, True, True, None, True, False), ('is_pic_info', 'bool', False, True, False, True, True, None, True, False), ('backend', 'str', False, True, False, True, True, None, True, False)), None):
-        (_f257, _f258, _f259, _f260, None),
+        (_f65, None),
     ('ci_engine.limits', 'Limits', True, True, False, (), False, (('INTERNATIONAL', 'ClassVar[Limits]', True, False, False, True, True, None, True, None), ('MAINLAND', 'ClassVar[Limits]', True, False, False, True, True, None, True, None), ('max_input_bytes', 'int', False, True, False, True, True, None, True, False), ('max_input_side', 'int', False, True, False, True, True, None, True, False), ('max_input_pixels', 'int', False, True, False, True, True, None, True, False), ('max_animated_pixels', 'int', False, True, False, True, True, None, True, False), ('max_gif_frames', 'int', False, True, False, True, True, None, True, False), ('max_frames', 'int', False, True, False, True, True, None, True, False), ('max_output_side', 'int', False, True, False, True, True, None, True, False), ('max_steps', 'int', False, True, False, True, True, None, True, False), ('max_image_watermarks', 'int', False, True, False, True, True, None, True, False), ('max_param_value', 'int', False, True, False, True, True, None, True, False), ('max_work_pixels', 'int', False, True, False, True, True, None, True, False), ('max_request_images', 'int', False, True, False, True, True, None, True, False), ('max_request_bytes', 'int', False, True, False, True, True, None, True, False), ('max_webp_output_side', 'int', False, True, False, True, True, None, True, False)), None):
-        (_f261, _f262, _f263, _f264, None),
+        (_f66, None),
     ('ci_engine.parse', '_Modifier', False, True, False, (), False, (('field', 'str', False, False, False, True, True, None, True, False), ('value', 'Any', False, False, False, True, True, None, True, False), ('targets', 'tuple[type, ...]', False, False, False, True, True, None, True, False)), None):
-        (_f265, _f266, _f267, _f268, None),
+        (_f67, None),
     ('ci_engine.persistent', 'ImageInfo', True, True, False, (), False, (('format', 'str', False, False, False, True, True, None, True, False), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False), ('quality', 'int', False, False, False, True, True, None, True, False), ('ave', 'str', False, False, False, True, True, None, True, False), ('orientation', 'int', False, False, False, True, True, None, True, False), ('frame_count', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f269, _f270, _f271, _f272, None),
+        (_f68, None),
     ('ci_engine.persistent', 'OriginalInfo', True, True, False, (), False, (('key', 'str', False, False, False, True, True, None, True, False), ('location', 'str', False, False, False, True, True, None, True, False), ('etag', 'str', False, False, False, True, True, None, True, False), ('image_info', 'ImageInfo | None', False, True, False, True, True, None, True, False)), None):
-        (_f273, _f274, _f275, _f276, None),
+        (_f69, None),
     ('ci_engine.persistent', 'PicOperations', True, True, False, (), False, (('is_pic_info', 'bool', False, False, False, True, True, None, True, False), ('rules', 'tuple[PicRule, ...]', False, False, False, True, True, None, True, False)), None):
-        (_f277, _f278, _f279, _f280, None),
+        (_f70, None),
     ('ci_engine.persistent', 'PicRule', True, True, False, (), False, (('index', 'int', False, False, False, True, True, None, True, False), ('fileid', 'str', False, False, False, True, True, None, True, False), ('rule', 'str', False, False, False, True, True, None, True, False), ('bucket', 'str | None', False, True, False, True, True, None, True, False), ('pipeline', 'A.Pipeline | None', False, True, False, True, True, None, True, False), ('error', 'CIError | None', False, True, False, True, True, None, False, False)), None):
-        (_f281, _f282, _f283, _f284, None),
+        (_f71, None),
     ('ci_engine.persistent', 'ProcessResult', True, True, False, (), False, (('key', 'str', False, False, False, True, True, None, True, False), ('location', 'str', False, False, False, True, True, None, True, False), ('format', 'str', False, False, False, True, True, None, True, False), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False), ('size', 'int', False, False, False, True, True, None, True, False), ('quality', 'int', False, False, False, True, True, None, True, False), ('etag', 'str', False, False, False, True, True, None, True, False), ('frame_count', 'int', False, True, False, True, True, None, True, False), ('bucket', 'str', False, True, False, True, True, None, True, False), ('masked', 'CIError | None', False, True, False, True, True, None, False, False), ('extras', 'tuple[tuple[str, Any], ...]', False, True, False, True, True, None, False, False), ('top_level', 'tuple[tuple[str, Any], ...]', False, True, False, True, True, None, False, False), ('stored', 'bool', False, True, False, True, True, None, True, False)), None):
-        (_f285, _f286, _f287, _f288, None),
+        (_f72, None),
     ('ci_engine.persistent', 'UploadResult', True, True, False, (), False, (('original_info', 'OriginalInfo', False, False, False, True, True, None, True, False), ('process_results', 'tuple[ProcessResult, ...]', False, True, False, True, True, None, True, False)), None):
-        (_f289, _f290, _f291, _f292, None),
+        (_f73, None),
     ('ci_engine.persistent', '_Job', False, True, False, (), False, (('rule', 'PicRule', False, False, False, True, True, None, True, False), ('key', 'str', False, False, False, True, True, None, True, False), ('bucket', 'str', False, False, False, True, True, None, True, False), ('store', 'Store', False, False, False, True, True, None, True, False), ('pipeline', 'A.Pipeline | None', False, True, False, True, True, None, True, False), ('symbolic', 'Plan | None', False, True, False, True, True, None, True, False), ('resolved', 'ResolvedPlan | None', False, True, False, True, True, None, True, False), ('masked', 'CIError | None', False, True, False, True, True, None, True, False), ('intel', 'str', False, True, False, True, True, None, True, False)), ('MISSING', 'MISSING', 'MISSING', 'MISSING', 'None', 'None', 'None', 'None', "''")):
-        (_f293, _f294, _f295, _f296, "_Job(rule: 'PicRule', key: 'str', bucket: 'str', store: 'Store', pipeline: 'A.Pipeline | None' = None, symbolic: 'Plan | None' = None, resolved: 'ResolvedPlan | None' = None, masked: 'CIError | None' = None, intel: 'str' = '')"),
+        (_f74, "_Job(rule: 'PicRule', key: 'str', bucket: 'str', store: 'Store', pipeline: 'A.Pipeline | None' = None, symbolic: 'Plan | None' = None, resolved: 'ResolvedPlan | None' = None, masked: 'CIError | None' = None, intel: 'str' = '')"),
     ('ci_engine.plan', 'Plan', True, True, False, (), False, (('ops', 'tuple[Any, ...]', False, False, False, True, True, None, True, False), ('info', 'A.Step | None', False, False, False, True, True, None, True, False), ('ignore_error', 'bool', False, False, False, True, True, None, True, False), ('rules', 'tuple[Rule, ...]', False, False, False, True, True, None, True, False), ('pipeline', 'A.Pipeline', False, False, False, True, True, None, True, False), ('limits', 'Limits', False, False, True, True, True, None, True, False)), None):
-        (_f297, _f298, _f299, _f300, None),
+        (_f75, None),
     ('ci_engine.plan', 'ResolvedPlan', True, True, False, (), False, (('header', 'ImageHeader', False, False, False, True, True, None, True, False), ('decode', 'DecodeSpec', False, False, False, True, True, None, True, False), ('decoded_size', 'tuple[int, int]', False, False, False, True, True, None, True, False), ('steps', 'tuple[Prim, ...]', False, False, False, True, True, None, True, False), ('encode', 'EncodeSpec', False, False, False, True, True, None, True, False), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False), ('frames', 'int', False, False, False, True, True, None, True, False), ('info', 'A.Step | None', False, True, False, True, True, None, True, False), ('applied', 'tuple[str, ...]', False, True, False, True, True, None, True, False)), None):
-        (_f301, _f302, _f303, _f304, None),
+        (_f76, None),
     ('ci_engine.plan.lower', 'StepEncode', True, True, False, (), False, (('step', 'int', False, False, False, True, True, None, True, False), ('format', 'OutputFormat | None', False, True, False, True, True, None, True, False), ('quality', 'A.Quality | None', False, True, False, True, True, None, True, False), ('rquality', 'int | None', False, True, False, True, True, None, True, False), ('lquality', 'int | None', False, True, False, True, True, None, True, False), ('interlace', 'bool | None', False, True, False, True, True, None, True, False), ('strip', 'bool', False, True, False, True, True, None, True, False), ('size_limit', 'A.SizeLimit | None', False, True, False, True, True, None, True, False), ('cgif', 'int | None', False, True, False, True, True, None, True, False), ('egif', 'int | None', False, True, False, True, True, None, True, False), ('aigc', 'A.AIGCMetadata | None', False, True, False, True, True, None, True, False), ('span', 'Span | None', False, True, False, True, False, None, False, False), ('format_span', 'Span | None', False, True, False, True, False, None, False, False)), None):
-        (_f305, _f306, _f307, _f308, None),
+        (_f77, None),
     ('ci_engine.plan.lower', 'ViewScale', True, True, False, (), False, (('mode', 'int', False, False, False, True, True, None, True, False), ('width', 'int | None', False, False, False, True, True, None, True, False), ('height', 'int | None', False, False, False, True, True, None, True, False), ('span', 'Span | None', False, True, False, True, False, None, False, False)), None):
-        (_f309, _f310, _f311, _f312, None),
+        (_f78, None),
     ('ci_engine.plan.resolve', 'State', False, True, False, (), False, (('header', 'ImageHeader', False, False, False, True, True, None, True, False), ('limits', 'Limits', False, False, False, True, True, None, True, False), ('final_format', 'ImageFormat', False, False, False, True, True, None, True, False), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False), ('frames', 'int', False, False, False, True, True, None, True, False), ('format', 'ImageFormat', False, False, False, True, True, None, True, False), ('has_alpha', 'bool', False, False, False, True, True, None, True, False), ('orientation', 'int', False, False, False, True, True, None, True, False), ('quality', 'int', False, False, False, True, True, None, True, False), ('prims', 'list[P.Prim]', False, False, True, True, True, None, True, False), ('reset_orientation', 'bool', False, True, False, True, True, None, True, False), ('progressive', 'bool | None', False, True, False, True, True, None, True, False), ('strip', 'bool', False, True, False, True, True, None, True, False), ('size_limit', 'A.SizeLimit | None', False, True, False, True, True, None, True, False), ('aigc', 'A.AIGCMetadata | None', False, True, False, True, True, None, True, False)), None):
-        (_f313, _f314, _f315, _f316, None),
+        (_f79, None),
     ('ci_engine.plan.steps', 'Blur', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('sigma', 'float', False, False, False, True, True, None, True, False), ('radius', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f317, _f318, _f319, _f320, None),
+        (_f80, None),
     ('ci_engine.plan.steps', 'Composite', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('overlay', 'Any', False, False, False, True, False, None, False, False), ('overlay_size', 'tuple[int, int]', False, False, False, True, True, None, True, False), ('placements', 'tuple[tuple[int, int], ...]', False, False, False, True, True, None, True, False), ('opacity', 'float', False, False, False, True, True, None, True, False), ('tile', 'bool', False, True, False, True, True, None, True, False), ('grey', 'bool', False, True, False, True, True, None, True, False), ('key', 'str', False, True, False, True, True, None, True, False)), None):
-        (_f321, _f322, _f323, _f324, None),
+        (_f81, None),
     ('ci_engine.plan.steps', 'Crop', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('left', 'int', False, False, False, True, True, None, True, False), ('top', 'int', False, False, False, True, True, None, True, False), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f325, _f326, _f327, _f328, None),
+        (_f82, None),
     ('ci_engine.plan.steps', 'DecodeSpec', True, True, False, (), False, (('format', 'ImageFormat', False, False, False, True, True, None, True, False), ('shrink', 'int', False, True, False, True, True, None, True, False), ('frames', 'int', False, True, False, True, True, None, True, False), ('sequential', 'bool', False, True, False, True, True, None, True, False)), None):
-        (_f329, _f330, _f331, _f332, None),
+        (_f83, None),
     ('ci_engine.plan.steps', 'Embed', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('left', 'int', False, False, False, True, True, None, True, False), ('top', 'int', False, False, False, True, True, None, True, False), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False), ('background', 'RGBA', False, False, False, True, True, None, True, False)), None):
-        (_f333, _f334, _f335, _f336, None),
+        (_f84, None),
     ('ci_engine.plan.steps', 'EncodeSpec', True, True, False, (), False, (('format', 'ImageFormat', False, False, False, True, True, None, True, False), ('quality', 'int | None', False, True, False, True, True, None, True, False), ('progressive', 'bool', False, True, False, True, True, None, True, False), ('strip', 'bool', False, True, False, True, True, None, True, False), ('reset_orientation', 'bool', False, True, False, True, True, None, True, False), ('size_limit', 'int | None', False, True, False, True, True, None, True, False), ('keep_smaller', 'bool', False, True, False, True, True, None, True, False), ('aigc', 'tuple[tuple[str, str], ...]', False, True, False, True, True, None, True, False)), None):
-        (_f337, _f338, _f339, _f340, None),
+        (_f85, None),
     ('ci_engine.plan.steps', 'Flatten', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('background', 'RGBA', False, False, False, True, True, None, True, False)), None):
-        (_f341, _f342, _f343, _f344, None),
+        (_f86, None),
     ('ci_engine.plan.steps', 'Flip', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('horizontal', 'bool', False, False, False, True, True, None, True, False)), None):
-        (_f345, _f346, _f347, _f348, None),
+        (_f87, None),
     ('ci_engine.plan.steps', 'Grayscale', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f349, _f350, _f6, _f7, None),
+        (_f88, None),
     ('ci_engine.plan.steps', 'Linear', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('slope', 'float', False, False, False, True, True, None, True, False), ('offset', 'float', False, False, False, True, True, None, True, False)), None):
-        (_f351, _f352, _f353, _f354, None),
+        (_f89, None),
     ('ci_engine.plan.steps', 'Mask', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('shape', 'str', False, False, False, True, True, None, True, False), ('radius', 'int', False, False, False, True, True, None, True, False), ('background', 'RGBA', False, False, False, True, True, None, True, False)), None):
-        (_f355, _f356, _f357, _f358, None),
+        (_f90, None),
     ('ci_engine.plan.steps', 'Prim', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True)), None):
-        (_f349, _f350, _f6, _f7, None),
+        (_f88, None),
     ('ci_engine.plan.steps', 'Resize', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f359, _f360, _f42, _f43, None),
+        (_f91, None),
     ('ci_engine.plan.steps', 'Rotate', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('degrees', 'int', False, False, False, True, True, None, True, False), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False), ('background', 'RGBA', False, False, False, True, True, None, True, False)), None):
-        (_f361, _f362, _f363, _f364, None),
+        (_f92, None),
     ('ci_engine.plan.steps', 'Rotate90', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('turns', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f365, _f366, _f367, _f368, None),
+        (_f93, None),
     ('ci_engine.plan.steps', 'SelectFrames', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('groups', 'tuple[tuple[int, ...], ...]', False, False, False, True, True, None, True, False)), None):
-        (_f369, _f370, _f371, _f372, None),
+        (_f94, None),
     ('ci_engine.plan.steps', 'Sharpen', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('amount', 'int', False, False, False, True, True, None, True, False), ('sigma', 'float', False, True, False, True, True, None, True, False)), None):
-        (_f373, _f374, _f375, _f376, None),
+        (_f95, None),
     ('ci_engine.plan.steps', 'SmartCrop', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f359, _f360, _f42, _f43, None),
+        (_f91, None),
     ('ci_engine.plan.steps', 'Watermark', True, True, False, (), False, (('method', 'ClassVar[str]', True, True, False, True, True, None, True, None), ('origin', 'str', False, True, False, True, True, None, False, True), ('span', 'Span | None', False, True, False, True, False, None, False, True), ('mark', 'Any', False, False, False, True, True, None, True, False), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f377, _f378, _f379, _f380, None),
+        (_f96, None),
     ('ci_engine.server.addressing', 'Target', True, True, False, (), False, (('kind', 'str', False, False, False, True, True, None, True, False), ('bucket', 'str | None', False, False, False, True, True, None, True, False), ('key', 'str', False, False, False, True, True, None, True, False), ('path', 'str', False, False, False, True, True, None, True, False), ('host', 'str', False, False, False, True, True, None, True, False), ('path_style', 'bool', False, True, False, True, True, None, True, False), ('region', 'str | None', False, True, False, True, True, None, True, False), ('raw_path', 'str', False, True, False, True, True, None, True, False)), None):
-        (_f381, _f382, _f383, _f384, None),
+        (_f97, None),
     ('ci_engine.server.app', 'Context', False, False, False, ('__post_init__',), True, (('request', 'Request', False, False, False, True, True, None, True, False), ('target', 'Target', False, False, False, True, True, None, True, False), ('method', 'str', False, False, False, True, True, None, True, False), ('query', 'list[tuple[str, str]]', False, False, False, True, True, None, True, False), ('raw_query', 'str', False, False, False, True, True, None, True, False), ('request_id', 'str', False, False, False, True, True, None, True, False), ('bucket', 'str | None', False, True, False, True, True, None, True, False), ('signer', 'str | None', False, True, False, True, True, None, True, False), ('headers', 'Headers', False, False, False, False, True, None, True, False)), None):
-        (_f385, _f386, _f387, _f388, None),
+        (_f98, None),
     ('ci_engine.server.auth', 'Signature', True, True, False, (), False, (('algorithm', 'str', False, False, False, True, True, None, True, False), ('access_key', 'str', False, False, False, True, True, None, True, False), ('sign_time', 'str', False, False, False, True, True, None, True, False), ('key_time', 'str', False, False, False, True, True, None, True, False), ('header_list', 'tuple[str, ...]', False, False, False, True, True, None, True, False), ('param_list', 'tuple[str, ...]', False, False, False, True, True, None, True, False), ('signature', 'str', False, False, False, True, True, None, True, False), ('where', 'str', False, False, False, True, True, None, True, False)), None):
-        (_f389, _f390, _f391, _f392, None),
+        (_f99, None),
     ('ci_engine.server.cache', 'CachedResult', True, True, False, (), False, (('data', 'bytes', False, False, False, True, True, None, True, False), ('mime_type', 'str', False, False, False, True, True, None, True, False), ('etag', 'str', False, False, False, True, True, None, True, False), ('masked', 'str | None', False, True, False, True, True, None, True, False), ('slim_flag', 'int | None', False, True, False, True, True, None, True, False)), None):
-        (_f393, _f394, _f395, _f396, None),
+        (_f100, None),
     ('ci_engine.server.config', 'BucketConfig', True, True, False, ('__post_init__',), True, (('name', 'str', False, False, False, True, True, None, True, False), ('separators', 'str', False, True, False, True, True, None, True, False), ('protection', 'bool', False, True, False, True, True, None, True, False), ('public_read', 'bool', False, True, False, True, True, None, True, False), ('hotlink', 'HotlinkConfig', False, False, True, True, True, None, True, False), ('origin', 'str | None', False, True, False, True, True, None, True, False), ('origin_mode', 'str', False, True, False, True, True, None, True, False), ('cache_control', 'str | None', False, True, False, True, True, None, True, False)), None):
-        (_f397, _f398, _f399, _f400, None),
+        (_f101, None),
     ('ci_engine.server.config', 'HotlinkConfig', True, True, False, ('__post_init__',), True, (('mode', 'str', False, True, False, True, True, None, True, False), ('referers', 'tuple[str, ...]', False, True, False, True, True, None, True, False), ('allow_empty', 'bool', False, True, False, True, True, None, True, False)), None):
-        (_f401, _f402, _f403, _f404, None),
+        (_f102, None),
     ('ci_engine.server.config', 'ServerConfig', True, False, False, ('__post_init__',), True, (('root', 'Path', False, False, False, True, True, None, True, False), ('host', 'str', False, True, False, True, True, None, True, False), ('port', 'int', False, True, False, True, True, None, True, False), ('region', 'str', False, True, False, True, True, None, True, False), ('buckets', 'Mapping[str, BucketConfig]', False, False, True, True, True, None, True, False), ('credentials', 'Mapping[str, str]', False, False, True, True, True, None, True, False), ('anonymous', 'bool', False, True, False, True, True, None, True, False), ('default_bucket', 'str | None', False, True, False, True, True, None, True, False), ('max_body_bytes', 'int', False, True, False, True, True, None, True, False), ('workers', 'int', False, False, True, True, True, None, True, False), ('max_pending', 'int | None', False, True, False, True, True, None, True, False), ('request_timeout', 'float', False, True, False, True, True, None, True, False), ('grace_period', 'float', False, True, False, True, True, None, True, False), ('fsync', 'bool', False, True, False, True, True, None, True, False), ('backend', 'str', False, True, False, True, True, None, True, False), ('vips_concurrency', 'int', False, True, False, True, True, None, True, False), ('cors_origins', 'tuple[str, ...]', False, True, False, True, True, None, True, False), ('storage_factory', 'Callable[[ServerConfig], Storage] | None', False, True, False, True, True, None, True, False), ('job_workers', 'int | None', False, True, False, True, True, None, True, False), ('scheduler', 'str | None', False, True, False, True, True, None, True, False), ('cache_dir', 'Path | None', False, True, False, True, True, None, True, False), ('cache_size', 'int', False, True, False, True, True, None, True, False), ('origin_connect_timeout', 'float', False, True, False, True, True, None, True, False), ('origin_read_timeout', 'float', False, True, False, True, True, None, True, False)), None):
-        (_f405, _f406, _f407, _f408, None),
+        (_f103, None),
     ('ci_engine.server.origin', '_Settings', True, True, False, (), False, (('max_bytes', 'int', False, False, False, True, True, None, True, False), ('connect_timeout', 'float', False, False, False, True, True, None, True, False), ('read_timeout', 'float', False, False, False, True, True, None, True, False), ('total_timeout', 'float', False, False, False, True, True, None, True, False)), ('MISSING', 'MISSING', 'MISSING', 'MISSING')):
-        (_f409, _f410, _f411, _f412, "_Settings(max_bytes: 'int', connect_timeout: 'float', read_timeout: 'float', total_timeout: 'float')"),
+        (_f104, "_Settings(max_bytes: 'int', connect_timeout: 'float', read_timeout: 'float', total_timeout: 'float')"),
     ('ci_engine.store', 'ObjectInfo', True, True, False, (), False, (('key', 'str', False, False, False, True, True, None, True, False), ('size', 'int', False, False, False, True, True, None, True, False), ('etag', 'str', False, False, False, True, True, None, True, False), ('last_modified', 'float', False, False, False, True, True, None, True, False)), None):
-        (_f413, _f414, _f415, _f416, None),
+        (_f105, None),
     ('ci_engine.styles', 'Style', True, True, False, (), False, (('name', 'str', False, False, False, True, True, None, True, False), ('body', 'str', False, False, False, True, True, None, True, False), ('pipeline', 'A.Pipeline', False, False, False, True, True, None, True, False)), None):
-        (_f417, _f418, _f419, _f420, None),
+        (_f106, None),
     ('ci_engine.styles', '_Located', True, True, False, (), False, (('component', 'str', False, False, False, True, True, None, True, False), ('kind', 'str', False, False, False, True, True, None, True, False), ('keyword', 'str', False, True, False, True, True, None, True, False)), None):
-        (_f421, _f422, _f423, _f424, None),
+        (_f107, None),
     ('ci_engine.types', 'Color', True, True, False, ('__post_init__',), True, (('red', 'int', False, False, False, True, True, None, True, False), ('green', 'int', False, False, False, True, True, None, True, False), ('blue', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f425, _f426, _f427, _f428, None),
+        (_f108, None),
     ('ci_engine.types', 'ImageHeader', True, True, False, (), False, (('format', 'ImageFormat', False, False, False, True, True, None, True, False), ('width', 'int', False, False, False, True, True, None, True, False), ('height', 'int', False, False, False, True, True, None, True, False), ('frames', 'int', False, True, False, True, True, None, True, False), ('orientation', 'int', False, True, False, True, True, None, True, False), ('has_alpha', 'bool', False, True, False, True, True, None, True, False), ('bit_depth', 'int', False, True, False, True, True, None, True, False), ('color_space', 'str', False, True, False, True, True, None, True, False), ('quality', 'int | None', False, True, False, True, True, None, True, False), ('progressive', 'bool', False, True, False, True, True, None, True, False), ('icc', 'bool', False, True, False, True, True, None, True, False), ('exif', 'bool', False, True, False, True, True, None, True, False), ('dpi', 'tuple[float, float] | None', False, True, False, True, True, None, True, False), ('loop', 'int | None', False, True, False, True, True, None, True, False), ('dynamic_range', 'str', False, True, False, True, True, None, True, False)), None):
-        (_f429, _f430, _f431, _f432, None),
+        (_f109, None),
     ('ci_engine.watermark._cmap', 'Coverage', True, True, False, (), False, (('starts', 'tuple[int, ...]', False, False, False, True, True, None, True, False), ('ends', 'tuple[int, ...]', False, False, False, True, True, None, True, False)), None):
-        (_f433, _f434, _f435, _f436, None),
+        (_f110, None),
     ('ci_engine.watermark.fonts', 'FontFace', True, True, False, (), False, (('path', 'str', False, False, False, True, True, None, True, False), ('index', 'int', False, False, False, True, True, None, True, False), ('family', 'str', False, False, False, True, True, None, True, False), ('style', 'str', False, False, False, True, True, None, True, False)), None):
-        (_f437, _f438, _f439, _f440, None),
+        (_f111, None),
     ('ci_engine.watermark.fonts', '_Wanted', True, True, False, (), False, (('families', 'tuple[str, ...]', False, False, False, True, True, None, True, False), ('styles', 'tuple[str, ...]', False, False, False, True, True, None, True, False), ('description', 'str', False, False, False, True, True, None, True, False)), ('MISSING', 'MISSING', 'MISSING')):
-        (_f441, _f442, _f443, _f444, "_Wanted(families: 'tuple[str, ...]', styles: 'tuple[str, ...]', description: 'str')"),
+        (_f112, "_Wanted(families: 'tuple[str, ...]', styles: 'tuple[str, ...]', description: 'str')"),
     ('ci_engine.watermark.resources', 'CosUrl', True, True, False, (), False, (('scheme', 'str', False, False, False, True, True, None, True, False), ('host', 'str', False, False, False, True, True, None, True, False), ('key', 'str', False, False, False, True, True, None, True, False), ('query', 'str', False, False, False, True, True, None, True, False), ('bucket', 'str | None', False, True, False, True, True, None, True, False), ('region', 'str | None', False, True, False, True, True, None, True, False)), None):
-        (_f445, _f446, _f447, _f448, None),
+        (_f113, None),
     ('ci_engine.watermark.text', 'Bitmap', True, True, False, (), False, (('pixels', 'NDArray[np.uint8]', False, False, False, True, True, None, True, False), ('box', 'tuple[int, int]', False, False, False, True, True, None, True, False), ('origin', 'tuple[int, int]', False, True, False, True, True, None, True, False), ('neutral', 'bool | None', False, True, False, True, True, None, True, False)), None):
-        (_f449, _f450, _f451, _f452, None),
+        (_f114, None),
     ('ci_engine.watermark.text', 'TextLayout', True, True, False, (), False, (('pieces', 'tuple[_Piece, ...]', False, False, False, True, True, None, True, False), ('box', 'tuple[int, int]', False, False, False, True, True, None, True, False), ('bounds', 'tuple[int, int, int, int]', False, False, False, True, True, None, True, False), ('fill', 'tuple[int, int, int]', False, False, False, True, True, None, True, False), ('shadow', 'int', False, False, False, True, True, None, True, False), ('shadow_offset', 'int', False, False, False, True, True, None, True, False)), None):
-        (_f453, _f454, _f455, _f456, None),
+        (_f115, None),
     ('ci_engine.watermark.text', '_Piece', True, True, False, (), False, (('x', 'float', False, False, False, True, True, None, True, False), ('baseline', 'int', False, False, False, True, True, None, True, False), ('text', 'str', False, False, False, True, True, None, True, False), ('font', 'Any', False, False, False, True, True, None, True, False), ('ink', 'tuple[int, int, int, int]', False, False, False, True, True, None, True, False)), ('MISSING', 'MISSING', 'MISSING', 'MISSING', 'MISSING')):
-        (_f457, _f458, _f459, _f460, "_Piece(x: 'float', baseline: 'int', text: 'str', font: 'Any', ink: 'tuple[int, int, int, int]')"),
+        (_f116, "_Piece(x: 'float', baseline: 'int', text: 'str', font: 'Any', ink: 'tuple[int, int, int, int]')"),
 }

@@ -15,12 +15,16 @@ for the subset of the decorator ci_engine uses:
   ``__delattr__``, ``__match_args__``, ``__slots__`` and the pickling state of a frozen
   slotted class, ``__doc__`` when the class has none). Anything else goes to
   :func:`dataclasses.dataclass` unchanged.
-* The generated methods' code comes from ``ci_engine/_dataclass_code.py``, written ahead of
-  time by ``python -m ci_engine._tables_build``: per class, keyed by everything the code
+* ``__init__`` is generated code, as :mod:`dataclasses` writes it (a real signature, the
+  fields set one by one): it comes from ``ci_engine/_dataclass_code.py``, written ahead of
+  time by ``python -m ci_engine._tables_build``, per class, keyed by everything the code
   depends on (module, qualified name, flags, every field's name, annotation and options,
   which dunders the class defines itself). A class missing from the table (edited since the
   table was written) has the same code compiled at run time: staleness costs time, never
   behaviour. ``tests/unit/test_tables_fresh.py`` fails when the table is stale.
+  ``__repr__``, ``__eq__`` and ``__hash__`` are closures over ``operator.attrgetter`` of
+  the fields (the same strings, comparisons and hashes as dataclasses' generated code, whose
+  per-class code objects were two thirds of the table's size).
 * ``__dataclass_fields__`` and ``__dataclass_params__`` are made on first access, with
   :mod:`dataclasses` imported then, so :func:`dataclasses.fields`, :func:`dataclasses.replace`,
   :func:`dataclasses.asdict` and :func:`dataclasses.is_dataclass` see real ``Field``
@@ -43,6 +47,8 @@ from __future__ import annotations
 
 import os
 from _thread import get_ident as _get_ident
+from collections.abc import Callable
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -378,7 +384,7 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
 
     methods: dict[str, Any] = {}
     qualname = cls.__qualname__
-    init_f, repr_f, eq_f, hash_f = factories
+    (init_f,) = factories
     if "__init__" not in own:
         locals_: dict[str, Any] = {f"_type_{f.name}": f.type for f in data if f.init}
         locals_.update(
@@ -394,12 +400,14 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
             _return_type=None,
             **locals_,
         )
+    compared = _getter(tuple(f.name for f in data if f.compare))
     if "__repr__" not in own:
-        methods["__repr__"] = _recursive_repr(repr_f())
+        methods["__repr__"] = _recursive_repr(_repr_fn(tuple(f.name for f in data if f.repr)))
     if "__eq__" not in own:
-        methods["__eq__"] = eq_f()
+        methods["__eq__"] = _eq_fn(compared)
     if not explicit_hash:
-        methods["__hash__"] = hash_f() if frozen else None
+        hashed = [f.name for f in data if (f.compare if f.hash is None else f.hash)]
+        methods["__hash__"] = _hash_fn(_getter(tuple(hashed))) if frozen else None
     for fn in methods.values():
         if fn is not None:
             fn.__qualname__ = f"{qualname}.{fn.__name__}"
@@ -527,22 +535,44 @@ def _sources(all_fields: tuple[_Field, ...], *, frozen: bool, post_init: bool) -
     init_locals = ["_HAS_DEFAULT_FACTORY", "__dataclass_builtins_object__", "_return_type"]
     init_locals += [f"_type_{f.name}" for f in init_fields]
     init_locals += [f"_dflt_{f.name}" for f in data if f.default is not MISSING or f.default_factory is not MISSING]
-    init = _factory("__init__", init_locals, ",".join(params), body, "->_return_type")
+    return (_factory("__init__", init_locals, ",".join(params), body, "->_return_type"),)
 
-    shown = ", ".join(f"{f.name}={{self.{f.name}!r}}" for f in data if f.repr)
-    repr_src = _factory("__repr__", [], "self", [f'return self.__class__.__qualname__ + f"({shown})"'])
-    compared = [f for f in data if f.compare]
-    mine = "".join(f"self.{f.name}," for f in compared)
-    theirs = "".join(f"other.{f.name}," for f in compared)
-    eq = _factory(
-        "__eq__",
-        [],
-        "self,other",
-        ["if other.__class__ is self.__class__:", f" return ({mine})==({theirs})", "return NotImplemented"],
-    )
-    hashed = "".join(f"self.{f.name}," for f in data if (f.compare if f.hash is None else f.hash))
-    hash_src = _factory("__hash__", [], "self", [f"return hash(({hashed}))"])
-    return init, repr_src, eq, hash_src
+
+def _getter(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """``obj`` -> the tuple of its ``names`` attributes (what dataclasses' generated
+    ``__eq__`` and ``__hash__`` build inline: ``(self.a,self.b,)``)."""
+    if not names:
+        return lambda obj: ()
+    if len(names) == 1:
+        one = attrgetter(names[0])
+        return lambda obj: (one(obj),)
+    return attrgetter(*names)  # type: ignore[return-value]
+
+
+def _eq_fn(get: Callable[[Any], tuple[Any, ...]]) -> Any:
+    def __eq__(self: Any, other: Any) -> Any:
+        if other.__class__ is self.__class__:
+            return get(self) == get(other)
+        return NotImplemented
+
+    return __eq__
+
+
+def _hash_fn(get: Callable[[Any], tuple[Any, ...]]) -> Any:
+    def __hash__(self: Any) -> int:
+        return hash(get(self))
+
+    return __hash__
+
+
+def _repr_fn(names: tuple[str, ...]) -> Any:
+    shown = tuple((f"{name}=", attrgetter(name)) for name in names)
+
+    def __repr__(self: Any) -> str:
+        inner = ", ".join([label + repr(get(self)) for label, get in shown])
+        return f"{self.__class__.__qualname__}({inner})"
+
+    return __repr__
 
 
 def _factory(name: str, closure: list[str], args: str, body: list[str], returns: str = "") -> str:

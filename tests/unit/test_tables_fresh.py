@@ -127,9 +127,8 @@ for name, module in sorted(sys.modules.items()):
         continue
     for cls in vars(module).values():
         if isinstance(cls, type) and "__ci_dataclass__" in cls.__dict__ and cls.__module__ == name:
-            for method in ("__init__", "__repr__", "__eq__", "__hash__"):
+            for method in ("__init__",):  # (__repr__, __eq__, __hash__: closures of _dc.py)
                 fn = cls.__dict__.get(method)
-                fn = getattr(fn, "__wrapped__", fn)  # __repr__: inside the recursion guard
                 if hasattr(fn, "__code__"):
                     code = shape(fn.__code__).encode()
                     digests[f"{cls.__qualname__}.{method}"] = [
@@ -163,7 +162,7 @@ def test_precompiled_dataclass_methods_are_identical_to_compiled_ones() -> None:
     assert set(on["files"]) <= {"_dataclass_code.py", "<string>"}
     assert off["files"] == ["<string>"]
     from_table = {k for k, v in on["digests"].items() if v[2] == "_dataclass_code.py"}  # type: ignore[attr-defined]
-    assert len(from_table) > 450
+    assert len(from_table) > 130
     assert set(on["digests"]) == set(off["digests"])  # type: ignore[arg-type]
     for key in sorted(from_table):
         assert on["digests"][key][:2] == off["digests"][key][:2], key  # type: ignore[index]

@@ -98,6 +98,7 @@ class _Field:
         "metadata",
         "name",
         "repr",
+        "sig",
         "type",
     )
 
@@ -123,6 +124,7 @@ class _Field:
         self.metadata = metadata
         self.kw_only = kw_only
         self.classvar = False
+        self.sig: tuple[Any, ...] = ()
 
     def _named(self, name: str, type: Any, kw_only: bool, classvar: bool) -> _Field:
         made = _Field(
@@ -138,6 +140,7 @@ class _Field:
         made.name, made.type, made.classvar = name, type, classvar
         if not classvar and made.kw_only is MISSING:
             made.kw_only = kw_only
+        made.sig = made.signature()
         return made
 
     def signature(self) -> tuple[Any, ...]:
@@ -332,9 +335,9 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
         else:
             if type(default).__module__ == "dataclasses":  # a dataclasses.field() here
                 return None
-            f = _Field(default, MISSING, True, True, None, True, None, MISSING)._named(
-                name, annotation, kw_only, classvar
-            )
+            f = _Field(default, MISSING, True, True, None, True, None, MISSING if classvar else kw_only)
+            f.name, f.type, f.classvar = name, annotation, classvar
+            f.sig = f.signature()
         if not classvar and f.default is not MISSING and type(f.default).__hash__ is None:
             raise ValueError(f"mutable default {type(f.default)} for field {name} is not allowed: use default_factory")
         own_fields.append(f)
@@ -370,7 +373,7 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
         explicit_hash,
         defines,
         post_init,
-        tuple(f.signature() for f in all_fields),
+        tuple([f.sig for f in all_fields]),
         tuple(repr(f.default) for f in data) if needs_doc else None,
     )
     entry = _table().get(key)
@@ -402,7 +405,7 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
         )
     compared = _getter(tuple(f.name for f in data if f.compare))
     if "__repr__" not in own:
-        methods["__repr__"] = _recursive_repr(_repr_fn(tuple(f.name for f in data if f.repr)))
+        methods["__repr__"] = _repr_fn(tuple(f.name for f in data if f.repr))
     if "__eq__" not in own:
         methods["__eq__"] = _eq_fn(compared)
     if not explicit_hash:
@@ -434,8 +437,9 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
     # The class itself, once made (the frozen methods' ``type(self) is cls`` test).
     made_cell: list[type] = []
     if frozen:
-        methods["__setattr__"] = _frozen_method(made_cell, qualname, names, "__setattr__")
-        methods["__delattr__"] = _frozen_method(made_cell, qualname, names, "__delattr__")
+        fieldnames = frozenset(names)
+        methods["__setattr__"] = _frozen_method(made_cell, qualname, fieldnames, "__setattr__")
+        methods["__delattr__"] = _frozen_method(made_cell, qualname, fieldnames, "__delattr__")
     if slots:
         # Everything in the namespace before the type is made: setting a dunder on a type
         # afterwards re-derives its slots, which costs as much as making it.
@@ -566,10 +570,20 @@ def _hash_fn(get: Callable[[Any], tuple[Any, ...]]) -> Any:
 
 
 def _repr_fn(names: tuple[str, ...]) -> Any:
+    """``Name(a=..., b=...)``, and ``...`` when called again for the same object in the same
+    thread (dataclasses' recursion guard)."""
     shown = tuple((f"{name}=", attrgetter(name)) for name in names)
+    running: set[tuple[int, int]] = set()
 
     def __repr__(self: Any) -> str:
-        inner = ", ".join([label + repr(get(self)) for label, get in shown])
+        key = id(self), _get_ident()
+        if key in running:
+            return "..."
+        running.add(key)
+        try:
+            inner = ", ".join([label + repr(get(self)) for label, get in shown])
+        finally:
+            running.discard(key)
         return f"{self.__class__.__qualname__}({inner})"
 
     return __repr__
@@ -591,34 +605,7 @@ def _compile(source: str) -> Any:
     return namespace["__create_fn__"]
 
 
-def _recursive_repr(fn: Any) -> Any:
-    """``fn`` answering ``...`` when called again for the same object in the same thread
-    (what :mod:`dataclasses` does for a ``repr`` that reaches its own object); the wrapper
-    carries ``fn``'s names and ``__wrapped__``, as ``functools.wraps`` gives them."""
-    running: set[tuple[int, int]] = set()
-
-    def wrapper(self: Any) -> str:
-        key = id(self), _get_ident()
-        if key in running:
-            return "..."
-        running.add(key)
-        try:
-            result: str = fn(self)
-        finally:
-            running.discard(key)
-        return result
-
-    wrapper.__module__ = fn.__module__
-    wrapper.__name__ = fn.__name__
-    wrapper.__qualname__ = fn.__qualname__
-    wrapper.__doc__ = fn.__doc__
-    wrapper.__dict__.update(fn.__dict__)
-    wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
-    return wrapper
-
-
-def _frozen_method(cell: list[type], qualname: str, names: tuple[str, ...], which: str) -> Any:
-    fieldnames = frozenset(names)
+def _frozen_method(cell: list[type], qualname: str, fieldnames: frozenset[str], which: str) -> Any:
     if which == "__setattr__":
 
         def __setattr__(self: Any, name: str, value: Any) -> None:

@@ -169,7 +169,9 @@ class Notifier:
             self._heap.clear()
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout=self.timeout + 1)
+            # a POST in flight ends within its time-out; the thread is a daemon, so a
+            # process that exits meanwhile does not wait for it
+            self._thread.join(timeout=1.0)
             self._thread = None
 
     def _run(self) -> None:

@@ -39,6 +39,7 @@ from ci_engine.errors import CIError, InvalidArgumentError
 from ci_engine.jobs.buckets import STAGING_PREFIX, Buckets, promote
 from ci_engine.jobs.notify import Notifier, make_callback
 from ci_engine.jobs.records import (
+    CANCEL,
     RUNNING,
     SUBMITTED,
     Job,
@@ -329,9 +330,11 @@ class JobService:
 
     def cancel(self, bucket: str, job_id: str) -> Job:
         """Cancel a job that has not ended; afterwards its output never appears."""
+        already = self.records.job(job_id, bucket).state == CANCEL  # raises ResourceNotFound
         job = self.records.cancel(bucket, job_id)
         self._wake.set()
-        self._notify([job])
+        if not already:  # a repeated cancel answers the same and sends no second callback
+            self._notify([job])
         return job
 
     def wake(self) -> None:

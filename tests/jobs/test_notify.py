@@ -143,6 +143,7 @@ def test_an_unreachable_receiver_never_raises() -> None:
 def api(tmp_path: Path) -> Iterator[JobsAPI]:
     service = JobService(tmp_path / "jobs.sqlite", Buckets(str(tmp_path / "root")))
     yield JobsAPI(service)
+    service.notifier.close()
     service.records.close()
 
 
@@ -279,3 +280,18 @@ def test_a_dead_or_slow_receiver_never_holds_a_job(tmp_path: Path, cluster: Clus
     # two callbacks to the slow receiver, two to the dead one: each tried twice, none delivered
     assert (notifier.delivered, notifier.failed) == (0, 4)
     assert len(receiver.wait_for(4)) == 4
+
+
+def test_a_cancel_sends_one_callback(api: JobsAPI, receiver: Receiver) -> None:
+    queue_id = api.service.queue(BUCKET).id
+    api.update_queue(BUCKET, queue_id, queue_body(receiver.url("/q")))
+    job_id = ET.fromstring(api.create_jobs(BUCKET, job_request("c.jpg"))).findtext("JobsDetail/JobId") or ""
+    api.cancel_job(BUCKET, job_id)
+    api.cancel_job(BUCKET, job_id)  # answered the same, no second callback
+    settle(api.service.notifier)
+    time.sleep(0.2)
+    got = receiver.wait_for(2, timeout=0.2)
+    assert len(got) == 1
+    root = ET.fromstring(got[0][2])
+    assert (root.findtext("JobsDetail/JobId"), root.findtext("JobsDetail/State")) == (job_id, "Cancel")
+    assert root.findtext("JobsDetail/Message") == "cancelled by the user"

@@ -145,6 +145,9 @@ MAX_SEARCH = 6
 MAX_FINAL = 3
 """Full-size encodes at most: the best candidate, then a higher quality (or the next
 candidate) when it fails the whole-image check."""
+_LOWER_UP_TO = 6_000_000
+"""Images of up to this many pixels get :attr:`Candidate.lower` (another mosaic bisection,
+full-size encode and whole-image check: seconds on a larger image, for a few per cent)."""
 _STEPS = (0, 2, 5)
 """Quality steps above the one the search found, tried at full size in turn."""
 
@@ -153,11 +156,13 @@ def work(width: int, height: int) -> int:
     """Pixels of work charged for slimming a ``width`` x ``height`` image: the decode and
     reference planes (2 passes), :data:`MAX_FINAL` full-size encodes each decoded and scored
     under two windows (4 passes each), and the search: 2 x :data:`MAX_SEARCH` + 4 encodes of
-    the search image (the whole image up to 2 MP, else the 0.59 MP mosaic), each decoded and
-    scored."""
+    the search image (the whole image up to 2 MP; else the 0.59 MP mosaic, and another
+    bisection there for the lower quality), each decoded and scored."""
     pixels = width * height
-    search = pixels if pixels <= _SAMPLE_ABOVE else (_MOSAIC_GRID * _MOSAIC_TILE) ** 2
-    return pixels * (2 + 4 * MAX_FINAL) + search * 4 * (2 * MAX_SEARCH + 4)
+    if pixels <= _SAMPLE_ABOVE:
+        return pixels * (2 + 4 * MAX_FINAL) + pixels * 4 * (2 * MAX_SEARCH + 4)
+    search = (_MOSAIC_GRID * _MOSAIC_TILE) ** 2
+    return pixels * (2 + 4 * MAX_FINAL) + search * 4 * (3 * MAX_SEARCH + 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,27 +254,66 @@ class Candidate:
 
     size: int
     encodes: tuple[Callable[[], bytes], ...]
+    lower: Callable[[float], Callable[[], bytes] | None] | None = None
+    """After a mosaic search, given the whole-image SSIM of the first full-size encode: a
+    full-size encode at the lower quality the mosaic then predicts to pass, if any."""
 
 
 Encoder = Callable[[Any, int], bytes]
 """Encode an image (the search image or the whole one) at a quality."""
 
 
-def _bisect(encode: Encoder, search: Any, reference: Planes, view: _View, low: int, high: int) -> list[tuple[int, int]]:
-    """(size on ``search``, quality) of every quality the bisection for the lowest passing
-    one in ``low..high`` found passing, at most :data:`MAX_SEARCH` encodes, lowest first."""
-    passing: list[tuple[int, int]] = []
+def _bisect(
+    encode: Encoder, search: Any, reference: Planes, target: float, low: int, high: int, *, chroma: bool = False
+) -> list[tuple[int, int, float]]:
+    """(size on ``search``, quality, SSIM) of every quality the bisection for the lowest one
+    in ``low..high`` reaching ``target`` (``chroma``: with the chroma guard) found passing,
+    at most :data:`MAX_SEARCH` encodes, lowest first."""
+    passing: list[tuple[int, int, float]] = []
     for _ in range(MAX_SEARCH):
         if low > high:
             break
         mid = (low + high) // 2
         data = encode(search, mid)
-        if _score(reference, data) >= view.target:
-            passing.append((len(data), mid))
+        score = _score(reference, data, chroma=chroma)
+        if score >= target:
+            passing.append((len(data), mid, score))
             high = mid - 1
         else:
             low = mid + 1
     return sorted(passing, key=lambda item: item[1])
+
+
+def _lower(
+    encode: Encoder,
+    full: Callable[[int], bytes],
+    search: Any,
+    reference: Planes,
+    view: _View,
+    found: tuple[int, float],
+    *,
+    chroma: bool = False,
+) -> Callable[[float], Callable[[], bytes] | None] | None:
+    """:attr:`Candidate.lower` for a setting found at quality ``found[0]`` with SSIM
+    ``found[1]`` on a mosaic: the mosaic's SSIM plus the offset the whole image showed at
+    that quality predicts the whole image's at lower qualities; another bisection on the
+    mosaic finds the lowest predicted to pass (without the search margin: the full-size
+    encode is checked on the whole image, and the first one kept when it fails)."""
+    if view.whole:
+        return None
+    quality, score = found
+
+    def lower(whole: float) -> Callable[[], bytes] | None:
+        target = MIN_SSIM + _ROUNDING - (whole - score)
+        if target >= view.target:
+            return None  # the mosaic judged no harder than the whole image
+        passing = _bisect(encode, search, reference, target, 30, quality - 1, chroma=chroma)
+        if not passing:
+            return None
+        q = passing[0][1]
+        return lambda: full(q)
+
+    return lower
 
 
 def _ladder(encode: Callable[[int], bytes], quality: int, top: int) -> tuple[Callable[[], bytes], ...]:
@@ -345,27 +389,38 @@ def _jpeg_vips(data: bytes, img: Any, sampling: int, quality: int | None) -> lis
     search = _vips_of(search_pil)
     reference = _planes_of(search_pil)
     top = min(98, (quality or 90) + 3)
-    found: list[tuple[int, int, int]] = []  # (size on the search image, quality, table)
-    first = _bisect(encoder(0, "on"), search, reference, view, 30, top)
+    found: list[tuple[int, int, float, int]] = []  # (size on the search image, quality, SSIM, table)
+    first = _bisect(encoder(0, "on"), search, reference, view.target, 30, top)
     if first:
-        found.append((first[0][0], first[0][1], 0))
+        found.append((*first[0], 0))
     for table in _VIPS_TABLES[1:]:
         # the other tables need a similar quality: a narrower bisection around the first
         centre = first[0][1] if first else top
-        passing = _bisect(encoder(table, "on"), search, reference, view, max(30, centre - 4), min(top, centre + 12))
+        low, high = max(30, centre - 4), min(top, centre + 12)
+        passing = _bisect(encoder(table, "on"), search, reference, view.target, low, high)
         if passing:
-            found.append((passing[0][0], passing[0][1], table))
+            found.append((*passing[0], table))
     if not found:
         return []
     found.sort()
     subsample = "on"
     if colour and sampling != 2:  # 4:2:0 coarsens a 4:4:4 or 4:2:2 input's chroma
-        _, q, table = found[0]
+        _, q, _, table = found[0]
         if _score(reference, encoder(table, "on")(search, q), chroma=True) < view.target:
             subsample = "off"
+
+    def full(table: int) -> Callable[[int], bytes]:
+        return lambda q: encoder(table, subsample, final=True)(whole, q)
+
     return [
-        Candidate(size, _ladder(lambda q, t=table: encoder(t, subsample, final=True)(whole, q), q, top))  # type: ignore[misc]
-        for size, q, table in found
+        Candidate(
+            size,
+            _ladder(full(table), q, top),
+            _lower(
+                encoder(table, subsample), full(table), search, reference, view, (q, score), chroma=subsample == "on"
+            ),
+        )
+        for size, q, score, table in found
     ]
 
 
@@ -406,22 +461,41 @@ def _jpeg(data: bytes, img: Any, sampling: int, quality: int | None, backend: st
     top = min(95, quality or 90)
     same = sampling if sampling >= 0 else 2
     # 1. the luminance quality, judged on luminance alone (the chroma tables follow it)
-    passing = _bisect(encoder(same, lambda q: q), search, reference, view, 30, top)
+    passing = _bisect(encoder(same, lambda q: q), search, reference, view.target, 30, top)
     if not passing:
         return []
 
     def final(subsampling: int, offset: int) -> Callable[[int], bytes]:
         return lambda q: encoder(subsampling, lambda lq: max(30, lq - offset), final=True)(img, q)
 
-    size, q = passing[0]
-    out = [Candidate(size, _ladder(final(same, 0), q, top))]
+    def coarser(subsampling: int, offset: int) -> Encoder:
+        return encoder(subsampling, lambda lq: max(30, lq - offset))
+
+    size, q, score = passing[0]
+    out = [
+        Candidate(
+            size,
+            _ladder(final(same, 0), q, top),
+            _lower(coarser(same, 0), final(same, 0), search, reference, view, (q, score)),
+        )
+    ]
     # 2. at that quality, coarser chroma, most aggressive first: the first that passes
     #    (4:2:0 and chroma tables 30, then 15 quality steps coarser; the input's sampling)
     variants = [] if not colour else [(2, 30), (2, 15), (same, 15), (2, 0)]
     for subsampling, offset in dict.fromkeys(v for v in variants if v != (same, 0)):
-        candidate = encoder(subsampling, lambda lq, o=offset: max(30, lq - o))(search, q)  # type: ignore[misc]
-        if _score(reference, candidate, chroma=True) >= view.target:
-            out.append(Candidate(len(candidate), _ladder(final(subsampling, offset), q, top)))
+        candidate = coarser(subsampling, offset)(search, q)
+        score = _score(reference, candidate, chroma=True)
+        if score >= view.target:
+            lower = _lower(
+                coarser(subsampling, offset),
+                final(subsampling, offset),
+                search,
+                reference,
+                view,
+                (q, score),
+                chroma=True,
+            )
+            out.append(Candidate(len(candidate), _ladder(final(subsampling, offset), q, top), lower))
             break
     return out
 
@@ -512,11 +586,16 @@ def _webp(data: bytes, img: Any, quality: int | None) -> list[Candidate]:
     view = _View.of(img.size, _MOSAIC_GRID, _MOSAIC_TILE)
     search = view(img)
     top = min(95, quality or 90)
-    passing = _bisect(encode, search, _planes_of(search), view, 30, top)
+    reference = _planes_of(search)
+    passing = _bisect(encode, search, reference, view.target, 30, top)
     if not passing:
         return []
-    size, q = passing[0]
-    return [Candidate(size, _ladder(lambda q: encode(img, q), q, top))]
+    size, q, score = passing[0]
+
+    def full(q: int) -> bytes:
+        return encode(img, q)
+
+    return [Candidate(size, _ladder(full, q, top), _lower(encode, full, search, reference, view, (q, score)))]
 
 
 def slim(data: bytes, *, backend: str = "auto", quality: int | None = None, limits: Limits | None = None) -> Slimmed:
@@ -561,7 +640,7 @@ def slim(data: bytes, *, backend: str = "auto", quality: int | None = None, limi
         candidates = _webp(data, img, quality)
     tried = 0
     for candidate in sorted(candidates, key=lambda c: c.size):
-        for encode in candidate.encodes:
+        for step, encode in enumerate(candidate.encodes):
             if tried == MAX_FINAL:
                 return Slimmed(data, fmt, NOT_COMPRESSED, 1.0)
             encoded = encode()
@@ -569,8 +648,20 @@ def slim(data: bytes, *, backend: str = "auto", quality: int | None = None, limi
             if len(encoded) >= len(data):
                 break  # a higher quality is larger still: the next candidate
             score = _score(reference, encoded)  # the chroma guard was applied in the search
-            if score >= MIN_SSIM + _ROUNDING:
-                return Slimmed(encoded, fmt, COMPRESSED, score)
+            if score < MIN_SSIM + _ROUNDING:
+                continue
+            best = Slimmed(encoded, fmt, COMPRESSED, score)
+            lower = None
+            if step == 0 and candidate.lower and tried < MAX_FINAL and header.width * header.height <= _LOWER_UP_TO:
+                lower = candidate.lower(score)
+            if lower is not None:  # the mosaic judged harder than the whole image: a lower quality
+                smaller = lower()
+                tried += 1
+                if len(smaller) < len(encoded):
+                    again = _score(reference, smaller)
+                    if again >= MIN_SSIM + _ROUNDING:
+                        best = Slimmed(smaller, fmt, COMPRESSED, again)
+            return best
     return Slimmed(data, fmt, NOT_COMPRESSED, 1.0)
 
 

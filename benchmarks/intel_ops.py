@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import ci_engine as ce  # noqa: E402
 from ci_engine.intel.qrcode import recognize  # noqa: E402
-from ci_engine.intel.slim import ssim  # noqa: E402
+from ci_engine.intel.slim import ssim, ssim_box  # noqa: E402
 
 SAMPLES = ROOT / "docs" / "samples"
 
@@ -79,38 +79,66 @@ def timing() -> None:
         print(f"  {name:30s} {seconds * 1000:9.0f} ms  {seconds / base:6.1f}x")
 
 
-def slim_figures() -> None:
-    import images
+def _slim_one(path: Path) -> dict[str, object]:
+    data = path.read_bytes()
+    start = time.perf_counter()
+    result = ce.process(data, "imageSlim")
+    seconds = time.perf_counter() - start
+    a = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
+    b = np.asarray(Image.open(io.BytesIO(result.data)).convert("L"))
+    row = {
+        "name": path.name,
+        "format": result.format,
+        "size": list(Image.open(io.BytesIO(data)).size),
+        "input": len(data),
+        "output": len(result.data),
+        "reduction": 1 - len(result.data) / len(data),
+        "ssim_gaussian": ssim(a, b),
+        "ssim_uniform7": ssim_box(a, b),
+        "flag": result.slim_flag,
+        "seconds": seconds,
+    }
+    print(
+        f"  {path.name:28s} {len(data):>10,} -> {len(result.data):>10,} bytes  {row['reduction']:6.1%}  "
+        f"SSIM {row['ssim_gaussian']:.4f} / {row['ssim_uniform7']:.4f}  flag {result.slim_flag}  {seconds:5.1f} s",
+        flush=True,
+    )
+    return row
 
-    paths = [
-        images.large(),
-        images.sharp(),
-        images.medium(),
-        images.alpha(),
-        SAMPLES / "kleiber.jpg",
-        SAMPLES / "ladybird.jpg",
-    ]
-    reductions: dict[str, list[float]] = {}
-    worst = 1.0
-    for path in paths:
-        data = path.read_bytes()
-        start = time.perf_counter()
-        result = ce.process(data, "imageSlim")
-        seconds = time.perf_counter() - start
-        a = np.asarray(Image.open(io.BytesIO(data)).convert("L"))
-        b = np.asarray(Image.open(io.BytesIO(result.data)).convert("L"))
-        score = ssim(a, b)
-        worst = min(worst, score)
-        cut = 1 - len(result.data) / len(data)
-        reductions.setdefault(result.format, []).append(cut)
-        print(
-            f"  {path.name:28s} {len(data):>10,} -> {len(result.data):>10,} bytes  {cut:6.1%}  "
-            f"SSIM {score:.4f}  flag {result.slim_flag}  {seconds:5.1f} s"
-        )
-    for fmt, cuts in reductions.items():
-        print(f"  mean reduction {fmt}: {statistics.mean(cuts):.1%} over {len(cuts)}")
-    everything = [c for cuts in reductions.values() for c in cuts]
-    print(f"  mean reduction, all: {statistics.mean(everything):.1%}; minimum SSIM {worst:.4f}")
+
+def _slim_summary(label: str, rows: list[dict[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {"set": label}
+    for fmt in sorted({str(r["format"]) for r in rows}):
+        cuts = [float(r["reduction"]) for r in rows if r["format"] == fmt]  # type: ignore[arg-type]
+        out[f"mean_reduction_{fmt}"] = statistics.mean(cuts)
+        print(f"  {label}: mean reduction {fmt}: {statistics.mean(cuts):.1%} over {len(cuts)}")
+    cuts = [float(r["reduction"]) for r in rows]  # type: ignore[arg-type]
+    worst = min(min(float(r["ssim_gaussian"]), float(r["ssim_uniform7"])) for r in rows)  # type: ignore[arg-type]
+    out.update(mean_reduction=statistics.mean(cuts), min_ssim=worst, count=len(rows))
+    print(f"  {label}: mean reduction, all: {statistics.mean(cuts):.1%} over {len(cuts)}; minimum SSIM {worst:.4f}")
+    return out
+
+
+def slim_figures() -> None:
+    """imageSlim on the real photographs of benchmarks/wallpapers.py (fetched on first use)
+    and, separately, on the synthetic ones of benchmarks/images.py; writes
+    benchmarks/results/slim.json."""
+    import json
+
+    import images
+    import wallpapers
+
+    print("real photographs and PNGs (benchmarks/wallpapers.py, as packaged):")
+    real = [_slim_one(path) for path in wallpapers.fetch().values()]
+    real_summary = _slim_summary("real", real)
+    print("synthetic (benchmarks/images.py: upscale + grain) and the repository's samples:")
+    synthetic = [_slim_one(p) for p in (images.large(), images.sharp(), images.medium(), images.alpha())]
+    synthetic_summary = _slim_summary("synthetic", synthetic)
+    samples = [_slim_one(SAMPLES / name) for name in ("kleiber.jpg", "ladybird.jpg")]
+    samples_summary = _slim_summary("docs/samples", samples)
+    out = ROOT / "benchmarks" / "results" / "slim.json"
+    summaries = [real_summary, synthetic_summary, samples_summary]
+    out.write_text(json.dumps({"summary": summaries, "rows": real + synthetic + samples}, indent=1) + "\n")
 
 
 def qr_figures() -> None:

@@ -28,7 +28,15 @@ upscaled to 4000x3000, q90), hard-linked under N keys of a local bucket; every j
 * **records**: SQLite (WAL) cost per job of ``add_jobs`` + ``claim`` + commit (``finish``),
   measured on 2,000 records.
 * **batch**: ``ci-engine batch SRC RULE DEST --jobs 2`` against ``--scheduler`` (the
-  2-worker cluster, already running), each a fresh subprocess over the same N files.
+  2-worker cluster, already running and warm), each a fresh subprocess, alternating, on the
+  N files and on N/10 of them (``--rounds`` times, best kept): the whole command's wall time,
+  and the **throughput** ``(N - N/10) / (wall(N) - wall(N/10))``, the files per second once
+  each is running (neither's start-up: the pool forking its workers, the client importing
+  ``distributed`` and connecting), with the CPU of every process involved per file.
+  Before it, **task granularity**: the same files through ``batch``'s worker function from
+  this process, one Dask task per file (what ``batch --scheduler`` did first) against its
+  chunks, with the CPU of the client + scheduler and of the workers' event loops per file.
+  ``--only-batch`` runs just these two.
 
 Every figure is wall time on whatever else the machine is running: the load average is
 printed at the start and the end. ``--json`` writes ``benchmarks/results/jobs.json``.
@@ -286,16 +294,152 @@ def records_cost(root: Path, n: int = 2000) -> tuple[float, float]:
     return elapsed / n, cpu / n
 
 
-def batch(src: Path, dest: Path, *extra: str) -> float:
+def batch(src: Path, dest: Path, *extra: str) -> tuple[float, float]:
+    """Wall time and CPU time (the command and every process it waited for: the pool's
+    workers) of one ``ci-engine batch`` subprocess."""
+    import resource
+
     shutil.rmtree(dest, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "ci_engine", "batch", str(src), RULE, str(dest), "--progress", "none", *extra]
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = usage.ru_utime + usage.ru_stime
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise SystemExit(f"batch failed: {done.stdout}{done.stderr}")
-    return elapsed
+    return elapsed, usage.ru_utime + usage.ru_stime - cpu
+
+
+def batch_compare(root: Path, cluster: Any, keys: list[str], small: int, rounds: int) -> dict[str, Any]:
+    """``batch --jobs 2`` against ``batch --scheduler`` (the running 2-worker cluster,
+    warm), on all ``keys`` and on the first ``small`` of them, ``rounds`` times, the two
+    commands alternating. Per command: wall (best of the rounds), CPU (the command's
+    processes; for ``--scheduler`` also the workers' and this process's, where the
+    scheduler runs), the fixed cost and the time per file of ``wall = fixed + n x per_file``
+    from the two sizes, and the **throughput** ``(N - small) / (wall(N) - wall(small))``:
+    files per second once both are running, without the start-up of either (the pool's
+    worker processes, the client's import of distributed and connection). CPU the same way:
+    per file of the whole command, and per extra file (the start-up's CPU taken out)."""
+    few = root / "batch-few"
+    few.mkdir(exist_ok=True)
+    for key in keys[:small]:
+        os.link(root / BUCKET / key, few / Path(key).name)
+    sources = {"all": root / BUCKET / "in", "few": few}
+    modes = {"pool": ("--jobs", "2"), "dask": ("--scheduler", cluster.address)}
+    walls: dict[str, dict[str, list[float]]] = {m: {"all": [], "few": []} for m in modes}
+    cpus: dict[str, dict[str, list[float]]] = {m: {"all": [], "few": []} for m in modes}
+    for _ in range(rounds):
+        for size, src in sources.items():
+            for mode, extra in modes.items():
+                wcpu, scpu = workers_cpu(cluster), cpu_seconds()
+                wall, cpu = batch(src, root / f"batch-{mode}", *extra)
+                if mode == "dask":
+                    cpu += workers_cpu(cluster) - wcpu + cpu_seconds() - scpu
+                walls[mode][size].append(wall)
+                cpus[mode][size].append(cpu)
+    n = len(keys)
+    out: dict[str, Any] = {"files": n, "few_files": small, "rounds": rounds}
+    for mode in modes:
+        w_all, w_few = min(walls[mode]["all"]), min(walls[mode]["few"])
+        per_file = (w_all - w_few) / (n - small)
+        out[mode] = {
+            "wall_s": walls[mode]["all"],
+            "wall_few_s": walls[mode]["few"],
+            "cpu_s": cpus[mode]["all"],
+            "fixed_s": w_few - small * per_file,
+            "per_file_ms": per_file * 1000,
+            "throughput_files_per_s": 1 / per_file,
+            "cpu_per_file_ms": min(cpus[mode]["all"]) / n * 1000,
+            "cpu_marginal_ms": (min(cpus[mode]["all"]) - min(cpus[mode]["few"])) / (n - small) * 1000,
+        }
+    out["wall_ratio"] = min(walls["pool"]["all"]) / min(walls["dask"]["all"])
+    out["throughput_ratio"] = out["dask"]["throughput_files_per_s"] / out["pool"]["throughput_files_per_s"]
+    out["cpu_ratio"] = out["pool"]["cpu_per_file_ms"] / out["dask"]["cpu_per_file_ms"]
+    out["cpu_marginal_ratio"] = out["pool"]["cpu_marginal_ms"] / out["dask"]["cpu_marginal_ms"]
+    return out
+
+
+def granularity(root: Path, cluster: Any, n: int) -> dict[str, Any]:
+    """Where ``batch --scheduler`` spent its time before the chunks: the same files through
+    ``run_files`` on the warm cluster, from this process (client and scheduler here), as one
+    task per file and in :func:`~ci_engine.cli.batch_dask.chunk_sizes` chunks, alternating
+    twice (best wall kept). Per file: wall, the CPU of this process (client + scheduler), of
+    the workers, and of the workers' event loops (``MainThread``)."""
+    from distributed import as_completed
+
+    from ci_engine.cli.batch_dask import DaskConfig, _store, chunk_sizes, plan_keys, run_files
+    from ci_engine.limits import Limits
+    from ci_engine.parse import parse
+
+    client = cluster.client
+    src, dest = str(root / BUCKET / "in"), str(root / "granularity")
+    os.makedirs(dest, exist_ok=True)
+    plan = plan_keys(_store(src, None), _store(dest, None), parse(RULE), force=True)
+    config = client.scatter(DaskConfig(src, dest, None, parse(RULE), "auto", Limits()), broadcast=True)
+    client.gather(client.submit(run_files, plan.todo[:2], config, pure=False))
+    out: dict[str, Any] = {}
+    for _ in range(2):
+        for mode in ("per_file", "chunked"):
+            sizes = [1] * n if mode == "per_file" else chunk_sizes(n, 2)
+            chunks, at = [], 0
+            for size in sizes:
+                chunks.append(plan.todo[at : at + size])
+                at += size
+            threads = client.run(service_threads_cpu)
+            start, cpu, wcpu = time.perf_counter(), cpu_seconds(), workers_cpu(cluster)
+            futures = [client.submit(run_files, chunk, config, pure=False) for chunk in chunks]
+            done = 0
+            for future in as_completed(futures):  # type: ignore[no-untyped-call]
+                done += sum(1 for o in future.result() if o.ok)
+                future.release()
+            wall = time.perf_counter() - start
+            cpu, wcpu = cpu_seconds() - cpu, workers_cpu(cluster) - wcpu
+            now = client.run(service_threads_cpu)
+            loops = sum(_thread_kinds(now[a], threads[a]).get("MainThread", 0.0) for a in now)
+            if done != n:
+                raise SystemExit(f"granularity: {n - done} files failed")
+            figures = {
+                "tasks": len(chunks),
+                "wall_s": wall,
+                "client_scheduler_cpu_ms_per_file": cpu / n * 1000,
+                "workers_cpu_ms_per_file": wcpu / n * 1000,
+                "workers_event_loops_cpu_ms_per_file": loops / n * 1000,
+            }
+            if mode not in out or wall < out[mode]["wall_s"]:
+                out[mode] = figures
+    return out
+
+
+def print_granularity(g: dict[str, Any], n: int) -> None:
+    for mode, label in (("per_file", "one task per file"), ("chunked", "chunks")):
+        m = g[mode]
+        print(
+            f"{label} ({m['tasks']} tasks, client and scheduler in this process): {m['wall_s']:.2f} s "
+            f"({n / m['wall_s']:.1f} files/s); CPU per file: client + scheduler "
+            f"{m['client_scheduler_cpu_ms_per_file']:.2f} ms, workers {m['workers_cpu_ms_per_file']:.1f} ms "
+            f"(their event loops {m['workers_event_loops_cpu_ms_per_file']:.2f} ms)",
+            flush=True,
+        )
+
+
+def print_batch(b: dict[str, Any]) -> None:
+    for mode, label in (("pool", "batch --jobs 2"), ("dask", "batch --scheduler (2 workers)")):
+        m = b[mode]
+        print(
+            f"{label}: {b['files']} files {min(m['wall_s']):.2f} s, {b['few_files']} files "
+            f"{min(m['wall_few_s']):.2f} s (best of {b['rounds']}): start-up {m['fixed_s']:.2f} s + "
+            f"{m['per_file_ms']:.1f} ms/file = {m['throughput_files_per_s']:.1f} files/s; CPU "
+            f"{m['cpu_per_file_ms']:.1f} ms/file (all processes), {m['cpu_marginal_ms']:.1f} ms per extra file",
+            flush=True,
+        )
+    print(
+        f"batch --scheduler / --jobs 2: throughput {b['throughput_ratio']:.2f}x, whole command "
+        f"{b['wall_ratio']:.2f}x, CPU per file {b['cpu_ratio']:.2f}x (per extra file {b['cpu_marginal_ratio']:.2f}x)",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=60, help="images per run (the issue's size: 200)")
     parser.add_argument("--json", action="store_true", help="also write benchmarks/results/jobs.json")
     parser.add_argument("--skip-batch", action="store_true")
+    parser.add_argument("--only-batch", action="store_true", help="only the batch comparison (2-worker cluster)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of the batch comparison (best is kept)")
     args = parser.parse_args(argv)
 
     from ci_engine.jobs import Cluster
@@ -313,6 +459,18 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ci-jobs-bench-") as tmp:
         root = Path(tmp)
         keys = prepare(root, n)
+        if args.only_batch:
+            cluster = Cluster(workers=2)
+            cluster.start()
+            try:
+                cluster.client.run(_warm)
+                batch(root / BUCKET / "in", root / "batch-warm", "--scheduler", cluster.address)
+                print_granularity(granularity(root, cluster, n), n)
+                print_batch(batch_compare(root, cluster, keys, max(2, n // 10), args.rounds))
+            finally:
+                cluster.close()
+            print(f"load average (1 / 5 min) at the end: {load()}")
+            return 0
         t_direct, c_direct = direct(root, keys)
         results.update(direct_s=t_direct, direct_cpu_s=c_direct)
         print(
@@ -371,16 +529,13 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
                     if not args.skip_batch:
-                        src = root / BUCKET / "in"
-                        t_pool = batch(src, root / "batch-pool", "--jobs", "2")
-                        t_dask = batch(src, root / "batch-dask", "--scheduler", cluster.address)
-                        results.update(batch_jobs2_s=t_pool, batch_scheduler_s=t_dask)
-                        results["batch_scheduler_vs_jobs2"] = t_pool / t_dask
-                        print(
-                            f"batch --jobs 2: {t_pool:.2f} s; batch --scheduler (2 workers): {t_dask:.2f} s; "
-                            f"throughput scheduler/pool {t_pool / t_dask:.2f}",
-                            flush=True,
-                        )
+                        g = granularity(root, cluster, n)
+                        results["batch_task_granularity"] = g
+                        print_granularity(g, n)
+                        b = batch_compare(root, cluster, keys, max(2, n // 10), args.rounds)
+                        results["batch"] = b
+                        results["batch_scheduler_vs_jobs2"] = b["throughput_ratio"]
+                        print_batch(b)
             finally:
                 cluster.close()
         per_record, per_record_cpu = records_cost(root)

@@ -71,7 +71,6 @@ from ci_engine.errors import (
     InvalidPicOperationsError,
     LimitExceededError,
     NoSuchStyleError,
-    UnsupportedOperationError,
 )
 from ci_engine.info import original_image_info
 from ci_engine.limits import Limits, WorkBudget, check_input_bytes, request_budget
@@ -691,38 +690,12 @@ def _job(
         elif any(isinstance(step, A.StyleRef) for step in pipeline.steps):
             ref = next(step for step in pipeline.steps if isinstance(step, A.StyleRef))
             raise NoSuchStyleError(f"style: {ref.name!r} does not exist (no styles configured)", span=ref.span)
-        job.pipeline = pipeline
-        from ci_engine.intel import stored_by_process
+        from ci_engine.intel.run import pic_rule
 
-        by_process = stored_by_process(pipeline)
-        if by_process:  # docs/intel.md: blind watermarks, imageSlim
-            job.intel = "process"
+        job.intel, pipeline = pic_rule(pipeline)  # docs/intel.md: intel operations in a rule
+        job.pipeline = pipeline
+        if job.intel:
             return job
-        last = pipeline.steps[-1]
-        if (
-            by_process is False
-            and stored_by_process(
-                A.Pipeline(pipeline.steps[:-1]) if len(pipeline.steps) > 1 else A.Pipeline((A.ImageMogr2(),))
-            )
-            is None
-        ):
-            if isinstance(last, A.QRCode):
-                job.intel = "qrcode"
-                return job
-            if isinstance(last, A.ExtractBlindWatermark):
-                job.intel = "extract"
-                return job
-        if by_process is False:
-            reported = (A.QRCode, A.ExtractBlindWatermark, A.ImageInspect, A.CiProcess)
-            step = next(s for s in pipeline.steps if isinstance(s, reported))
-            what = f"ci-process={step.name.value}" if isinstance(step, A.CiProcess) else step.keyword
-            if isinstance(step, A.ExtractBlindWatermark):
-                what = "watermark/4"
-            raise UnsupportedOperationError(
-                f"{what} in a Pic-Operations rule: not implemented by ci_engine (its result is not reported "
-                "in ProcessResults yet)",
-                span=step.span,
-            )
         job.symbolic = plan(pipeline, rules=PERSIST_RULES, limits=limits)
     except CIError as exc:
         job.masked = _masked_or_raise(exc, rule.pipeline, rule.index)
@@ -777,7 +750,8 @@ def _rewrite_face_crops(jobs: Sequence[_Job], source: bytes, backend: str, limit
 
         try:
             job.pipeline = rewrite_scrop(job.pipeline, source, backend=backend, limits=limits, rules=PERSIST_RULES)
-            job.symbolic = plan(job.pipeline, rules=PERSIST_RULES, limits=limits)
+            if not job.intel:  # an intel rule runs through ci_engine.intel, not this plan
+                job.symbolic = plan(job.pipeline, rules=PERSIST_RULES, limits=limits)
         except CIError as exc:
             job.masked = _masked_or_raise(exc, job.pipeline, job.rule.index)
 
@@ -997,19 +971,23 @@ def _write_intel(
     kw: dict[str, Any] = {"backend": backend, "limits": limits, "resources": resources, "fonts": fonts}
     extras: tuple[tuple[str, Any], ...] = ()
     top: tuple[tuple[str, Any], ...] = ()
+    image = source
     try:
+        if before is not None and any(isinstance(step, A.BlindWatermark) for step in before.steps):
+            # watermark/3 before the analysis: embed first (ci_engine.process), then look
+            image, before = process(source, before, **kw).data, None
         if job.intel == "qrcode":
             from ci_engine.intel.qrcode import recognize
 
             last = steps[-1]
             assert isinstance(last, A.QRCode)
             # stored: the covered image with cover/1, else the image the steps before made
-            found = recognize(source, cover=bool(last.cover), bar_type=last.bar_type or 0, pipeline=before, **kw)
-            if found.image is not None and found.image_format is not None:
-                data, fmt = found.image, found.image_format
-            else:
-                out = process(source, before or A.Pipeline((A.ImageMogr2(),)), **kw)
-                data, fmt = out.data, out.format
+            # (one decode for both)
+            found = recognize(
+                image, cover=bool(last.cover), bar_type=last.bar_type or 0, image=True, pipeline=before, **kw
+            )
+            assert found.image is not None and found.image_format is not None
+            data, fmt = found.image, found.image_format
             infos = tuple(
                 (
                     "QRcodeInfo",
@@ -1024,7 +1002,7 @@ def _write_intel(
 
             last = steps[-1]
             assert isinstance(last, A.ExtractBlindWatermark)
-            extraction, mark = extract(source, last, pipeline=before, **kw)
+            extraction, mark = extract(image, last, pipeline=before, **kw)
             if last.type is BlindType.TEXT:  # CI: Text and WatermarkStatusCode, nothing stored
                 code = 0 if extraction.text is not None else 1
                 top = (("Text", extraction.text or ""), ("WatermarkStatusCode", code))

@@ -1,10 +1,17 @@
 """``ci-engine batch SRC RULE DEST --scheduler tcp://HOST:PORT``: a batch on a Dask cluster,
 with SRC and DEST folders or ``s3://BUCKET[/PREFIX]`` URLs (``--s3-endpoint``).
 
-Every image under SRC (by suffix; hidden files and folders skipped) becomes one Dask task that
-reads it through its store, runs the rule and writes DEST/<same relative key> (with the
-suffix of the rule's output format) through the destination store: a temporary file and a
-rename in a folder, one PUT in S3, so an output is complete or absent. An output that already
+Every image under SRC (by suffix; hidden files and folders skipped) is read by a worker through
+its store, processed, and written to DEST/<same relative key> (with the suffix of the rule's
+output format) through the destination store: a temporary file and a rename in a folder, one
+PUT in S3, so an output is complete or absent. The bytes never pass through the client or
+the scheduler: a task carries keys, and returns a small outcome per file.
+
+Files go to the cluster in **chunks** (:func:`chunk_sizes`): large ones first, shrinking to
+one file at the end (guided self-scheduling), so that the scheduler, the client and the
+workers' event loops handle a few dozen tasks instead of one per file (on a 2-core machine
+their CPU per task competes with the image work) while the last tasks stay small enough
+for the workers to finish together. An output that already
 exists is skipped (in a folder: when it is newer than its source) unless ``--force``, so a
 re-run finishes an interrupted batch. Without ``--scheduler`` an s3:// batch runs on an
 embedded ``LocalCluster`` of ``--jobs`` worker processes. The workers of a named cluster must
@@ -50,7 +57,29 @@ from ci_engine.errors import CIError
 from ci_engine.limits import Limits
 from ci_engine.store import Store
 
-__all__ = ["DaskConfig", "run_file", "run_batch_dask", "plan_keys"]
+__all__ = ["DaskConfig", "run_file", "run_files", "chunk_sizes", "run_batch_dask", "plan_keys"]
+
+CHUNK_FACTOR = 4
+"""A chunk holds at most ``remaining files / (CHUNK_FACTOR x worker threads)`` files."""
+
+MAX_CHUNK = 16
+"""... and at most this many (progress, and the work redone when a worker dies)."""
+
+
+def chunk_sizes(files: int, slots: int, *, factor: int = CHUNK_FACTOR, largest: int = MAX_CHUNK) -> list[int]:
+    """The sizes of the tasks of a batch of ``files`` on ``slots`` worker threads, in
+    submission order: each takes ``ceil(remaining / (factor x slots))`` files (at most
+    ``largest``, at least 1), so chunks shrink towards the end and every worker runs out of
+    work at about the same time. ``chunk_sizes(200, 2)`` is 30 tasks, ``chunk_sizes(10, 2)`` 9."""
+    if files < 0 or slots < 1 or factor < 1 or largest < 1:
+        raise ValueError(f"chunk_sizes({files}, {slots}, factor={factor}, largest={largest})")
+    sizes: list[int] = []
+    remaining = files
+    while remaining:
+        size = max(1, min(largest, -(-remaining // (factor * slots))))
+        sizes.append(size)
+        remaining -= size
+    return sizes
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +125,11 @@ def run_file(task: Task, config: DaskConfig) -> Outcome:
         return ci_failure(task, exc, start)
     except Exception as exc:
         return internal_failure(task, exc)
+
+
+def run_files(tasks: list[Task], config: DaskConfig) -> list[Outcome]:
+    """A chunk of files, on a worker, one after the other (:func:`run_file` each)."""
+    return [run_file(task, config) for task in tasks]
 
 
 def _is_image(key: str) -> bool:
@@ -173,13 +207,13 @@ def run_batch_dask(
 
     from distributed import Client, as_completed
 
-    from ci_engine.jobs.service import local_cluster
-
     cluster: Any = None
     client: Any
     if args.scheduler:
         client = Client(args.scheduler, timeout="20s")  # type: ignore[no-untyped-call]
     else:
+        from ci_engine.jobs.service import local_cluster  # (not needed with a named cluster: 65 ms)
+
         n = max(1, min(args.jobs or usable_cores(), len(plan.todo) or 1))
         cluster = local_cluster(n)
         client = Client(cluster)  # type: ignore[no-untyped-call]
@@ -188,15 +222,22 @@ def run_batch_dask(
     interrupted = False
     try:
         shared = client.scatter(config, broadcast=True)
-        futures = [client.submit(run_file, task, shared, pure=False) for task in plan.todo]
+        slots = max(1, sum(client.nthreads().values()))
+        chunks: list[list[Task]] = []
+        start = 0
+        for size in chunk_sizes(len(plan.todo), slots):
+            chunks.append(plan.todo[start : start + size])
+            start += size
+        futures = {client.submit(run_files, chunk, shared, pure=False): chunk for chunk in chunks}
         for future in as_completed(futures):  # type: ignore[no-untyped-call]
             try:
-                outcome: Outcome = future.result()
+                done: list[Outcome] = future.result()
             except Exception as exc:  # the cluster lost the task (KilledWorker ...)
-                task = plan.todo[futures.index(future)]
-                outcome = Outcome(task, False, code="InternalError", message=f"the cluster lost it: {exc!r}")
-            outcomes.append(outcome)
-            progress.done(outcome.task.name, ok=outcome.ok, note=_note(outcome))
+                message = f"the cluster lost it: {exc!r}"
+                done = [Outcome(task, False, code="InternalError", message=message) for task in futures[future]]
+            for outcome in done:
+                outcomes.append(outcome)
+                progress.done(outcome.task.name, ok=outcome.ok, note=_note(outcome))
             future.release()
     except KeyboardInterrupt:
         interrupted = True

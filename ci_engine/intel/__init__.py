@@ -2,7 +2,7 @@
 ``AssessQuality``, blind watermarks, ``imageSlim`` (``docs/intel.md``).
 
 One module per feature; each imports its imaging or decoding library (numpy, OpenCV,
-zxing-cpp, segno, PyWavelets, reedsolo) lazily, inside the functions that need it, so that
+zxing-cpp, segno, PyWavelets) lazily, inside the functions that need it, so that
 ``import ci_engine`` loads none of them. :func:`handles` is the cheap test
 :func:`ci_engine.process` asks before probing the input; :mod:`ci_engine.intel.run` runs a
 pipeline that holds one of these operations.
@@ -13,7 +13,7 @@ from __future__ import annotations
 from ci_engine import ast as A
 from ci_engine.types import CiProcessName
 
-__all__ = ["handles", "has_scrop", "stored_by_process", "CI_PROCESSES"]
+__all__ = ["handles", "has_scrop", "CI_PROCESSES"]
 
 CI_PROCESSES = frozenset(
     {CiProcessName.IMAGE_INSPECT, CiProcessName.QRCODE, CiProcessName.QRCODE_GENERATE, CiProcessName.ASSESS_QUALITY}
@@ -41,19 +41,3 @@ def handles(pipeline: A.Pipeline) -> bool:
         if isinstance(step, A.ImageMogr2) and any(isinstance(op, A.SmartCrop) for op in step.ops):
             return True
     return False
-
-
-def stored_by_process(pipeline: A.Pipeline) -> bool | None:
-    """For a ``Pic-Operations`` rule: ``True`` when it holds an operation of this package
-    that makes an image to store (``watermark/3``, ``imageSlim``), so the rule runs through
-    :func:`ci_engine.process`; ``False`` when it holds one whose answer is not an image
-    (``QRcode``, ``watermark/4``, ``imageInspect``, ``ci-process``), which ci_engine does not
-    report in ``ProcessResults`` yet; ``None`` when it holds neither (``scrop`` alone is
-    planned as usual after its rewrite)."""
-    makes_image = False
-    for step in pipeline.steps:
-        if isinstance(step, (A.QRCode, A.ExtractBlindWatermark, A.ImageInspect, A.CiProcess)):
-            return False
-        if isinstance(step, (A.BlindWatermark, A.ImageSlim)):
-            makes_image = True
-    return True if makes_image else None

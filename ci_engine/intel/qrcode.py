@@ -40,6 +40,7 @@ __all__ = [
     "Code",
     "Recognition",
     "recognize_pixels",
+    "small_candidates",
     "recognize",
     "cover_patches",
     "recognition_xml",
@@ -71,11 +72,13 @@ class Code:
 
 @dataclass(frozen=True, slots=True)
 class Recognition:
-    """What ``QRcode`` found, and the covered image (encoded) when ``cover`` was asked."""
+    """What ``QRcode`` found, and the image (encoded) when it was asked: the covered image
+    with ``cover`` (``covered``), else the image as the steps before ``QRcode`` made it."""
 
     codes: tuple[Code, ...]
     image: bytes | None = None
     image_format: str | None = None
+    covered: bool = False
 
     @property
     def status(self) -> int:
@@ -93,27 +96,144 @@ def _formats(bar_type: int) -> Any:
     return zxingcpp.BarcodeFormat.All
 
 
-def recognize_pixels(pixels: NDArray[np.uint8], *, bar_type: int = 0) -> tuple[Code, ...]:
-    """The symbols in ``(height, width, channels)`` uint8 pixels, in reading order (top to
-    bottom, then left to right, by their top-left corner)."""
-    import numpy as np
-    import zxingcpp
+SMALL_BLOCK = 8
+"""Side of the blocks of the small-code search (pixels of the input)."""
 
-    if bar_type not in (0, 1, 2):
-        raise ValueError(f"bar_type must be 0, 1 or 2, got {bar_type!r}")
+SMALL_CONTRAST = 40.0
+"""Smallest standard deviation (grey levels) of a block that may belong to a small code."""
+
+SMALL_MAX_BLOCKS = 20
+"""Largest side (blocks) of a small-code candidate: codes of 160 px and more are read by the
+first pass (zxing-cpp's own pyramid handles the large ones)."""
+
+SMALL_MAX_CANDIDATES = 48
+"""At most this many candidate regions are rescanned, the most contrasted first."""
+
+SMALL_UPSCALE = (2, 3)
+"""The factors a candidate region is enlarged by (bicubic) before it is scanned again, the
+next one only when the one before read nothing there."""
+
+
+def _grey(pixels: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    import numpy as np
+
     channels = pixels.shape[2]
     if channels in (1, 2):
-        grey = np.ascontiguousarray(pixels[..., 0])
-    else:
-        rgb = pixels[..., :3].astype(np.uint16)
-        grey = ((rgb[..., 0] * 77 + rgb[..., 1] * 150 + rgb[..., 2] * 29 + 128) >> 8).astype(np.uint8)
-    found = zxingcpp.read_barcodes(grey, formats=_formats(bar_type), text_mode=zxingcpp.TextMode.Plain)
-    codes = []
-    for item in found:
+        return np.ascontiguousarray(pixels[..., 0])
+    rgb = pixels[..., :3].astype(np.uint16)
+    return ((rgb[..., 0] * 77 + rgb[..., 1] * 150 + rgb[..., 2] * 29 + 128) >> 8).astype(np.uint8)
+
+
+def _read(grey: NDArray[np.uint8], formats: Any, scale: float = 1.0, left: int = 0, top: int = 0) -> list[Code]:
+    """zxing-cpp on ``grey``; corners mapped back by ``input = left/top + (p + 0.5) / scale - 0.5``."""
+    import zxingcpp
+
+    out = []
+    for item in zxingcpp.read_barcodes(grey, formats=formats, text_mode=zxingcpp.TextMode.Plain):
         pos = item.position
         corners = (pos.top_left, pos.top_right, pos.bottom_right, pos.bottom_left)
-        points = tuple((int(p.x), int(p.y)) for p in corners)
-        codes.append(Code(item.text, str(item.format), points))  # type: ignore[arg-type]
+        points = tuple(
+            (round(left + (p.x + 0.5) / scale - 0.5), round(top + (p.y + 0.5) / scale - 0.5)) for p in corners
+        )
+        out.append(Code(item.text, str(item.format), points))  # type: ignore[arg-type]
+    return out
+
+
+def small_candidates(grey: NDArray[np.uint8]) -> list[tuple[int, int, int, int]]:
+    """Regions ``(left, top, width, height)`` that may hold a code too small for one scan
+    (modules of 1-2 px): compact blobs of :data:`SMALL_BLOCK` px blocks whose grey levels
+    spread by at least :data:`SMALL_CONTRAST`, between 3 and :data:`SMALL_MAX_BLOCKS` blocks
+    on a side, at least 30 % filled (a code turned 45 degrees fills half its box), not longer
+    than 2.2 times their width; most contrasted first, at most :data:`SMALL_MAX_CANDIDATES`."""
+    import cv2
+    import numpy as np
+
+    b = SMALL_BLOCK
+    rows, cols = grey.shape[0] // b, grey.shape[1] // b
+    if rows < 3 or cols < 3:
+        return []
+    g = grey[: rows * b, : cols * b].astype(np.float32)
+    mean = cv2.resize(g, (cols, rows), interpolation=cv2.INTER_AREA)
+    square = cv2.resize(g * g, (cols, rows), interpolation=cv2.INTER_AREA)
+    std = np.sqrt(np.maximum(square - mean * mean, 0))
+    mask = cv2.morphologyEx((std >= SMALL_CONTRAST).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    found = []
+    for i in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if not (3 <= w <= SMALL_MAX_BLOCKS and 3 <= h <= SMALL_MAX_BLOCKS):
+            continue
+        if area < 0.3 * w * h or max(w, h) > 2.2 * min(w, h):
+            continue
+        found.append((float(std[labels == i].mean()), (x * b, y * b, w * b, h * b)))
+    found.sort(key=lambda item: -item[0])
+    return [box for _, box in found[:SMALL_MAX_CANDIDATES]]
+
+
+def _overlaps(box: tuple[int, int, int, int], code: Code) -> bool:
+    left, top, right, bottom = code.box
+    x, y, w, h = box
+    return x < right and left < x + w and y < bottom and top < y + h
+
+
+def _small_codes(grey: NDArray[np.uint8], formats: Any, found: Sequence[Code]) -> list[Code]:
+    """The multi-scale pass: each candidate region of :func:`small_candidates` that no code
+    found so far covers, with a margin of half its side (the quiet zone), enlarged by the
+    factors of :data:`SMALL_UPSCALE` and scanned again; at most twice the input's pixels in
+    all.
+    A code already known (same text, centre within half its side) is not repeated."""
+    import cv2
+    import numpy as np
+
+    height, width = grey.shape
+    budget = 2 * width * height
+    out: list[Code] = []
+    for box in small_candidates(grey):
+        if any(_overlaps(box, code) for code in (*found, *out)):
+            continue
+        x, y, w, h = box
+        margin = max(8, max(w, h) // 2)
+        left, top = max(0, x - margin), max(0, y - margin)
+        right, bottom = min(width, x + w + margin), min(height, y + h + margin)
+        for factor in SMALL_UPSCALE:
+            cost = (right - left) * (bottom - top) * factor * factor
+            if cost > budget:
+                return out
+            budget -= cost
+            view = cv2.resize(grey[top:bottom, left:right], None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+            codes = _read(np.asarray(view, np.uint8), formats, factor, left, top)
+            for code in codes:
+                if not any(_same(code, other) for other in (*found, *out)):
+                    out.append(code)
+            if codes:
+                break
+    return out
+
+
+def _same(a: Code, b: Code) -> bool:
+    if a.text != b.text:
+        return False
+    ax, ay = sum(x for x, _ in a.points) / 4, sum(y for _, y in a.points) / 4
+    bx, by = sum(x for x, _ in b.points) / 4, sum(y for _, y in b.points) / 4
+    left, top, right, bottom = b.box
+    return abs(ax - bx) + abs(ay - by) < max(right - left, bottom - top)
+
+
+def recognize_pixels(pixels: NDArray[np.uint8], *, bar_type: int = 0, multiscale: bool = True) -> tuple[Code, ...]:
+    """The symbols in ``(height, width, channels)`` uint8 pixels, in reading order (top to
+    bottom, then left to right, by their top-left corner).
+
+    One scan of the whole image (zxing-cpp also scans its own downscaled copies, which reads
+    codes too large for one view); with ``multiscale`` (the default) the regions that may
+    hold a code too small for it are enlarged and scanned again (:func:`small_candidates`),
+    their corners mapped back to the input's pixels, duplicates dropped."""
+    if bar_type not in (0, 1, 2):
+        raise ValueError(f"bar_type must be 0, 1 or 2, got {bar_type!r}")
+    grey = _grey(pixels)
+    formats = _formats(bar_type)
+    codes = _read(grey, formats)
+    if multiscale:
+        codes += _small_codes(grey, formats, codes)
     codes.sort(key=lambda c: (min(y for _, y in c.points), min(x for x, _ in c.points)))
     return tuple(codes)
 
@@ -144,9 +264,10 @@ def cover_patches(pixels: NDArray[np.uint8], codes: Sequence[Code]) -> list[Comp
     return out
 
 
-SCAN_PASSES = 2
+SCAN_PASSES = 4
 """Pixels of work charged per decoded pixel for a scan (the grey conversion, zxing's
-binarisation and search), besides the decode itself."""
+binarisation and search, and the multi-scale pass: at most twice the pixels), besides the
+decode itself."""
 
 
 def recognize(
@@ -155,23 +276,27 @@ def recognize(
     cover: bool = False,
     bar_type: int = 0,
     backend: str = "auto",
+    image: bool = False,
     **run: Any,
 ) -> Recognition:
     """Recognise the codes in the image ``data`` and, with ``cover``, encode the covered
-    image in the input's format. ``run`` takes :func:`ci_engine.intel.pixels.decode`'s
-    keywords (``pipeline`` for the steps before, ``limits``, ``rules`` ...).
+    image in the input's format; with ``image`` (and no ``cover``) encode the image as the
+    steps before made it, from the same decode (what a ``Pic-Operations`` rule stores).
+    ``run`` takes :func:`ci_engine.intel.pixels.decode`'s keywords (``pipeline`` for the
+    steps before, ``limits``, ``rules`` ...).
 
     Raises:
         CIError: the input is not a supported image, or over a limit.
     """
     from ci_engine.intel.pixels import decode, finish
 
-    decoded = decode(data, backend=backend, passes=SCAN_PASSES, encode=cover, what="QRcode: the scan", **run)
+    encode = cover or image
+    decoded = decode(data, backend=backend, passes=SCAN_PASSES, encode=encode, what="QRcode: the scan", **run)
     codes = recognize_pixels(decoded.pixels, bar_type=bar_type)
-    if not cover:
+    if not encode:
         return Recognition(codes)
-    result = finish(decoded, cover_patches(decoded.pixels, codes))
-    return Recognition(codes, result.data, result.format)
+    result = finish(decoded, cover_patches(decoded.pixels, codes) if cover else ())
+    return Recognition(codes, result.data, result.format, covered=cover)
 
 
 def recognition_xml(found: Recognition) -> bytes:
@@ -180,7 +305,7 @@ def recognition_xml(found: Recognition) -> bytes:
     for code in found.codes:
         location = [("Point", f"{x},{y}") for x, y in code.points]
         children.append(("QRcodeInfo", [("CodeUrl", code.text), ("CodeLocation", location)]))
-    if found.image is not None:
+    if found.covered and found.image is not None:
         children.append(("ResultImage", base64.b64encode(found.image).decode("ascii")))
     return response(children)
 

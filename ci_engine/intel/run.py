@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ci_engine.api import Result
     from ci_engine.watermark import FontLibrary, Resources
 
-__all__ = ["run"]
+__all__ = ["run", "qrcode_step", "pic_rule", "NO_RULE_FORM"]
 
 _TERMINAL: tuple[type[A.Step], ...] = (A.ImageInspect, A.ImageSlim, A.QRCode, A.ExtractBlindWatermark)
 
@@ -195,9 +195,10 @@ def _ci_process(step: A.CiProcess, data: bytes, *, backend: str, limits: Limits,
     if name is CiProcessName.QRCODE:
         from ci_engine.intel.qrcode import recognition_xml, recognize
 
-        cover = _int_param(step, "cover", 0, 0, 1)
-        bar_type = _int_param(step, "bar-type", 0, 0, 2)
-        found = recognize(data, cover=bool(cover), bar_type=bar_type, backend=backend, limits=limits, rules=rules)
+        qr = qrcode_step(step)
+        found = recognize(
+            data, cover=bool(qr.cover), bar_type=qr.bar_type or 0, backend=backend, limits=limits, rules=rules
+        )
         return _xml(recognition_xml(found))
     if name is CiProcessName.IMAGE_INSPECT:
         check_input_bytes(len(data), limits)
@@ -205,3 +206,78 @@ def _ci_process(step: A.CiProcess, data: bytes, *, backend: str, limits: Limits,
 
         return _json(inspect_json(data))
     raise UnsupportedOperationError(f"ci-process={name.value}: not implemented by ci_engine", span=step.span)
+
+
+def qrcode_step(step: A.CiProcess) -> A.QRCode:
+    """``ci-process=QRcode&cover=<0|1>&bar-type=<0|1|2>`` as the ``QRcode/...`` rule step it
+    is the download form of.
+
+    Raises:
+        InvalidArgumentError: a value that is not an integer.
+        ValueRangeError: a value out of its range.
+    """
+    if step.name is not CiProcessName.QRCODE:
+        raise ValueError(f"not a ci-process=QRcode step: ci-process={step.name.value}")
+    cover = _int_param(step, "cover", 0, 0, 1)
+    bar_type = _int_param(step, "bar-type", 0, 0, 2)
+    return A.QRCode(cover=bool(cover), bar_type=bar_type, span=step.span)
+
+
+NO_RULE_FORM: dict[str, str] = {
+    "imageInspect": "https://www.tencentcloud.com/document/product/1045/53715 (a GET on the object; "
+    "detection on upload is a workflow, https://www.tencentcloud.com/document/product/1045/74733)",
+    "ci-process=ImageInspect": "https://www.tencentcloud.com/document/product/1045/53715 (a GET on the object)",
+    "ci-process=AssessQuality": "https://www.tencentcloud.com/document/product/1045/73050 "
+    "(a synchronous GET on the object)",
+    "ci-process=qrcode-generate": "https://www.tencentcloud.com/document/product/1045/73047 "
+    "(a GET on the bucket, no source image)",
+}
+"""The operations of this package that CI documents only as a request of their own, with
+no ``Pic-Operations`` form, and the page that says so (``docs/intel.md``)."""
+
+
+def pic_rule(pipeline: A.Pipeline) -> tuple[str, A.Pipeline]:
+    """How a ``Pic-Operations`` rule runs, when it holds an operation of this package:
+    ``(kind, pipeline)`` with ``kind`` ``"qrcode"`` (a final ``QRcode`` step: its findings go
+    into the ``Object``), ``"extract"`` (a final ``watermark/4``), ``"process"`` (a rule
+    that makes an image through :func:`ci_engine.process`: ``watermark/3``, ``imageSlim``)
+    or ``""`` (none: planned as usual). ``ci-process=QRcode&...`` comes back as the
+    equivalent ``QRcode/...`` step.
+
+    Raises:
+        UnsupportedOperationError: an operation CI documents only as a request of its own
+            (:data:`NO_RULE_FORM`), or one ci_engine does not implement.
+        InvalidArgumentError: ``QRcode``, ``watermark/4``, ``imageSlim``, ``imageInspect``
+            before the last step (as on download); a bad ``ci-process=QRcode`` value.
+    """
+    steps = pipeline.steps
+    last = steps[-1]
+    if isinstance(last, A.CiProcess):
+        what = f"ci-process={last.name.value}"
+        if last.name is CiProcessName.QRCODE:
+            return "qrcode", A.Pipeline((qrcode_step(last),))
+        if what in NO_RULE_FORM:
+            raise UnsupportedOperationError(
+                f"{what} in a Pic-Operations rule: CI documents it only as a request of its own, "
+                f"not as a rule: {NO_RULE_FORM[what]}",
+                span=last.span,
+            )
+        raise UnsupportedOperationError(f"{what}: not implemented by ci_engine", span=last.span)
+    for step in steps[:-1]:
+        if isinstance(step, _TERMINAL):
+            raise InvalidArgumentError(
+                f"{step.keyword}: must be the last step of the pipeline", op=step.keyword, span=step.span
+            )
+    if isinstance(last, A.ImageInspect):
+        raise UnsupportedOperationError(
+            f"imageInspect in a Pic-Operations rule: CI documents it only as a request of its own, "
+            f"not as a rule: {NO_RULE_FORM['imageInspect']}",
+            span=last.span,
+        )
+    if isinstance(last, A.QRCode):
+        return "qrcode", pipeline
+    if isinstance(last, A.ExtractBlindWatermark):
+        return "extract", pipeline
+    if any(isinstance(step, (A.BlindWatermark, A.ImageSlim)) for step in steps):
+        return "process", pipeline
+    return "", pipeline

@@ -28,10 +28,11 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
-from xml.sax.saxutils import escape
 
 from ci_engine.errors import InvalidArgumentError
+from ci_engine.jobs.detail import XMLWriter as _XML
+from ci_engine.jobs.detail import job_detail, pic_process
+from ci_engine.jobs.notify import NO_CALLBACK, check_callback_type, check_format, check_notify_config, check_url
 from ci_engine.jobs.records import ACTIVE, PAUSED, STATES, Job, Queue, Template
 from ci_engine.jobs.service import JobRequest, JobService
 from ci_engine.store import check_key
@@ -116,33 +117,6 @@ def _request_id() -> str:
 # -- XML building ------------------------------------------------------------------------------------
 
 
-class _XML:
-    def __init__(self) -> None:
-        self.parts: list[str] = ['<?xml version="1.0" encoding="UTF-8"?>\n']
-
-    def open(self, name: str) -> None:
-        self.parts.append(f"<{name}>")
-
-    def close(self, name: str) -> None:
-        self.parts.append(f"</{name}>")
-
-    def leaf(self, name: str, value: object) -> None:
-        text = escape(str(value)) if value is not None else ""
-        self.parts.append(f"<{name}>{text}</{name}>" if text else f"<{name}/>")
-
-    def tree(self, name: str, value: Mapping[str, Any]) -> None:
-        self.open(name)
-        for key, item in value.items():
-            if isinstance(item, Mapping):
-                self.tree(key, item)
-            else:
-                self.leaf(key, item)
-        self.close(name)
-
-    def text(self) -> str:
-        return "".join(self.parts)
-
-
 def _queue_xml(xml: _XML, name: str, queue: Queue) -> None:
     xml.open(name)
     xml.leaf("QueueId", queue.id)
@@ -160,58 +134,7 @@ def _queue_xml(xml: _XML, name: str, queue: Queue) -> None:
 
 
 def _job_xml(xml: _XML, job: Job) -> None:
-    xml.open("JobsDetail")
-    xml.leaf("Code", job.code)
-    xml.leaf("Message", job.message)
-    xml.leaf("JobId", job.id)
-    xml.leaf("Tag", job.tag)
-    xml.leaf("State", job.state)
-    xml.leaf("CreationTime", job.creation_time)
-    xml.leaf("StartTime", job.start_time)
-    xml.leaf("EndTime", job.end_time)
-    xml.leaf("QueueId", job.queue_id)
-    xml.open("Input")
-    xml.leaf("BucketId", job.bucket)
-    xml.leaf("Object", job.input_object)
-    xml.leaf("Region", job.input_region)
-    xml.close("Input")
-    xml.open("Operation")
-    if job.template_id:
-        xml.leaf("TemplateId", job.template_id)
-        xml.leaf("TemplateName", job.template_name)
-    _pic_process_xml(xml, job.is_pic_info, job.rule)
-    xml.open("Output")
-    xml.leaf("Region", job.output_region)
-    xml.leaf("Bucket", job.output_bucket)
-    xml.leaf("Object", job.output_object)
-    xml.close("Output")
-    if job.result is not None:
-        xml.tree("PicProcessResult", _quoted_etags(job.result))
-    if job.user_data:
-        xml.leaf("UserData", job.user_data)
-    xml.leaf("JobLevel", job.job_level)
-    xml.close("Operation")
-    xml.close("JobsDetail")
-
-
-def _pic_process_xml(xml: _XML, is_pic_info: bool, rule: str) -> None:
-    """The ``<PicProcess>`` element of a job's operation and of a template."""
-    xml.open("PicProcess")
-    xml.leaf("IsPicInfo", "true" if is_pic_info else "false")
-    xml.leaf("ProcessRule", rule)
-    xml.close("PicProcess")
-
-
-def _quoted_etags(value: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        if isinstance(item, Mapping):
-            out[key] = _quoted_etags(item)
-        elif key == "Etag":
-            out[key] = f'"{item}"'
-        else:
-            out[key] = item
-    return out
+    xml.tree("JobsDetail", job_detail(job))
 
 
 def _template_xml(xml: _XML, name: str, template: Template) -> None:
@@ -223,7 +146,7 @@ def _template_xml(xml: _XML, name: str, template: Template) -> None:
     xml.leaf("Tag", template.tag)
     xml.leaf("UpdateTime", template.update_time)
     xml.leaf("CreateTime", template.create_time)
-    _pic_process_xml(xml, template.is_pic_info, template.rule)
+    xml.tree("PicProcess", pic_process(template.is_pic_info, template.rule))
     xml.close(name)
 
 
@@ -319,8 +242,7 @@ class JobsAPI:
         notify: dict[str, str] | None = None
         if notify_node is not None:
             notify = {child.tag: (child.text or "").strip() for child in notify_node}
-            if notify.get("State", "Off") not in ("On", "Off"):
-                raise _bad(f"NotifyConfig/State: must be On or Off, got {notify.get('State')!r}")
+            check_notify_config(notify)
         queue = self.service.update_queue(bucket, queue_id, name=name, state=state, notify=notify)
         xml = _XML()
         xml.open("Response")
@@ -361,6 +283,12 @@ class JobsAPI:
         if len(user_data.encode("utf-8")) > _USER_DATA_BYTES or not all(" " <= ch <= "~" for ch in user_data):
             raise _bad(f"Operation/UserData: at most {_USER_DATA_BYTES} printable ASCII characters")
         level = _int(_text(operation, "JobLevel"), "Operation/JobLevel", 0, 0, 2)
+        callback = _text(request, "CallBack")
+        if callback and callback != NO_CALLBACK:
+            check_url(callback, "CallBack")
+        check_callback_type(_text(request, "CallBackType"), "CallBackType")
+        callback_format = _text(request, "CallBackFormat")
+        check_format(callback_format, "CallBackFormat")
         return JobRequest(
             input_object,
             output_bucket,
@@ -372,6 +300,8 @@ class JobsAPI:
             user_data=user_data,
             job_level=level,
             queue_id=_text(request, "QueueId"),
+            callback=callback,
+            callback_format=callback_format,
         )
 
     def get_jobs(self, bucket: str, ids: str) -> str:

@@ -104,7 +104,8 @@ class Queue:
     max_size: int = DEFAULT_MAX_SIZE
     max_concurrent: int = 0
     notify: Mapping[str, str] = field(default_factory=dict)
-    """``NotifyConfig`` as given (``State`` ``Off`` by default); stored, not acted on."""
+    """``NotifyConfig`` as given (``State`` ``Off`` by default); with ``State`` ``On`` its
+    ``Url`` gets the ``TaskFinish`` callback of the queue's jobs (:mod:`ci_engine.jobs.notify`)."""
     create_time: str = ""
     update_time: str = ""
 
@@ -146,6 +147,10 @@ class Job:
     template_name: str = ""
     user_data: str = ""
     job_level: int = 0
+    callback: str = ""
+    """The job's ``CallBack`` URL (``no``: none, not even the queue's; empty: the queue's)."""
+    callback_format: str = ""
+    """``CallBackFormat``: ``XML`` or ``JSON`` (empty: the queue's ``ResultFormat``)."""
     result: Mapping[str, Any] | None = None
     """``PicProcessResult`` once the job succeeded (see :mod:`ci_engine.jobs.api`)."""
     attempts: int = 0
@@ -167,7 +172,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     start_time TEXT NOT NULL, end_time TEXT NOT NULL, input_region TEXT NOT NULL,
     output_region TEXT NOT NULL, template_id TEXT NOT NULL, template_name TEXT NOT NULL,
     user_data TEXT NOT NULL, job_level INTEGER NOT NULL, result TEXT, attempts INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL, callback TEXT NOT NULL DEFAULT '', callback_format TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_pending ON jobs (state, job_level DESC, seq);
 CREATE INDEX IF NOT EXISTS jobs_bucket ON jobs (bucket, tag, seq);
@@ -204,6 +209,11 @@ class JobRecords:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=30000")
             self._db.executescript(_SCHEMA)
+            # a file made before the callback columns: add them (existing jobs get none)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+            for column in ("callback", "callback_format"):
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE jobs ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         with self._lock:

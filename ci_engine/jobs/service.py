@@ -37,7 +37,9 @@ from typing import Any
 from ci_engine._dc import dataclass, field
 from ci_engine.errors import CIError, InvalidArgumentError
 from ci_engine.jobs.buckets import STAGING_PREFIX, Buckets, promote
+from ci_engine.jobs.notify import Notifier, make_callback
 from ci_engine.jobs.records import (
+    CANCEL,
     RUNNING,
     SUBMITTED,
     Job,
@@ -82,6 +84,10 @@ class JobRequest:
     job_level: int = 0
     queue_id: str = ""
     tag: str = "PicProcess"
+    callback: str = ""
+    """``CallBack``: a URL for this job's ``TaskFinish`` callback, ``no`` for none."""
+    callback_format: str = ""
+    """``CallBackFormat``: ``XML`` or ``JSON`` (default: the queue's ``ResultFormat``)."""
 
 
 QUIET_DASK: dict[str, Any] = {
@@ -175,6 +181,8 @@ class JobService:
             :meth:`close`.
         region: the region named in ``JobsDetail`` and ``Location``.
         backend: the imaging backend the workers use.
+        notifier: sends the ``TaskFinish`` callbacks (default: a :class:`Notifier` with
+            3 tries, 5 s each).
 
     Use as a context manager, or call :meth:`start` and :meth:`close`.
     """
@@ -189,6 +197,7 @@ class JobService:
         scheduler: str | None = None,
         region: str = "ap-guangzhou",
         backend: str = "auto",
+        notifier: Notifier | None = None,
     ) -> None:
         self.records = records if isinstance(records, JobRecords) else JobRecords(records)
         self.buckets = buckets
@@ -205,6 +214,8 @@ class JobService:
         self._threads = 1
         self._threads_checked = 0.0
         self.committed = 0
+        self.notifier = notifier or Notifier()
+        self._notify_configs: dict[str, tuple[float, Mapping[str, str]]] = {}
 
     # -- life cycle -----------------------------------------------------------------------------------
     def start(self) -> JobService:
@@ -237,6 +248,7 @@ class JobService:
         for future, _ in self._inflight.values():
             future.release()
         self._inflight.clear()
+        self.notifier.close(wait=2.0)
         if self._own_cluster:
             self.cluster.close()
 
@@ -267,6 +279,7 @@ class JobService:
     ) -> Queue:
         self.records.queue_for(bucket)
         queue = self.records.update_queue(bucket, queue_id, name=name, state=state, notify=notify)
+        self._notify_configs.pop(bucket, None)
         self._wake.set()
         return self._with_concurrency(queue)
 
@@ -304,6 +317,8 @@ class JobService:
                     template_name=template_name,
                     user_data=request.user_data,
                     job_level=request.job_level,
+                    callback=request.callback,
+                    callback_format=request.callback_format,
                 )
             )
         stored = self.records.add_jobs(jobs)
@@ -315,8 +330,11 @@ class JobService:
 
     def cancel(self, bucket: str, job_id: str) -> Job:
         """Cancel a job that has not ended; afterwards its output never appears."""
+        already = self.records.job(job_id, bucket).state == CANCEL  # raises ResourceNotFound
         job = self.records.cancel(bucket, job_id)
         self._wake.set()
+        if not already:  # a repeated cancel answers the same and sends no second callback
+            self._notify([job])
         return job
 
     def wake(self) -> None:
@@ -451,6 +469,36 @@ class JobService:
         if finished:
             self._commit(finished)
 
+    def _notify_config(self, bucket: str) -> Mapping[str, str]:
+        """The bucket queue's ``NotifyConfig`` (read again after 2 s, or at once after
+        :meth:`update_queue`)."""
+        now = time.monotonic()
+        cached = self._notify_configs.get(bucket)
+        if cached is None or now - cached[0] > 2.0:
+            try:
+                notify = self.records.queue_for(bucket).notify
+            except CIError:
+                notify = {}
+            cached = (now, notify)
+            self._notify_configs[bucket] = cached
+        return cached[1]
+
+    def _notify(self, ended: Sequence[Job]) -> None:
+        """Queue the ``TaskFinish`` callbacks of jobs that just ended (``ended`` may hold
+        their records from before the end: the final ones are read when a callback is due).
+        Never raises: a callback never changes a job."""
+        for before in ended:
+            try:
+                notify = self._notify_config(before.bucket)
+                if not before.callback and notify.get("State") != "On":
+                    continue
+                job = self.records.job(before.id)
+                callback = make_callback(job, notify)
+                if callback is not None:
+                    self.notifier.send(callback)
+            except Exception:
+                log.exception("callback of job %s", before.id)
+
     def _outcomes(self, future: Any, count: int) -> list[dict[str, Any]]:
         try:
             value = future.result(timeout=60)
@@ -464,6 +512,7 @@ class JobService:
     def _commit(self, finished: list[tuple[str, int, dict[str, Any]]]) -> None:
         """Commit finished attempts, in one write transaction."""
         drop: list[tuple[str, str]] = []
+        ended: list[Job] = []
         try:
             with self.records.transaction() as db:
                 for job_id, attempt, outcome in finished:
@@ -486,9 +535,11 @@ class JobService:
                         self.records.finish(
                             db, job_id, "Failed", code=str(outcome["code"]), message=str(outcome["message"])
                         )
+                    ended.append(job)
         except Exception:
             log.exception("committing %d jobs", len(finished))
             return
+        self._notify(ended)
         for bucket, staged in drop:
             try:
                 self.buckets.open(bucket).delete(staged)

@@ -108,3 +108,38 @@ def test_s3_without_a_scheduler_uses_a_local_cluster(
     # up to date: skipped the second time
     assert main([*args, "--jobs", "1", "--progress", "none"]) == 0
     assert "0 written, 1 skipped (up to date), 0 failed" in capsys.readouterr().out
+
+
+def test_chunk_sizes_shrink_to_one_and_cover_every_file() -> None:
+    from ci_engine.cli.batch_dask import chunk_sizes
+
+    assert chunk_sizes(0, 2) == []
+    assert chunk_sizes(1, 2) == [1]
+    assert chunk_sizes(10, 2) == [2, 1, 1, 1, 1, 1, 1, 1, 1]
+    sizes = chunk_sizes(200, 2)
+    assert sum(sizes) == 200 and len(sizes) == 30
+    assert sizes[:5] == [16] * 5 and sizes[-7:] == [1] * 7
+    assert sizes == sorted(sizes, reverse=True)
+    assert max(chunk_sizes(10_000, 100)) == 16 and sum(chunk_sizes(10_000, 100)) == 10_000
+    with pytest.raises(ValueError):
+        chunk_sizes(5, 0)
+
+
+def test_a_chunked_batch_writes_every_file(
+    tmp_path: Path, cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    (src / "p00.jpg").write_bytes(PHOTO)
+    for i in range(1, 40):
+        (src / f"p{i:02d}.jpg").hardlink_to(src / "p00.jpg")
+    (src / "p17.jpg").unlink()
+    (src / "p17.jpg").write_bytes(b"\xff\xd8\xff broken")  # inside a chunk of several files
+    code = main(["batch", str(src), RULE, str(dest), "--scheduler", cluster.address, "--progress", "none"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "39 written, 0 skipped (up to date), 1 failed" in out and "p17.jpg" in out
+    want = ci_engine.process(PHOTO, RULE).data
+    written = sorted(p.name for p in dest.iterdir())
+    assert written == sorted(f"p{i:02d}.webp" for i in range(40) if i != 17)
+    assert all((dest / name).read_bytes() == want for name in written)

@@ -247,3 +247,30 @@ def test_s3_endpoint_gone_fails_the_job_cleanly(
         assert (job.state, job.code) == (FAILED, "ServiceUnavailable")
         assert "timed out" in job.message
     assert direct.open(OUT).keys() == []
+
+
+def test_s3_policy_refusing_the_output_fails_the_job_cleanly(
+    s3_bucket: str, moto_endpoint: str, tmp_path: Path, cluster: Cluster
+) -> None:
+    import json
+
+    import boto3
+
+    buckets = Buckets(f"s3://{s3_bucket}/ci", endpoint=moto_endpoint)
+    buckets.open(BUCKET).put("src/k.jpg", PHOTO)
+    statement = {
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": ["s3:PutObject"],
+        "Resource": f"arn:aws:s3:::{s3_bucket}/ci/{OUT}/*",
+    }
+    raw = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+    raw.put_bucket_policy(Bucket=s3_bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [statement]}))
+    with JobService(tmp_path / "denied.sqlite", buckets, cluster=cluster) as svc:
+        made = svc.submit(BUCKET, requests(2, "denied"))
+        jobs = svc.wait(BUCKET, [j.id for j in made], timeout=60)
+    assert [(j.state, j.code) for j in jobs] == [(FAILED, "AccessDenied")] * 2
+    assert all("refused by the S3 service" in j.message for j in jobs)
+    raw.delete_bucket_policy(Bucket=s3_bucket)
+    listed = sorted(o["Key"] for o in raw.list_objects_v2(Bucket=s3_bucket, Prefix="ci/")["Contents"])
+    assert listed == [f"ci/{BUCKET}/src/k.jpg"]  # no output, nothing staged

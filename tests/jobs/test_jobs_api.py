@@ -262,3 +262,34 @@ def test_drop_queue_cancels_unfinished_jobs(api: JobsAPI) -> None:
     assert records.job(other).state == "Submitted"  # another bucket's jobs are untouched
     assert records.queue_for(BUCKET).id != old_queue  # a new queue when the service is on again
     assert records.drop_queue(BUCKET) == 0
+
+
+def test_a_records_file_from_before_the_callbacks_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    from ci_engine.jobs import Job, JobRecords
+    from ci_engine.jobs.records import _SCHEMA
+
+    old = _SCHEMA.replace(", callback TEXT NOT NULL DEFAULT '', callback_format TEXT NOT NULL DEFAULT ''", "")
+    assert old != _SCHEMA
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript(old)
+        columns = [
+            "seq", "id", "bucket", "queue_id", "input_object", "output_bucket", "output_object", "rule",
+            "is_pic_info", "tag", "state", "code", "message", "creation_time", "start_time", "end_time",
+            "input_region", "output_region", "template_id", "template_name", "user_data", "job_level",
+            "result", "attempts", "created",
+        ]  # fmt: skip
+        values = [1, "cold", BUCKET, "pq", "a.jpg", "o-1", "b.jpg", "imageMogr2/thumbnail/8x", 0, "PicProcess"]
+        values += ["Submitted", "Success", "", "-", "-", "-", "r", "r", "", "", "", 0, None, 0, 0.0]
+        db.execute(f"INSERT INTO jobs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
+    records = JobRecords(path)
+    try:
+        assert (records.job("cold").callback, records.job("cold").callback_format) == ("", "")
+        records.add_jobs(
+            [Job("cnew", BUCKET, "pq", "a.jpg", "o-1", "c.jpg", "r", callback="http://x/", callback_format="JSON")]
+        )
+        assert (records.job("cnew").callback, records.job("cnew").callback_format) == ("http://x/", "JSON")
+    finally:
+        records.close()

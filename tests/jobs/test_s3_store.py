@@ -148,3 +148,56 @@ def test_open_store_needs_an_s3_url() -> None:
         parse_s3_url("s3://b/p?x=1")
     with pytest.raises(ValueError):
         open_store("/tmp/x", endpoint="http://127.0.0.1:1")
+
+
+def _deny(endpoint: str, bucket: str, actions: list[str], resource: str) -> None:
+    import json
+
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Deny", "Principal": "*", "Action": actions, "Resource": f"arn:aws:s3:::{bucket}/{resource}"}
+        ],
+    }
+    _raw(endpoint).put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+
+
+def test_a_policy_refusal_is_access_denied_and_leaves_nothing(
+    moto_endpoint: str, s3_bucket: str, tmp_path: Path
+) -> None:
+    from botocore.exceptions import ClientError
+
+    from ci_engine.errors import AccessDeniedError
+
+    store = open_store(f"s3://{s3_bucket}/root", endpoint=moto_endpoint)
+    store.put("locked/old.jpg", b"before the policy")
+    store.put("open/a.jpg", b"a")
+    _deny(moto_endpoint, s3_bucket, ["s3:PutObject", "s3:GetObject"], "root/locked/*")
+    raw = _raw(moto_endpoint)
+    # what the server itself answers
+    with pytest.raises(ClientError) as refused:
+        raw.put_object(Bucket=s3_bucket, Key="root/locked/new.jpg", Body=b"x")
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    # what the library makes of it: a typed 403 AccessDenied naming the key, for each call
+    for call in (
+        lambda: store.put("locked/new.jpg", b"\xff\xd8 new"),
+        lambda: store.put("locked/old.jpg", b"\xff\xd8 replacement"),
+        lambda: store.get("locked/old.jpg"),
+    ):
+        with pytest.raises(AccessDeniedError) as err:
+            call()
+        assert (err.value.code, err.value.status) == ("AccessDenied", 403)
+        assert "locked/" in err.value.message and "refused by the S3 service" in err.value.message
+    # a 10 MB multipart upload: its parts are refused; no object and no open upload remain
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"\x01" * (10 << 20))
+    with pytest.raises(AccessDeniedError) as err:
+        store.put_file("locked/big.bin", big)
+    assert (err.value.code, err.value.status) == ("AccessDenied", 403)
+    assert raw.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    listed = sorted(o["Key"] for o in raw.list_objects_v2(Bucket=s3_bucket, Prefix="root/")["Contents"])
+    assert listed == ["root/locked/old.jpg", "root/open/a.jpg"]
+    # the object that was there is unchanged; the rest of the bucket still works
+    raw.delete_bucket_policy(Bucket=s3_bucket)
+    assert store.get("locked/old.jpg") == b"before the policy"
+    assert store.put("open/b.jpg", b"b") == md5_etag(b"b")

@@ -293,3 +293,36 @@ def _task_keys(dask_scheduler: Any) -> list[str]:
     return [str(ts.key) for ts in dask_scheduler.tasks.values()] + [
         str(key) for key in getattr(dask_scheduler, "task_prefixes", {})
     ]
+
+
+def test_callbacks_reach_a_receiver(sdk: Any, source: str) -> None:
+    """The queue's ``NotifyConfig`` and a job's own ``CallBack``, set through the SDK: a real
+    HTTP receiver on 127.0.0.1 gets CI's ``TaskFinish`` body for each job."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    from tests.jobs.test_notify import Receiver
+
+    receiver = Receiver()
+    try:
+        notify = {"State": "On", "Event": "TaskFinish", "Type": "Url", "Url": receiver.url("/queue")}
+        request = {"Name": "pictures", "State": "Active", "NotifyConfig": notify}
+        shown = sdk.ci_update_media_pic_queue(Bucket=PHOTOS, QueueId=queue_id(sdk), Request=request)["Queue"][0]
+        assert shown["NotifyConfig"]["Url"] == receiver.url("/queue")
+        by_queue = create(sdk, job(source, "jobs/cb/q.jpg", RULES[0]))["JobId"]
+        own = {**job(source, "jobs/cb/j.jpg", RULES[0]), "CallBack": receiver.url("/own"), "CallBackFormat": "JSON"}
+        by_job = create(sdk, own)["JobId"]
+        assert [d["State"] for d in wait(sdk, [by_queue, by_job])] == ["Success", "Success"]
+        got = {path: (ctype, body) for path, ctype, body in receiver.wait_for(2)}
+    finally:
+        set_queue(sdk, "Active")  # NotifyConfig Off again for the other tests
+        receiver.close()
+    assert set(got) == {"/queue", "/own"}
+    ctype, body = got["/queue"]
+    root = ET.fromstring(body)
+    assert ctype == "application/xml" and root.findtext("EventName") == "TaskFinish"
+    assert (root.findtext("JobsDetail/JobId"), root.findtext("JobsDetail/State")) == (by_queue, "Success")
+    assert root.findtext("JobsDetail/Operation/PicProcessResult/ProcessResult/Width") == "200"
+    ctype, body = got["/own"]
+    detail = json.loads(body)["Response"]["JobsDetail"]
+    assert ctype == "application/json" and (detail["JobId"], detail["State"]) == (by_job, "Success")

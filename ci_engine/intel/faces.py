@@ -26,10 +26,10 @@ nothing to do returns the input bytes).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
+from ci_engine._dc import dataclass
 from ci_engine.plan import geometry as G
 
 if TYPE_CHECKING:

@@ -4,14 +4,14 @@ the input comes back unchanged (``extras.md`` section 6).
 **Detector.** OpenCV's Haar cascades, shipped inside the ``opencv-python-headless`` wheel
 (``cv2.data.haarcascades``; nothing is downloaded): the frontal-face ``alt2`` cascade, on
 the image and on two copies turned by -15 and +15 degrees (faces tilted in the image
-plane; their boxes are turned back), and the profile-face cascade, on the image and on its
-mirror (it only knows faces looking one way). The image is reduced to at most
-:data:`DETECT_SIDE` pixels on its longer side (shrink-on-load where the format allows),
-converted to grey and histogram-equalised; the cascades scan with a scale step of 1.1 and
-keep windows confirmed by 6 neighbours (frontal) or 5 (profile); faces smaller than 5 % of
-the shorter side (and 24 px) are ignored.
-Overlapping detections (intersection over the smaller box > 30 %) are merged into their
-union. Measured recall and false positives: ``docs/intel.md``.
+plane, at least 8 % of the shorter side; their boxes are turned back), and the profile-face
+cascade, on the image and on its mirror (it only knows faces looking one way). The image is
+reduced to at most :data:`DETECT_SIDE` pixels on its longer side (shrink-on-load where the
+format allows), converted to grey and histogram-equalised; the cascades scan with a scale
+step of 1.1 and keep windows confirmed by 6 neighbours (frontal) or 5 (profile); faces
+smaller than 5 % of the shorter side (and 24 px) are ignored. Overlapping detections
+(intersection over the smaller box > 30 %) are merged into their union. Measured recall
+and false positives: ``docs/intel.md``.
 
 **Geometry.** On the image as it is when ``scrop`` runs (after the operations before it),
 ``w`` x ``h``: the box is ``bw = min(W, w)``, ``bh = min(H, h)``; the image is scaled to
@@ -49,6 +49,7 @@ _MIN_FACE_FRACTION = 0.05
 _FRONTAL_NEIGHBOURS = 6
 _PROFILE_NEIGHBOURS = 5
 _TILTS = (-15.0, 15.0)
+_MIN_TILTED_FRACTION = 0.08
 _MIN_FACE_PX = 24
 _MERGE_OVERLAP = 0.3
 
@@ -142,11 +143,13 @@ def detect(pixels: NDArray[np.uint8]) -> list[Face]:
     for x, y, w, h in profile.detectMultiScale(mirror, **args):
         found.append(Face(int(gw - x - w), int(y), int(w), int(h)))
     centre = (grey.shape[1] / 2, grey.shape[0] / 2)
+    tilted_side = max(side, int(_MIN_TILTED_FRACTION * min(grey.shape)))
+    tilted = {**strict, "minSize": (tilted_side, tilted_side)}
     for angle in _TILTS:  # faces tilted in the image plane: the frontal cascade on turned copies
         turn = cv2.getRotationMatrix2D(centre, angle, 1.0)
         turned = cv2.warpAffine(grey, turn, (grey.shape[1], grey.shape[0]), borderMode=cv2.BORDER_REPLICATE)
         back = cv2.invertAffineTransform(turn)
-        for x, y, w, h in frontal.detectMultiScale(turned, **strict):
+        for x, y, w, h in frontal.detectMultiScale(turned, **tilted):
             cx, cy = x + w / 2, y + h / 2
             ox = back[0, 0] * cx + back[0, 1] * cy + back[0, 2]
             oy = back[1, 0] * cx + back[1, 1] * cy + back[1, 2]

@@ -45,10 +45,10 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
+from ci_engine._dc import dataclass
 from ci_engine.errors import UnsupportedForInputError, UnsupportedOperationError
 from ci_engine.limits import Limits, current_budget
 from ci_engine.types import BlindType

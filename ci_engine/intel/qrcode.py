@@ -24,9 +24,9 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ci_engine._dc import dataclass
 from ci_engine.errors import InvalidArgumentError, ValueRangeError
 from ci_engine.intel._xml import response
 

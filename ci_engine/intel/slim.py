@@ -33,9 +33,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ci_engine._dc import dataclass
 from ci_engine.errors import InvalidImageFormatError
 from ci_engine.limits import Limits, current_budget
 

@@ -7,18 +7,21 @@ default), on the luminance and on alpha when there is one; a candidate that coar
 chroma must also keep each chroma plane at :data:`MIN_CHROMA_SSIM`. The search for the
 setting runs on the whole image up to 2 MP and on a 0.59 MP mosaic of 8 x 8 tiles spread
 over a larger one; the smallest setting found is then encoded at full size and checked on
-the whole image, stepping the quality up (at most :data:`MAX_FINAL` full-size encodes) when
-the check fails. When no passing candidate is smaller than the input, the input bytes come
+the whole image, stepping the quality up when the check fails (at most :data:`MAX_FINAL`
+full-size encodes in all). When no passing candidate is smaller than the input, the input bytes come
 back unchanged (``X-Slimflag: 2``), never a larger file.
 
 * **JPEG** (libvips, whose bundled libjpeg is mozjpeg): trellis quantisation, optimised
   Huffman tables, a progressive scan order, EXIF, ICC profile and the other metadata kept.
   Two quantisation tables are searched, the JPEG standard's (Annex K) and the one tuned for
-  MS-SSIM (libvips ``quant_table`` 2), each with its quality bisected; the smaller wins.
-  Chroma is subsampled 4:2:0 (kept at 4:4:4 when that would drop a chroma plane of a 4:4:4 or
-  4:2:2 input below :data:`MIN_CHROMA_SSIM`). Without libvips (``backend="pillow"``):
-  Pillow with the Annex K tables, the luminance quality bisected, then chroma 4:2:0 and
-  chroma tables 15 or 30 quality steps coarser tried at that quality.
+  MS-SSIM (libvips ``quant_table`` 2), each with its quality bisected. Chroma is subsampled
+  4:2:0 (kept at 4:4:4 when that would drop a chroma plane of a 4:4:4 or 4:2:2 input below
+  :data:`MIN_CHROMA_SSIM`). Pillow's candidates compete with these (and are the only ones
+  without libvips or with ``backend="pillow"``): the Annex K tables, the luminance quality
+  bisected, then chroma 4:2:0 and chroma tables 15 or 30 quality steps coarser tried at that
+  quality (libvips cannot set the chroma quality apart; inputs already at q70-90 gain from
+  it). Up to 8 MP the two best candidates are both encoded at full size and the smaller
+  passing one kept, then a lower quality tried (:attr:`Candidate.lower`).
 * **PNG**: lossless recompression (libvips: zlib level 9 with every row filter tried;
   Pillow's ``optimize`` when libvips is absent or ``backend="pillow"``), and a 256-colour
   palette (libimagequant through libvips; on Pillow libimagequant when built in, else
@@ -142,9 +145,9 @@ _MOSAIC_TILE = 96
 16 px (the JPEG MCU) so its blocks are quantised as in the whole image."""
 MAX_SEARCH = 6
 """Encodes of one quality bisection at most (on the search image)."""
-MAX_FINAL = 3
-"""Full-size encodes at most: the best candidate, then a higher quality (or the next
-candidate) when it fails the whole-image check."""
+MAX_FINAL = 4
+"""Full-size encodes at most: the best candidates (a higher quality when one fails the
+whole-image check), then a lower quality (:attr:`Candidate.lower`)."""
 _LOWER_UP_TO = 8_000_000
 """Images of up to this many pixels get :attr:`Candidate.lower` (another mosaic bisection,
 full-size encode and whole-image check: seconds on a larger image, for a few per cent)."""
@@ -407,7 +410,8 @@ def _jpeg_vips(data: bytes, img: Any, sampling: int, quality: int | None) -> lis
     if colour and sampling != 2:  # 4:2:0 coarsens a 4:4:4 or 4:2:2 input's chroma
         _, q, _, table = found[0]
         if _score(reference, encoder(table, "on")(search, q), chroma=True) < view.target:
-            subsample = "off"
+            subsample = "off"  # and the ranking by the sizes at 4:4:4
+            found = [(len(encoder(t, "off")(search, q)), q, score, t) for _, q, score, t in found]
 
     def full(table: int) -> Callable[[int], bytes]:
         return lambda q: encoder(table, subsample, final=True)(whole, q)
@@ -426,13 +430,20 @@ def _jpeg_vips(data: bytes, img: Any, sampling: int, quality: int | None) -> lis
 
 def _jpeg(data: bytes, img: Any, sampling: int, quality: int | None, backend: str) -> list[Candidate]:
     """``img``: the decoded input (its ``info`` holds EXIF and ICC profile); ``sampling``:
-    its chroma subsampling as Pillow numbers it (-1 unknown)."""
+    its chroma subsampling as Pillow numbers it (-1 unknown). libvips' candidates (unless
+    ``backend`` is ``"pillow"`` or libvips cannot load ``data``) and Pillow's."""
     if img.mode not in ("L", "RGB"):
         return []  # CMYK and other modes: left alone
-    if backend != "pillow":
-        found = _jpeg_vips(data, img, sampling, quality)
-        if found is not None:
-            return found
+    found = _jpeg_vips(data, img, sampling, quality) if backend != "pillow" else None
+    # Pillow's candidates compete with libvips' (the smaller on the search image first):
+    # without trellis, but with chroma tables coarser than the luminance's, which libvips
+    # cannot set; they win on inputs already at q70-90 (measured on the real photographs)
+    return (found or []) + _jpeg_pillow(img, sampling, quality)
+
+
+def _jpeg_pillow(img: Any, sampling: int, quality: int | None) -> list[Candidate]:
+    """Pillow (libjpeg-turbo) with the Annex K tables: the luminance quality bisected, then
+    coarser chroma variants at that quality."""
     extra: dict[str, Any] = {}
     for key in ("exif", "icc_profile"):
         if img.info.get(key):
@@ -638,31 +649,44 @@ def slim(data: bytes, *, backend: str = "auto", quality: int | None = None, limi
         candidates = _png(data, img, reference, backend)
     else:
         candidates = _webp(data, img, quality)
+    return _final(data, fmt, reference, candidates, thorough=header.width * header.height <= _LOWER_UP_TO)
+
+
+def _final(data: bytes, fmt: str, reference: Planes, candidates: list[Candidate], *, thorough: bool) -> Slimmed:
+    """Encode candidates at full size, smallest on the search image first, and keep the
+    smallest that passes on the whole image (never one larger than ``data``); at most
+    :data:`MAX_FINAL` full-size encodes. ``thorough`` (images up to :data:`_LOWER_UP_TO`):
+    the two best candidates' passing encodes are compared (the search image's sizes rank
+    two encoders only roughly, a mosaic's even less) and :attr:`Candidate.lower` is tried."""
+    bound = MIN_SSIM + _ROUNDING
     tried = 0
+    passed: list[tuple[Slimmed, Candidate | None]] = []  # with the candidate when at its found quality
     for candidate in sorted(candidates, key=lambda c: c.size):
         for step, encode in enumerate(candidate.encodes):
             if tried == MAX_FINAL:
-                return Slimmed(data, fmt, NOT_COMPRESSED, 1.0)
+                break
             encoded = encode()
             tried += 1
             if len(encoded) >= len(data):
                 break  # a higher quality is larger still: the next candidate
             score = _score(reference, encoded)  # the chroma guard was applied in the search
-            if score < MIN_SSIM + _ROUNDING:
-                continue
-            best = Slimmed(encoded, fmt, COMPRESSED, score)
-            lower = None
-            if step == 0 and candidate.lower and tried < MAX_FINAL and header.width * header.height <= _LOWER_UP_TO:
-                lower = candidate.lower(score)
-            if lower is not None:  # the mosaic judged harder than the whole image: a lower quality
-                smaller = lower()
-                tried += 1
-                if len(smaller) < len(encoded):
-                    again = _score(reference, smaller)
-                    if again >= MIN_SSIM + _ROUNDING:
-                        best = Slimmed(smaller, fmt, COMPRESSED, again)
-            return best
-    return Slimmed(data, fmt, NOT_COMPRESSED, 1.0)
+            if score >= bound:
+                passed.append((Slimmed(encoded, fmt, COMPRESSED, score), candidate if step == 0 else None))
+                break
+        if tried == MAX_FINAL or len(passed) == (2 if thorough else 1):
+            break
+    if not passed:
+        return Slimmed(data, fmt, NOT_COMPRESSED, 1.0)
+    best, found = min(passed, key=lambda item: len(item[0].data))
+    if thorough and found is not None and found.lower is not None and tried < MAX_FINAL:
+        lower = found.lower(best.ssim)
+        if lower is not None:  # the mosaic judged harder than the whole image: a lower quality
+            smaller = lower()
+            if len(smaller) < len(best.data):
+                score = _score(reference, smaller)
+                if score >= bound:
+                    best = Slimmed(smaller, fmt, COMPRESSED, score)
+    return best
 
 
 def _backend_name(backend: str) -> str:

@@ -250,20 +250,29 @@ def _dataclasses_make(cls: type, **flags: Any) -> type:
 
     for name, value in list(cls.__dict__.items()):
         if isinstance(value, _Field):
-            real: Any = dataclasses.field(
-                default=value.default if value.default is not MISSING else dataclasses.MISSING,
-                default_factory=(
-                    value.default_factory if value.default_factory is not MISSING else dataclasses.MISSING
-                ),
-                init=value.init,
-                repr=value.repr,
-                hash=value.hash,
-                compare=value.compare,
-                metadata=value.metadata,
-                kw_only=value.kw_only if value.kw_only is not MISSING else dataclasses.MISSING,
-            )
+            real = _real_field(value)
             setattr(cls, name, real)
     return dataclasses.dataclass(cls, **flags)  # type: ignore[no-any-return, call-overload]
+
+
+def _real_field(f: _Field) -> Any:
+    """A ``dataclasses.Field`` with ``f``'s options (its name, type and kind are set by
+    whoever asks)."""
+    import dataclasses
+
+    def given(value: Any) -> Any:
+        return dataclasses.MISSING if value is MISSING else value
+
+    return dataclasses.field(
+        default=given(f.default),
+        default_factory=given(f.default_factory),
+        init=f.init,
+        repr=f.repr,
+        hash=f.hash,
+        compare=f.compare,
+        metadata=f.metadata,
+        kw_only=given(f.kw_only),
+    )
 
 
 # -- the class -----------------------------------------------------------------------------------
@@ -659,16 +668,7 @@ class _LazyFields:
         cls = self.owner
         made: dict[str, Any] = {}
         for f in cls.__dict__[_INFO][0]:
-            real: Any = dataclasses.field(
-                default=f.default if f.default is not MISSING else dataclasses.MISSING,
-                default_factory=f.default_factory if f.default_factory is not MISSING else dataclasses.MISSING,
-                init=f.init,
-                repr=f.repr,
-                hash=f.hash,
-                compare=f.compare,
-                metadata=f.metadata,
-                kw_only=f.kw_only if f.kw_only is not MISSING else dataclasses.MISSING,
-            )
+            real = _real_field(f)
             real.name = f.name
             real.type = f.type
             real._field_type = dataclasses._FIELD_CLASSVAR if f.classvar else dataclasses._FIELD  # type: ignore[attr-defined]

@@ -145,7 +145,7 @@ MAX_SEARCH = 6
 MAX_FINAL = 3
 """Full-size encodes at most: the best candidate, then a higher quality (or the next
 candidate) when it fails the whole-image check."""
-_LOWER_UP_TO = 6_000_000
+_LOWER_UP_TO = 8_000_000
 """Images of up to this many pixels get :attr:`Candidate.lower` (another mosaic bisection,
 full-size encode and whole-image check: seconds on a larger image, for a few per cent)."""
 _STEPS = (0, 2, 5)

@@ -11,10 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
-import json
-import os
 import pickle
-import subprocess
 import sys
 import textwrap
 import types
@@ -24,6 +21,7 @@ from typing import Any
 import pytest
 
 from ci_engine import _dc
+from tests.support.subprocess_json import run_json_script
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -308,15 +306,7 @@ print(json.dumps(out))
 
 
 def _describe_all(**env: str) -> dict[str, Any]:
-    result = subprocess.run(
-        [sys.executable, "-c", _DESCRIBE],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-        env={**os.environ, **env},
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return run_json_script(_DESCRIBE, **env)  # type: ignore[no-any-return]
 
 
 def test_every_ci_engine_dataclass_matches_dataclasses() -> None:

@@ -10,7 +10,6 @@ mismatch (CRC-32 of the grammar) and compiles the grammar at run time with a war
 from __future__ import annotations
 
 import ast
-import json
 import os
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from ci_engine._tables_build import (
     render_module,
 )
 from ci_engine.parse import _Builder, generated_tables, load_lark, load_tables
+from tests.support.subprocess_json import run_json_script
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -139,15 +139,7 @@ print(json.dumps({"digests": digests, "files": sorted(FILES)}))
 
 
 def _methods(**env: str) -> dict[str, object]:
-    result = subprocess.run(
-        [sys.executable, "-c", _METHODS],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-        env={**os.environ, **env},
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return run_json_script(_METHODS, **env)  # type: ignore[no-any-return]
 
 
 def test_precompiled_dataclass_methods_are_identical_to_compiled_ones() -> None:

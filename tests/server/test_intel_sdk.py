@@ -186,6 +186,19 @@ def test_quality_and_inspect_on_download_and_refused_in_a_rule(client: Any, mode
     assert answer["ClarityScore"] == str(found.clarity_score)
     _, body = client.ci_image_inspect(Bucket=PHOTOS, Key=key)
     assert json.loads(body) == {"picSize": len(photo), "picType": "jpeg", "suspicious": False}
+    # the older spelling, on an image with a ZIP archive appended
+    archive = b"PK\x03\x04" + bytes(range(256)) * 8
+    client.put_object(Bucket=PHOTOS, Body=photo + archive, Key=f"{mode}/assess/hidden.jpg")
+    found = client.ci_process(Bucket=PHOTOS, Key=f"{mode}/assess/hidden.jpg", CiProcess="ImageInspect")
+    assert found == {
+        "picSize": len(photo) + len(archive),
+        "picType": "jpeg",
+        "suspicious": True,
+        "suspiciousBeginByte": len(photo),
+        "suspiciousEndByte": len(photo) + len(archive) - 1,
+        "suspiciousSize": len(archive),
+        "suspiciousType": "ZIP",
+    }
     for rule in ("ci-process=AssessQuality", "imageInspect"):
         with pytest.raises(CosServiceError) as info:
             client.ci_put_object(

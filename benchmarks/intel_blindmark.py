@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import ci_engine as ce  # noqa: E402
+from ci_engine.intel.blindmark import extract_pixels  # noqa: E402
 from tests.support.images import encode, psnr, to_array  # noqa: E402
 
 PHOTOS = [
@@ -28,6 +29,9 @@ PHOTOS = [
     ROOT / "tests" / "fixtures" / "faces" / "grace_hopper.jpg",
     ROOT / "tests" / "fixtures" / "faces" / "astronaut.jpg",
     ROOT / "tests" / "fixtures" / "faces" / "coffee.jpg",
+    ROOT / "tests" / "fixtures" / "faces" / "chelsea.jpg",
+    ROOT / "tests" / "fixtures" / "faces" / "rocket.jpg",
+    ROOT / "tests" / "fixtures" / "faces" / "camera.jpg",
 ]
 TEXT = "Order1007"
 
@@ -46,6 +50,10 @@ def attacks(png: bytes) -> dict[str, bytes]:
         "crop 10% top": encode(pixels[h // 10 :], "PNG"),
         "brightness +20": encode(np.clip(pixels.astype(np.int16) + 20, 0, 255).astype(np.uint8), "PNG"),
         "PNG -> WebP (q75)": encode(pixels, "WEBP", quality=75),
+        # beyond the list, for the margin: two attacks in a row, and a 1/3 downscale
+        "50% + JPEG q75": encode(np.asarray(half), "JPEG", quality=75),
+        "50% + WebP q75": encode(np.asarray(half), "WEBP", quality=75),
+        "downscale 33%": encode(np.asarray(image.resize((w // 3, h // 3), Image.Resampling.LANCZOS)), "PNG"),
         "unmarked": b"",
     }
 
@@ -64,11 +72,18 @@ def main() -> None:
         marked = ce.process(png, rule)
         value = psnr(source, to_array(marked.data))
         print(f"{path.name} {source.shape[1]}x{source.shape[0]}: PSNR {value:.2f} dB")
+        unmarked = []
         for name, data in attacks(marked.data).items():
             text, status = extract_text(data or png)
             ok = text == TEXT if data else text == ""
             total.setdefault(name, []).append(ok)
-            print(f"  {name:20s} text={text!r:14s} status={status:3d} {'ok' if ok else 'FAIL'}")
+            z = extract_pixels(to_array(data or png))[0].z
+            print(f"  {name:20s} text={text!r:14s} status={status:3d} z={z:5.1f} {'ok' if ok else 'FAIL'}")
+        for data in attacks(png).values():  # the unmarked photograph under the same attacks
+            text, status = extract_text(data or png)
+            unmarked.append(status)
+            total.setdefault("unmarked, attacked", []).append(text == "")
+        print(f"  unmarked under every attack: highest status {max(unmarked)}")
     print("success per attack:", {k: f"{sum(v)}/{len(v)}" for k, v in total.items()})
 
 

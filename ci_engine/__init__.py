@@ -51,11 +51,6 @@ if TYPE_CHECKING:
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-# Before any submodule defines a dataclass: their generated methods come precompiled.
-from ci_engine import _dataclass_hook  # noqa: E402
-
-_dataclass_hook.install()
-
 __version__ = "0.1.0"
 
 _ERRORS = (

@@ -11,13 +11,16 @@ import sys
 
 # Start-up allocates a few hundred thousand long-lived objects (classes, functions, tables)
 # and no garbage worth collecting: the cyclic collector is paused while the command line
-# imports them (about a seventh of the import time otherwise) and resumed before any
-# command runs (docs/architecture.md, "Start-up").
+# imports them (about a seventh of the import time otherwise), then they are moved to the
+# permanent generation (``gc.freeze``), so that the collections of the command itself (the
+# backend's import, the work) do not walk them again, and the collector is resumed before
+# any command runs (docs/architecture.md, "Start-up").
 _collecting = gc.isenabled()
 gc.disable()
 try:
     from ci_engine.cli import main as _main
 finally:
+    gc.freeze()
     if _collecting:
         gc.enable()
 

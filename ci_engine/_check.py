@@ -9,9 +9,7 @@ a well-typed value outside its documented range is a :class:`ValueRangeError` (m
 
 from __future__ import annotations
 
-import base64
 import binascii
-import decimal
 import math
 import re
 from typing import TypeVar
@@ -148,6 +146,7 @@ def text(op: str, field: str, value: object, *, max_length: int | None = None) -
 
 
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def b64_decode(value: str) -> bytes:
@@ -174,11 +173,13 @@ def b64_decode(value: str) -> bytes:
 
 def b64_encode(data: bytes) -> str:
     """URL-safe Base64 without padding, the form ci_engine writes."""
-    return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).decode("ascii").rstrip("=")
 
 
 def format_decimal(value: float) -> str:
     """Shortest positional decimal that reads back as ``value`` (no exponent, no ``.0``)."""
+    import decimal  # (only formatting needs it: not loaded at start-up)
+
     out = format(decimal.Decimal(repr(float(value))), "f")
     if "." in out:
         out = out.rstrip("0").rstrip(".")

@@ -81,6 +81,8 @@ METHOD = "method"  # calls the builder's method
 METHOD1 = "method1"  # calls the builder's method; one symbol, kept, not spliced: may pass through
 
 RuleShape = tuple[str, str, int, tuple[int, ...], frozenset[int], bool]
+Alternatives = tuple[tuple[str, "str | None"], ...]
+"""A scanner regex's top-level alternatives: ``(regex, first characters or None)``."""
 """``(origin, name, size, kept, spliced, inline)`` of one grammar rule."""
 
 
@@ -100,6 +102,10 @@ class Tables:
       large alternations); ``words``: per state, ``(literal, terminal name)`` in the order of
       its scanner's alternation when every terminal of the state is a plain string literal
       (then the scanner is ``str.startswith`` over them, with no regex to compile);
+      ``alternatives``: per pattern, its ``(?P<NAME>...)`` alternatives in order, each with
+      the ASCII characters a match can start with (``None``: any); a scanner then compiles,
+      per first character met, only the alternatives that can match there (see
+      :func:`alternatives`);
       ``chars``: per state, character -> terminal name when every
       terminal of the state is a plain one-character literal (then no regex is needed).
     * ``literals``: terminal name -> its text, for the terminals that are string literals
@@ -107,6 +113,7 @@ class Tables:
     """
 
     __slots__ = (
+        "alternatives",
         "chars",
         "end_states",
         "factories",
@@ -134,6 +141,7 @@ class Tables:
         words: Sequence[tuple[tuple[str, str], ...] | None],
         literals: dict[str, str],
         factories: Sequence[Factory] | None = None,
+        alternatives: Sequence[Alternatives | None] | None = None,
     ) -> None:
         self.start_states = start_states
         self.end_states = end_states
@@ -146,6 +154,7 @@ class Tables:
         self.words = words
         self.literals = literals
         self.factories = factories
+        self.alternatives = alternatives
 
     def data(self) -> dict[str, Any]:
         """Everything but the compiled factories, as plain Python values (for comparison
@@ -161,6 +170,9 @@ class Tables:
             "chars": [None if c is None else dict(c) for c in self.chars],
             "words": [None if w is None else tuple(w) for w in self.words],
             "literals": dict(self.literals),
+            "alternatives": None if self.alternatives is None else [
+                None if a is None else tuple(a) for a in self.alternatives
+            ],
         }
 
 
@@ -229,6 +241,7 @@ def tables_from_lark(lark_obj: Lark) -> Tables:
         scanners[state] = tuple(indices)
     literals = {t.name: t.pattern.value for t in lark_obj.terminals if t.pattern.type == "str"}
     return Tables(
+        alternatives=[alternatives(pattern, flags) for pattern, flags in patterns],
         start_states={name: number[state] for name, state in sorted(table.start_states.items())},
         end_states={name: number[state] for name, state in sorted(table.end_states.items())},
         states=states,
@@ -373,6 +386,8 @@ class Driver:
         self._patterns = tables.patterns
         self._compiled: list[Callable[[str, int], re.Match[str] | None] | None] = [None] * len(tables.patterns)
         self._scanner_parts = tables.scanners
+        self._alternatives = tables.alternatives
+        self._dispatchers: dict[int, Callable[[str, int], re.Match[str] | None]] = {}
         # Scanners are compiled on first use of their state (a string visits few states).
         self._scanners: list[Callable[[str, int], re.Match[str] | None]] = [
             self._lazy_scanner(state) for state in range(len(tables.scanners))
@@ -400,8 +415,16 @@ class Driver:
             scanner = _word_scanner(words)
             self._scanners[state] = scanner
             return scanner
+        parts = self._scanner_parts[state]
+        if len(parts) == 1 and self._alternatives is not None and self._alternatives[parts[0]] is not None:
+            shared = self._dispatchers.get(parts[0])
+            if shared is None:
+                shared = self._dispatchers[parts[0]] = self._dispatcher(parts[0])
+            scanner = shared
+            self._scanners[state] = scanner
+            return scanner
         matchers = []
-        for index in self._scanner_parts[state]:
+        for index in parts:
             matcher = self._compiled[index]
             if matcher is None:
                 pattern, flags = self._patterns[index]
@@ -415,6 +438,29 @@ class Driver:
             scanner = _chain(tuple(matchers))
         self._scanners[state] = scanner
         return scanner
+
+    def _dispatcher(self, index: int) -> Callable[[str, int], re.Match[str] | None]:
+        """The scanner of pattern ``index`` by first character: per ASCII character met,
+        the alternation of just the alternatives that can start with it (compiled once);
+        any other character: the whole pattern."""
+        alternatives = self._alternatives[index]  # type: ignore[index]
+        assert alternatives is not None
+        pattern, flags = self._patterns[index]
+        by_char: dict[str, Callable[[str, int], re.Match[str] | None]] = {}
+
+        def scan(text: str, pos: int) -> re.Match[str] | None:
+            ch = text[pos]
+            matcher = by_char.get(ch)
+            if matcher is None:
+                if ch.isascii():
+                    parts = [alt for alt, firsts in alternatives if firsts is None or ch in firsts]
+                    matcher = re.compile("|".join(parts), flags).match if parts else _never
+                else:
+                    matcher = re.compile(pattern, flags).match
+                by_char[ch] = matcher
+            return matcher(text, pos)
+
+        return scan
 
     def expected(self, state: int) -> frozenset[str]:
         return frozenset(s for s in self._table[state] if s.isupper() or s == END)
@@ -511,6 +557,151 @@ def _by_first(words: Sequence[tuple[str, str]]) -> dict[str, tuple[tuple[str, st
         by_first.setdefault(word[0], []).append((word, name))
     return {first: tuple(pairs) for first, pairs in by_first.items()}
 
+
+
+# -- first-character dispatch of scanner regexes (computed when the tables are generated) ----
+
+
+def _split_alternatives(pattern: str) -> list[str] | None:
+    """``pattern``'s top-level ``|`` alternatives, or None when it is not a plain
+    alternation of ``(?P<NAME>...)`` groups."""
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    i = 0
+    n = len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "[":  # a class: ( ) | are literal inside; a leading ] or ^] too
+            i += 1
+            if i < n and pattern[i] == "^":
+                i += 1
+            if i < n and pattern[i] == "]":
+                i += 1
+            while i < n and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+            i += 1
+            continue
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    parts.append(pattern[start:])
+    if depth != 0 or "|".join(parts) != pattern:
+        return None
+    for part in parts:
+        if not (part.startswith("(?P<") and part.endswith(")")):
+            return None
+        try:
+            if len(re.compile(part).groupindex) < 1:
+                return None
+        except re.error:
+            return None
+    return parts
+
+
+def _first_chars(pattern: str, flags: int) -> str | None:
+    """The ASCII characters a non-empty match of ``pattern`` can start with, or None when
+    that cannot be told simply (it may match the empty string, starts with a class of
+    another kind, ...). A character outside ASCII is never dispatched on."""
+    from re import _constants as C  # type: ignore[attr-defined]
+    from re import _parser as P  # type: ignore[attr-defined]
+
+    ascii_chars = [chr(c) for c in range(128)]
+
+    def fold(chars: set[str], ignorecase: bool) -> set[str]:
+        if ignorecase:
+            chars = chars | {c.swapcase() for c in chars if c.isascii()}
+        return {c for c in chars if c.isascii()}
+
+    def first(items: Any, ignorecase: bool) -> tuple[set[str], bool] | None:
+        out: set[str] = set()
+        for op, av in items:
+            got = one(op, av, ignorecase)
+            if got is None:
+                return None
+            chars, nullable = got
+            out |= chars
+            if not nullable:
+                return out, False
+        return out, True
+
+    def one(op: Any, av: Any, ignorecase: bool) -> tuple[set[str], bool] | None:
+        if op is C.LITERAL:
+            ch = chr(av)
+            if ignorecase and not ch.isascii():
+                return None  # (non-ASCII case folding reaches ASCII: K, s)
+            return fold({ch}, ignorecase), False
+        if op is C.IN:
+            chars: set[str] = set()
+            for kind, arg in av:
+                if kind is C.LITERAL:
+                    if ignorecase and not chr(arg).isascii():
+                        return None
+                    chars.add(chr(arg))
+                elif kind is C.RANGE:
+                    low, high = arg
+                    if ignorecase and high > 127:
+                        return None
+                    chars.update(c for c in ascii_chars if low <= ord(c) <= high)
+                elif kind is C.CATEGORY and arg is C.CATEGORY_DIGIT:
+                    chars.update("0123456789")
+                else:
+                    return None
+            return fold(chars, ignorecase), False
+        if op is C.SUBPATTERN:
+            _group, add, remove, inner = av
+            case = (ignorecase or bool(add & C.SRE_FLAG_IGNORECASE)) and not remove & C.SRE_FLAG_IGNORECASE
+            return first(inner.data, case)
+        if op is C.BRANCH:
+            union: set[str] = set()
+            nullable = False
+            for branch in av[1]:
+                got = first(branch.data, ignorecase)
+                if got is None:
+                    return None
+                union |= got[0]
+                nullable = nullable or got[1]
+            return union, nullable
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", C.MAX_REPEAT)):
+            low, _high, inner = av
+            got = first(inner.data, ignorecase)
+            if got is None:
+                return None
+            return got[0], got[1] or low == 0
+        return None
+
+    try:
+        parsed = P.parse(pattern, flags)
+    except re.error:
+        return None
+    got = first(parsed.data, bool(flags & re.IGNORECASE))
+    if got is None or got[1]:
+        return None
+    return "".join(sorted(got[0]))
+
+
+def alternatives(pattern: str, flags: int) -> Alternatives | None:
+    """``pattern`` (a scanner: ``(?P<A>...)|(?P<B>...)|...``) as its alternatives, each with
+    the ASCII characters its match can start with (``None``: unknown, always tried).
+
+    Python's ``re`` tries the alternatives of a match in order and answers the first that
+    matches; one that cannot start with the character at the position cannot match there,
+    so the alternation of the others finds the same token, terminal and end. The driver
+    compiles, per state and per first character met, just those: a few alternatives
+    instead of every terminal of the state (compiling was nearly all of a first
+    ``parse``). ``tests/unit/test_tables_fresh.py`` compares both at every position."""
+    parts = _split_alternatives(pattern)
+    if parts is None or len(parts) < 2:
+        return None
+    return tuple((part, _first_chars(part, flags)) for part in parts)
 
 def _word_scanner(words: Sequence[tuple[str, str]]) -> Callable[[str, int], Any]:
     """The scan of a state whose terminals are all plain literals, as a function (the parse

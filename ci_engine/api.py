@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
+from ci_engine._dc import dataclass
 from ci_engine.errors import CIError
 from ci_engine.limits import Limits, WorkBudget, check_input_bytes, request_budget
 from ci_engine.parse import parse

@@ -8,9 +8,9 @@ same for every backend (``size-limit``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from ci_engine._dc import dataclass
 from ci_engine.backends.base import Backend
 from ci_engine.errors import BackendError, CIError, InternalError, InvalidImageFormatError, UnsupportedOperationError
 from ci_engine.plan import ResolvedPlan

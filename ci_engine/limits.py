@@ -10,9 +10,9 @@ import contextvars
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from ci_engine._dc import dataclass
 from ci_engine.errors import ImageResolutionExceedError, ImageTooLargeError
 from ci_engine.types import ImageFormat, ImageHeader
 

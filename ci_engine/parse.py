@@ -15,7 +15,6 @@ This module imports no imaging library.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import threading
@@ -24,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from ci_engine import _check
+from ci_engine import _check, _dc
 from ci_engine import ast as A
 from ci_engine._lalr import SyntaxFailure
 from ci_engine.errors import (
@@ -147,6 +146,7 @@ def generated_tables() -> Any:
         words=T.WORDS,
         literals=T.LITERALS,
         factories=T.FACTORIES,
+        alternatives=getattr(T, "ALTERNATIVES", None),
     )
 
 
@@ -287,7 +287,7 @@ def _at(exc: CIError, span: Span) -> CIError:
     return exc
 
 
-@dataclasses.dataclass(slots=True)
+@_dc.dataclass(slots=True)
 class _Modifier:
     """``gravity``, ``pad`` or ``color`` before it is bound to its operation."""
 
@@ -342,7 +342,7 @@ def _replace(node: Any, changes: dict[str, Any]) -> Any:
     cls = type(node)
     names = _INIT_FIELDS.get(cls)
     if names is None:
-        names = _INIT_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.init)
+        names = _INIT_FIELDS[cls] = tuple(f.name for f in _dc.fields(cls) if f.init)
     kwargs = {name: getattr(node, name) for name in names}
     kwargs.update(changes)
     return cls(**kwargs)
@@ -351,7 +351,7 @@ def _replace(node: Any, changes: dict[str, Any]) -> Any:
 def _simple(cls: type, *convs: Callable[[str, str, str], Any]) -> Callable[..., Any]:
     """A builder method for an operation (or geometry) whose values map one to one onto its
     fields, in order. Specialised by arity: this runs once per operation parsed."""
-    fields = tuple(f.name for f in dataclasses.fields(cls) if f.name != "span")[: len(convs)]
+    fields = tuple(f.name for f in _dc.fields(cls) if f.name != "span")[: len(convs)]
     op = cls.keyword or "thumbnail"  # type: ignore[attr-defined]
     if issubclass(cls, A.CropGeometry.__args__):  # type: ignore[attr-defined]
         op = "crop"
@@ -395,7 +395,7 @@ def _simple(cls: type, *convs: Callable[[str, str, str], Any]) -> Callable[..., 
 
 
 def _geometry(cls: type, op: str) -> Callable[..., Any]:
-    count = len([f for f in dataclasses.fields(cls) if f.name != "span"])
+    count = len([f for f in _dc.fields(cls) if f.name != "span"])
     return _simple(cls, *([_int] * count))
 
 

@@ -56,13 +56,13 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Union, cast
 from urllib.parse import unquote
 from xml.sax.saxutils import escape as _sax_escape
 
 from ci_engine import ast as A
 from ci_engine import execute as _execute
+from ci_engine._dc import dataclass, field, replace
 from ci_engine.errors import (
     CIError,
     InternalError,

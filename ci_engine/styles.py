@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Union
 from urllib.parse import unquote
 from xml.sax.saxutils import escape as _xml_escape
 
 from ci_engine import ast as A
+from ci_engine._dc import dataclass
 from ci_engine.ast.info import STYLE_NAME_RE
 from ci_engine.errors import (
     AccessDeniedError,

@@ -8,10 +8,8 @@ folded by ``from_token`` once, at the boundary.
 from __future__ import annotations
 
 import enum
-import unicodedata
-from dataclasses import dataclass
 
-from ci_engine._colors import CSS_COLORS
+from ci_engine._dc import dataclass
 from ci_engine.errors import Span, ValueRangeError
 
 __all__ = [
@@ -195,7 +193,7 @@ class Font(_TokenEnum):
         list's spelling (``simhei.ttf``) or the mainland list's, Chinese part included
         (``simhei黑体.ttf``, :data:`MAINLAND_FONT_NAMES`)."""
         key = _font_key(name)
-        member = _FONT_KEYS.get(key)
+        member = _font_keys().get(key)
         if member is None:
             raise ValueError(name)
         return member
@@ -222,12 +220,22 @@ Chinese part of the names and ``tahoma.ttf``; both spellings are accepted."""
 
 
 def _font_key(name: str) -> str:
+    import unicodedata
+
     folded = unicodedata.normalize("NFKC", name).casefold()
     return "".join(ch for ch in folded if ch not in " -_")
 
 
-_FONT_KEYS: dict[str, Font] = {_font_key(member.value): member for member in Font}
-_FONT_KEYS.update({_font_key(mainland): Font(value) for mainland, value in MAINLAND_FONT_NAMES.items()})
+_FONT_KEYS: dict[str, Font] = {}
+
+
+def _font_keys() -> dict[str, Font]:
+    """Folded spelling -> font, made on first use (a string without ``text`` never needs it)."""
+    if not _FONT_KEYS:
+        keys = {_font_key(member.value): member for member in Font}
+        keys.update({_font_key(mainland): Font(value) for mainland, value in MAINLAND_FONT_NAMES.items()})
+        _FONT_KEYS.update(keys)
+    return _FONT_KEYS
 
 
 class CiProcessName(_TokenEnum):
@@ -297,6 +305,8 @@ class Color:
     def parse(cls, text: str) -> Color:
         """Parse a colour as CI users write it; raises ``ValueError`` if it is none."""
         value = text.strip().lower()
+        from ci_engine._colors import CSS_COLORS
+
         named = CSS_COLORS.get(value)
         if named is not None:
             value = named

@@ -8,10 +8,10 @@ hand-built AST gets the checks of a parsed one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import ClassVar
 
 from ci_engine import _check
+from ci_engine._dc import dataclass, field
 from ci_engine.errors import Span
 
 __all__ = ["Node", "Step", "Pipeline"]

@@ -13,10 +13,10 @@ size parameters to 10000 is applied by the planner.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar, Union
 
 from ci_engine import _check
+from ci_engine._dc import dataclass
 from ci_engine.ast.base import Node, Step
 from ci_engine.types import Color, FlipAxis, Gravity, OffsetMode, OutputFormat, SizeUnit
 

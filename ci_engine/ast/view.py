@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 from ci_engine import _check
+from ci_engine._dc import dataclass
 from ci_engine.ast.base import Step
 from ci_engine.types import OutputFormat
 

@@ -11,9 +11,9 @@ Backends import the plan's step types and the shared types, never the AST or the
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
+from ci_engine._dc import dataclass
 from ci_engine.plan import steps as P
 from ci_engine.types import ImageFormat, ImageHeader
 

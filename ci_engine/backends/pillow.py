@@ -58,7 +58,6 @@ import math
 import struct
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -66,6 +65,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageFile, features
 
+from ci_engine._dc import dataclass, replace
 from ci_engine.backends.base import Backend, Capabilities
 from ci_engine.codecs import Frames
 from ci_engine.codecs import bmp as bmp_codec

@@ -7,11 +7,11 @@ until a subcommand touches pixels.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ci_engine import _dc
 from ci_engine.cli.common import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -32,6 +32,10 @@ from ci_engine.cli.common import (
     with_format,
 )
 from ci_engine.errors import CIError, UnsupportedOperationError
+from ci_engine.limits import Limits
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = ["main", "build_parser"]
 
@@ -50,7 +54,29 @@ def _version() -> str:
     return __version__
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("-v", "--verbose", action="store_true", help="show diagnostics (backend messages, tracebacks)")
+    return parser
+
+
+def _add_engine(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=("auto", "vips", "pillow"),
+        help="imaging backend (default auto: libvips when it loads, else Pillow; or $CI_ENGINE_BACKEND)",
+    )
+    add_engine_options(parser)
+    add_limit_options(parser)
+    return parser
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or (``only``: a command's name) the top level with just
+    that command's subparser: what a one-shot run needs (building all of them costs as
+    much as parsing the processing string)."""
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Run Tencent Cloud Infinite (CI) image-processing strings locally.",
@@ -58,106 +84,114 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", help="show diagnostics (backend messages, tracebacks)")
-    engine = argparse.ArgumentParser(add_help=False)
-    engine.add_argument(
-        "--backend",
-        default="auto",
-        choices=("auto", "vips", "pillow"),
-        help="imaging backend (default auto: libvips when it loads, else Pillow; or $CI_ENGINE_BACKEND)",
-    )
-    add_engine_options(engine)
-    add_limit_options(engine)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser(
-        "process",
-        parents=[common, engine],
-        help="run a processing string on one image",
-        description="Run RULE on IN and write the result to OUT. The output format is the rule's "
-        "format/..., else the one OUT's suffix names, else the input's.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("input", metavar="IN", help="image file, or - for standard input")
-    p.add_argument("rule", metavar="RULE", help="processing string, e.g. imageMogr2/thumbnail/400x/format/webp")
-    p.add_argument("-o", "--output", metavar="OUT", default="-", help="output file, or - for standard output (default)")
-    p.add_argument(
-        "--ignore-error", action="store_true", help="like ignore-error/1: on a maskable error, write the original"
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="do not print what was written")
+    if only in (None, "process"):
+        p = _add_engine(
+            _add_common(
+                sub.add_parser(
+                    "process",
+                    help="run a processing string on one image",
+                    description="Run RULE on IN and write the result to OUT. The output format is the rule's "
+                    "format/..., else the one OUT's suffix names, else the input's.",
+                    epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter,
+                )
+            )
+        )
+        p.add_argument("input", metavar="IN", help="image file, or - for standard input")
+        p.add_argument("rule", metavar="RULE", help="processing string, e.g. imageMogr2/thumbnail/400x/format/webp")
+        p.add_argument(
+            "-o", "--output", metavar="OUT", default="-", help="output file, or - for standard output (default)"
+        )
+        p.add_argument(
+            "--ignore-error", action="store_true", help="like ignore-error/1: on a maskable error, write the original"
+        )
+        p.add_argument("-q", "--quiet", action="store_true", help="do not print what was written")
 
-    p = sub.add_parser(
-        "info",
-        parents=[common, engine],
-        help="imageInfo, exif and imageAve of an image, as JSON",
-        description="Print the header ci_engine reads and the results of imageInfo, exif and imageAve "
-        "as one pretty JSON object. An operation this ci_engine does not implement is reported in place.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("input", metavar="IN", help="image file, or - for standard input")
-    p.add_argument("--op", action="append", choices=INFO_OPS, help="only this operation (repeatable)")
+    if only in (None, "info"):
+        p = _add_engine(
+            _add_common(
+                sub.add_parser(
+                    "info",
+                    help="imageInfo, exif and imageAve of an image, as JSON",
+                    description="Print the header ci_engine reads and the results of imageInfo, exif and imageAve "
+                    "as one pretty JSON object. An operation this ci_engine does not implement is reported in place.",
+                    epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter,
+                )
+            )
+        )
+        p.add_argument("input", metavar="IN", help="image file, or - for standard input")
+        p.add_argument("--op", action="append", choices=INFO_OPS, help="only this operation (repeatable)")
 
-    p = sub.add_parser(
-        "explain",
-        parents=[common],
-        help="the AST, the plan and (with IN) the resolved plan of a processing string",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("rule", metavar="RULE")
-    p.add_argument("input", metavar="IN", nargs="?", help="image to resolve the plan for (- for standard input)")
-    add_limit_options(p)
+    if only in (None, "explain"):
+        p = _add_common(
+            sub.add_parser(
+                "explain",
+                help="the AST, the plan and (with IN) the resolved plan of a processing string",
+                epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter,
+            )
+        )
+        p.add_argument("rule", metavar="RULE")
+        p.add_argument("input", metavar="IN", nargs="?", help="image to resolve the plan for (- for standard input)")
+        add_limit_options(p)
 
-    p = sub.add_parser(
-        "batch",
-        parents=[common, engine],
-        help="run a processing string over a directory tree, in parallel",
-        description="Run RULE on every image under SRC_DIR (recursively) and write the results under "
-        "DEST_DIR with the same relative paths. Outputs newer than their source are skipped, so an "
-        "interrupted batch resumes; outputs are written atomically and Ctrl-C leaves no partial file.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("src", metavar="SRC_DIR")
-    p.add_argument("rule", metavar="RULE")
-    p.add_argument("dest", metavar="DEST_DIR")
-    p.add_argument("-j", "--jobs", type=int, default=None, metavar="N", help="worker processes (default: cores)")
-    p.add_argument("--force", action="store_true", help="redo outputs that are already up to date")
-    p.add_argument(
-        "--scheduler",
-        default=None,
-        metavar="tcp://HOST:PORT",
-        help="run the batch on this Dask cluster (SRC and DEST may then be s3:// URLs; its workers must reach them)",
-    )
-    p.add_argument(
-        "--s3-endpoint",
-        default=None,
-        metavar="URL",
-        help="URL of the S3-compatible service of s3:// SRC/DEST (credentials: the AWS environment variables)",
-    )
-    p.add_argument(
-        "--ignore-error", action="store_true", help="like ignore-error/1: on a maskable error, write the original"
-    )
-    p.add_argument(
-        "--progress",
-        choices=("auto", "bar", "lines", "none"),
-        default="auto",
-        help="progress display on stderr (default auto: a bar on a terminal, plain lines otherwise)",
-    )
+    if only in (None, "batch"):
+        p = _add_engine(
+            _add_common(
+                sub.add_parser(
+                    "batch",
+                    help="run a processing string over a directory tree, in parallel",
+                    description="Run RULE on every image under SRC_DIR (recursively) and write the results under "
+                    "DEST_DIR with the same relative paths. Outputs newer than their source are skipped, so an "
+                    "interrupted batch resumes; outputs are written atomically and Ctrl-C leaves no partial file.",
+                    epilog=EPILOG,
+                    formatter_class=argparse.RawDescriptionHelpFormatter,
+                )
+            )
+        )
+        p.add_argument("src", metavar="SRC_DIR")
+        p.add_argument("rule", metavar="RULE")
+        p.add_argument("dest", metavar="DEST_DIR")
+        p.add_argument("-j", "--jobs", type=int, default=None, metavar="N", help="worker processes (default: cores)")
+        p.add_argument("--force", action="store_true", help="redo outputs that are already up to date")
+        p.add_argument(
+            "--scheduler",
+            default=None,
+            metavar="tcp://HOST:PORT",
+            help="run the batch on this Dask cluster (SRC, DEST may then be s3:// URLs; its workers must reach them)",
+        )
+        p.add_argument(
+            "--s3-endpoint",
+            default=None,
+            metavar="URL",
+            help="URL of the S3-compatible service of s3:// SRC/DEST (credentials: the AWS environment variables)",
+        )
+        p.add_argument(
+            "--ignore-error", action="store_true", help="like ignore-error/1: on a maskable error, write the original"
+        )
+        p.add_argument(
+            "--progress",
+            choices=("auto", "bar", "lines", "none"),
+            default="auto",
+            help="progress display on stderr (default auto: a bar on a terminal, plain lines otherwise)",
+        )
 
-    p = sub.add_parser(
-        "parse",
-        parents=[common],
-        help="print the AST and the canonical form of a processing string",
-    )
-    p.add_argument("rule", metavar="RULE")
+    if only in (None, "parse"):
+        p = _add_common(
+            sub.add_parser(
+                "parse",
+                help="print the AST and the canonical form of a processing string",
+            )
+        )
+        p.add_argument("rule", metavar="RULE")
 
-    from ci_engine.cli.serve import add_serve_parser
+    if only in (None, "serve"):
+        from ci_engine.cli.serve import add_serve_parser
 
-    add_serve_parser(sub, common)
+        add_serve_parser(sub, _add_common(argparse.ArgumentParser(add_help=False)))
     return parser
 
 
@@ -333,13 +367,77 @@ COMMANDS = {
 }
 
 
+_PROCESS_FLAGS = {
+    "-q": "quiet",
+    "--quiet": "quiet",
+    "-v": "verbose",
+    "--verbose": "verbose",
+    "--ignore-error": "ignore_error",
+}
+_PROCESS_VALUES = {"-o": "output", "--output": "output", "--backend": "backend"}
+_BACKENDS = ("auto", "vips", "pillow")
+
+
+def fast_process_args(words: list[str]) -> Any:
+    """The namespace ``build_parser().parse_args(words)`` gives for the everyday forms of
+    ``process`` (``IN RULE`` with ``-o``, ``-q``, ``-v``, ``--ignore-error``,
+    ``--backend``), without importing :mod:`argparse` (about a fifth of a one-shot run's
+    own time); ``None`` for anything else (help, other options, a usage error), which then
+    goes to argparse. ``tests/unit/test_cli_fast_args.py`` checks it against argparse."""
+    if not words or words[0] != "process":
+        return None
+    values: dict[str, Any] = {
+        "command": "process",
+        "verbose": False,
+        "backend": "auto",
+        "resources": None,
+        "styles": None,
+        "output": "-",
+        "ignore_error": False,
+        "quiet": False,
+    }
+    for f in _dc.fields(Limits):
+        values[f"limit_{f.name}"] = None
+    positional: list[str] = []
+    rest = iter(words[1:])
+    for word in rest:
+        if word == "--" or (word.startswith("-") and word != "-"):
+            if word in _PROCESS_FLAGS:
+                values[_PROCESS_FLAGS[word]] = True
+                continue
+            name, eq, value = word.partition("=")
+            dest = _PROCESS_VALUES.get(name)
+            if dest is None:  # (an abbreviation, -oOUT, --: argparse's)
+                return None
+            if not eq:
+                following = next(rest, None)
+                if following is None or (following.startswith("-") and following != "-"):
+                    return None
+                value = following
+            if dest == "backend" and value not in _BACKENDS:
+                return None
+            values[dest] = value
+        else:
+            positional.append(word)
+    if len(positional) != 2:
+        return None
+    values["input"], values["rule"] = positional
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**values)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, usage errors (argparse exits 2)
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    words = sys.argv[1:] if argv is None else argv
+    args = fast_process_args(words)
+    if args is None:
+        # A known command first: only its subparser is built (help and errors are the same).
+        parser = build_parser(words[0] if words and words[0] in COMMANDS else None)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version, usage errors (argparse exits 2)
+            return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:

@@ -29,12 +29,12 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from ci_engine import ast as A
+from ci_engine._dc import dataclass, field
 from ci_engine.cli.common import (
     EXIT_FAILURES,
     EXIT_INTERRUPTED,

@@ -25,11 +25,11 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
 from ci_engine import ast as A
+from ci_engine._dc import dataclass, field
 from ci_engine.cli.batch import (
     Outcome,
     Plan,

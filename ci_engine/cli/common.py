@@ -19,9 +19,7 @@ Exit codes (``docs/usage.md`` has the table):
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import dataclasses
 import errno
 import os
 import re
@@ -29,13 +27,17 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from ci_engine import _dc
 from ci_engine import ast as A
 from ci_engine.api import Result
 from ci_engine.errors import CIError, InternalError, InvalidArgumentError, UnsupportedOperationError
 from ci_engine.limits import Limits
 from ci_engine.types import ImageFormat, OutputFormat
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = [
     "EXIT_OK",
@@ -157,10 +159,14 @@ _SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(i?b)?\s*$", re.IGNORECASE)
 def _size(text: str) -> int:
     match = _SIZE.match(text)
     if not match:
+        import argparse
+
         raise argparse.ArgumentTypeError(f"expected an integer (optionally with k, m or g), got {text!r}")
     scale: int = 1024 ** " kmg".index((match.group(2) or " ").lower())
     value = int(match.group(1)) * scale
     if value < 1:
+        import argparse
+
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
     return value
 
@@ -168,7 +174,7 @@ def _size(text: str) -> int:
 def add_limit_options(parser: argparse.ArgumentParser) -> None:
     """One ``--max-...`` option per field of :class:`~ci_engine.limits.Limits`."""
     group = parser.add_argument_group("limits (CI's documented limits by default)")
-    for f in dataclasses.fields(Limits):
+    for f in _dc.fields(Limits):
         group.add_argument(
             "--" + f.name.replace("_", "-"),
             dest=f"limit_{f.name}",
@@ -182,7 +188,7 @@ def add_limit_options(parser: argparse.ArgumentParser) -> None:
 def limits_from(args: argparse.Namespace) -> Limits:
     """The :class:`Limits` the options ask for."""
     overrides: dict[str, Any] = {}
-    for f in dataclasses.fields(Limits):
+    for f in _dc.fields(Limits):
         value = getattr(args, f"limit_{f.name}", None)
         if value is not None:
             overrides[f.name] = value
@@ -206,7 +212,7 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclasses.dataclass(frozen=True)
+@_dc.dataclass(frozen=True)
 class Extras:
     """The options above, in a picklable form (batch workers rebuild the objects)."""
 
@@ -229,10 +235,10 @@ class Extras:
 
 def extras_from(args: argparse.Namespace) -> Extras:
     """Read ``--resources`` and ``--styles`` (a bad styles file is a usage error)."""
-    import json
-
     styles: tuple[tuple[str, str], ...] = ()
     if getattr(args, "styles", None):
+        import json
+
         try:
             loaded = json.loads(Path(args.styles).read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
@@ -291,9 +297,9 @@ def with_format(pipeline: A.Pipeline, fmt: OutputFormat) -> A.Pipeline:
     final step when the last one is something else)."""
     last = pipeline.steps[-1]
     if isinstance(last, A.ImageMogr2):
-        step: A.Step = dataclasses.replace(last, ops=(*last.ops, A.Format(fmt)))
-        return dataclasses.replace(pipeline, steps=(*pipeline.steps[:-1], step))
-    return dataclasses.replace(pipeline, steps=(*pipeline.steps, A.ImageMogr2((A.Format(fmt),))))
+        step: A.Step = _dc.replace(last, ops=(*last.ops, A.Format(fmt)))
+        return _dc.replace(pipeline, steps=(*pipeline.steps[:-1], step))
+    return _dc.replace(pipeline, steps=(*pipeline.steps, A.ImageMogr2((A.Format(fmt),))))
 
 
 def with_ignore_error(pipeline: A.Pipeline) -> A.Pipeline:
@@ -304,12 +310,12 @@ def with_ignore_error(pipeline: A.Pipeline) -> A.Pipeline:
     for i in range(len(steps) - 1, -1, -1):
         step = steps[i]
         if isinstance(step, A.ImageMogr2):
-            steps[i] = dataclasses.replace(step, ops=(*step.ops, A.IgnoreError()))
-            return dataclasses.replace(pipeline, steps=tuple(steps))
+            steps[i] = _dc.replace(step, ops=(*step.ops, A.IgnoreError()))
+            return _dc.replace(pipeline, steps=tuple(steps))
         if isinstance(step, A.ImageView2):
-            steps[i] = dataclasses.replace(step, ignore_error_flag=True)
-            return dataclasses.replace(pipeline, steps=tuple(steps))
-    return dataclasses.replace(pipeline, steps=(*steps, A.ImageMogr2((A.IgnoreError(),))))
+            steps[i] = _dc.replace(step, ignore_error_flag=True)
+            return _dc.replace(pipeline, steps=tuple(steps))
+    return _dc.replace(pipeline, steps=(*steps, A.ImageMogr2((A.IgnoreError(),))))
 
 
 def parse_rule(text: str, limits: Limits, *, ignore_error: bool = False) -> tuple[A.Pipeline | None, CIError | None]:

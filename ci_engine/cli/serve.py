@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
 from typing import Any
+
+from ci_engine._dc import replace
 
 __all__ = ["add_serve_parser", "cmd_serve"]
 

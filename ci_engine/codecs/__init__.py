@@ -18,10 +18,10 @@ them runs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from numpy.typing import NDArray
+
+from ci_engine._dc import dataclass, field
 
 __all__ = ["Frames"]
 

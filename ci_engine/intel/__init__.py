@@ -2,7 +2,7 @@
 ``AssessQuality``, blind watermarks, ``imageSlim`` (``docs/intel.md``).
 
 One module per feature; each imports its imaging or decoding library (numpy, OpenCV,
-zxing-cpp, segno, PyWavelets, reedsolo) lazily, inside the functions that need it, so that
+zxing-cpp, segno, PyWavelets) lazily, inside the functions that need it, so that
 ``import ci_engine`` loads none of them. :func:`handles` is the cheap test
 :func:`ci_engine.process` asks before probing the input; :mod:`ci_engine.intel.run` runs a
 pipeline that holds one of these operations.

@@ -2,14 +2,16 @@
 the input comes back unchanged (``extras.md`` section 6).
 
 **Detector.** OpenCV's Haar cascades, shipped inside the ``opencv-python-headless`` wheel
-(``cv2.data.haarcascades``; nothing is downloaded): the frontal-face ``alt2`` cascade and
-the profile-face cascade, the latter run on the image and on its mirror (it only knows
-faces looking one way). The image is reduced to at most :data:`DETECT_SIDE` pixels on its
-longer side (shrink-on-load where the format allows), converted to grey and
-histogram-equalised; the cascades scan with a scale step of 1.1 and keep
-windows confirmed by 5 neighbours; faces smaller than 5 % of the shorter side (and 24 px) are ignored.
-Overlapping detections (intersection over the smaller box > 30 %) are merged into their
-union. Measured recall and false positives: ``docs/intel.md``.
+(``cv2.data.haarcascades``; nothing is downloaded): the frontal-face ``alt2`` cascade, on
+the image and on two copies turned by -15 and +15 degrees (faces tilted in the image
+plane, at least 8 % of the shorter side; their boxes are turned back), and the profile-face
+cascade, on the image and on its mirror (it only knows faces looking one way). The image is
+reduced to at most :data:`DETECT_SIDE` pixels on its longer side (shrink-on-load where the
+format allows), converted to grey and histogram-equalised; the cascades scan with a scale
+step of 1.1 and keep windows confirmed by 6 neighbours (frontal) or 5 (profile); faces
+smaller than 5 % of the shorter side (and 24 px) are ignored. Overlapping detections
+(intersection over the smaller box > 30 %) are merged into their union. Measured recall
+and false positives: ``docs/intel.md``.
 
 **Geometry.** On the image as it is when ``scrop`` runs (after the operations before it),
 ``w`` x ``h``: the box is ``bw = min(W, w)``, ``bh = min(H, h)``; the image is scaled to
@@ -24,10 +26,10 @@ nothing to do returns the input bytes).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
+from ci_engine._dc import dataclass
 from ci_engine.plan import geometry as G
 
 if TYPE_CHECKING:
@@ -38,11 +40,16 @@ __all__ = ["Face", "detect", "window", "rewrite_scrop", "DETECT_SIDE"]
 
 DETECT_SIDE = 640
 """Longest side, in pixels, of the image the detector looks at."""
-DETECT_PASSES = 20
-"""Pixels of work charged per pixel of the reduced image for the detection: three cascade
-scans over an image pyramid of scale factor 1.1 (about 6 image sizes each) and more."""
+DETECT_PASSES = 32
+"""Pixels of work charged per pixel of the reduced image for the detection: five cascade
+scans over an image pyramid of scale factor 1.1 (about 6 image sizes each), two turned
+copies and more."""
 
 _MIN_FACE_FRACTION = 0.05
+_FRONTAL_NEIGHBOURS = 6
+_PROFILE_NEIGHBOURS = 5
+_TILTS = (-15.0, 15.0)
+_MIN_TILTED_FRACTION = 0.08
 _MIN_FACE_PX = 24
 _MERGE_OVERLAP = 0.3
 
@@ -123,9 +130,11 @@ def detect(pixels: NDArray[np.uint8]) -> list[Face]:
     if min(grey.shape) < side:
         return []
     found: list[Face] = []
-    args = {"scaleFactor": 1.1, "minNeighbors": 5, "minSize": (side, side)}
-    for x, y, w, h in _cascade("haarcascade_frontalface_alt2.xml").detectMultiScale(grey, **args):
+    frontal = _cascade("haarcascade_frontalface_alt2.xml")
+    strict = {"scaleFactor": 1.1, "minNeighbors": _FRONTAL_NEIGHBOURS, "minSize": (side, side)}
+    for x, y, w, h in frontal.detectMultiScale(grey, **strict):
         found.append(Face(int(x), int(y), int(w), int(h)))
+    args = {"scaleFactor": 1.1, "minNeighbors": _PROFILE_NEIGHBOURS, "minSize": (side, side)}
     profile = _cascade("haarcascade_profileface.xml")
     for x, y, w, h in profile.detectMultiScale(grey, **args):
         found.append(Face(int(x), int(y), int(w), int(h)))
@@ -133,6 +142,18 @@ def detect(pixels: NDArray[np.uint8]) -> list[Face]:
     gw = grey.shape[1]
     for x, y, w, h in profile.detectMultiScale(mirror, **args):
         found.append(Face(int(gw - x - w), int(y), int(w), int(h)))
+    centre = (grey.shape[1] / 2, grey.shape[0] / 2)
+    tilted_side = max(side, int(_MIN_TILTED_FRACTION * min(grey.shape)))
+    tilted = {**strict, "minSize": (tilted_side, tilted_side)}
+    for angle in _TILTS:  # faces tilted in the image plane: the frontal cascade on turned copies
+        turn = cv2.getRotationMatrix2D(centre, angle, 1.0)
+        turned = cv2.warpAffine(grey, turn, (grey.shape[1], grey.shape[0]), borderMode=cv2.BORDER_REPLICATE)
+        back = cv2.invertAffineTransform(turn)
+        for x, y, w, h in frontal.detectMultiScale(turned, **tilted):
+            cx, cy = x + w / 2, y + h / 2
+            ox = back[0, 0] * cx + back[0, 1] * cy + back[0, 2]
+            oy = back[1, 0] * cx + back[1, 1] * cy + back[1, 2]
+            found.append(Face(max(0, round(ox - w / 2)), max(0, round(oy - h / 2)), int(w), int(h)))
     faces = _merge(found)
     if scale != 1.0:
         faces = [f.scaled(width / grey.shape[1], height / grey.shape[0]) for f in faces]

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
+from ci_engine._dc import dataclass, replace
 from ci_engine.limits import Limits, check_input_bytes, current_budget, plan_work
 from ci_engine.plan import RULES, ResolvedPlan, Rule, plan, resolve
 from ci_engine.plan.steps import Composite

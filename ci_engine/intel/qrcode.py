@@ -24,9 +24,9 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ci_engine._dc import dataclass
 from ci_engine.errors import InvalidArgumentError, ValueRangeError
 from ci_engine.intel._xml import response
 
@@ -152,10 +152,14 @@ def small_candidates(grey: NDArray[np.uint8]) -> list[tuple[int, int, int, int]]
     rows, cols = grey.shape[0] // b, grey.shape[1] // b
     if rows < 3 or cols < 3:
         return []
-    g = grey[: rows * b, : cols * b].astype(np.float32)
-    mean = cv2.resize(g, (cols, rows), interpolation=cv2.INTER_AREA)
-    square = cv2.resize(g * g, (cols, rows), interpolation=cv2.INTER_AREA)
-    std = np.sqrt(np.maximum(square - mean * mean, 0))
+    std = np.empty((rows, cols), np.float32)
+    strip = 64  # block rows at a time: float copies of at most 512 pixel rows
+    for r0 in range(0, rows, strip):
+        r1 = min(rows, r0 + strip)
+        g = grey[r0 * b : r1 * b, : cols * b].astype(np.float32)
+        mean = cv2.resize(g, (cols, r1 - r0), interpolation=cv2.INTER_AREA)
+        square = cv2.resize(g * g, (cols, r1 - r0), interpolation=cv2.INTER_AREA)
+        std[r0:r1] = np.sqrt(np.maximum(square - mean * mean, 0))
     mask = cv2.morphologyEx((std >= SMALL_CONTRAST).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     found = []
@@ -232,7 +236,7 @@ def recognize_pixels(pixels: NDArray[np.uint8], *, bar_type: int = 0, multiscale
     grey = _grey(pixels)
     formats = _formats(bar_type)
     codes = _read(grey, formats)
-    if multiscale:
+    if multiscale and bar_type != 2:  # the candidates are square: 2D codes, not linear barcodes
         codes += _small_codes(grey, formats, codes)
     codes.sort(key=lambda c: (min(y for _, y in c.points), min(x for x, _ in c.points)))
     return tuple(codes)

@@ -39,10 +39,10 @@ trained model: ci_engine leaves them **out** of the response rather than invent 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ci_engine import ast as A
+from ci_engine._dc import dataclass
 from ci_engine.intel._xml import response
 
 if TYPE_CHECKING:

@@ -7,18 +7,21 @@ default), on the luminance and on alpha when there is one; a candidate that coar
 chroma must also keep each chroma plane at :data:`MIN_CHROMA_SSIM`. The search for the
 setting runs on the whole image up to 2 MP and on a 0.59 MP mosaic of 8 x 8 tiles spread
 over a larger one; the smallest setting found is then encoded at full size and checked on
-the whole image, stepping the quality up (at most :data:`MAX_FINAL` full-size encodes) when
-the check fails. When no passing candidate is smaller than the input, the input bytes come
+the whole image, stepping the quality up when the check fails (at most :data:`MAX_FINAL`
+full-size encodes in all). When no passing candidate is smaller than the input, the input bytes come
 back unchanged (``X-Slimflag: 2``), never a larger file.
 
 * **JPEG** (libvips, whose bundled libjpeg is mozjpeg): trellis quantisation, optimised
   Huffman tables, a progressive scan order, EXIF, ICC profile and the other metadata kept.
   Two quantisation tables are searched, the JPEG standard's (Annex K) and the one tuned for
-  MS-SSIM (libvips ``quant_table`` 2), each with its quality bisected; the smaller wins.
-  Chroma is subsampled 4:2:0 (kept at 4:4:4 when that would drop a chroma plane of a 4:4:4 or
-  4:2:2 input below :data:`MIN_CHROMA_SSIM`). Without libvips (``backend="pillow"``):
-  Pillow with the Annex K tables, the luminance quality bisected, then chroma 4:2:0 and
-  chroma tables 15 or 30 quality steps coarser tried at that quality.
+  MS-SSIM (libvips ``quant_table`` 2), each with its quality bisected. Chroma is subsampled
+  4:2:0 (kept at 4:4:4 when that would drop a chroma plane of a 4:4:4 or 4:2:2 input below
+  :data:`MIN_CHROMA_SSIM`). Pillow's candidates compete with these (and are the only ones
+  without libvips or with ``backend="pillow"``): the Annex K tables, the luminance quality
+  bisected, then chroma 4:2:0 and chroma tables 15 or 30 quality steps coarser tried at that
+  quality (libvips cannot set the chroma quality apart; inputs already at q70-90 gain from
+  it). Up to 8 MP the two best candidates are both encoded at full size and the smaller
+  passing one kept, then a lower quality tried (:attr:`Candidate.lower`).
 * **PNG**: lossless recompression (libvips: zlib level 9 with every row filter tried;
   Pillow's ``optimize`` when libvips is absent or ``backend="pillow"``), and a 256-colour
   palette (libimagequant through libvips; on Pillow libimagequant when built in, else
@@ -33,9 +36,9 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ci_engine._dc import dataclass
 from ci_engine.errors import InvalidImageFormatError
 from ci_engine.limits import Limits, current_budget
 
@@ -142,9 +145,12 @@ _MOSAIC_TILE = 96
 16 px (the JPEG MCU) so its blocks are quantised as in the whole image."""
 MAX_SEARCH = 6
 """Encodes of one quality bisection at most (on the search image)."""
-MAX_FINAL = 3
-"""Full-size encodes at most: the best candidate, then a higher quality (or the next
-candidate) when it fails the whole-image check."""
+MAX_FINAL = 4
+"""Full-size encodes at most: the best candidates (a higher quality when one fails the
+whole-image check), then a lower quality (:attr:`Candidate.lower`)."""
+_LOWER_UP_TO = 8_000_000
+"""Images of up to this many pixels get :attr:`Candidate.lower` (another mosaic bisection,
+full-size encode and whole-image check: seconds on a larger image, for a few per cent)."""
 _STEPS = (0, 2, 5)
 """Quality steps above the one the search found, tried at full size in turn."""
 
@@ -153,11 +159,13 @@ def work(width: int, height: int) -> int:
     """Pixels of work charged for slimming a ``width`` x ``height`` image: the decode and
     reference planes (2 passes), :data:`MAX_FINAL` full-size encodes each decoded and scored
     under two windows (4 passes each), and the search: 2 x :data:`MAX_SEARCH` + 4 encodes of
-    the search image (the whole image up to 2 MP, else the 0.59 MP mosaic), each decoded and
-    scored."""
+    the search image (the whole image up to 2 MP; else the 0.59 MP mosaic, and another
+    bisection there for the lower quality), each decoded and scored."""
     pixels = width * height
-    search = pixels if pixels <= _SAMPLE_ABOVE else (_MOSAIC_GRID * _MOSAIC_TILE) ** 2
-    return pixels * (2 + 4 * MAX_FINAL) + search * 4 * (2 * MAX_SEARCH + 4)
+    if pixels <= _SAMPLE_ABOVE:
+        return pixels * (2 + 4 * MAX_FINAL) + pixels * 4 * (2 * MAX_SEARCH + 4)
+    search = (_MOSAIC_GRID * _MOSAIC_TILE) ** 2
+    return pixels * (2 + 4 * MAX_FINAL) + search * 4 * (3 * MAX_SEARCH + 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,27 +257,66 @@ class Candidate:
 
     size: int
     encodes: tuple[Callable[[], bytes], ...]
+    lower: Callable[[float], Callable[[], bytes] | None] | None = None
+    """After a mosaic search, given the whole-image SSIM of the first full-size encode: a
+    full-size encode at the lower quality the mosaic then predicts to pass, if any."""
 
 
 Encoder = Callable[[Any, int], bytes]
 """Encode an image (the search image or the whole one) at a quality."""
 
 
-def _bisect(encode: Encoder, search: Any, reference: Planes, view: _View, low: int, high: int) -> list[tuple[int, int]]:
-    """(size on ``search``, quality) of every quality the bisection for the lowest passing
-    one in ``low..high`` found passing, at most :data:`MAX_SEARCH` encodes, lowest first."""
-    passing: list[tuple[int, int]] = []
+def _bisect(
+    encode: Encoder, search: Any, reference: Planes, target: float, low: int, high: int, *, chroma: bool = False
+) -> list[tuple[int, int, float]]:
+    """(size on ``search``, quality, SSIM) of every quality the bisection for the lowest one
+    in ``low..high`` reaching ``target`` (``chroma``: with the chroma guard) found passing,
+    at most :data:`MAX_SEARCH` encodes, lowest first."""
+    passing: list[tuple[int, int, float]] = []
     for _ in range(MAX_SEARCH):
         if low > high:
             break
         mid = (low + high) // 2
         data = encode(search, mid)
-        if _score(reference, data) >= view.target:
-            passing.append((len(data), mid))
+        score = _score(reference, data, chroma=chroma)
+        if score >= target:
+            passing.append((len(data), mid, score))
             high = mid - 1
         else:
             low = mid + 1
     return sorted(passing, key=lambda item: item[1])
+
+
+def _lower(
+    encode: Encoder,
+    full: Callable[[int], bytes],
+    search: Any,
+    reference: Planes,
+    view: _View,
+    found: tuple[int, float],
+    *,
+    chroma: bool = False,
+) -> Callable[[float], Callable[[], bytes] | None] | None:
+    """:attr:`Candidate.lower` for a setting found at quality ``found[0]`` with SSIM
+    ``found[1]`` on a mosaic: the mosaic's SSIM plus the offset the whole image showed at
+    that quality predicts the whole image's at lower qualities; another bisection on the
+    mosaic finds the lowest predicted to pass (without the search margin: the full-size
+    encode is checked on the whole image, and the first one kept when it fails)."""
+    if view.whole:
+        return None
+    quality, score = found
+
+    def lower(whole: float) -> Callable[[], bytes] | None:
+        target = MIN_SSIM + _ROUNDING - (whole - score)
+        if target >= view.target:
+            return None  # the mosaic judged no harder than the whole image
+        passing = _bisect(encode, search, reference, target, 30, quality - 1, chroma=chroma)
+        if not passing:
+            return None
+        q = passing[0][1]
+        return lambda: full(q)
+
+    return lower
 
 
 def _ladder(encode: Callable[[int], bytes], quality: int, top: int) -> tuple[Callable[[], bytes], ...]:
@@ -345,39 +392,58 @@ def _jpeg_vips(data: bytes, img: Any, sampling: int, quality: int | None) -> lis
     search = _vips_of(search_pil)
     reference = _planes_of(search_pil)
     top = min(98, (quality or 90) + 3)
-    found: list[tuple[int, int, int]] = []  # (size on the search image, quality, table)
-    first = _bisect(encoder(0, "on"), search, reference, view, 30, top)
+    found: list[tuple[int, int, float, int]] = []  # (size on the search image, quality, SSIM, table)
+    first = _bisect(encoder(0, "on"), search, reference, view.target, 30, top)
     if first:
-        found.append((first[0][0], first[0][1], 0))
+        found.append((*first[0], 0))
     for table in _VIPS_TABLES[1:]:
         # the other tables need a similar quality: a narrower bisection around the first
         centre = first[0][1] if first else top
-        passing = _bisect(encoder(table, "on"), search, reference, view, max(30, centre - 4), min(top, centre + 12))
+        low, high = max(30, centre - 4), min(top, centre + 12)
+        passing = _bisect(encoder(table, "on"), search, reference, view.target, low, high)
         if passing:
-            found.append((passing[0][0], passing[0][1], table))
+            found.append((*passing[0], table))
     if not found:
         return []
     found.sort()
     subsample = "on"
     if colour and sampling != 2:  # 4:2:0 coarsens a 4:4:4 or 4:2:2 input's chroma
-        _, q, table = found[0]
+        _, q, _, table = found[0]
         if _score(reference, encoder(table, "on")(search, q), chroma=True) < view.target:
-            subsample = "off"
+            subsample = "off"  # and the ranking by the sizes at 4:4:4
+            found = [(len(encoder(t, "off")(search, q)), q, score, t) for _, q, score, t in found]
+
+    def full(table: int) -> Callable[[int], bytes]:
+        return lambda q: encoder(table, subsample, final=True)(whole, q)
+
     return [
-        Candidate(size, _ladder(lambda q, t=table: encoder(t, subsample, final=True)(whole, q), q, top))  # type: ignore[misc]
-        for size, q, table in found
+        Candidate(
+            size,
+            _ladder(full(table), q, top),
+            _lower(
+                encoder(table, subsample), full(table), search, reference, view, (q, score), chroma=subsample == "on"
+            ),
+        )
+        for size, q, score, table in found
     ]
 
 
 def _jpeg(data: bytes, img: Any, sampling: int, quality: int | None, backend: str) -> list[Candidate]:
     """``img``: the decoded input (its ``info`` holds EXIF and ICC profile); ``sampling``:
-    its chroma subsampling as Pillow numbers it (-1 unknown)."""
+    its chroma subsampling as Pillow numbers it (-1 unknown). libvips' candidates (unless
+    ``backend`` is ``"pillow"`` or libvips cannot load ``data``) and Pillow's."""
     if img.mode not in ("L", "RGB"):
         return []  # CMYK and other modes: left alone
-    if backend != "pillow":
-        found = _jpeg_vips(data, img, sampling, quality)
-        if found is not None:
-            return found
+    found = _jpeg_vips(data, img, sampling, quality) if backend != "pillow" else None
+    # Pillow's candidates compete with libvips' (the smaller on the search image first):
+    # without trellis, but with chroma tables coarser than the luminance's, which libvips
+    # cannot set; they win on inputs already at q70-90 (measured on the real photographs)
+    return (found or []) + _jpeg_pillow(img, sampling, quality)
+
+
+def _jpeg_pillow(img: Any, sampling: int, quality: int | None) -> list[Candidate]:
+    """Pillow (libjpeg-turbo) with the Annex K tables: the luminance quality bisected, then
+    coarser chroma variants at that quality."""
     extra: dict[str, Any] = {}
     for key in ("exif", "icc_profile"):
         if img.info.get(key):
@@ -406,22 +472,41 @@ def _jpeg(data: bytes, img: Any, sampling: int, quality: int | None, backend: st
     top = min(95, quality or 90)
     same = sampling if sampling >= 0 else 2
     # 1. the luminance quality, judged on luminance alone (the chroma tables follow it)
-    passing = _bisect(encoder(same, lambda q: q), search, reference, view, 30, top)
+    passing = _bisect(encoder(same, lambda q: q), search, reference, view.target, 30, top)
     if not passing:
         return []
 
     def final(subsampling: int, offset: int) -> Callable[[int], bytes]:
         return lambda q: encoder(subsampling, lambda lq: max(30, lq - offset), final=True)(img, q)
 
-    size, q = passing[0]
-    out = [Candidate(size, _ladder(final(same, 0), q, top))]
+    def coarser(subsampling: int, offset: int) -> Encoder:
+        return encoder(subsampling, lambda lq: max(30, lq - offset))
+
+    size, q, score = passing[0]
+    out = [
+        Candidate(
+            size,
+            _ladder(final(same, 0), q, top),
+            _lower(coarser(same, 0), final(same, 0), search, reference, view, (q, score)),
+        )
+    ]
     # 2. at that quality, coarser chroma, most aggressive first: the first that passes
     #    (4:2:0 and chroma tables 30, then 15 quality steps coarser; the input's sampling)
     variants = [] if not colour else [(2, 30), (2, 15), (same, 15), (2, 0)]
     for subsampling, offset in dict.fromkeys(v for v in variants if v != (same, 0)):
-        candidate = encoder(subsampling, lambda lq, o=offset: max(30, lq - o))(search, q)  # type: ignore[misc]
-        if _score(reference, candidate, chroma=True) >= view.target:
-            out.append(Candidate(len(candidate), _ladder(final(subsampling, offset), q, top)))
+        candidate = coarser(subsampling, offset)(search, q)
+        score = _score(reference, candidate, chroma=True)
+        if score >= view.target:
+            lower = _lower(
+                coarser(subsampling, offset),
+                final(subsampling, offset),
+                search,
+                reference,
+                view,
+                (q, score),
+                chroma=True,
+            )
+            out.append(Candidate(len(candidate), _ladder(final(subsampling, offset), q, top), lower))
             break
     return out
 
@@ -512,11 +597,16 @@ def _webp(data: bytes, img: Any, quality: int | None) -> list[Candidate]:
     view = _View.of(img.size, _MOSAIC_GRID, _MOSAIC_TILE)
     search = view(img)
     top = min(95, quality or 90)
-    passing = _bisect(encode, search, _planes_of(search), view, 30, top)
+    reference = _planes_of(search)
+    passing = _bisect(encode, search, reference, view.target, 30, top)
     if not passing:
         return []
-    size, q = passing[0]
-    return [Candidate(size, _ladder(lambda q: encode(img, q), q, top))]
+    size, q, score = passing[0]
+
+    def full(q: int) -> bytes:
+        return encode(img, q)
+
+    return [Candidate(size, _ladder(full, q, top), _lower(encode, full, search, reference, view, (q, score)))]
 
 
 def slim(data: bytes, *, backend: str = "auto", quality: int | None = None, limits: Limits | None = None) -> Slimmed:
@@ -559,19 +649,44 @@ def slim(data: bytes, *, backend: str = "auto", quality: int | None = None, limi
         candidates = _png(data, img, reference, backend)
     else:
         candidates = _webp(data, img, quality)
+    return _final(data, fmt, reference, candidates, thorough=header.width * header.height <= _LOWER_UP_TO)
+
+
+def _final(data: bytes, fmt: str, reference: Planes, candidates: list[Candidate], *, thorough: bool) -> Slimmed:
+    """Encode candidates at full size, smallest on the search image first, and keep the
+    smallest that passes on the whole image (never one larger than ``data``); at most
+    :data:`MAX_FINAL` full-size encodes. ``thorough`` (images up to :data:`_LOWER_UP_TO`):
+    the two best candidates' passing encodes are compared (the search image's sizes rank
+    two encoders only roughly, a mosaic's even less) and :attr:`Candidate.lower` is tried."""
+    bound = MIN_SSIM + _ROUNDING
     tried = 0
+    passed: list[tuple[Slimmed, Candidate | None]] = []  # with the candidate when at its found quality
     for candidate in sorted(candidates, key=lambda c: c.size):
-        for encode in candidate.encodes:
+        for step, encode in enumerate(candidate.encodes):
             if tried == MAX_FINAL:
-                return Slimmed(data, fmt, NOT_COMPRESSED, 1.0)
+                break
             encoded = encode()
             tried += 1
             if len(encoded) >= len(data):
                 break  # a higher quality is larger still: the next candidate
             score = _score(reference, encoded)  # the chroma guard was applied in the search
-            if score >= MIN_SSIM + _ROUNDING:
-                return Slimmed(encoded, fmt, COMPRESSED, score)
-    return Slimmed(data, fmt, NOT_COMPRESSED, 1.0)
+            if score >= bound:
+                passed.append((Slimmed(encoded, fmt, COMPRESSED, score), candidate if step == 0 else None))
+                break
+        if tried == MAX_FINAL or len(passed) == (2 if thorough else 1):
+            break
+    if not passed:
+        return Slimmed(data, fmt, NOT_COMPRESSED, 1.0)
+    best, found = min(passed, key=lambda item: len(item[0].data))
+    if thorough and found is not None and found.lower is not None and tried < MAX_FINAL:
+        lower = found.lower(best.ssim)
+        if lower is not None:  # the mosaic judged harder than the whole image: a lower quality
+            smaller = lower()
+            if len(smaller) < len(best.data):
+                score = _score(reference, smaller)
+                if score >= bound:
+                    best = Slimmed(smaller, fmt, COMPRESSED, score)
+    return best
 
 
 def _backend_name(backend: str) -> str:

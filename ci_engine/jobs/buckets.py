@@ -13,9 +13,9 @@ or the same S3 endpoint.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
+from ci_engine._dc import dataclass
 from ci_engine.store import LocalStore, Store, open_store
 
 __all__ = ["Buckets", "STAGING_PREFIX", "staging_key", "promote"]

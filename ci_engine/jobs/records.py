@@ -18,11 +18,11 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ci_engine._dc import dataclass, field, fields, replace
 from ci_engine.errors import CIError
 
 __all__ = [

@@ -31,10 +31,10 @@ import queue as _queue
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ci_engine._dc import dataclass, field
 from ci_engine.errors import CIError, InvalidArgumentError
 from ci_engine.jobs.buckets import STAGING_PREFIX, Buckets, promote
 from ci_engine.jobs.notify import Notifier, make_callback

@@ -14,9 +14,9 @@ died, the service restarted) writes its output once.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from ci_engine._dc import dataclass
 from ci_engine.errors import CIError
 from ci_engine.jobs.buckets import Buckets, staging_key
 from ci_engine.store import Store

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ci_engine import ast as A
+from ci_engine._dc import dataclass, field, replace
 from ci_engine.errors import UnsupportedForInputError
 from ci_engine.limits import Limits, check_output
 from ci_engine.plan import resolve as R

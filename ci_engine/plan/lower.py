@@ -19,10 +19,10 @@ artefacts of an intermediate encode are not reproduced (docs/architecture.md).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ci_engine import ast as A
+from ci_engine._dc import dataclass, field
 from ci_engine.errors import (
     InvalidArgumentError,
     NoSuchStyleError,

@@ -12,11 +12,11 @@ Errors raised here point at the operation in the processing string (its span).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from ci_engine import ast as A
+from ci_engine._dc import dataclass, field
 from ci_engine.errors import Span, UnsupportedForInputError, UnsupportedOperationError, ValueRangeError
 from ci_engine.limits import Limits, check_output
 from ci_engine.plan import geometry as G

@@ -9,9 +9,9 @@ Frames: every primitive applies to every frame of an animation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ci_engine._dc import dataclass, field
 from ci_engine.errors import Span
 from ci_engine.types import ImageFormat
 
@@ -67,7 +67,7 @@ class Prim:
 
 
 def _fields(prim: Prim) -> dict[str, Any]:
-    from dataclasses import fields
+    from ci_engine._dc import fields
 
     return {f.name: getattr(prim, f.name) for f in fields(prim) if f.compare}
 

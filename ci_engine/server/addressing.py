@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from urllib.parse import unquote
 
+from ci_engine._dc import dataclass
 from ci_engine.server.config import BUCKET_RE
 from ci_engine.server.errors import InvalidRequestError
 

@@ -32,7 +32,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
@@ -42,6 +41,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ci_engine._dc import dataclass, field
 from ci_engine.errors import CIError, InternalError, new_request_id
 from ci_engine.limits import Limits
 from ci_engine.server.addressing import Target, locate

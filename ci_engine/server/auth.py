@@ -22,9 +22,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
+from ci_engine._dc import dataclass
 from ci_engine.server.errors import (
     ExpiredError,
     InvalidAccessKeyIdError,

@@ -27,12 +27,12 @@ import struct
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import ci_engine
+from ci_engine._dc import dataclass
 
 __all__ = ["CachedResult", "ResultCache", "engine_identity"]
 

@@ -43,9 +43,10 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from ci_engine._dc import dataclass, field, replace
 
 if TYPE_CHECKING:
     from ci_engine.server.storage import Storage

@@ -588,8 +588,9 @@ def _persist(
     *,
     in_cloud: bool = False,
 ) -> UploadResult:
-    """:func:`ci_engine.persist` with the server's region, backend, limits, the bucket's styles
-    and the other buckets (for ``fileid`` targets elsewhere); run in the image pool."""
+    """:func:`ci_engine.persist` with the server's region, backend, limits, the bucket's styles,
+    the other buckets (for ``fileid`` targets elsewhere) and the bucket's own objects as the
+    watermark images a rule names (:func:`_own_objects`); run in the image pool."""
     return persist(
         key,
         data,
@@ -602,7 +603,25 @@ def _persist(
         limits=app.limits,
         in_cloud=in_cloud,
         buckets=_other_buckets(app),
+        resources=_own_objects(store, bucket),
     )
+
+
+def _own_objects(store: Store, bucket: str) -> Any:
+    """The watermark images of a ``Pic-Operations`` rule (``watermark/1``, and the mark or
+    original of ``watermark/3`` / ``watermark/4`` types 1 and 2): a
+    ``http://<bucket>.cos.<region>.myqcloud.com/<key>`` URL of the request's own bucket is
+    that object (CI takes them from the same bucket only); any other URL, or one with a
+    query string, is refused (``AccessDenied``), a missing key is ``NoSuchKey``."""
+    from ci_engine.watermark.resources import CallableResolver, parse_cos_url
+
+    def fetch(url: str) -> bytes:
+        parsed = parse_cos_url(url)
+        if parsed.bucket != bucket.lower() or parsed.query or not parsed.key:
+            raise PermissionError(url)
+        return store.get(parsed.key)
+
+    return CallableResolver(fetch)
 
 
 async def store_upload(app: App, ctx: Context, key: str, tmp: Path, etag: str) -> Response:

@@ -24,10 +24,10 @@ import http.client
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit
 
+from ci_engine._dc import dataclass
 from ci_engine.errors import CIError, NoSuchKeyError
 from ci_engine.server.config import BucketConfig
 from ci_engine.server.errors import OriginError, OriginTimeoutError

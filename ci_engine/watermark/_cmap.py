@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import bisect
 import struct
-from dataclasses import dataclass
 from functools import lru_cache
+
+from ci_engine._dc import dataclass
 
 __all__ = ["Coverage", "coverage"]
 

@@ -40,9 +40,9 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+from ci_engine._dc import dataclass
 from ci_engine.errors import UnsupportedOperationError
 from ci_engine.types import Font
 from ci_engine.watermark._cmap import Coverage, coverage

@@ -29,13 +29,13 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ci_engine import ast as A
+from ci_engine._dc import replace
 from ci_engine.errors import (
     CIError,
     InternalError,

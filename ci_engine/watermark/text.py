@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import threading
 import unicodedata
-from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ci_engine._dc import dataclass
 from ci_engine.plan.geometry import round_half_up
 from ci_engine.watermark.fonts import FontFace
 

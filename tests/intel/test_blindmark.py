@@ -18,6 +18,10 @@ from ci_engine.intel.blindmark import PAYLOAD_BYTES, extract_pixels, fingerprint
 from tests.support.images import encode, psnr, to_array
 
 SAMPLES = Path(__file__).resolve().parents[2] / "docs" / "samples"
+FACES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "faces"
+SMALL = ["grace_hopper.jpg", "astronaut.jpg", "coffee.jpg", "chelsea.jpg"]
+"""Photographs under 0.5 MP (512x600, 512x512, 600x400, 451x300): after a 50 % downscale
+a 256 px side holds two tiles."""
 TEXT = "Order1007"
 
 
@@ -66,6 +70,29 @@ def test_the_text_survives(marked: tuple[np.ndarray, bytes], attack: str) -> Non
     assert list(fields) == ["Text", "WatermarkStatus"]
     assert fields["Text"] == TEXT
     assert int(fields["WatermarkStatus"]) > 75
+
+
+@pytest.fixture(scope="module")
+def small_marked() -> dict[str, tuple[np.ndarray, bytes]]:
+    out = {}
+    for name in SMALL:
+        source = to_array((FACES / name).read_bytes())
+        result = ce.process(encode(source, "PNG"), f"watermark/3/type/3/text/{b64(TEXT)}")
+        assert (result.format, result.width, result.height) == ("png", source.shape[1], source.shape[0])
+        out[name] = source, result.data
+    return out
+
+
+@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize("attack", ["half", "webp", "jpeg75", "crop-left"])
+def test_small_photographs_survive(small_marked: dict[str, tuple[np.ndarray, bytes]], name: str, attack: str) -> None:
+    source, data = small_marked[name]
+    assert psnr(source, to_array(data)) >= 40.0
+    fields = _extract(_attacks(to_array(data))[attack])
+    assert fields == {"Text": TEXT, "WatermarkStatus": fields["WatermarkStatus"]}
+    assert int(fields["WatermarkStatus"]) > 75
+    unmarked = _extract(_attacks(source)[attack])
+    assert unmarked["Text"] == "" and int(unmarked["WatermarkStatus"]) < 60
 
 
 @pytest.mark.parametrize("name", ["kleiber.jpg", "ladybird.jpg"])

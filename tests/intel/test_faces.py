@@ -18,9 +18,23 @@ from ci_engine.intel.faces import Face, detect, window
 FACES = Path(__file__).resolve().parents[1] / "fixtures" / "faces"
 SAMPLES = Path(__file__).resolve().parents[2] / "docs" / "samples"
 
-# Hand-marked face centres (x, y) in each photograph, and the largest face dimension.
-MARKED = {"astronaut.jpg": (225, 115, 95), "camera.jpg": (218, 140, 90), "grace_hopper.jpg": (262, 218, 220)}
+# Hand-checked faces (centre x, y and largest dimension) in each photograph: 10 faces in 9
+# photographs (tests/fixtures/faces/SOURCES.md); docs/intel.md quotes the recall on them.
+FACES_MARKED = {
+    "astronaut.jpg": [(225, 115, 95)],
+    "camera.jpg": [(218, 140, 90)],  # in profile
+    "grace_hopper.jpg": [(262, 218, 220)],
+    "biden.jpg": [(240, 161, 200)],
+    "obama.jpg": [(434, 211, 244)],
+    "obama2.jpg": [(299, 334, 350)],
+    "obama3.jpg": [(326, 175, 150)],  # full figure: the face is 14 % of the width
+    "luispedro.jpg": [(140, 180, 250)],  # three-quarter view
+    "einstein.jpg": [(148, 633, 73), (400, 315, 100)],  # a seated man; Einstein, head tilted
+}
+IGNORED = {"obama2.jpg": 430}  # a face cut in half by the right edge (x > 430): neither found nor false
+MARKED = {name: faces[0] for name, faces in FACES_MARKED.items() if len(faces) == 1}
 NO_FACE = [FACES / "chelsea.jpg", FACES / "rocket.jpg", SAMPLES / "kleiber.jpg"]
+NO_PEOPLE = [*NO_FACE, FACES / "coffee.jpg", SAMPLES / "ladybird.jpg"]
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -32,18 +46,45 @@ def _faces(name: str) -> tuple[Face, ...]:
     return tuple(detect(_pixels(FACES / name)))
 
 
-@pytest.mark.parametrize("name", sorted(MARKED))
-def test_the_detector_finds_the_marked_face(name: str) -> None:
-    cx, cy, size = MARKED[name]
+def _matches(face: Face, mark: tuple[int, int, int]) -> bool:
+    cx, cy, size = mark
+    return abs(face.x + face.w / 2 - cx) < size / 3 and abs(face.y + face.h / 2 - cy) < size / 3 and (
+        size / 2 < face.w < 2 * size
+    )
+
+
+@pytest.mark.parametrize("name", sorted(FACES_MARKED))
+def test_the_detector_finds_every_marked_face_and_nothing_else(name: str) -> None:
     faces = _faces(name)
-    assert len(faces) == 1
-    (face,) = faces
-    assert abs(face.x + face.w / 2 - cx) < size / 3 and abs(face.y + face.h / 2 - cy) < size / 3
-    assert size / 2 < face.w < 2 * size
+    for mark in FACES_MARKED[name]:
+        assert any(_matches(face, mark) for face in faces), (name, mark, faces)  # recall
+    extra = [f for f in faces if not any(_matches(f, m) for m in FACES_MARKED[name])]
+    assert [f for f in extra if f.x <= IGNORED.get(name, 1 << 30)] == [], (name, extra)  # false positives
+
+
+@pytest.mark.parametrize("path", NO_PEOPLE, ids=lambda p: p.name)
+def test_no_face_in_photographs_without_people(path: Path) -> None:
+    assert detect(_pixels(path)) == []
 
 
 @pytest.mark.parametrize("backend", available_backends())
 @pytest.mark.parametrize("name", sorted(MARKED))
+def test_scrop_window_holds_the_face(name: str, backend: str) -> None:
+    data = (FACES / name).read_bytes()
+    text = ce.render(ce.intel.faces.rewrite_scrop(ce.parse("imageMogr2/scrop/150x240"), data, backend=backend))
+    size, cut = text.removeprefix("imageMogr2/thumbnail/").split("!/cut/")
+    rw, rh = (int(v) for v in size.split("x"))
+    bw, bh, dx, dy = (int(v) for v in cut.split("x"))
+    assert (bw, bh) == (150, 240)
+    width, height = Image.open(FACES / name).size
+    assert max(rw / width, rh / height) == pytest.approx(max(150 / width, 240 / height), rel=0.01)  # cover
+    cx, cy, _ = MARKED[name]
+    cx, cy = cx * rw / width - dx, cy * rh / height - dy
+    assert 0 <= cx < 150 and 0 <= cy < 240, (name, text)  # the face is inside the window
+
+
+@pytest.mark.parametrize("backend", available_backends())
+@pytest.mark.parametrize("name", ["astronaut.jpg", "camera.jpg", "grace_hopper.jpg"])
 def test_scrop_frames_the_face(name: str, backend: str) -> None:
     data = (FACES / name).read_bytes()
     result = ce.process(data, "imageMogr2/scrop/150x240/format/png", backend=backend)

@@ -123,26 +123,30 @@ def test_blind_watermark_extraction_rules(tmp_path: Path) -> None:
     mark[16:48, 20:76] = 255
     buf = io.BytesIO()
     Image.fromarray(mark).save(buf, "PNG")
-    resources = {"http://b.cos/mark.png": buf.getvalue()}
     source = (SAMPLES / "kleiber.jpg").read_bytes()
+    resources = {"http://b.cos/mark.png": buf.getvalue(), "http://b.cos/orig.jpg": source}
     store = LocalStore(tmp_path)
     image = b64("http://b.cos/mark.png")
     header = _header(
         ("t3.txt", f"watermark/3/type/3/text/{b64('Order1007')}|watermark/4/type/3"),  # embed, then read
         ("t2.png", f"watermark/3/type/2/image/{image}|watermark/4/type/2/image/{image}"),
         ("none.png", f"watermark/4/type/2/image/{image}"),  # the unmarked source
+        ("t1.png", f"watermark/3/type/1/image/{image}|watermark/4/type/1/image/{b64('http://b.cos/orig.jpg')}"),
     )
     upload = persist("in/k.jpg", source, header, store, bucket=BUCKET, region=REGION, resources=resources)
     results = ET.fromstring(upload.to_xml().encode()).find("ProcessResults")
     assert results is not None
     # Objects first (rule order), then type 3's Text and WatermarkStatusCode; t3 stores nothing
-    assert [c.tag for c in results] == ["Object", "Object", "Text", "WatermarkStatusCode"]
-    marked, unmarked = results.findall("Object")
+    assert [c.tag for c in results] == ["Object", "Object", "Object", "Text", "WatermarkStatusCode"]
+    marked, unmarked, semi = results.findall("Object")
+    assert [c.tag for c in semi] == OBJECT_TAGS  # type 1: the recovered mark, no status
+    recovered = _check_object(semi, tmp_path, "in/t1.png", "png", (192, 128))
     assert [c.tag for c in marked] == [*OBJECT_TAGS, "WatermarkStatus"]
     assert int(marked.findtext("WatermarkStatus") or 0) > 75
     assert int(unmarked.findtext("WatermarkStatus") or 100) < 60
     stored = _check_object(marked, tmp_path, "in/t2.png", "png", (192, 128))
     assert Image.open(io.BytesIO(stored)).format == "PNG"
+    assert recovered == stored  # types 1 and 2 recover the same fingerprint of the same mark
     _check_object(unmarked, tmp_path, "in/none.png", "png", (192, 128))
     assert (results.findtext("Text"), results.findtext("WatermarkStatusCode")) == ("Order1007", "0")
     assert not (tmp_path / "in" / "t3.txt").exists()

@@ -72,6 +72,18 @@ def test_every_output_keeps_ssim_on_the_whole_image(backend: str) -> None:
     assert sum(cuts) / len(cuts) >= 0.25
 
 
+@pytest.mark.parametrize("backend", available_backends())
+def test_a_large_image_searched_on_a_mosaic_keeps_ssim_on_the_whole_image(backend: str) -> None:
+    """Over 2 MP the search sees a 0.59 MP mosaic of tiles; the output is still checked on
+    the whole image (and a lower quality tried when the mosaic judged harder)."""
+    photo = Image.open(SAMPLES / "ladybird.jpg").convert("RGB").resize((2400, 1500), Image.Resampling.LANCZOS)
+    data = _save(photo, "JPEG", quality=95)
+    result = ce.process(data, "imageSlim", backend=backend)
+    assert (result.format, result.slim_flag, result.width, result.height) == ("jpeg", COMPRESSED, 2400, 1500)
+    assert len(result.data) <= 0.5 * len(data)
+    assert _ssim(_luma(data), _luma(result.data)) >= 0.98
+
+
 def test_png_graphics_get_a_palette_and_photographs_stay_lossless() -> None:
     chart = Image.new("RGB", (640, 400), "white")
     draw = ImageDraw.Draw(chart)

@@ -290,4 +290,9 @@ def test_pillow_backend_matches_vips(image: tuple[bytes, str], pipeline: A.Pipel
     geometry = ("format", "width", "height", "frames")
     assert [getattr(pillow, k) for k in geometry] == [getattr(vips, k) for k in geometry]
     assert pillow.quality == vips.quality
+    if vips.plan is None:
+        # No plan ran: scrop found no face and nothing else was asked (docs/intel.md), so
+        # both backends give back the input itself.
+        assert vips.data == pillow.data == data
+        return
     compare(vips, pillow, f"{label}; {ce.render(pipeline)}")

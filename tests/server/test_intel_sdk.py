@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import zxingcpp
 from PIL import Image
@@ -139,6 +140,39 @@ def test_watermark_extraction_in_a_rule(client: Any, mode: str, photo: bytes) ->
     assert info.value.get_status_code() == 404
 
 
+def test_image_watermark_extraction_reports_its_status(client: Any, mode: str, photo: bytes) -> None:
+    """watermark/3 and /4 type 2 name the mark by its URL in the same bucket (the server reads it there)."""
+    mark = np.zeros((64, 96), np.uint8)
+    mark[16:48, 20:76] = 255
+    buf = io.BytesIO()
+    Image.fromarray(mark).save(buf, "PNG")
+    client.put_object(Bucket=PHOTOS, Body=buf.getvalue(), Key=f"{mode}/blind/mark.png")
+    url = f"http://{PHOTOS}.cos.{REGION}.myqcloud.com/{mode}/blind/mark.png"
+    image = base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
+    key = f"{mode}/blind/photo.jpg"
+    _, answer = client.ci_put_object(
+        Bucket=PHOTOS, Body=photo, Key=key, PicOperations=_rules(("marked.jpg", f"watermark/3/type/2/image/{image}"))
+    )
+    assert answer["ProcessResults"]["Object"]["Key"] == f"{mode}/blind/marked.jpg"
+    for source, present in ((f"{mode}/blind/marked.jpg", True), (key, False)):
+        _, answer = client.ci_image_process(
+            Bucket=PHOTOS, Key=source, PicOperations=_rules(("found.png", f"watermark/4/type/2/image/{image}"))
+        )
+        obj = answer["ProcessResults"]["Object"]
+        assert list(obj) == ["Key", "Location", "Format", "Width", "Height", "Size", "Quality", "ETag", "FrameCount",
+                             "WatermarkStatus"]  # fmt: skip
+        assert (obj["Key"], obj["Format"]) == (f"{mode}/blind/found.png", "png")
+        assert (obj["Width"], obj["Height"]) == ("192", "128")
+        assert (int(obj["WatermarkStatus"]) > 75) is present and (int(obj["WatermarkStatus"]) < 60) is not present
+    # a mark outside the request's bucket is refused
+    other = base64.urlsafe_b64encode(b"http://other-1250000000.cos.ap-guangzhou.myqcloud.com/m.png").decode()
+    with pytest.raises(CosServiceError) as info:
+        client.ci_image_process(
+            Bucket=PHOTOS, Key=key, PicOperations=_rules(("x.png", f"watermark/4/type/2/image/{other.rstrip('=')}"))
+        )
+    assert info.value.get_status_code() in (400, 403)
+
+
 def test_quality_and_inspect_on_download_and_refused_in_a_rule(client: Any, mode: str, photo: bytes) -> None:
     key = f"{mode}/assess/photo.jpg"
     client.put_object(Bucket=PHOTOS, Body=photo, Key=key)
@@ -152,6 +186,19 @@ def test_quality_and_inspect_on_download_and_refused_in_a_rule(client: Any, mode
     assert answer["ClarityScore"] == str(found.clarity_score)
     _, body = client.ci_image_inspect(Bucket=PHOTOS, Key=key)
     assert json.loads(body) == {"picSize": len(photo), "picType": "jpeg", "suspicious": False}
+    # the older spelling, on an image with a ZIP archive appended
+    archive = b"PK\x03\x04" + bytes(range(256)) * 8
+    client.put_object(Bucket=PHOTOS, Body=photo + archive, Key=f"{mode}/assess/hidden.jpg")
+    found = client.ci_process(Bucket=PHOTOS, Key=f"{mode}/assess/hidden.jpg", CiProcess="ImageInspect")
+    assert found == {
+        "picSize": len(photo) + len(archive),
+        "picType": "jpeg",
+        "suspicious": True,
+        "suspiciousBeginByte": len(photo),
+        "suspiciousEndByte": len(photo) + len(archive) - 1,
+        "suspiciousSize": len(archive),
+        "suspiciousType": "ZIP",
+    }
     for rule in ("ci-process=AssessQuality", "imageInspect"):
         with pytest.raises(CosServiceError) as info:
             client.ci_put_object(

@@ -9,7 +9,7 @@ mismatch (CRC-32 of the grammar) and compiles the grammar at run time with a war
 
 from __future__ import annotations
 
-import json
+import ast
 import os
 import subprocess
 import sys
@@ -22,15 +22,14 @@ from ci_engine import _dataclass_code, _tables
 from ci_engine._lalr import Driver, Tables, tables_from_lark
 from ci_engine._tables_build import (
     COMMAND,
-    DATACLASS_TARGET,
     TARGET,
     build,
     grammar_bytes,
     record_dataclass_sources,
-    render_dataclass_module,
     render_module,
 )
 from ci_engine.parse import _Builder, generated_tables, load_lark, load_tables
+from tests.support.subprocess_json import run_json_script
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -106,12 +105,11 @@ def test_first_parse_in_a_new_process_imports_no_lark() -> None:
     assert result.stdout.strip() == "[]"
 
 
-# -- the precompiled dataclass methods (ci_engine/_dataclass_code.py) ------------------------------------
+# -- the precompiled dataclass methods (ci_engine/_dataclass_code.py, see ci_engine/_dc.py) ---------------
 
 _METHODS = """\
-import dataclasses, hashlib, importlib, json, pkgutil, sys, types
+import hashlib, importlib, json, pkgutil, sys, types
 import ci_engine
-from ci_engine import _dataclass_hook
 FIELDS = ("co_argcount", "co_posonlyargcount", "co_kwonlyargcount", "co_stacksize", "co_flags", "co_code",
           "co_names", "co_varnames", "co_freevars", "co_cellvars", "co_name", "co_qualname",
           "co_linetable", "co_exceptiontable")
@@ -128,29 +126,20 @@ for name, module in sorted(sys.modules.items()):
     if not name.startswith("ci_engine"):
         continue
     for cls in vars(module).values():
-        if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == name:
-            for method in ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__"):
+        if isinstance(cls, type) and "__ci_dataclass__" in cls.__dict__ and cls.__module__ == name:
+            for method in ("__init__",):  # (__repr__, __eq__, __hash__: closures of _dc.py)
                 fn = cls.__dict__.get(method)
-                fn = getattr(fn, "__wrapped__", fn)  # __repr__: inside dataclasses' recursion guard
                 if hasattr(fn, "__code__"):
                     code = shape(fn.__code__).encode()
                     digests[f"{cls.__qualname__}.{method}"] = [
                         hashlib.sha256(code).hexdigest(), fn.__qualname__, fn.__code__.co_filename.rsplit("/", 1)[-1]
                     ]
-print(json.dumps({"installed": _dataclass_hook.installed(), "digests": digests, "files": sorted(FILES)}))
+print(json.dumps({"digests": digests, "files": sorted(FILES)}))
 """
 
 
 def _methods(**env: str) -> dict[str, object]:
-    result = subprocess.run(
-        [sys.executable, "-c", _METHODS],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=REPO,
-        env={**os.environ, **env},
-    )
-    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    return run_json_script(_METHODS, **env)  # type: ignore[no-any-return]
 
 
 def test_precompiled_dataclass_methods_are_identical_to_compiled_ones() -> None:
@@ -158,55 +147,111 @@ def test_precompiled_dataclass_methods_are_identical_to_compiled_ones() -> None:
     # so the first line) differs: the generated module instead of exec's "<string>".
     on = _methods()
     off = _methods(CI_ENGINE_NO_PRECOMPILED="1")
-    assert on["installed"] is True
-    assert off["installed"] is False
-    # A class changed since the table was generated compiles through exec ("<string>"): that
+    # A class changed since the table was generated compiles at run time ("<string>"): that
     # costs time, never behaviour, and test_precompiled_dataclass_methods_are_nearly_current
     # bounds it. Most methods must come from the table.
     assert "_dataclass_code.py" in on["files"]
     assert set(on["files"]) <= {"_dataclass_code.py", "<string>"}
     assert off["files"] == ["<string>"]
-    assert len(on["digests"]) > 300  # type: ignore[arg-type]
-    # Compare what the table supplied with what exec compiles from the same source; a method
-    # the table lacks (a class changed since generation) is compiled by exec in both runs.
     from_table = {k for k, v in on["digests"].items() if v[2] == "_dataclass_code.py"}  # type: ignore[attr-defined]
-    assert len(from_table) > 300
+    assert len(from_table) > 130
     assert set(on["digests"]) == set(off["digests"])  # type: ignore[arg-type]
     for key in sorted(from_table):
         assert on["digests"][key][:2] == off["digests"][key][:2], key  # type: ignore[index]
 
 
-@pytest.mark.skipif(
-    _dataclass_code.PYTHON != f"{sys.version_info[0]}.{sys.version_info[1]}",
-    reason=f"_dataclass_code.py was generated for Python {_dataclass_code.PYTHON}",
-)
 def test_precompiled_dataclass_methods_are_nearly_current() -> None:
-    # The table is a cache keyed by the complete source: a class changed since it was
-    # generated is compiled as usual (slower, never different). So this fails only when
-    # more than a tenth of the sources are missing, not at every new field; `--check` of
-    # the command reports exact staleness.
-    sources = record_dataclass_sources()
-    missing = [source for source in sources if source not in _dataclass_code.CODE]
-    assert len(missing) <= len(sources) // 10, (
-        f"ci_engine/_dataclass_code.py lacks {len(missing)} of {len(sources)} dataclass method sources: run `{COMMAND}`"
+    # The table is a cache keyed by everything a class's methods depend on: a class changed
+    # since it was generated compiles at run time (slower, never different). So this fails
+    # only when more than a tenth of the classes are missing, not at every new field;
+    # `--check` of the command reports exact staleness.
+    recorded = record_dataclass_sources()
+    keys = {key for key, _sources, _doc in recorded}
+    missing = [key for key in keys if ast.literal_eval(key) not in _dataclass_code.CLASSES]
+    assert len(recorded) > 140
+    assert len(missing) <= len(keys) // 10, (
+        f"ci_engine/_dataclass_code.py lacks {len(missing)} of {len(keys)} dataclasses: run `{COMMAND}`"
     )
-    assert render_dataclass_module(sorted(_dataclass_code.CODE)) == DATACLASS_TARGET.read_text("utf-8")
 
 
-def test_the_hook_compiles_what_the_table_lacks() -> None:
+def test_a_class_the_table_lacks_is_compiled() -> None:
     code = (
         "from __future__ import annotations\n"
-        "import dataclasses\n"
-        "from ci_engine import _dataclass_hook\n"
-        "assert _dataclass_hook.installed()\n"
-        "@dataclasses.dataclass(frozen=True)\n"
+        "from ci_engine._dc import dataclass\n"
+        "@dataclass(frozen=True, slots=True)\n"
         "class Fresh:\n"
         "    never_seen_before: int = 3\n"
+        "assert '__ci_dataclass__' in Fresh.__dict__\n"
+        "assert Fresh.__init__.__code__.co_filename == '<string>'\n"
         "assert repr(Fresh()) == 'Fresh(never_seen_before=3)' and Fresh(1) == Fresh(1) and hash(Fresh(2))\n"
         "print('ok')\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert result.stdout.strip() == "ok"
+
+
+def test_first_character_dispatch_finds_what_the_whole_regex_finds() -> None:
+    # A scanner compiles, per first character, only the alternatives that can start with
+    # it: at every position of texts made from the grammar's own tokens, every string the
+    # test suite parses and random characters, the (terminal, end) is the whole regex's.
+    import random
+    import re
+
+    from ci_engine._lalr import Driver
+
+    tables = load_tables()
+    assert tables.alternatives is not None
+    driver = Driver(tables, _Builder())
+    rng = random.Random(7)
+    alphabet = "".join(sorted(set("".join(tables.literals.values())))) + "0123456789xX!<>-_=&%.,:#@ \u00e9\u212a"
+    samples = [
+        "imageMogr2/thumbnail/400x/format/webp/quality/80",
+        "watermark/2/text/Zm9v/fill/IzAwMDAwMA/dissolve/50|imageView2/1/w/200/h/100",
+        "imageMogr2/crop/300x400/gravity/center/rotate/-90/AIGCMetadata/Label/1",
+        "ci-process=QRcode&cover=1",
+        "imageInfo|exif|imageAve|imageSlim|style/abc",
+    ]
+    dispatched = 0
+    checked = 0
+    for index, alternatives in enumerate(tables.alternatives):
+        if alternatives is None:
+            continue
+        pattern, flags = tables.patterns[index]
+        whole = re.compile(pattern, flags)
+        scan = driver._dispatcher(index)
+        texts = [*samples, *tables.literals.values()]
+        texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12))) for _ in range(300)]
+        for text in texts:
+            for pos in range(len(text)):
+                want = whole.match(text, pos)
+                got = scan(text, pos)
+                expected = None if want is None else (want.lastgroup, want.end())
+                actual = None if got is None else (got.lastgroup, got.end())
+                assert actual == expected, (index, text, pos)
+                checked += 1
+        dispatched += 1
+    assert dispatched > 20
+    assert checked > 50_000
+
+
+def test_first_characters_of_patterns() -> None:
+    from ci_engine._lalr import _first_chars, alternatives
+
+    assert _first_chars("(?P<A>(?i:ab))", 0) == "Aa"
+    assert _first_chars("(?P<A>[0-9]+x?)", 0) == "0123456789"
+    assert _first_chars("(?P<A>x?y)", 0) == "xy"
+    assert _first_chars("(?P<A>x*)", 0) is None  # may match the empty string
+    assert _first_chars("(?P<A>[^/]+)", 0) is None
+    assert _first_chars("(?P<A>.)", 0) is None
+    assert _first_chars("(?P<A>(?i:k))", 0) == "Kk"
+    assert _first_chars("(?P<A>(?i:\u212a))", 0) is None  # the Kelvin sign folds to k
+    assert alternatives("(?P<A>a)|(?P<B>[|)(])|(?P<C>\\|)", 0) == (
+        ("(?P<A>a)", "a"),
+        ("(?P<B>[|)(])", "()|"),
+        ("(?P<C>\\|)", "|"),
+    )
+    assert alternatives("(?P<A>a)", 0) is None
+    assert alternatives("a|b", 0) is None
 
 
 def test_word_scanners_find_what_the_state_regex_finds() -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from ci_engine._dc import replace
 from ci_engine.plan.steps import Prim, Resize
 
 if TYPE_CHECKING:

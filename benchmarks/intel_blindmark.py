@@ -85,6 +85,15 @@ def main() -> None:
             total.setdefault("unmarked, attacked", []).append(text == "")
         print(f"  unmarked under every attack: highest status {max(unmarked)}")
     print("success per attack:", {k: f"{sum(v)}/{len(v)}" for k, v in total.items()})
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import wallpapers  # the real files of the imageSlim benchmark, unmarked
+
+    scores = []
+    for name, path in wallpapers.fetch().items():
+        found = extract_pixels(to_array(path.read_bytes()))[0]
+        scores.append(found.z)
+        assert found.payload is None, name
+    print(f"unmarked real files (benchmarks/wallpapers.py): {len(scores)}, none decoded, highest z {max(scores):.2f}")
 
 
 if __name__ == "__main__":

@@ -26,12 +26,15 @@ suspect has its size: the difference then removes the picture itself):
    matched filter for the masked pattern);
 2. the period: the autocorrelation of the residual (whitened spectrum) peaks at the tile
    period along both axes; the best lag in 40 .. min(w, h) / 2 (refined to a fraction of a
-   pixel) gives the scale the image went through (0.5 after a 50 % downscale);
+   pixel; a peak at twice the period halved) gives the scale the image went through (0.5
+   after a 50 % downscale); when the sync (step 4) is not found there and the image is
+   under 512 px a side, the scales 1, 0.5 and half the found one are tried as well and the
+   best kept;
 3. the residual is rescaled so the period is :data:`TILE` again and folded: every tile
    summed into one (a crop from any side only shifts the fold cyclically);
 4. the shift: circular cross-correlation of the folded tile with the synchronisation
    pattern; its peak, in standard deviations over all 16,384 shifts, is the detection
-   score ``z`` (unmarked photographs: 3-4.7; marked ones after the attacks: 11 and more);
+   score ``z`` (unmarked photographs: 3-5; marked ones after the issue's attacks: 10 and more);
 5. the bits: at that shift, each code bit's soft value is the signed sum of its cells;
    soft-decision Viterbi decoding; the payload counts only when its check matches.
 
@@ -358,15 +361,15 @@ def _period(residual: NDArray[np.float64]) -> float:
     spectrum = np.fft.rfft2(residual)
     auto = np.fft.irfft2(np.abs(spectrum), s=residual.shape)
     height, width = residual.shape
-    high = min(height, width) // 2
+    high = min(height, width) // 2 + 1  # a lag of half the side: two periods in the image
     if high <= 41:
         return float(TILE)
     lags = np.arange(40, high)
     score = auto[0, lags] + auto[lags, 0]
     best = int(lags[int(np.argmax(score))])
-    half = best // 2
-    if best % 2 == 0 and half >= 40 and auto[0, half] + auto[half, 0] > 0.6 * score.max():
-        best = half
+    half = round(best / 2)  # the peak at twice the period can be the higher one
+    if half >= 40 and max(auto[0, p] + auto[p, 0] for p in (best // 2, half)) > 0.6 * score.max():
+        best = max((best // 2, half), key=lambda p: float(auto[0, p] + auto[p, 0]))
 
     def at(p: int) -> float:
         return float(auto[0, p] + auto[p, 0])
@@ -401,6 +404,31 @@ def extract_pixels(
     else:
         residual = _residual(luma)
     period = _period(residual)
+    z, folded, shift = _fold(residual, period)
+    if status_of(z) < SUSPECTED and min(residual.shape) < 4 * TILE:
+        # the autocorrelation can miss the period when the image holds only two or three
+        # tiles a side (a small image, or one halved): the scales 1 and 0.5 are tried too
+        for other in (float(TILE), TILE / 2, period / 2):
+            if abs(other - period) > 1 and other >= 32:
+                found = _fold(residual, other)
+                if found[0] > z:
+                    (z, folded, shift), period = found, other
+    aligned = np.roll(folded, (-shift[0], -shift[1]), axis=(0, 1))
+    cells = aligned.reshape(GRID, CELL, GRID, CELL).sum(axis=(1, 3)).ravel()
+    soft = np.zeros(CODE_BITS)
+    np.add.at(soft, layout.bit_of_cell, layout.signs[layout.data] * cells[layout.data])
+    status = status_of(z)
+    payload = _decode(soft) if status >= SUSPECTED else None
+    return Extraction(z, status, payload, period / TILE), soft
+
+
+def _fold(residual: NDArray[np.float64], period: float) -> tuple[float, NDArray[np.float64], tuple[int, int]]:
+    """Rescale ``residual`` so that ``period`` becomes :data:`TILE`, fold every tile into
+    one and find the sync pattern's shift: the detection score ``z``, the folded tile and
+    the shift (rows, columns)."""
+    import cv2
+    import numpy as np
+
     scale = TILE / period
     height, width = residual.shape
     if abs(scale - 1) > 0.004:
@@ -410,18 +438,12 @@ def extract_pixels(
     rows, cols = -(-height // TILE), -(-width // TILE)
     padded = np.zeros((rows * TILE, cols * TILE))
     padded[:height, :width] = residual
-    folded = padded.reshape(rows, TILE, cols, TILE).sum(axis=(0, 2))
-    correlation = np.fft.irfft2(np.fft.rfft2(folded) * layout.sync_spectrum, s=(TILE, TILE))
+    folded: NDArray[np.float64] = padded.reshape(rows, TILE, cols, TILE).sum(axis=(0, 2))
+    correlation = np.fft.irfft2(np.fft.rfft2(folded) * _layout().sync_spectrum, s=(TILE, TILE))
     spread = float(correlation.std())
     z = 0.0 if spread == 0 else float((correlation.max() - correlation.mean()) / spread)
     dy, dx = np.unravel_index(int(np.argmax(correlation)), correlation.shape)
-    aligned = np.roll(folded, (-int(dy), -int(dx)), axis=(0, 1))
-    cells = aligned.reshape(GRID, CELL, GRID, CELL).sum(axis=(1, 3)).ravel()
-    soft = np.zeros(CODE_BITS)
-    np.add.at(soft, layout.bit_of_cell, layout.signs[layout.data] * cells[layout.data])
-    status = status_of(z)
-    payload = _decode(soft) if status >= SUSPECTED else None
-    return Extraction(z, status, payload, 1 / scale), soft
+    return z, folded, (int(dy), int(dx))
 
 
 def _decode(soft: NDArray[np.float64]) -> bytes | None:

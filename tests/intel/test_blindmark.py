@@ -95,6 +95,16 @@ def test_small_photographs_survive(small_marked: dict[str, tuple[np.ndarray, byt
     assert unmarked["Text"] == "" and int(unmarked["WatermarkStatus"]) < 60
 
 
+def test_the_smallest_image_reads_back() -> None:
+    """256 x 256, the least a mark needs: two tiles a side, whose period the
+    autocorrelation's lags must reach (half the side)."""
+    source = np.asarray(Image.open(FACES / "astronaut.jpg").convert("RGB").resize((256, 256), Image.Resampling.LANCZOS))
+    result = ce.process(encode(source, "PNG"), f"watermark/3/type/3/text/{b64(TEXT)}")
+    assert psnr(source, to_array(result.data)) >= 40.0
+    assert _extract(result.data)["Text"] == TEXT
+    assert _extract(encode(source, "PNG"))["Text"] == ""
+
+
 @pytest.mark.parametrize("name", ["kleiber.jpg", "ladybird.jpg"])
 def test_unmarked_images_report_no_watermark(name: str) -> None:
     data = (SAMPLES / name).read_bytes()

@@ -276,6 +276,31 @@ def scheduler_cost(cluster: Any, n: int = 2000) -> tuple[float, float]:
     return (time.perf_counter() - start) / n, (cpu_seconds() - cpu) / n
 
 
+def result_styles(cluster: Any, n: int = 1000) -> dict[str, float]:
+    """Client + scheduler CPU per no-op task (ms) by how the results come back: ``map`` and
+    one ``gather``; ``submit`` and ``as_completed`` with one ``result()`` per future (what
+    ``batch --scheduler`` first did); ``as_completed(with_results=True)`` (what it does)."""
+    from distributed import as_completed
+
+    client = cluster.client
+    client.gather(client.map(noop, range(100), pure=False))
+    out: dict[str, float] = {}
+    for style in ("map_gather", "as_completed_result", "as_completed_with_results"):
+        cpu = cpu_seconds()
+        if style == "map_gather":
+            client.gather(client.map(noop, range(n), pure=False))
+        elif style == "as_completed_result":
+            for future in as_completed([client.submit(noop, i, pure=False) for i in range(n)]):  # type: ignore[no-untyped-call]
+                future.result()
+                future.release()
+        else:
+            futures = [client.submit(noop, i, pure=False) for i in range(n)]
+            for _ in as_completed(futures, with_results=True):  # type: ignore[no-untyped-call]
+                pass
+        out[style] = (cpu_seconds() - cpu) / n * 1000
+    return out
+
+
 def records_cost(root: Path, n: int = 2000) -> tuple[float, float]:
     from ci_engine.jobs import Job, JobRecords
     from ci_engine.jobs.records import new_id
@@ -465,6 +490,11 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 cluster.client.run(_warm)
                 batch(root / BUCKET / "in", root / "batch-warm", "--scheduler", cluster.address)
+                styles = result_styles(cluster)
+                print(
+                    "no-op tasks, client+scheduler CPU per task: "
+                    + ", ".join(f"{k} {v:.2f} ms" for k, v in styles.items())
+                )
                 print_granularity(granularity(root, cluster, n), n)
                 print_batch(batch_compare(root, cluster, keys, max(2, n // 10), args.rounds))
             finally:
@@ -526,6 +556,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"Dask, 2,000 no-op tasks: {per_task * 1e6:.0f} us wall and {per_task_cpu * 1e6:.0f} us "
                         "of client+scheduler CPU per task",
+                        flush=True,
+                    )
+                    styles = result_styles(cluster)
+                    results["scheduler_cpu_ms_per_task_by_result_style"] = styles
+                    print(
+                        "Dask, 1,000 no-op tasks, client+scheduler CPU per task by how results come back: "
+                        + ", ".join(f"{k} {v:.2f} ms" for k, v in styles.items()),
                         flush=True,
                     )
                     if not args.skip_batch:

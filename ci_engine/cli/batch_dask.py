@@ -57,7 +57,7 @@ from ci_engine.errors import CIError
 from ci_engine.limits import Limits
 from ci_engine.store import Store
 
-__all__ = ["DaskConfig", "run_file", "run_files", "chunk_sizes", "run_batch_dask", "plan_keys"]
+__all__ = ["DaskConfig", "run_file", "run_files", "chunk_sizes", "chunk_outcomes", "run_batch_dask", "plan_keys"]
 
 CHUNK_FACTOR = 4
 """A chunk holds at most ``remaining files / (CHUNK_FACTOR x worker threads)`` files."""
@@ -130,6 +130,18 @@ def run_file(task: Task, config: DaskConfig) -> Outcome:
 def run_files(tasks: list[Task], config: DaskConfig) -> list[Outcome]:
     """A chunk of files, on a worker, one after the other (:func:`run_file` each)."""
     return [run_file(task, config) for task in tasks]
+
+
+def chunk_outcomes(tasks: list[Task], status: str, value: Any) -> list[Outcome]:
+    """The outcomes of a finished chunk: ``value`` itself when the task ran (``status``
+    ``finished``); else (the cluster lost it: ``KilledWorker`` after the retries, a cancel) one
+    ``InternalError`` per file, naming what Dask reported (``value`` is then the exception,
+    or Dask's ``(type, exception, traceback)``)."""
+    if status == "finished" and isinstance(value, list):
+        return value
+    exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
+    message = f"the cluster lost it: {exc!r}"
+    return [Outcome(task, False, code="InternalError", message=message) for task in tasks]
 
 
 def _is_image(key: str) -> bool:
@@ -229,13 +241,11 @@ def run_batch_dask(
             chunks.append(plan.todo[start : start + size])
             start += size
         futures = {client.submit(run_files, chunk, shared, pure=False): chunk for chunk in chunks}
-        for future in as_completed(futures):  # type: ignore[no-untyped-call]
-            try:
-                done: list[Outcome] = future.result()
-            except Exception as exc:  # the cluster lost the task (KilledWorker ...)
-                message = f"the cluster lost it: {exc!r}"
-                done = [Outcome(task, False, code="InternalError", message=message) for task in futures[future]]
-            for outcome in done:
+        # with_results: the client fetches results in the background as tasks finish, instead
+        # of one request per future (measured: ~1.2 ms less client + scheduler CPU per task)
+        finished = as_completed(futures, with_results=True, raise_errors=False)  # type: ignore[no-untyped-call]
+        for future, value in finished:
+            for outcome in chunk_outcomes(futures[future], future.status, value):
                 outcomes.append(outcome)
                 progress.done(outcome.task.name, ok=outcome.ok, note=_note(outcome))
             future.release()

@@ -143,3 +143,20 @@ def test_a_chunked_batch_writes_every_file(
     written = sorted(p.name for p in dest.iterdir())
     assert written == sorted(f"p{i:02d}.webp" for i in range(40) if i != 17)
     assert all((dest / name).read_bytes() == want for name in written)
+
+
+def test_a_lost_chunk_reports_each_of_its_files() -> None:
+    from ci_engine.cli.batch import Outcome, Task
+    from ci_engine.cli.batch_dask import chunk_outcomes
+
+    tasks = [Task("a.jpg", "a.webp", "a.jpg"), Task("b.jpg", "b.webp", "b.jpg")]
+    ran = [Outcome(tasks[0], True, size=10), Outcome(tasks[1], False, code="InvalidImageFormat")]
+    assert chunk_outcomes(tasks, "finished", ran) == ran
+    lost = RuntimeError("KilledWorker: worker died 3 times")
+    for status, value in (("error", (RuntimeError, lost, None)), ("cancelled", lost)):
+        got = chunk_outcomes(tasks, status, value)
+        assert [(o.task.name, o.ok, o.code) for o in got] == [
+            ("a.jpg", False, "InternalError"),
+            ("b.jpg", False, "InternalError"),
+        ]
+        assert all("the cluster lost it" in o.message and "worker died 3 times" in o.message for o in got)

@@ -1,7 +1,9 @@
 """Figures for docs/intel.md (issue 15): the time of each intelligence operation on a 12 MP
-JPEG against a plain ``thumbnail/1000x`` of it, imageSlim's size reduction and SSIM on the
-benchmark's photographs, and the QR decode rate on placed codes. Run from the repository
-root (a few minutes; say how busy the machine was when quoting):
+JPEG against a plain ``thumbnail/1000x`` of it, imageSlim's size reduction and SSIM (real
+files of ``benchmarks/wallpapers.py`` and, separately, the synthetic photographs of
+``benchmarks/images.py``; written to ``benchmarks/results/slim.json``), and the QR decode
+rate on placed codes. Run from the repository root (a few minutes; say how busy the machine
+was when quoting):
 
     python benchmarks/intel_ops.py [timing|slim|qr]
 """

@@ -46,6 +46,8 @@ attribute by attribute and behaviour by behaviour.
 from __future__ import annotations
 
 import os
+import sys
+import threading
 from _thread import get_ident as _get_ident
 from collections.abc import Callable
 from operator import attrgetter
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     from dataclasses import fields as fields
     from dataclasses import replace as replace
 else:
-    __all__ = ["dataclass", "field", "fields", "replace"]
+    __all__ = ["DataclassMeta", "dataclass", "field", "fields", "replace"]
 
 _INFO = "__ci_dataclass__"
 """Class attribute of a class made here: ``(fields, frozen)``; ``fields`` is the tuple of
@@ -193,8 +195,13 @@ if not TYPE_CHECKING:
         slots: bool = False,
         weakref_slot: bool = False,
     ) -> Any:
+        ours = _OURS and init and repr and eq and match_args and not (order or unsafe_hash or weakref_slot)
+
         def wrap(cls: type) -> type:
-            if _OURS and init and repr and eq and match_args and not (order or unsafe_hash or weakref_slot):
+            pending = _PENDING.stack if hasattr(_PENDING, "stack") else None
+            if pending and pending[-1][3] is wrap:
+                pending.pop()
+            if ours:
                 made = _make(cls, frozen=frozen, kw_only=kw_only, slots=slots)
                 if made is not None:
                     return made
@@ -212,7 +219,15 @@ if not TYPE_CHECKING:
                 weakref_slot=weakref_slot,
             )
 
-        return wrap if cls is None else wrap(cls)
+        if cls is not None:
+            return wrap(cls)
+        if ours and slots:
+            # The class statement that follows may be made a dataclass by DataclassMeta at
+            # once (see there); the marker names the frame that runs that statement.
+            caller = sys._getframe(1)
+            stack = _PENDING.__dict__.setdefault("stack", [])
+            stack.append((caller, caller.f_lineno, (frozen, kw_only, slots), wrap))
+        return wrap
 
     def fields(class_or_instance: Any) -> tuple[Any, ...]:
         cls = class_or_instance if isinstance(class_or_instance, type) else type(class_or_instance)
@@ -241,6 +256,54 @@ if not TYPE_CHECKING:
             if f.name not in changes:
                 changes[f.name] = getattr(obj, f.name)
         return obj.__class__(**changes)
+
+
+_DECORATOR_LINES = 20
+"""How far below ``@dataclass(...)`` its class statement may start (other decorators
+between them, a decorator call written over several lines)."""
+
+_PENDING = threading.local()
+"""Per thread, ``stack``: ``(frame, flags, decorator)`` of each ``@dataclass(...)`` evaluated
+whose class statement has not been decorated yet."""
+
+
+class DataclassMeta(type):
+    """The metaclass of ci_engine's node hierarchies (``ast.Node``, ``plan.steps.Prim``): a
+    class statement under ``@dataclass(..., slots=True)`` is made the slotted dataclass
+    directly, instead of a plain class that the decorator then makes again with
+    ``__slots__`` (making a type costs as much as the rest of the decorator).
+
+    Decorator expressions are evaluated before the class body runs, so ``dataclass(...)``
+    leaves a marker (its flags and the frame it was called from) that the metaclass, called
+    for the class statement in that same frame, takes; the decorator then finds the class
+    made with its flags and returns it. A class statement without the decorator finds no
+    marker of its frame (or one more than ``_DECORATOR_LINES`` lines above it) and is made
+    as usual. ``__classcell__`` is honoured, so zero-argument ``super()`` works in these
+    classes (it does not in ``dataclasses``' slotted ones). The rule this relies on, kept
+    in ci_engine: ``@dataclass(...)`` is the innermost decorator of its class (nothing
+    between it and the class statement), and is not called without decorating."""
+
+    def __new__(mcls, name: str, bases: tuple[type, ...], namespace: dict[str, Any], **kwargs: Any) -> Any:
+        stack = getattr(_PENDING, "stack", None)
+        if stack and not kwargs and len(bases) == 1:
+            frame, line, (frozen, kw_only, slots), _wrap = stack[-1]
+            caller = sys._getframe(1)
+            # The statement the decorator stands on: same frame, a few lines below it.
+            if frame is caller and 0 < caller.f_lineno - line <= _DECORATOR_LINES:
+                made = _build(
+                    mcls,
+                    name,
+                    bases,
+                    namespace,
+                    bases[0].__mro__,
+                    existing=None,
+                    frozen=frozen,
+                    kw_only=kw_only,
+                    slots=slots,
+                )
+                if made is not None:
+                    return made
+        return super().__new__(mcls, name, bases, namespace, **kwargs)
 
 
 def _dataclasses_make(cls: type, **flags: Any) -> type:
@@ -319,10 +382,42 @@ def _classvar(annotation: str) -> bool:
 
 def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None:
     """``cls`` made a dataclass here, or None when :mod:`dataclasses` must make it."""
-    own = cls.__dict__
+    if cls.__dict__.get(_INFO) is not None and cls.__dict__.get("__ci_premade__") == (frozen, kw_only, slots):
+        return cls  # made so by DataclassMeta from the class statement itself
+    return _build(
+        type(cls),
+        cls.__name__,
+        cls.__bases__,
+        cls.__dict__,
+        cls.__mro__[1:],
+        existing=cls,
+        frozen=frozen,
+        kw_only=kw_only,
+        slots=slots,
+    )
+
+
+def _build(
+    meta: type,
+    name: str,
+    bases: tuple[type, ...],
+    own: Any,
+    mro: tuple[type, ...],
+    *,
+    existing: type | None,
+    frozen: bool,
+    kw_only: bool,
+    slots: bool,
+) -> type | None:
+    """The dataclass of a class statement's ``name``, ``bases`` and namespace ``own``
+    (``mro``: the bases' linearisation, the class itself excluded; ``existing``: the class
+    already made from them, modified in place when not slotted), or None when
+    :mod:`dataclasses` must make it."""
+    module = own.get("__module__", "")
+    qualname = own.get("__qualname__", name)
     collected: dict[str, _Field] = {}
     base_frozen: bool | None = None
-    for base in cls.__mro__[-1:0:-1]:
+    for base in mro[::-1]:
         info = base.__dict__.get(_INFO)
         if info is not None:
             for f in info[0]:
@@ -332,28 +427,28 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
             return None  # a base made by dataclasses: let it do the whole class
     annotations = own.get("__annotations__", {})
     own_fields: list[_Field] = []
-    for name, annotation in annotations.items():
+    for fname, annotation in annotations.items():
         if type(annotation) is not str or "InitVar" in annotation or "KW_ONLY" in annotation:
             return None
         classvar = _classvar(annotation)
-        default = own.get(name, MISSING)
+        default = own.get(fname, MISSING)
         if isinstance(default, _Field):
             if classvar and default.default_factory is not MISSING:
-                raise TypeError(f"field {name} cannot have a default factory")
-            f = default._named(name, annotation, kw_only, classvar)
+                raise TypeError(f"field {fname} cannot have a default factory")
+            f = default._named(fname, annotation, kw_only, classvar)
         else:
             if type(default).__module__ == "dataclasses":  # a dataclasses.field() here
                 return None
             f = _Field(default, MISSING, True, True, None, True, None, MISSING if classvar else kw_only)
-            f.name, f.type, f.classvar = name, annotation, classvar
+            f.name, f.type, f.classvar = fname, annotation, classvar
             f.sig = f.signature()
         if not classvar and f.default is not MISSING and type(f.default).__hash__ is None:
-            raise ValueError(f"mutable default {type(f.default)} for field {name} is not allowed: use default_factory")
+            raise ValueError(f"mutable default {type(f.default)} for field {fname} is not allowed: use default_factory")
         own_fields.append(f)
-        collected[name] = f
-    for name, value in own.items():
-        if isinstance(value, _Field) and name not in annotations:
-            raise TypeError(f"{name!r} is a field but has no type annotation")
+        collected[fname] = f
+    for attr, value in own.items():
+        if isinstance(value, _Field) and attr not in annotations:
+            raise TypeError(f"{attr!r} is a field but has no type annotation")
     if base_frozen is not None:
         if base_frozen and not frozen:
             raise TypeError("cannot inherit non-frozen dataclass from a frozen one")
@@ -371,12 +466,12 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
             seen_default = True
         elif seen_default:
             raise TypeError(f"non-default argument {f.name!r} follows default argument")
-    defines = tuple(name for name in _SPECIAL if name in own)
-    post_init = hasattr(cls, "__post_init__")
+    defines = tuple(special for special in _SPECIAL if special in own)
+    post_init = "__post_init__" in own or any(hasattr(base, "__post_init__") for base in bases)
     needs_doc = not own.get("__doc__")
     key: tuple[Any, ...] = (
-        cls.__module__,
-        cls.__qualname__,
+        module,
+        qualname,
         frozen,
         slots,
         explicit_hash,
@@ -395,7 +490,6 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
         sources = None
 
     methods: dict[str, Any] = {}
-    qualname = cls.__qualname__
     (init_f,) = factories
     if "__init__" not in own:
         locals_: dict[str, Any] = {f"_type_{f.name}": f.type for f in data if f.init}
@@ -425,7 +519,7 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
             fn.__qualname__ = f"{qualname}.{fn.__name__}"
     if frozen and ("__setattr__" in own or "__delattr__" in own):
         which = "__setattr__" if "__setattr__" in own else "__delattr__"
-        raise TypeError(f"Cannot overwrite attribute {which} in class {cls.__name__}")
+        raise TypeError(f"Cannot overwrite attribute {which} in class {name}")
     if "__match_args__" not in own:
         methods["__match_args__"] = tuple(f.name for f in std)
 
@@ -433,10 +527,10 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
         if doc is None:
             import inspect
 
-            probe = type(cls.__name__, (), {"__init__": methods.get("__init__", own.get("__init__"))})
-            doc = cls.__name__ + str(inspect.signature(probe)).replace(" -> None", "")
+            probe = type(name, (), {"__init__": methods.get("__init__", own.get("__init__"))})
+            doc = name + str(inspect.signature(probe)).replace(" -> None", "")
         methods["__doc__"] = doc
-    if _RECORD is not None and cls.__module__.startswith("ci_engine"):
+    if _RECORD is not None and module.startswith("ci_engine"):
         _RECORD[key] = (
             sources if sources is not None else _sources(all_fields, frozen=frozen, post_init=post_init),
             doc if needs_doc else None,
@@ -454,11 +548,11 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
         # afterwards re-derives its slots, which costs as much as making it.
         namespace = dict(own)
         inherited: set[str] = set()
-        for base in cls.__mro__[1:-1]:
+        for base in mro[:-1]:
             inherited.update(_slots_of(base))
-        namespace["__slots__"] = tuple(name for name in names if name not in inherited)
-        for name in names:
-            namespace.pop(name, None)
+        namespace["__slots__"] = tuple(fname for fname in names if fname not in inherited)
+        for fname in names:
+            namespace.pop(fname, None)
         namespace.pop("__dict__", None)
         namespace.pop("__weakref__", None)
         namespace.update(methods)
@@ -469,17 +563,24 @@ def _make(cls: type, *, frozen: bool, kw_only: bool, slots: bool) -> type | None
         if frozen:
             namespace.setdefault("__getstate__", _dataclass_getstate)
             namespace.setdefault("__setstate__", _dataclass_setstate)
-        made = type(cls)(cls.__name__, cls.__bases__, namespace)
+        made: type
+        if existing is None:
+            namespace["__ci_premade__"] = (frozen, kw_only, slots)
+            made = type.__new__(meta, name, bases, namespace)
+        else:
+            made = meta(name, bases, namespace)
+    elif existing is None:
+        return None  # (DataclassMeta makes slotted classes only)
     else:
-        made = cls
+        cls = made = existing
         for f in own_fields:
             if isinstance(own.get(f.name), _Field):
                 if f.default is MISSING:
                     delattr(cls, f.name)
                 else:
                     setattr(cls, f.name, f.default)
-        for name, value in methods.items():
-            setattr(cls, name, value)
+        for attr, value in methods.items():
+            setattr(cls, attr, value)
         setattr(cls, _INFO, (all_fields, frozen))
         lazy_fields, lazy_params = _LazyFields(), _LazyParams(frozen)
         lazy_fields.owner = lazy_params.owner = cls

@@ -170,9 +170,9 @@ class Tables:
             "chars": [None if c is None else dict(c) for c in self.chars],
             "words": [None if w is None else tuple(w) for w in self.words],
             "literals": dict(self.literals),
-            "alternatives": None if self.alternatives is None else [
-                None if a is None else tuple(a) for a in self.alternatives
-            ],
+            "alternatives": None
+            if self.alternatives is None
+            else [None if a is None else tuple(a) for a in self.alternatives],
         }
 
 
@@ -365,33 +365,23 @@ class Driver:
         self._end = tables.end_states[start]
         # Read-only after construction: the tables are shared, never copied.
         self._table: Sequence[dict[str, int]] = tables.states
-        factories = tables.factories
-        # Per rule: (stack offset of the rule's first entry, origin, reduce or None).
-        self._rules: list[tuple[int, str, _StackReduce | None]] = []
-        for i, (size, origin, name, kind) in enumerate(tables.rules):
-            factory = factories[i] if factories is not None else _compile(tables.sources[i])
-            method = None
-            if kind in (METHOD, METHOD1):
-                method = getattr(builder, name, None)
-                if method is None:
-                    raise TypeError(f"builder has no method for grammar rule {name!r}")
-                if kind == METHOD1 and getattr(method, "passthrough", False):
-                    # A builder method that returns its only child as it is (marked so): no call.
-                    kind = INLINE
-            # A unit rule that only passes its child on (`?mogr_op: thumbnail`) needs no
-            # call: the driver just moves to the goto state.
-            unit = kind == INLINE and size == 1
-            reduce = None if unit else factory(method, _Splice)
-            self._rules.append((-4 * size, origin, reduce))
+        self._factories = tables.factories
+        self._sources = tables.sources
+        self._rule_table = tables.rules
+        self._builder = builder
+        for _size, _origin, name, kind in tables.rules:
+            if kind in (METHOD, METHOD1) and getattr(builder, name, None) is None:
+                raise TypeError(f"builder has no method for grammar rule {name!r}")
+        # Per rule: (stack offset of the rule's first entry, origin, reduce or None), made
+        # on the rule's first reduction (a string reduces few of the grammar's rules).
+        self._rules: dict[int, tuple[int, str, _StackReduce | None]] = _Lazy(self._rule)
         self._patterns = tables.patterns
         self._compiled: list[Callable[[str, int], re.Match[str] | None] | None] = [None] * len(tables.patterns)
         self._scanner_parts = tables.scanners
         self._alternatives = tables.alternatives
         self._dispatchers: dict[int, Callable[[str, int], re.Match[str] | None]] = {}
-        # Scanners are compiled on first use of their state (a string visits few states).
-        self._scanners: list[Callable[[str, int], re.Match[str] | None]] = [
-            self._lazy_scanner(state) for state in range(len(tables.scanners))
-        ]
+        # Scanners are made on first use of their state (a string visits few states).
+        self._scanners: dict[int, Callable[[str, int], re.Match[str] | None]] = _Lazy(self._scanner)
         self._chars = tables.chars
         self._words = tables.words
         # Per state: first character -> (literal, terminal) to try in order, for the states
@@ -402,11 +392,20 @@ class Driver:
         ]
         self.literals = tables.literals
 
-    def _lazy_scanner(self, state: int) -> Callable[[str, int], re.Match[str] | None]:
-        def first(text: str, pos: int) -> re.Match[str] | None:
-            return self._scanner(state)(text, pos)
-
-        return first
+    def _rule(self, index: int) -> tuple[int, str, _StackReduce | None]:
+        size, origin, name, kind = self._rule_table[index]
+        factories = self._factories
+        factory = factories[index] if factories is not None else _compile(self._sources[index])
+        method = None
+        if kind in (METHOD, METHOD1):
+            method = getattr(self._builder, name)
+            if kind == METHOD1 and getattr(method, "passthrough", False):
+                # A builder method that returns its only child as it is (marked so): no call.
+                kind = INLINE
+        # A unit rule that only passes its child on (`?mogr_op: thumbnail`) needs no
+        # call: the driver just moves to the goto state.
+        unit = kind == INLINE and size == 1
+        return (-4 * size, origin, None if unit else factory(method, _Splice))
 
     def _scanner(self, state: int) -> Callable[[str, int], re.Match[str] | None]:
         scanner: Callable[[str, int], Any]
@@ -558,7 +557,6 @@ def _by_first(words: Sequence[tuple[str, str]]) -> dict[str, tuple[tuple[str, st
     return {first: tuple(pairs) for first, pairs in by_first.items()}
 
 
-
 # -- first-character dispatch of scanner regexes (computed when the tables are generated) ----
 
 
@@ -703,6 +701,7 @@ def alternatives(pattern: str, flags: int) -> Alternatives | None:
         return None
     return tuple((part, _first_chars(part, flags)) for part in parts)
 
+
 def _word_scanner(words: Sequence[tuple[str, str]]) -> Callable[[str, int], Any]:
     """The scan of a state whose terminals are all plain literals, as a function (the parse
     loop does the same inline)."""
@@ -715,6 +714,21 @@ def _word_scanner(words: Sequence[tuple[str, str]]) -> Callable[[str, int], Any]
         return None
 
     return match
+
+
+class _Lazy(dict):  # type: ignore[type-arg]
+    """index -> value, each value made by ``make(index)`` the first time it is asked for
+    (the driver's per-rule reductions and per-state scanners)."""
+
+    __slots__ = ("_make",)
+
+    def __init__(self, make: Callable[[int], Any]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, index: int) -> Any:
+        value = self[index] = self._make(index)
+        return value
 
 
 def _never(text: str, pos: int) -> re.Match[str] | None:

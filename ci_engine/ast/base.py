@@ -11,14 +11,14 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ci_engine import _check
-from ci_engine._dc import dataclass, field
+from ci_engine._dc import DataclassMeta, dataclass, field
 from ci_engine.errors import Span
 
 __all__ = ["Node", "Step", "Pipeline"]
 
 
 @dataclass(frozen=True, slots=True)
-class Node:
+class Node(metaclass=DataclassMeta):
     """Base of every AST class. ``keyword`` is the CI token that introduces the node."""
 
     keyword: ClassVar[str] = ""

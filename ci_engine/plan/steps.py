@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from ci_engine._dc import dataclass, field
+from ci_engine._dc import DataclassMeta, dataclass, field
 from ci_engine.errors import Span
 from ci_engine.types import ImageFormat
 
@@ -47,7 +47,7 @@ TRANSPARENT: RGBA = (0, 0, 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
-class Prim:
+class Prim(metaclass=DataclassMeta):
     """Base of the primitives. ``origin`` names the CI operation it came from and
     ``span`` where it was written (for error messages); neither takes part in equality."""
 

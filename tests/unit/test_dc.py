@@ -319,3 +319,85 @@ def test_every_ci_engine_dataclass_matches_dataclasses() -> None:
     assert not any(d.pop("ours") for d in theirs.values())
     for name in sorted(ours):
         assert ours[name] == theirs[name], name
+
+
+META_BODY = """
+class Root(metaclass=DataclassMeta):
+    pass
+
+@dataclass(frozen=True, slots=True)
+class A(Root):
+    '''A node.'''
+    x: int
+    y: str = "y"
+
+    def double(self):
+        return super().__repr__()  # zero-argument super: the class cell is the final class
+
+class Plain(A):  # no decorator: an ordinary subclass
+    pass
+
+@dataclass(frozen=True, slots=True)
+class B(A):
+    @dataclass(frozen=True, slots=True)
+    class Inner(Root):
+        z: int = 0
+    w: int = 3
+"""
+
+
+def _define_meta() -> dict[str, Any]:
+    module = types.ModuleType(f"_dc_meta_{next(_COUNT)}")
+    sys.modules[module.__name__] = module
+    module.__dict__.update(dataclass=_dc.dataclass, DataclassMeta=_dc.DataclassMeta)
+    exec("from __future__ import annotations\n" + META_BODY, module.__dict__)
+    return module.__dict__
+
+
+def test_the_metaclass_makes_the_dataclass_from_the_class_statement() -> None:
+    ns = _define_meta()
+    A, B, Plain = ns["A"], ns["B"], ns["Plain"]
+    assert A.__dict__.get("__ci_premade__") == (True, False, True)
+    assert B.__dict__.get("__ci_premade__") == (True, False, True)
+    assert B.Inner.__dict__.get("__ci_premade__") == (True, False, True)
+    assert "__ci_premade__" not in Plain.__dict__ and "__ci_dataclass__" not in Plain.__dict__
+    assert A.__slots__ == ("x", "y") and B.__slots__ == ("w",)
+    a, b = A(1), B(1, "z", 4)
+    assert repr(b) == "B(x=1, y='z', w=4)" and b == B(1, "z", 4) and hash(b) == hash(B(1, "z", 4))
+    assert a.double().startswith("<") and ".A object at " in a.double()  # object's, through super()
+    assert repr(Plain(2)) == "Plain(x=2, y='y')"
+    assert [f.name for f in dataclasses.fields(B)] == ["x", "y", "w"]
+    assert B.Inner(5).z == 5
+    assert not getattr(_dc._PENDING, "stack", [])  # every marker taken
+
+
+def test_the_metaclass_matches_the_decorator_made_class() -> None:
+    # The same statements with the metaclass's short cut and without it (the decorator
+    # then makes the class again from a plain one): the same class, attribute by attribute.
+    premade = _define_meta()
+
+    class NoMarkers(list):  # type: ignore[type-arg]
+        def append(self, item: Any) -> None:
+            pass
+
+    _dc._PENDING.stack = NoMarkers()
+    try:
+        plain = _define_meta()
+    finally:
+        _dc._PENDING.stack = []
+    assert "__ci_premade__" not in plain["A"].__dict__
+    for name in ("A", "B"):
+        assert _describe_class(premade[name]) == _describe_class(plain[name]), name
+
+
+def test_an_unused_marker_makes_nothing_of_a_class_in_another_frame() -> None:
+    _dc.dataclass(frozen=True, slots=True)  # evaluated here, never applied
+
+    def elsewhere() -> type:
+        class Later(metaclass=_dc.DataclassMeta):
+            a: int = 1
+
+        return Later
+
+    assert "__ci_dataclass__" not in elsewhere().__dict__
+    _dc._PENDING.stack.clear()

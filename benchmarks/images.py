@@ -70,6 +70,7 @@ def _upscale(image: object, width: int, height: int) -> object:
 
 def _save_jpeg(image: object, path: Path, quality: int) -> None:
     tmp = path.with_suffix(".tmp")
+    tmp.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/_cache/
     image.jpegsave(str(tmp), Q=quality, keep="none")  # type: ignore[attr-defined]
     tmp.replace(path)
 

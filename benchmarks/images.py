@@ -46,6 +46,7 @@ GRAIN = 6.0
 
 
 def _path(name: str, suffix: str) -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/_cache/
     return CACHE / f"{name}-v{RECIPE}{suffix}"
 
 
@@ -70,7 +71,6 @@ def _upscale(image: object, width: int, height: int) -> object:
 
 def _save_jpeg(image: object, path: Path, quality: int) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.parent.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/_cache/
     image.jpegsave(str(tmp), Q=quality, keep="none")  # type: ignore[attr-defined]
     tmp.replace(path)
 

@@ -2,19 +2,26 @@
 
 Every scale factor is a :class:`~fractions.Fraction`, so ``round(w0 * s)`` is computed
 exactly: the project rounding is *half up, at least 1* (``imagemogr2.md``, notation),
-centring offsets are floored. No function here knows about pixels or backends.
+centring offsets are floored. No function here knows about pixels or backends. A size
+that is one ratio of integers is rounded in integers (:func:`round_ratio`), so the common
+operations (``thumbnail``, ``crop``, ...) never import :mod:`fractions` (with
+:mod:`decimal`, a fiftieth of a one-shot command's start-up).
 """
 
 from __future__ import annotations
 
 import math
-from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from ci_engine import ast as A
 from ci_engine.types import Gravity
 
+if TYPE_CHECKING:
+    from fractions import Fraction
+
 __all__ = [
     "round_half_up",
+    "round_ratio",
     "scaled",
     "thumbnail_size",
     "anchor",
@@ -25,12 +32,22 @@ __all__ = [
     "ORIENTATIONS",
 ]
 
-HALF = Fraction(1, 2)
-
-
 def round_half_up(x: Fraction | int) -> int:
     """``floor(x + 1/2)``, at least 1."""
-    return max(1, math.floor(Fraction(x) + HALF))
+    try:
+        num, den = x.numerator, x.denominator
+    except AttributeError:  # a float: its exact value
+        from fractions import Fraction
+
+        exact = Fraction(x)
+        num, den = exact.numerator, exact.denominator
+    return round_ratio(num, den)
+
+
+def round_ratio(num: int, den: int) -> int:
+    """``round_half_up(num / den)`` for ``den > 0``, in integers:
+    ``floor(num/den + 1/2) = floor((2 num + den) / (2 den))``."""
+    return max(1, (2 * num + den) // (2 * den))
 
 
 def scaled(w: int, h: int, s: Fraction) -> tuple[int, int]:
@@ -42,15 +59,15 @@ def _fit(w: int, h: int, bw: int, bh: int) -> tuple[int, int]:
     """Largest aspect-kept size inside ``bw`` x ``bh`` (``s = min(bw/w, bh/h)``); the
     limiting side gets exactly its box value."""
     if bw * h <= bh * w:
-        return bw, round_half_up(Fraction(h * bw, w))
-    return round_half_up(Fraction(w * bh, h)), bh
+        return bw, round_ratio(h * bw, w)
+    return round_ratio(w * bh, h), bh
 
 
 def cover_size(w: int, h: int, bw: int, bh: int) -> tuple[int, int]:
     """Smallest aspect-kept size covering ``bw`` x ``bh`` (``s = max(bw/w, bh/h)``)."""
     if bw * h >= bh * w:
-        return bw, round_half_up(Fraction(h * bw, w))
-    return round_half_up(Fraction(w * bh, h)), bh
+        return bw, round_ratio(h * bw, w)
+    return round_ratio(w * bh, h), bh
 
 
 def thumbnail_size(geometry: A.ThumbnailGeometry, w: int, h: int, clamp: int) -> tuple[int, int]:
@@ -59,17 +76,17 @@ def thumbnail_size(geometry: A.ThumbnailGeometry, w: int, h: int, clamp: int) ->
     ``clamp``. Animated inputs are clamped per axis by the caller."""
     g = geometry
     if isinstance(g, A.ScalePercent):
-        return scaled(w, h, Fraction(g.percent, 100))
+        return round_ratio(w * g.percent, 100), round_ratio(h * g.percent, 100)
     if isinstance(g, A.WidthPercent):
-        return round_half_up(Fraction(w * g.percent, 100)), h
+        return round_ratio(w * g.percent, 100), h
     if isinstance(g, A.HeightPercent):
-        return w, round_half_up(Fraction(h * g.percent, 100))
+        return w, round_ratio(h * g.percent, 100)
     if isinstance(g, A.FitWidth):
         bw = min(g.width, clamp)
-        return bw, round_half_up(Fraction(h * bw, w))
+        return bw, round_ratio(h * bw, w)
     if isinstance(g, A.FitHeight):
         bh = min(g.height, clamp)
-        return round_half_up(Fraction(w * bh, h)), bh
+        return round_ratio(w * bh, h), bh
     if isinstance(g, A.MaxArea):
         if w * h <= g.area:
             return w, h
@@ -85,8 +102,8 @@ def thumbnail_size(geometry: A.ThumbnailGeometry, w: int, h: int, clamp: int) ->
         if given == side or (given > side) == isinstance(g, A.ShrinkBox):
             return w, h
         if g.width is not None:
-            return given, round_half_up(Fraction(h * given, w))
-        return round_half_up(Fraction(w * given, h)), given
+            return given, round_ratio(h * given, w)
+        return round_ratio(w * given, h), given
     assert g.width is not None and g.height is not None
     bw, bh = min(g.width, clamp), min(g.height, clamp)
     if isinstance(g, A.ExactSize):
@@ -121,6 +138,8 @@ def view_scale(mode: int, w: int, h: int, bw: int | None, bh: int | None) -> Fra
     """The scale factor of ``imageView2/<mode>`` (before the cap at 1)
     (``imageview2.md`` sections 2 and 3). ``bw``/``bh`` are the ``w``/``h`` values,
     already clamped; at least one is set."""
+    from fractions import Fraction
+
     if mode == 0:  # long edge <= w, short edge <= h; a missing value is unbounded
         long0, short0 = max(w, h), min(w, h)
         factors = [Fraction(v, e) for v, e in ((bw, long0), (bh, short0)) if v is not None]
@@ -141,6 +160,8 @@ def shrink_box(w: int, h: int, box_w: int, box_h: int) -> tuple[int, int]:
     """The centred crop of ``imageView2`` modes 1 and 5 on a ``w`` x ``h`` image: the box
     itself when it fits, else the largest box of the same aspect ratio that fits
     (``imageview2.md`` section 2.3)."""
+    from fractions import Fraction
+
     k = min(Fraction(1), Fraction(w, box_w), Fraction(h, box_h))
     if k == 1:
         return box_w, box_h

@@ -12,7 +12,6 @@ Errors raised here point at the operation in the processing string (its span).
 from __future__ import annotations
 
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any
 
 from ci_engine import ast as A
@@ -249,6 +248,8 @@ def _scrop(node: A.SmartCrop, st: State) -> None:
 
 @_resolves(A.RatioCrop)
 def _rcrop(node: A.RatioCrop, st: State) -> None:
+    from fractions import Fraction
+
     ratio = Fraction(st.width, st.height)
     low, high = Fraction(node.min_ratio), Fraction(node.max_ratio)
     if ratio > high:
@@ -293,6 +294,8 @@ def _flip(node: A.Flip, st: State) -> None:
 def _view(node: ViewScale, st: State) -> None:
     bw = None if node.width is None else st.clamp(node.width)
     bh = None if node.height is None else st.clamp(node.height)
+    from fractions import Fraction  # (imageView2 only)
+
     s = min(Fraction(1), G.view_scale(node.mode, st.width, st.height, bw, bh))
     tw, th = G.scaled(st.width, st.height, s)
     if (tw, th) != (st.width, st.height):
@@ -376,7 +379,7 @@ def apply_quality(q: int, enc: StepEncode) -> int:
     if enc.quality is not None:
         q = enc.quality.value if enc.quality.forced else min(q, enc.quality.value)
     elif enc.rquality is not None:
-        q = G.round_half_up(Fraction(q * enc.rquality, 100)) if enc.rquality else 0
+        q = G.round_ratio(q * enc.rquality, 100) if enc.rquality else 0
     if enc.lquality is not None:
         q = max(q, enc.lquality)
     return max(1, q)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from fractions import Fraction
 from typing import TYPE_CHECKING
 
 from ci_engine.plan.steps import Crop, Resize
 
 if TYPE_CHECKING:
+    from fractions import Fraction
+
     from ci_engine.plan import ResolvedPlan
 
 
@@ -38,6 +38,8 @@ def crop_before_resize(plan: ResolvedPlan) -> ResolvedPlan:
             continue
         if (crop.width, crop.height) == (resize.width, resize.height):
             continue
+        from fractions import Fraction  # (only when the rule applies)
+
         sx, sy = Fraction(w0, resize.width), Fraction(h0, resize.height)
         x0, x1 = _edge(crop.left * sx), _edge((crop.left + crop.width) * sx)
         y0, y1 = _edge(crop.top * sy), _edge((crop.top + crop.height) * sy)
@@ -49,4 +51,5 @@ def crop_before_resize(plan: ResolvedPlan) -> ResolvedPlan:
 
 
 def _edge(x: Fraction) -> int:
-    return max(0, math.floor(x + Fraction(1, 2)))
+    """``floor(x + 1/2)``, at least 0."""
+    return max(0, (2 * x.numerator + x.denominator) // (2 * x.denominator))

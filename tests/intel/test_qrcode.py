@@ -18,6 +18,7 @@ from PIL import Image
 
 import ci_engine as ce
 from ci_engine.intel.qrcode import generate, recognize, recognize_pixels, small_candidates
+from tests.support.qr import place as place_code
 
 SAMPLES = Path(__file__).resolve().parents[2] / "docs" / "samples"
 PHOTOS = ("kleiber.jpg", "ladybird.jpg")
@@ -63,37 +64,6 @@ def _place(photo: bytes, text: str, scale: int, angle: float, where: tuple[float
     return out.getvalue(), corners
 
 
-def _place_symbol(
-    base: Image.Image, text: str, symbol: float, angle: float, where: tuple[float, float]
-) -> tuple[bytes, list]:
-    """``base`` with a code whose symbol (without its quiet zone) is ``symbol`` px wide, made
-    at 10 px a module and resized with Lanczos (any size, as a photographed code), turned
-    ``angle`` degrees, as JPEG q85; and the symbol's expected corners
-    (``benchmarks/intel_qr.py`` places its codes so)."""
-    qr = segno.make_qr(text, error="m")
-    modules = qr.symbol_size(scale=1, border=0)[0]
-    buf = io.BytesIO()
-    qr.save(buf, kind="png", scale=10, border=4)
-    side = round(symbol * (modules + 8) / modules)
-    code = Image.open(buf).convert("RGB").resize((side, side), Image.LANCZOS)
-    rotated = code.rotate(angle, resample=Image.BICUBIC, expand=True, fillcolor=(255, 255, 255))
-    mask = Image.new("L", code.size, 255).rotate(angle, resample=Image.BICUBIC, expand=True)
-    left = int(where[0] * max(0, base.size[0] - rotated.size[0]))
-    top = int(where[1] * max(0, base.size[1] - rotated.size[1]))
-    image = base.copy()
-    image.paste(rotated, (left, top), mask)
-    out = io.BytesIO()
-    image.save(out, "JPEG", quality=85)
-    b, n, c = 4 * side / (modules + 8), side * modules / (modules + 8), side / 2
-    cx, cy = left + rotated.size[0] / 2, top + rotated.size[1] / 2
-    t = math.radians(angle)
-    corners = []
-    for x, y in ((b, b), (b + n, b), (b + n, b + n), (b, b + n)):
-        dx, dy = x - c, y - c
-        corners.append((cx + dx * math.cos(t) + dy * math.sin(t), cy - dx * math.sin(t) + dy * math.cos(t)))
-    return out.getvalue(), corners
-
-
 def _read_exactly(data: bytes, text: str, corners: list) -> None:
     """``ci-process=QRcode`` reads one code, ``text``, with every corner within 3 px + 2 %."""
     root = _parse(ce.process(data, "ci-process=QRcode").data)
@@ -126,7 +96,7 @@ def _photo(name: str) -> Image.Image:
 def test_small_codes_are_read_by_the_multiscale_pass() -> None:
     one_pass = 0
     for photo, text, symbol, angle in SMALL:
-        data, corners = _place_symbol(_photo(photo), text, symbol, angle, (0.3, 0.6))
+        data, corners = place_code(_photo(photo), text, symbol, angle, (0.3, 0.6))
         _read_exactly(data, text, corners)
         pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
         one_pass += any(c.text == text for c in recognize_pixels(pixels, multiscale=False))
@@ -139,13 +109,13 @@ def test_small_codes_are_read_by_the_multiscale_pass() -> None:
 def test_large_codes_are_read(photo: str, fraction: float, angle: float) -> None:
     base = _photo("kleiber.jpg").resize((4000, 3000), Image.BICUBIC) if photo == "big" else _photo(photo)
     text = f"https://example.org/large/{photo}"
-    data, corners = _place_symbol(base, text, fraction * min(base.size), angle, (0.4, 0.5))
+    data, corners = place_code(base, text, fraction * min(base.size), angle, (0.4, 0.5))
     _read_exactly(data, text, corners)
 
 
 def test_a_small_and_a_medium_code_are_each_reported_once() -> None:
-    data, small = _place_symbol(_photo("kleiber.jpg"), "ID20260", 46, -50, (0.3, 0.6))
-    data, medium = _place_symbol(Image.open(io.BytesIO(data)), "medium code", 150, 10, (0.8, 0.2))
+    data, small = place_code(_photo("kleiber.jpg"), "ID20260", 46, -50, (0.3, 0.6))
+    data, medium = place_code(Image.open(io.BytesIO(data)), "medium code", 150, 10, (0.8, 0.2))
     codes = recognize(data).codes
     assert [c.text for c in codes] == ["medium code", "ID20260"]  # top to bottom, no duplicate
     for code, corners in zip(codes, (medium, small)):

@@ -408,20 +408,17 @@ class Driver:
         return (-4 * size, origin, None if unit else factory(method, _Splice))
 
     def _scanner(self, state: int) -> Callable[[str, int], re.Match[str] | None]:
-        scanner: Callable[[str, int], Any]
+        """State ``state``'s scanner (made once: ``self._scanners`` keeps it)."""
         words = self._words[state]
         if words is not None:
-            scanner = _word_scanner(words)
-            self._scanners[state] = scanner
-            return scanner
+            return _word_scanner(words)
         parts = self._scanner_parts[state]
         if len(parts) == 1 and self._alternatives is not None and self._alternatives[parts[0]] is not None:
             shared = self._dispatchers.get(parts[0])
             if shared is None:
                 shared = self._dispatchers[parts[0]] = self._dispatcher(parts[0])
-            scanner = shared
-            self._scanners[state] = scanner
-            return scanner
+            return shared
+        scanner: Callable[[str, int], Any]
         matchers = []
         for index in parts:
             matcher = self._compiled[index]
@@ -435,7 +432,6 @@ class Driver:
             scanner = matchers[0]
         else:  # lark splits very large alternations; try each part in order
             scanner = _chain(tuple(matchers))
-        self._scanners[state] = scanner
         return scanner
 
     def _dispatcher(self, index: int) -> Callable[[str, int], re.Match[str] | None]:

@@ -413,6 +413,8 @@ def _build(
     (``mro``: the bases' linearisation, the class itself excluded; ``existing``: the class
     already made from them, modified in place when not slotted), or None when
     :mod:`dataclasses` must make it."""
+    if existing is None and not slots:
+        return None  # DataclassMeta makes slotted classes only: the decorator makes the rest
     module = own.get("__module__", "")
     qualname = own.get("__qualname__", name)
     collected: dict[str, _Field] = {}
@@ -569,9 +571,8 @@ def _build(
             made = type.__new__(meta, name, bases, namespace)
         else:
             made = meta(name, bases, namespace)
-    elif existing is None:
-        return None  # (DataclassMeta makes slotted classes only)
     else:
+        assert existing is not None  # (returned above when it is None and not slotted)
         cls = made = existing
         for f in own_fields:
             if isinstance(own.get(f.name), _Field):

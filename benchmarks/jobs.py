@@ -164,7 +164,9 @@ def _in_task() -> tuple[float, int]:
 def service_threads_cpu() -> dict[str, float]:
     """CPU seconds of each thread of this process, by thread name (Linux ``/proc``; threads
     Python did not start are named ``native: <comm>``, such as libvips' workers). Runs in
-    the service process and, through ``client.run``, in each worker."""
+    the service process and, through ``client.run``, in each worker. The time on the CPU is
+    read from ``schedstat`` (nanoseconds) where the kernel keeps it, else from ``stat``
+    (clock ticks, 10 ms here: 0.05 ms per job over 200 jobs)."""
     import threading
 
     names = {t.native_id: t.name for t in threading.enumerate()}
@@ -179,10 +181,16 @@ def service_threads_cpu() -> dict[str, float]:
             with open(f"/proc/self/task/{tid}/stat") as f:
                 raw = f.read()
             fields = raw.rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / tick
+            try:
+                with open(f"/proc/self/task/{tid}/schedstat") as f:
+                    seconds = int(f.read().split()[0]) / 1e9
+            except (OSError, ValueError, IndexError):
+                pass
         except OSError:
             continue
         name = names.get(int(tid)) or "native: " + raw.split("(", 1)[1].rsplit(")", 1)[0]
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        out[name] = out.get(name, 0.0) + seconds
     return out
 
 

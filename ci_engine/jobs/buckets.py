@@ -90,8 +90,10 @@ def promote(store: Store, staged: str, key: str) -> None:
 
         source = store.path(staged)
         try:
-            store.path(key).parent.mkdir(parents=True, exist_ok=True)
-            target = store.path(key)  # checked again now that its folders exist
+            target = store.path(key)
+            if not target.parent.is_dir():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target = store.path(key)  # checked again now that its folders exist
             os.replace(source, target)
             if store.fsync:
                 _fsync_dir(target.parent)

@@ -6,10 +6,11 @@ processes by default, or the cluster whose scheduler is named), and commits what
 
 * **Dispatch**: one thread claims jobs (highest ``JobLevel`` first, then oldest) while fewer
   than twice the cluster's worker threads tasks are in flight, so the workers never wait for
-  the service and a paused queue never has more than a handful of jobs already handed out. A
-  long backlog puts several jobs (up to :data:`MAX_GROUP`) in one Dask task, so that the
-  scheduler's cost per task is shared. A job becomes ``Running`` when it is handed to the
-  cluster.
+  the service. A long backlog puts several jobs (up to :data:`MAX_GROUP`) in one Dask task, so
+  that Dask's cost per task (≈ 10 ms of CPU between the service and the worker on the
+  development machine: a quarter of a thumbnail) is shared; a paused queue therefore has at
+  most ``2 x threads x MAX_GROUP`` jobs already handed out. A job becomes ``Running`` when it
+  is handed to the cluster.
 * **Pause**: a paused queue's ``Submitted`` jobs are not claimed; those already ``Running``
   finish.
 * **Commit**: a worker leaves its result under a staging key of the destination bucket. The
@@ -55,8 +56,13 @@ __all__ = ["JobService", "Cluster", "JobRequest", "QueueFullError"]
 
 log = logging.getLogger("ci_engine.jobs")
 
-MAX_GROUP = 8
+MAX_GROUP = 32
 """At most this many jobs share one Dask task (see ``JobService._group_size``)."""
+
+GROUP_SPREAD = 1
+"""A group takes ``backlog / (GROUP_SPREAD x worker threads)`` jobs (guided self-scheduling):
+the groups shrink as the backlog does, to single jobs at its end, so the workers finish
+together."""
 
 SWEEP_SECONDS = 60.0
 """How often the dispatcher removes staged results that no attempt will commit."""
@@ -92,14 +98,20 @@ class JobRequest:
 
 QUIET_DASK: dict[str, Any] = {
     "distributed.worker.profile.enabled": False,
-    "distributed.admin.system-monitor.interval": "2s",
-    "distributed.worker.memory.monitor-interval": "500ms",
-    "distributed.admin.tick.interval": "200ms",
+    "distributed.admin.system-monitor.interval": "10s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.tick.interval": "1s",
+    "distributed.scheduler.work-stealing": False,
+    "distributed.scheduler.active-memory-manager.start": False,
+    "distributed.client.scheduler-info-interval": "10s",
 }
 """Dask settings of the clusters started here. The workers' statistical profiler (a stack
 sample every 10 ms) and the 100 ms monitors cost each idle worker 2.5 % of a core, and the
-scheduler 3.5 %; with these, measured on the 2-core development machine over 10 idle
-seconds, 0.4 % and 1.1 % (``benchmarks/jobs.py``, ``docs/scaling.md``)."""
+scheduler 3.5 %; the system monitor (dashboard figures) every 10 s, the event-loop tick every
+second (it only detects a blocked loop), no work stealing (tasks wait on the scheduler until
+a worker has a free thread, so there is nothing to steal) and no active memory manager (a job
+keeps no data on the cluster) take the tax of a cluster running jobs from about 20 to 13 ms
+of CPU per second in the service process (``benchmarks/jobs.py``, ``docs/scaling.md``)."""
 
 
 def local_cluster(workers: int) -> Any:
@@ -117,6 +129,7 @@ def local_cluster(workers: int) -> Any:
             dashboard_address="127.0.0.1:0",
             scheduler_port=0,
             silence_logs=logging.ERROR,
+            scheduler_sync_interval=30,  # the cluster's metadata for a dashboard widget: 2 round trips a second by default
             env={"VIPS_CONCURRENCY": str(max(1, usable_cores() // workers))},
         )
 
@@ -209,6 +222,8 @@ class JobService:
         """Dask task key -> (future, the (job id, attempt) it runs)."""
         self._done: _queue.SimpleQueue[tuple[str, Any]] = _queue.SimpleQueue()
         self._wake = threading.Event()
+        self._ended = threading.Condition()
+        """Notified when jobs end (a commit, a cancel): :meth:`wait` sleeps on it."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._threads = 1
@@ -333,6 +348,7 @@ class JobService:
         already = self.records.job(job_id, bucket).state == CANCEL  # raises ResourceNotFound
         job = self.records.cancel(bucket, job_id)
         self._wake.set()
+        self._signal_ended()
         if not already:  # a repeated cancel answers the same and sends no second callback
             self._notify([job])
         return job
@@ -347,8 +363,14 @@ class JobService:
     def wait(self, bucket: str, ids: Sequence[str], timeout: float = 60.0) -> list[Job]:
         """Block until these jobs have ended (for tests and scripts)."""
         deadline = time.monotonic() + timeout
-        while self.records.unfinished(ids) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        with self._ended:
+            while self.records.unfinished(ids):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                # woken by every commit and cancel; the second is for a change made to the
+                # records from outside this service
+                self._ended.wait(timeout=min(left, 1.0))
         return self.records.jobs(bucket, ids)[0]
 
     def sweep(self) -> int:
@@ -401,11 +423,12 @@ class JobService:
         return 2 * self._threads - len(self._inflight)
 
     def _group_size(self) -> int:
-        """Jobs per Dask task: 1 while the backlog is short (every job its own task, the
-        lowest latency), up to :data:`MAX_GROUP` when it is long (the scheduler's cost per
-        task and the commit transaction are shared by the group)."""
+        """Jobs per Dask task: the backlog shared among the worker threads (guided
+        self-scheduling, :data:`GROUP_SPREAD`), at most :data:`MAX_GROUP`; 1 while the backlog
+        is short (every job its own task, the lowest latency). Dask's cost per task and the
+        commit transaction are shared by the group."""
         backlog = self.records.pending()
-        return max(1, min(MAX_GROUP, backlog // (4 * self._threads)))
+        return max(1, min(MAX_GROUP, backlog // (GROUP_SPREAD * self._threads)))
 
     def _fill(self) -> None:
         while not self._stop.is_set():
@@ -468,6 +491,10 @@ class JobService:
             finished += [(job_id, attempt, o) for (job_id, attempt), o in zip(entry[1], outcomes)]
         if finished:
             self._commit(finished)
+
+    def _signal_ended(self) -> None:
+        with self._ended:
+            self._ended.notify_all()
 
     def _notify_config(self, bucket: str) -> Mapping[str, str]:
         """The bucket queue's ``NotifyConfig`` (read again after 2 s, or at once after
@@ -539,6 +566,7 @@ class JobService:
         except Exception:
             log.exception("committing %d jobs", len(finished))
             return
+        self._signal_ended()
         self._notify(ended)
         for bucket, staged in drop:
             try:

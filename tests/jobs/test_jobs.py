@@ -24,6 +24,7 @@ from ci_engine.jobs import (
     JobService,
     JobStateError,
 )
+from ci_engine.jobs import service as service_module
 from ci_engine.jobs.buckets import STAGING_PREFIX
 from ci_engine.persistent import persist
 from ci_engine.store import MemoryStore
@@ -169,7 +170,11 @@ def idle(cluster: Cluster, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def test_restart_resumes_submitted_and_running_jobs(buckets: Buckets, tmp_path: Path, cluster: Cluster) -> None:
+def test_restart_resumes_submitted_and_running_jobs(
+    buckets: Buckets, tmp_path: Path, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # one job per task: 4 of the 8 are handed out (twice the 2 threads), 4 stay Submitted
+    monkeypatch.setattr(service_module, "MAX_GROUP", 1)
     slow = "imageMogr2/blur/20x10/thumbnail/300x"
     want = expected(slow)
     db = tmp_path / "restart.sqlite"

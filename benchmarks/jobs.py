@@ -10,6 +10,9 @@ upscaled to 4000x3000, q90), hard-linked under N keys of a local bucket; every j
 * **direct**: the same work with no service, one image after the other in this process:
   ``persist()`` in-cloud with the job's one-rule header (what a job runs) into the same
   ``LocalStore``. This is "the image work" the overheads are relative to.
+* **job function vs persist()**: ``run_pic_job`` (captured store, staged write) and
+  *direct* alternating on one image, 60 times each, in this process: the cost of a job
+  inside its task beyond the image work, without the spread between passes.
 * **direct on the workers**: the same loop run inside each worker process of the cluster
   (one Dask task per worker holding the whole loop over its share, one worker after the
   other): the image work under the workers' own conditions (``VIPS_CONCURRENCY`` is
@@ -18,11 +21,13 @@ upscaled to 4000x3000, q90), hard-linked under N keys of a local bucket; every j
   worker processes (one thread each); the time from the first submission to the last
   ``Success`` (the cluster is started and warmed up before the clock starts).
   ``overhead per job = (service CPU + workers CPU - direct on the workers CPU) / N``, as a
-  percentage of the image work; split into the workers' CPU inside ``run_pic_job`` (counted
-  on each worker), the workers' CPU outside it (Dask's handling of the task), and this
-  process's CPU by thread (``IO loop``: the local scheduler and the client;
+  percentage of the image work. Because libvips' CPU per image moves by a few ms between
+  passes, the same overhead is also **counted by thread**: every thread of the service
+  process, plus the workers' event loops beyond what they use during *direct*. Split into
+  the workers' CPU inside ``run_pic_job`` (counted on each worker), the workers' CPU outside
+  it (Dask's handling of the task), and this process's CPU by thread (``IO loop``: the local scheduler and the client;
   ``ci-engine-jobs``: the dispatcher, SQLite, commits; ``MainThread``: the benchmark
-  polling the records).
+  submitting the jobs and waiting for them).
 * **scheduler cost per task**: ``client.map`` of a no-op over 2,000 items on the 2-worker
   cluster, wall time per task (submission, scheduling, execution of nothing, result).
 * **records**: SQLite (WAL) cost per job of ``add_jobs`` + ``claim`` + commit (``finish``),
@@ -222,6 +227,36 @@ def direct(root: Path, keys: list[str], out: str = "direct-out") -> tuple[float,
         header = _header(f"t/{i:04d}.jpg")
         persist(key, None, header, source, in_cloud=True, buckets={OUT: dest}, bucket=BUCKET, workers=1)
     return time.perf_counter() - start, cpu_seconds() - cpu
+
+
+def job_function_vs_persist(root: Path, keys: list[str], n: int = 60) -> tuple[float, float]:
+    """CPU seconds per image of the job function (``run_pic_job``: captured store, staged
+    write) and of *direct* ``persist()``, alternating on the same image in this process
+    (at this process's libvips concurrency): what a job costs inside its task beyond the
+    image work, without the spread between passes."""
+    from ci_engine.jobs import Buckets
+    from ci_engine.jobs.work import JobSpec, run_pic_job
+    from ci_engine.persistent import persist
+    from ci_engine.store import LocalStore
+
+    buckets = Buckets(str(root), fsync=False)
+    source = LocalStore(root / BUCKET, fsync=False)
+    dest = LocalStore(root / "paired-direct", fsync=False)
+    job_cpu = direct_cpu = 0.0
+    for i in range(n + 2):
+        spec = JobSpec(f"paired{i}", 1, buckets, BUCKET, "ap-guangzhou", keys[0], OUT, f"paired/{i}.jpg", RULE)
+        before = cpu_seconds()
+        outcome = run_pic_job(spec)
+        middle = cpu_seconds()
+        header = _header(f"p/{i}.jpg")
+        persist(keys[0], None, header, source, in_cloud=True, buckets={OUT: dest}, bucket=BUCKET, workers=1)
+        after = cpu_seconds()
+        if not outcome["ok"]:
+            raise SystemExit(f"the job function failed: {outcome}")
+        if i >= 2:  # the first two warm both paths
+            job_cpu += middle - before
+            direct_cpu += after - middle
+    return job_cpu / n, direct_cpu / n
 
 
 def _header(out: str) -> dict[str, Any]:
@@ -509,6 +544,13 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.close()
             print(f"load average (1 / 5 min) at the end: {load()}")
             return 0
+        job_fn, persist_fn = job_function_vs_persist(root, keys)
+        results.update(job_function_cpu_s=job_fn, persist_cpu_s=persist_fn)
+        print(
+            f"job function vs persist(), alternating in one process: {job_fn * 1000:.2f} against "
+            f"{persist_fn * 1000:.2f} ms CPU per image ({(job_fn - persist_fn) * 1000:+.2f} ms)",
+            flush=True,
+        )
         t_direct, c_direct = direct(root, keys)
         results.update(direct_s=t_direct, direct_cpu_s=c_direct)
         print(
@@ -536,6 +578,10 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"jobs_{workers}_overhead_cpu_ms_per_job"] = extra * 1000
                 results[f"jobs_{workers}_overhead_cpu_pct"] = 100 * extra / (c_here / n)
                 in_task = split["workers_in_task_cpu_s"]
+                loops = split["workers_threads_cpu_s"].get("MainThread", 0.0) - direct_threads.get("MainThread", 0.0)
+                by_thread = (sum(split["service_threads_cpu_s"].values()) + loops) / n
+                results[f"jobs_{workers}_overhead_by_thread_ms_per_job"] = by_thread * 1000
+                results[f"jobs_{workers}_overhead_by_thread_pct"] = 100 * by_thread / (c_here / n)
                 print(
                     f"jobs, {workers} worker(s): {wall:.2f} s wall ({n / wall:.2f} jobs/s); CPU: service "
                     f"{cpu:.2f} s + workers {wcpu:.2f} s; image work on these workers (direct there) "
@@ -547,6 +593,12 @@ def main(argv: list[str] | None = None) -> int:
                     f"  per job: worker CPU inside run_pic_job {in_task / n * 1000:.1f} ms, outside it "
                     f"{(wcpu - in_task) / n * 1000:.2f} ms; service by thread (ms): "
                     + ", ".join(f"{k} {v / n * 1000:.2f}" for k, v in sorted(split["service_threads_cpu_s"].items())),
+                    flush=True,
+                )
+                print(
+                    f"  overhead per job counted by thread (every thread of the service process, and the "
+                    f"workers' event loops beyond what they use while the workers run *direct*): "
+                    f"{by_thread * 1000:.2f} ms = {100 * by_thread / (c_here / n):.1f} % of the image work",
                     flush=True,
                 )
                 print(

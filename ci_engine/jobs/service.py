@@ -129,7 +129,8 @@ def local_cluster(workers: int) -> Any:
             dashboard_address="127.0.0.1:0",
             scheduler_port=0,
             silence_logs=logging.ERROR,
-            scheduler_sync_interval=30,  # the cluster's metadata for a dashboard widget: 2 round trips a second by default
+            # the cluster's metadata for a dashboard widget: by default a round trip every second
+            scheduler_sync_interval=30,
             env={"VIPS_CONCURRENCY": str(max(1, usable_cores() // workers))},
         )
 

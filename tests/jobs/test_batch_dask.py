@@ -115,12 +115,12 @@ def test_chunk_sizes_shrink_to_one_and_cover_every_file() -> None:
 
     assert chunk_sizes(0, 2) == []
     assert chunk_sizes(1, 2) == [1]
-    assert chunk_sizes(10, 2) == [2, 1, 1, 1, 1, 1, 1, 1, 1]
+    assert chunk_sizes(10, 2) == [3, 2, 2, 1, 1, 1]
     sizes = chunk_sizes(200, 2)
-    assert sum(sizes) == 200 and len(sizes) == 30
-    assert sizes[:5] == [16] * 5 and sizes[-7:] == [1] * 7
+    assert sum(sizes) == 200 and len(sizes) == 17
+    assert sizes[:3] == [32] * 3 and sizes[-4:] == [1] * 4
     assert sizes == sorted(sizes, reverse=True)
-    assert max(chunk_sizes(10_000, 100)) == 16 and sum(chunk_sizes(10_000, 100)) == 10_000
+    assert max(chunk_sizes(10_000, 100)) == 32 and sum(chunk_sizes(10_000, 100)) == 10_000
     with pytest.raises(ValueError):
         chunk_sizes(5, 0)
 

@@ -80,6 +80,7 @@ def run_pic_job(spec: JobSpec) -> dict[str, Any]:
     """Run one job attempt on a worker. Returns ``{"ok": True, "staged": key, "result":
     PicProcessResult fields, "seconds": s}`` or ``{"ok": False, "code", "message"}``."""
     from ci_engine.persistent import persist
+    from ci_engine.watermark.resources import BucketResolver
 
     start = time.perf_counter()
     try:
@@ -102,6 +103,8 @@ def run_pic_job(spec: JobSpec) -> dict[str, Any]:
             buckets={spec.output_bucket: captured_dest},
             backend=spec.backend,
             workers=1,
+            # watermark images: objects of the job's bucket, as for the server's rules
+            resources=BucketResolver(spec.bucket, source.get),
         )
         obj = answer.process_results[0]
         staged = staging_key(spec.job_id, spec.attempt)

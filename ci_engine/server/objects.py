@@ -329,17 +329,41 @@ async def download(app: App, ctx: Context) -> Response:
     return await _processed(app, ctx, store, key, pipeline, cfg, found)
 
 
-_Found = tuple[ObjectInfo, str | None, CachedResult | None]
-"""The source's head, the cache entry's name and the cached output (``None``: a miss)."""
+_Found = tuple[ObjectInfo, float, str | None, CachedResult | None]
+"""The source's head, when the output last changed (the source, or an image a watermark step
+names), the cache entry's name and the cached output (``None``: a miss)."""
+
+
+def _named_images(pipeline: Any) -> list[str]:
+    """The images a pipeline's watermark steps name: ``watermark/1``, and the mark or
+    original of ``watermark/3`` / ``watermark/4``."""
+    from ci_engine import ast as A
+
+    kinds = (A.ImageWatermark, A.BlindWatermark, A.ExtractBlindWatermark)
+    return [step.image for step in pipeline.steps if isinstance(step, kinds) and step.image]
 
 
 def _lookup(app: App, store: Store, bucket: str, key: str, pipeline: Any) -> _Found:
     head = store.head(key)
+    modified = head.last_modified
+    # the images the watermark steps name are part of the output: their ETags go into the
+    # cache key and their times into Last-Modified (one that is missing or refused fails
+    # the processing, which is never cached)
+    images: list[str] = []
+    for url in _named_images(pipeline):
+        named = _own_objects(store, bucket).names(url)
+        try:
+            mark = store.head(named) if named is not None else None
+        except CIError:
+            mark = None
+        images.append(f"{url}={mark.etag if mark else '-'}")
+        if mark is not None:
+            modified = max(modified, mark.last_modified)
     cache = app.cache
     if cache is None:
-        return head, None, None
-    name = cache.key(bucket, key, head.etag, render(pipeline))
-    return head, name, cache.get(name)
+        return head, modified, None, None
+    name = cache.key(bucket, key, head.etag, "\n".join([render(pipeline), *images]))
+    return head, modified, name, cache.get(name)
 
 
 async def _processed(
@@ -350,15 +374,16 @@ async def _processed(
     source's; ``If-None-Match`` / ``If-Modified-Since`` answer 304; with a cache,
     ``x-ci-cache: HIT`` or ``MISS``."""
     cache = app.cache
-    head, name, entry = found
-    modified = head.last_modified
+    bucket = ctx.bucket or ""
+    head, modified, name, entry = found
     headers = {"Last-Modified": http_date(modified)}
     if cache is not None:
         headers["x-ci-cache"] = "MISS" if entry is None else "HIT"
     if cfg.cache_control:
         headers["Cache-Control"] = cfg.cache_control
     if entry is None and "if-none-match" not in ctx.headers and _not_modified(ctx, "", modified):
-        # If-Modified-Since alone: the output changes only with the source, no need to make it
+        # If-Modified-Since alone: the output changes only with the source and the images
+        # it names, no need to make it
         return _not_modified_response(_overrides(ctx, headers))
     if entry is None:
         if head.size > app.limits.max_input_bytes and not pipeline.ignore_error:
@@ -370,7 +395,13 @@ async def _processed(
             """The output (``None``: over the limits, redirect), cached when there is a cache."""
 
             def work() -> Any:
-                return process(store.get(key), pipeline, backend=app.config.backend, limits=app.limits)
+                return process(
+                    store.get(key),
+                    pipeline,
+                    backend=app.config.backend,
+                    limits=app.limits,
+                    resources=_own_objects(store, bucket),
+                )
 
             try:
                 result = await app.pool.run(work)
@@ -608,20 +639,13 @@ def _persist(
 
 
 def _own_objects(store: Store, bucket: str) -> Any:
-    """The watermark images of a ``Pic-Operations`` rule (``watermark/1``, and the mark or
-    original of ``watermark/3`` / ``watermark/4`` types 1 and 2): a
-    ``http://<bucket>.cos.<region>.myqcloud.com/<key>`` URL of the request's own bucket is
-    that object (CI takes them from the same bucket only); any other URL, or one with a
-    query string, is refused (``AccessDenied``), a missing key is ``NoSuchKey``."""
-    from ci_engine.watermark.resources import CallableResolver, parse_cos_url
+    """The watermark images of a rule (``watermark/1``, and the mark or original of
+    ``watermark/3`` / ``watermark/4`` types 1 and 2): objects of the request's own bucket
+    named by ``http://<bucket>.cos.<region>.myqcloud.com/<key>`` (CI takes them from the same
+    bucket only); any other URL is ``AccessDenied``, a missing key ``NoSuchKey``."""
+    from ci_engine.watermark.resources import BucketResolver
 
-    def fetch(url: str) -> bytes:
-        parsed = parse_cos_url(url)
-        if parsed.bucket != bucket.lower() or parsed.query or not parsed.key:
-            raise PermissionError(url)
-        return store.get(parsed.key)
-
-    return CallableResolver(fetch)
+    return BucketResolver(bucket, store.get)
 
 
 async def store_upload(app: App, ctx: Context, key: str, tmp: Path, etag: str) -> Response:

@@ -40,6 +40,7 @@ __all__ = [
     "Resources",
     "MappingResolver",
     "CallableResolver",
+    "BucketResolver",
     "LocalDirectoryResolver",
     "NetworkResolver",
     "CosUrl",
@@ -230,6 +231,39 @@ class CallableResolver:
         if data is None:
             raise _missing(url)
         return resolved_bytes(url, data)
+
+
+class BucketResolver:
+    """The watermark images of a rule run for one bucket, as CI takes them: only
+    ``http://<bucket>.cos.<region>.myqcloud.com/<key>`` URLs of *that* bucket, read with
+    ``get(key)`` (a store's ``get``). Another bucket or host, a bare key, or a URL with a query
+    string is :class:`~ci_engine.errors.AccessDeniedError`; a missing object (``get``
+    raising ``NoSuchKeyError``, ``LookupError`` or ``FileNotFoundError``) is
+    :class:`~ci_engine.errors.NoSuchKeyError`. Used by the server and the job workers."""
+
+    def __init__(self, bucket: str, get: Callable[[str], bytes]) -> None:
+        self.bucket = bucket.lower()
+        self._resolver = CallableResolver(self._get)
+        self._read = get
+
+    def names(self, url: str) -> str | None:
+        """The object key ``url`` names in this bucket, or ``None`` when it names none."""
+        try:
+            parsed = parse_cos_url(url)
+        except CIError:
+            return None
+        if parsed.bucket != self.bucket or parsed.query or not parsed.key:
+            return None
+        return parsed.key
+
+    def _get(self, url: str) -> bytes:
+        key = self.names(url)
+        if key is None:
+            raise PermissionError(url)
+        return self._read(key)
+
+    def fetch(self, url: str) -> bytes:
+        return self._resolver.fetch(url)
 
 
 class LocalDirectoryResolver:

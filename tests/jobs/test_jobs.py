@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import ci_engine
 from ci_engine.jobs import (
     CANCEL,
     FAILED,
@@ -100,6 +101,35 @@ def test_twenty_jobs_equal_persist(service: JobService, buckets: Buckets, expect
         assert job.result["ProcessResult"]["Size"] == len(data)
         assert job.start_time != "-" and job.end_time != "-" and job.code == "Success"
     assert sorted(out.keys()) == [f"out/{i:02d}.img" for i in range(20)]
+
+
+def test_image_watermark_comes_from_the_jobs_bucket(service: JobService, buckets: Buckets) -> None:
+    """``watermark/1`` in a job: the logo is an object of the job's bucket (local and S3);
+    another bucket's URL fails the job with ``AccessDenied``, a missing logo ``NoSuchKey``."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    logo = io.BytesIO()
+    Image.new("RGBA", (100, 50), (0, 160, 255, 180)).save(logo, "PNG")
+    buckets.open(BUCKET).put("brand/logo.png", logo.getvalue())
+
+    def rule(url: str) -> str:
+        return f"watermark/1/image/{base64.urlsafe_b64encode(url.encode()).decode()}/gravity/northwest/dx/5/dy/5"
+
+    own = f"http://{BUCKET}.cos.ap-guangzhou.myqcloud.com/brand/logo.png"
+    other = f"http://{OUT}.cos.ap-guangzhou.myqcloud.com/brand/logo.png"
+    absent = f"http://{BUCKET}.cos.ap-guangzhou.myqcloud.com/brand/absent.png"
+    urls = (own, other, absent)
+    wanted = [JobRequest("src/k.jpg", OUT, f"wm/{i}.jpg", rule=rule(u)) for i, u in enumerate(urls)]
+    made = service.submit(BUCKET, wanted)
+    marked, refused, missing = service.wait(BUCKET, [j.id for j in made], timeout=60)
+    assert marked.state == SUCCESS, (marked.code, marked.message)
+    want = ci_engine.process(PHOTO, rule(own), resources={own: logo.getvalue()}).data
+    assert buckets.open(OUT).get("wm/0.jpg") == want
+    assert (refused.state, refused.code) == (FAILED, "AccessDenied")
+    assert (missing.state, missing.code) == (FAILED, "NoSuchKey")
 
 
 def test_pic_info_and_failures_carry_the_ci_error(service: JobService, buckets: Buckets) -> None:

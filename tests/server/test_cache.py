@@ -3,6 +3,7 @@ SDK for uploads and deletes, raw HTTP for processed downloads."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import struct
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.server.conftest import REPO, Server, make_client, stop_server
+import ci_engine
+from tests.server.conftest import REGION, REPO, Server, make_client, stop_server
 from tests.server.origin_support import CACHED_BUCKET, raw, serve_with
 
 PHOTO = (REPO / "docs" / "samples" / "kleiber.jpg").read_bytes()  # 1200 x 675
@@ -156,6 +158,61 @@ def test_eviction_keeps_the_cache_within_its_size(server: Server, base: Path) ->
     assert _get(server, "many.jpg", "imageMogr2/thumbnail/100x")[1]["x-ci-cache"] == "MISS"
 
 
+def _logo(color: tuple[int, int, int, int]) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGBA", (90, 40), color).save(out, "PNG")
+    return out.getvalue()
+
+
+def _mark_rule(url: str) -> str:
+    encoded = base64.urlsafe_b64encode(url.encode()).decode("ascii")
+    # small enough for the test's cache (CACHE_SIZE)
+    return f"imageMogr2/thumbnail/300x|watermark/1/image/{encoded}/gravity/southeast/dx/12/dy/8/dissolve/80"
+
+
+def test_image_watermark_on_download_reads_the_bucket_and_keys_the_cache_by_the_logo(server: Server) -> None:
+    """``watermark/1`` on a download GET: the logo is the named object of the same bucket;
+    the cached output is keyed by the logo's ETag too (a new logo is a miss with the new
+    logo in it) and ``Last-Modified`` is the later of the photo's and the logo's."""
+    client = make_client(server, "ip")
+    url = f"http://{CACHED_BUCKET}.cos.{REGION}.myqcloud.com/brand/logo.png"
+    rule = _mark_rule(url)
+    red, blue = _logo((220, 20, 20, 255)), _logo((20, 20, 220, 160))
+    client.put_object(Bucket=CACHED_BUCKET, Key="marked.jpg", Body=PHOTO)
+    client.put_object(Bucket=CACHED_BUCKET, Key="brand/logo.png", Body=red)
+
+    status, headers, first = _get(server, "marked.jpg", rule)
+    assert (status, headers["x-ci-cache"]) == (200, "MISS"), first[:300]
+    assert first == ci_engine.process(PHOTO, rule, resources={url: red}).data
+    status, headers, again = _get(server, "marked.jpg", rule)
+    assert (status, headers["x-ci-cache"], again) == (200, "HIT", first)
+    logo_time = client.head_object(Bucket=CACHED_BUCKET, Key="brand/logo.png")["Last-Modified"]
+    assert headers["last-modified"] == logo_time  # uploaded after the photo
+
+    client.put_object(Bucket=CACHED_BUCKET, Key="brand/logo.png", Body=blue)
+    status, headers, second = _get(server, "marked.jpg", rule)
+    assert (status, headers["x-ci-cache"]) == (200, "MISS")
+    assert second == ci_engine.process(PHOTO, rule, resources={url: blue}).data != first
+
+
+@pytest.mark.parametrize(
+    ("url", "status", "code"),
+    [
+        (f"http://other-1250000000.cos.{REGION}.myqcloud.com/brand/logo.png", 403, "AccessDenied"),
+        (f"http://{CACHED_BUCKET}.cos.{REGION}.myqcloud.com/brand/absent.png", 404, "NoSuchKey"),
+    ],
+)
+def test_image_watermark_on_download_refuses_other_buckets_and_missing_logos(
+    server: Server, url: str, status: int, code: str
+) -> None:
+    client = make_client(server, "ip")
+    client.put_object(Bucket=CACHED_BUCKET, Key="refused.jpg", Body=PHOTO)
+    got, _, body = _get(server, "refused.jpg", _mark_rule(url))
+    assert got == status, body[:300]
+    assert f"<Code>{code}</Code>".encode() in body
+
+
+# last: it stops the module's server
 def test_restart_keeps_hits(server: Server, base: Path) -> None:
     client = make_client(server, "ip")
     client.put_object(Bucket=CACHED_BUCKET, Key="keep.jpg", Body=PHOTO)

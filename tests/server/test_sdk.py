@@ -196,6 +196,31 @@ def test_ci_get_object_matches_process(client: Any, mode: str, photo: bytes, tmp
         assert headers["Content-Type"] == expected.mime_type, rule
 
 
+def test_ci_get_object_with_an_image_watermark_from_the_bucket(
+    client: Any, mode: str, photo: bytes, tmp_path: Path
+) -> None:
+    """``watermark/1`` on a download: the logo is an object of the same bucket (no cache on
+    this server)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    logo = io.BytesIO()
+    Image.new("RGBA", (120, 60), (250, 200, 0, 200)).save(logo, "PNG")
+    key, logo_key = key_for(mode, "wm/photo.jpg"), key_for(mode, "wm/logo.png")
+    client.put_object(Bucket=PHOTOS, Body=photo, Key=key)
+    client.put_object(Bucket=PHOTOS, Body=logo.getvalue(), Key=logo_key)
+    url = f"http://{PHOTOS}.cos.{REGION}.myqcloud.com/{logo_key}"
+    rule = f"watermark/1/image/{base64.urlsafe_b64encode(url.encode()).decode()}/gravity/center/dissolve/70"
+    dest = tmp_path / "marked"
+    headers = client.ci_get_object(Bucket=PHOTOS, Key=key, DestImagePath=str(dest), Rule=rule)
+    expected = ci_engine.process(photo, rule, resources={url: logo.getvalue()})
+    assert dest.read_bytes() == expected.data
+    assert headers["Content-Type"] == "image/jpeg"
+    assert dest.read_bytes() != ci_engine.process(photo, "imageMogr2/format/jpg").data
+
+
 def test_image_info_exif_ave(client: Any, mode: str, photo: bytes) -> None:
     key = key_for(mode, "info/kleiber.jpg")
     client.put_object(Bucket=PHOTOS, Body=photo, Key=key)

@@ -110,8 +110,9 @@ sample every 10 ms) and the 100 ms monitors cost each idle worker 2.5 % of a cor
 scheduler 3.5 %; the system monitor (dashboard figures) every 10 s, the event-loop tick every
 second (it only detects a blocked loop), no work stealing (tasks wait on the scheduler until
 a worker has a free thread, so there is nothing to steal) and no active memory manager (a job
-keeps no data on the cluster) take the tax of a cluster running jobs from about 20 to 13 ms
-of CPU per second in the service process (``benchmarks/jobs.py``, ``docs/scaling.md``)."""
+keeps no data on the cluster) with the cluster's dashboard metadata every 30 s
+(:func:`local_cluster`) take an idle service process with one worker from 9.0 to 6 to 7 ms of
+CPU per second (``docs/scaling.md``)."""
 
 
 def local_cluster(workers: int) -> Any:

@@ -29,7 +29,10 @@ upscaled to 4000x3000, q90), hard-linked under N keys of a local bucket; every j
   ``ci-engine-jobs``: the dispatcher, SQLite, commits; ``MainThread``: the benchmark
   submitting the jobs and waiting for them).
 * **scheduler cost per task**: ``client.map`` of a no-op over 2,000 items on the 2-worker
-  cluster, wall time per task (submission, scheduling, execution of nothing, result).
+  cluster, wall time per task (submission, scheduling, execution of nothing, result); and
+  **a task alone**: 100 tasks of 10 ms of CPU sent one at a time (two in flight, a done
+  callback and ``result()`` each, as the job service sends its groups), the CPU per task of
+  the scheduler + client loop, the sending thread and the workers' event loops.
 * **records**: SQLite (WAL) cost per job of ``add_jobs`` + ``claim`` + commit (``finish``),
   measured on 2,000 records.
 * **batch**: ``ci-engine batch SRC RULE DEST --jobs 2`` against ``--scheduler`` (the
@@ -344,6 +347,62 @@ def result_styles(cluster: Any, n: int = 1000) -> dict[str, float]:
     return out
 
 
+def busy(seconds: float) -> list[dict[str, Any]]:
+    """A stand-in for a group of jobs: ``seconds`` of CPU, and an outcome list of the jobs'
+    shape (run on a worker)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+    return [{"ok": True, "staged": "x" * 40, "result": {"ObjectName": "o", "ProcessResult": {"Width": 400}}}]
+
+
+def task_alone_cost(cluster: Any, n: int = 100, seconds: float = 0.01) -> dict[str, float]:
+    """Dask's CPU per task when tasks go one at a time, as the job service sends them: a
+    dispatcher thread keeps two in flight with ``submit``, a done callback and
+    ``result()``. Returns ms per task: this process's event loop (the scheduler and the
+    client), the dispatcher thread, and the workers' event loops."""
+    import queue
+    import threading
+
+    client = cluster.client
+    done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    wake = threading.Event()
+
+    spent: list[float] = []
+
+    def dispatch(count: int) -> None:
+        start = time.thread_time()
+        in_flight = submitted = finished = 0
+        while finished < count:
+            while in_flight < 2 and submitted < count:
+                future = client.submit(busy, seconds, pure=False)
+                future.add_done_callback(lambda f: (done.put(f), wake.set()))
+                submitted += 1
+                in_flight += 1
+            wake.wait(timeout=1.0)
+            wake.clear()
+            while not done.empty():
+                future = done.get()
+                future.result()
+                future.release()
+                in_flight -= 1
+                finished += 1
+        spent.append(time.thread_time() - start)
+
+    dispatch(10)  # warm
+    before, wbefore = service_threads_cpu(), client.run(service_threads_cpu)
+    thread = threading.Thread(target=dispatch, args=(n,), name="bench-dispatcher")
+    thread.start()
+    thread.join()
+    after, wafter = service_threads_cpu(), client.run(service_threads_cpu)
+    loops = sum(wafter[a].get("MainThread", 0.0) - wbefore[a].get("MainThread", 0.0) for a in wafter)
+    return {
+        "service_io_loop_ms": (after.get("IO loop", 0.0) - before.get("IO loop", 0.0)) / n * 1000,
+        "dispatcher_ms": spent[-1] / n * 1000,
+        "workers_event_loops_ms": loops / n * 1000,
+    }
+
+
 def records_cost(root: Path, n: int = 2000) -> tuple[float, float]:
     from ci_engine.jobs import Job, JobRecords
     from ci_engine.jobs.records import new_id
@@ -616,6 +675,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"Dask, 2,000 no-op tasks: {per_task * 1e6:.0f} us wall and {per_task_cpu * 1e6:.0f} us "
                         "of client+scheduler CPU per task",
+                        flush=True,
+                    )
+                    alone = task_alone_cost(cluster)
+                    results["task_alone_cpu_ms"] = alone
+                    print(
+                        "Dask, 100 tasks of 10 ms sent one at a time (2 in flight, as the job service does), "
+                        "CPU per task: " + ", ".join(f"{k} {v:.2f}" for k, v in alone.items()),
                         flush=True,
                     )
                     styles = result_styles(cluster)

@@ -11,8 +11,9 @@ upscaled to 4000x3000, q90), hard-linked under N keys of a local bucket; every j
   ``persist()`` in-cloud with the job's one-rule header (what a job runs) into the same
   ``LocalStore``. This is "the image work" the overheads are relative to.
 * **job function vs persist()**: ``run_pic_job`` (captured store, staged write) and
-  *direct* alternating on one image, 60 times each, in this process: the cost of a job
-  inside its task beyond the image work, without the spread between passes.
+  *direct* on one image, 120 pairs (which goes first alternates), in this process: the cost
+  of a job inside its task beyond the image work, without the spread between passes, with
+  the standard error of the difference.
 * **direct on the workers**: the same loop run inside each worker process of the cluster
   (one Dask task per worker holding the whole loop over its share, one worker after the
   other): the image work under the workers' own conditions (``VIPS_CONCURRENCY`` is
@@ -232,11 +233,14 @@ def direct(root: Path, keys: list[str], out: str = "direct-out") -> tuple[float,
     return time.perf_counter() - start, cpu_seconds() - cpu
 
 
-def job_function_vs_persist(root: Path, keys: list[str], n: int = 60) -> tuple[float, float]:
+def job_function_vs_persist(root: Path, keys: list[str], n: int = 120) -> tuple[float, float, float]:
     """CPU seconds per image of the job function (``run_pic_job``: captured store, staged
-    write) and of *direct* ``persist()``, alternating on the same image in this process
-    (at this process's libvips concurrency): what a job costs inside its task beyond the
+    write) and of *direct* ``persist()``, in ``n`` pairs on the same image in this process
+    (at this process's libvips concurrency; which of the two goes first alternates), and
+    the standard error of their difference: what a job costs inside its task beyond the
     image work, without the spread between passes."""
+    import statistics
+
     from ci_engine.jobs import Buckets
     from ci_engine.jobs.work import JobSpec, run_pic_job
     from ci_engine.persistent import persist
@@ -245,21 +249,33 @@ def job_function_vs_persist(root: Path, keys: list[str], n: int = 60) -> tuple[f
     buckets = Buckets(str(root), fsync=False)
     source = LocalStore(root / BUCKET, fsync=False)
     dest = LocalStore(root / "paired-direct", fsync=False)
-    job_cpu = direct_cpu = 0.0
-    for i in range(n + 2):
+
+    def job(i: int) -> float:
         spec = JobSpec(f"paired{i}", 1, buckets, BUCKET, "ap-guangzhou", keys[0], OUT, f"paired/{i}.jpg", RULE)
         before = cpu_seconds()
         outcome = run_pic_job(spec)
-        middle = cpu_seconds()
-        header = _header(f"p/{i}.jpg")
-        persist(keys[0], None, header, source, in_cloud=True, buckets={OUT: dest}, bucket=BUCKET, workers=1)
-        after = cpu_seconds()
         if not outcome["ok"]:
             raise SystemExit(f"the job function failed: {outcome}")
+        return cpu_seconds() - before
+
+    def plain(i: int) -> float:
+        header = _header(f"p/{i}.jpg")
+        before = cpu_seconds()
+        persist(keys[0], None, header, source, in_cloud=True, buckets={OUT: dest}, bucket=BUCKET, workers=1)
+        return cpu_seconds() - before
+
+    jobs: list[float] = []
+    plains: list[float] = []
+    for i in range(n + 2):
+        if i % 2:
+            b, a = plain(i), job(i)
+        else:
+            a, b = job(i), plain(i)
         if i >= 2:  # the first two warm both paths
-            job_cpu += middle - before
-            direct_cpu += after - middle
-    return job_cpu / n, direct_cpu / n
+            jobs.append(a)
+            plains.append(b)
+    diffs = [a - b for a, b in zip(jobs, plains)]
+    return statistics.fmean(jobs), statistics.fmean(plains), statistics.stdev(diffs) / len(diffs) ** 0.5
 
 
 def _header(out: str) -> dict[str, Any]:
@@ -603,11 +619,12 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.close()
             print(f"load average (1 / 5 min) at the end: {load()}")
             return 0
-        job_fn, persist_fn = job_function_vs_persist(root, keys)
-        results.update(job_function_cpu_s=job_fn, persist_cpu_s=persist_fn)
+        job_fn, persist_fn, error = job_function_vs_persist(root, keys)
+        results.update(job_function_cpu_s=job_fn, persist_cpu_s=persist_fn, job_function_extra_se_s=error)
         print(
-            f"job function vs persist(), alternating in one process: {job_fn * 1000:.2f} against "
-            f"{persist_fn * 1000:.2f} ms CPU per image ({(job_fn - persist_fn) * 1000:+.2f} ms)",
+            f"job function vs persist(), 120 pairs in one process: {job_fn * 1000:.2f} against "
+            f"{persist_fn * 1000:.2f} ms CPU per image ({(job_fn - persist_fn) * 1000:+.2f} ms, "
+            f"standard error {error * 1000:.2f} ms)",
             flush=True,
         )
         t_direct, c_direct = direct(root, keys)

@@ -350,15 +350,18 @@ def _lookup(app: App, store: Store, bucket: str, key: str, pipeline: Any) -> _Fo
     # cache key and their times into Last-Modified (one that is missing or refused fails
     # the processing, which is never cached)
     images: list[str] = []
-    for url in _named_images(pipeline):
-        named = _own_objects(store, bucket).names(url)
-        try:
-            mark = store.head(named) if named is not None else None
-        except CIError:
-            mark = None
-        images.append(f"{url}={mark.etag if mark else '-'}")
-        if mark is not None:
-            modified = max(modified, mark.last_modified)
+    named_images = _named_images(pipeline)
+    if named_images:
+        resolver = _own_objects(store, bucket)
+        for url in named_images:
+            named = resolver.names(url)
+            try:
+                mark = store.head(named) if named is not None else None
+            except CIError:
+                mark = None
+            images.append(f"{url}={mark.etag if mark else '-'}")
+            if mark is not None:
+                modified = max(modified, mark.last_modified)
     cache = app.cache
     if cache is None:
         return head, modified, None, None

@@ -370,8 +370,8 @@ class JobService:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                # woken by every commit and cancel; the second is for a change made to the
-                # records from outside this service
+                # woken by every commit and cancel; at most a second, for a change made to
+                # the records from outside this service (which wakes no one)
                 self._ended.wait(timeout=min(left, 1.0))
         return self.records.jobs(bucket, ids)[0]
 
